@@ -1,0 +1,450 @@
+// Package runtime is the contract between the reconciler and a container
+// runtime: the Runtime and ImageService interfaces, the configurations they
+// take, the observed types they report and the error kinds they return.
+//
+// It makes no system calls and does not import spec: the reconciler
+// translates Pod manifests into these types. runtime/linux implements the
+// contract on a real kernel, runtime/fake in memory; both must pass the
+// conformance suite in runtime/runtimetest.
+//
+// Every method is idempotent: creating what exists (same ID) returns it,
+// removing or stopping what is gone succeeds. That is what makes crash
+// recovery boring.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Error kinds. Implementations wrap them with %w and context (object, operation);
+// callers test with errors.Is.
+var (
+	// ErrNotFound: the sandbox, container or image does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a different object already holds the name or ID.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrInvalidConfig: the configuration can never work; retrying will not help.
+	ErrInvalidConfig = errors.New("invalid config")
+	// ErrConflict: a host resource (a hostPort, say) is held by another sandbox;
+	// retrying after that sandbox goes may succeed.
+	ErrConflict = errors.New("conflict")
+)
+
+// Annotation keys the reconciler stores on sandboxes and containers. Runtimes
+// store annotations verbatim and report them back.
+const (
+	AnnotationSandboxHash   = "pelagos.io/sandbox-hash"
+	AnnotationContainerHash = "pelagos.io/container-hash"
+	AnnotationSourceFile    = "pelagos.io/source-file"
+)
+
+// PodKey names a pod on the node.
+type PodKey struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (k PodKey) String() string { return k.Namespace + "/" + k.Name }
+
+// NamespaceMode says who shares a namespace.
+type NamespaceMode string
+
+const (
+	// NamespacePod: one namespace for the pod, held by the pause process.
+	NamespacePod NamespaceMode = "Pod"
+	// NamespaceContainer: each container gets its own (PID only).
+	NamespaceContainer NamespaceMode = "Container"
+	// NamespaceNode: the host's namespace (hostNetwork, hostIPC, hostPID).
+	NamespaceNode NamespaceMode = "Node"
+)
+
+// NamespaceOptions picks the namespace mode per kind. Zero values mean the
+// defaults: Network Pod, IPC Pod, PID Container.
+type NamespaceOptions struct {
+	Network NamespaceMode `json:"network,omitempty"`
+	IPC     NamespaceMode `json:"ipc,omitempty"`
+	PID     NamespaceMode `json:"pid,omitempty"`
+}
+
+// DNSConfig is what goes into the pod's resolv.conf. When UseHost is set the
+// runtime starts from the host's resolver configuration (replacing loopback
+// resolvers such as systemd-resolved's stub by their upstreams) and merges
+// Servers, Searches and Options into it; otherwise only these are used.
+type DNSConfig struct {
+	UseHost  bool     `json:"useHost,omitempty"`
+	Servers  []string `json:"servers,omitempty"`
+	Searches []string `json:"searches,omitempty"`
+	Options  []string `json:"options,omitempty"`
+}
+
+// HostAlias is one extra /etc/hosts line.
+type HostAlias struct {
+	IP        string   `json:"ip"`
+	Hostnames []string `json:"hostnames"`
+}
+
+// Protocol of a port mapping.
+type Protocol string
+
+const (
+	ProtocolTCP  Protocol = "TCP"
+	ProtocolUDP  Protocol = "UDP"
+	ProtocolSCTP Protocol = "SCTP"
+)
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	Protocol      Protocol `json:"protocol"`
+	ContainerPort int32    `json:"containerPort"`
+	HostPort      int32    `json:"hostPort"`
+	HostIP        string   `json:"hostIP,omitempty"`
+}
+
+// VolumeConfig is a pod volume the runtime materialises on the host when the
+// sandbox is created and removes with it. Exactly one source is set.
+type VolumeConfig struct {
+	Name     string           `json:"name"`
+	EmptyDir *EmptyDirVolume  `json:"emptyDir,omitempty"`
+	HostPath *HostPathVolume  `json:"hostPath,omitempty"`
+	Files    *ProjectedVolume `json:"files,omitempty"`
+}
+
+// EmptyDirVolume lives under the state root, or on a tmpfs for Medium "Memory".
+type EmptyDirVolume struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit int64  `json:"sizeLimit,omitempty"` // bytes; 0 = none
+}
+
+// HostPathVolume is a path on the host with a Kubernetes hostPath type check.
+type HostPathVolume struct {
+	Path string `json:"path"`
+	Type string `json:"type,omitempty"`
+}
+
+// ProjectedVolume holds files resolved by the caller (from ConfigMaps and
+// Secrets). The runtime writes them atomically (the ..data symlink swap) and
+// on a tmpfs when Sensitive is set. Data of sensitive volumes must never be
+// logged or reported.
+type ProjectedVolume struct {
+	Files     []ProjectedFile `json:"-"`
+	Sensitive bool            `json:"sensitive,omitempty"`
+}
+
+// ProjectedFile is one file of a projected volume.
+type ProjectedFile struct {
+	Path string // relative, clean, no ".."
+	Data []byte
+	Mode uint32 // permission bits
+}
+
+// SandboxConfig describes a pod sandbox.
+type SandboxConfig struct {
+	// ID is optional: when empty the runtime generates one. Creating a
+	// sandbox with an existing ID returns the existing sandbox.
+	ID          string            `json:"id,omitempty"`
+	Pod         PodKey            `json:"pod"`
+	UID         string            `json:"uid,omitempty"`
+	Hostname    string            `json:"hostname,omitempty"`
+	Subdomain   string            `json:"subdomain,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Namespaces  NamespaceOptions  `json:"namespaces"`
+	DNS         DNSConfig         `json:"dns"`
+	HostAliases []HostAlias       `json:"hostAliases,omitempty"`
+	Ports       []PortMapping     `json:"ports,omitempty"`
+	Sysctls     map[string]string `json:"sysctls,omitempty"`
+	Volumes     []VolumeConfig    `json:"volumes,omitempty"`
+	// CgroupParent overrides the runtime's configured parent when set.
+	CgroupParent string `json:"cgroupParent,omitempty"`
+}
+
+// SandboxState is the observed state of a sandbox.
+type SandboxState string
+
+const (
+	SandboxReady    SandboxState = "ready"
+	SandboxNotReady SandboxState = "notready"
+)
+
+// Sandbox is an observed pod sandbox.
+type Sandbox struct {
+	ID          string            `json:"id"`
+	Pod         PodKey            `json:"pod"`
+	UID         string            `json:"uid,omitempty"`
+	Hostname    string            `json:"hostname,omitempty"`
+	State       SandboxState      `json:"state"`
+	Reason      string            `json:"reason,omitempty"` // why not ready
+	PausePID    int               `json:"pausePID"`
+	NetNSName   string            `json:"netnsName,omitempty"`
+	NetNSPath   string            `json:"netnsPath,omitempty"`
+	VethHost    string            `json:"vethHost,omitempty"`
+	IP          string            `json:"ip,omitempty"`
+	CgroupPath  string            `json:"cgroupPath,omitempty"`
+	Namespaces  NamespaceOptions  `json:"namespaces"`
+	Ports       []PortMapping     `json:"ports,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	CreatedAt   time.Time         `json:"createdAt"`
+}
+
+// Hash returns the sandbox config hash the reconciler stored, or "".
+func (s *Sandbox) Hash() string { return s.Annotations[AnnotationSandboxHash] }
+
+// EnvVar is one environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Mount mounts a pod volume (by name) into a container.
+type Mount struct {
+	Volume        string `json:"volume"`
+	ContainerPath string `json:"containerPath"`
+	SubPath       string `json:"subPath,omitempty"`
+	ReadOnly      bool   `json:"readOnly,omitempty"`
+}
+
+// SeccompProfile selects the seccomp filter. The zero value is RuntimeDefault.
+type SeccompProfile struct {
+	Type             string `json:"type,omitempty"` // "" | RuntimeDefault | Unconfined | Localhost
+	LocalhostProfile string `json:"localhostProfile,omitempty"`
+}
+
+// SecurityConfig is the container's security context. Zero values are the
+// secure defaults: default capability set, no_new_privs, RuntimeDefault seccomp.
+type SecurityConfig struct {
+	Privileged               bool           `json:"privileged,omitempty"`
+	CapAdd                   []string       `json:"capAdd,omitempty"`
+	CapDrop                  []string       `json:"capDrop,omitempty"`
+	AllowPrivilegeEscalation bool           `json:"allowPrivilegeEscalation,omitempty"`
+	ReadOnlyRootfs           bool           `json:"readOnlyRootfs,omitempty"`
+	RunAsUser                *int64         `json:"runAsUser,omitempty"`
+	RunAsGroup               *int64         `json:"runAsGroup,omitempty"`
+	RunAsNonRoot             bool           `json:"runAsNonRoot,omitempty"`
+	SupplementalGroups       []int64        `json:"supplementalGroups,omitempty"`
+	Seccomp                  SeccompProfile `json:"seccomp"`
+}
+
+// Resources are the container's cgroup limits. Zero means unset.
+type Resources struct {
+	CPURequestMilli int64 `json:"cpuRequestMilli,omitempty"`
+	CPULimitMilli   int64 `json:"cpuLimitMilli,omitempty"`
+	MemoryRequest   int64 `json:"memoryRequest,omitempty"`
+	MemoryLimit     int64 `json:"memoryLimit,omitempty"`
+	PidsLimit       int64 `json:"pidsLimit,omitempty"` // 0: the runtime's default
+}
+
+// ContainerConfig describes a container to run in a sandbox.
+type ContainerConfig struct {
+	// ID is optional: when empty the runtime generates one. Starting a
+	// container with an existing ID returns the existing container.
+	ID        string `json:"id,omitempty"`
+	SandboxID string `json:"sandboxID"`
+	Name      string `json:"name"`
+	Attempt   int    `json:"attempt"`
+	Image     string `json:"image"`
+	// Command and Args follow Kubernetes: Command replaces the image's
+	// Entrypoint, Args its Cmd. $(VAR) references are expanded by the caller.
+	Command    []string `json:"command,omitempty"`
+	Args       []string `json:"args,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	// Env is appended after the image's environment (later entries win).
+	Env                    []EnvVar          `json:"env,omitempty"`
+	Mounts                 []Mount           `json:"mounts,omitempty"`
+	Labels                 map[string]string `json:"labels,omitempty"`
+	Annotations            map[string]string `json:"annotations,omitempty"`
+	Security               SecurityConfig    `json:"security"`
+	Resources              Resources         `json:"resources"`
+	TTY                    bool              `json:"tty,omitempty"`
+	Stdin                  bool              `json:"stdin,omitempty"`
+	TerminationMessagePath string            `json:"terminationMessagePath,omitempty"`
+}
+
+// ContainerState is the observed state of a container.
+type ContainerState string
+
+const (
+	ContainerCreated ContainerState = "created"
+	ContainerRunning ContainerState = "running"
+	ContainerExited  ContainerState = "exited"
+	ContainerUnknown ContainerState = "unknown"
+)
+
+// Exit reasons, as Kubernetes reports them.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+)
+
+// Container is an observed container.
+type Container struct {
+	ID          string            `json:"id"`
+	SandboxID   string            `json:"sandboxID"`
+	Pod         PodKey            `json:"pod"`
+	Name        string            `json:"name"`
+	Attempt     int               `json:"attempt"`
+	Image       string            `json:"image"`
+	ImageID     string            `json:"imageID,omitempty"`
+	State       ContainerState    `json:"state"`
+	PID         int               `json:"pid,omitempty"`
+	ExitCode    int               `json:"exitCode"`
+	Signal      string            `json:"signal,omitempty"` // set when killed by a signal
+	Reason      string            `json:"reason,omitempty"`
+	Message     string            `json:"message,omitempty"` // termination message
+	CreatedAt   time.Time         `json:"createdAt"`
+	StartedAt   time.Time         `json:"startedAt,omitzero"`
+	FinishedAt  time.Time         `json:"finishedAt,omitzero"`
+	LogPath     string            `json:"logPath,omitempty"`
+	CgroupPath  string            `json:"cgroupPath,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Hash returns the container config hash the reconciler stored, or "".
+func (c *Container) Hash() string { return c.Annotations[AnnotationContainerHash] }
+
+// ContainerFilter narrows ListContainers; zero fields match everything.
+type ContainerFilter struct {
+	SandboxID string
+}
+
+// ExecOptions runs a process inside a running container.
+type ExecOptions struct {
+	Cmd     []string
+	Env     []EnvVar
+	TTY     bool
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Timeout time.Duration // 0: until ctx ends
+}
+
+// GCReport lists what a GC pass removed, one human-readable line per object.
+type GCReport struct {
+	Removed []string `json:"removed"`
+}
+
+// Runtime manages pod sandboxes and their containers.
+type Runtime interface {
+	// CreateSandbox creates the sandbox and returns it once it is ready.
+	CreateSandbox(ctx context.Context, cfg *SandboxConfig) (*Sandbox, error)
+	// RemoveSandbox stops and removes the sandbox's containers, then the
+	// sandbox and everything it made (netns, veth, lease, cgroups, rules,
+	// volumes). Removing a missing sandbox succeeds.
+	RemoveSandbox(ctx context.Context, id string) error
+	GetSandbox(ctx context.Context, id string) (*Sandbox, error)
+	ListSandboxes(ctx context.Context) ([]*Sandbox, error)
+
+	// StartContainer creates and starts a container and returns it running
+	// (or exited, if it exited at once).
+	StartContainer(ctx context.Context, cfg *ContainerConfig) (*Container, error)
+	// StopContainer sends the stop signal, waits up to grace, then kills every
+	// process of the container. Stopping an exited container succeeds.
+	StopContainer(ctx context.Context, id string, grace time.Duration) error
+	// RemoveContainer removes a stopped container (killing it if needed) and
+	// its rootfs; its log file is kept until its sandbox goes.
+	RemoveContainer(ctx context.Context, id string) error
+	GetContainer(ctx context.Context, id string) (*Container, error)
+	ListContainers(ctx context.Context, filter ContainerFilter) ([]*Container, error)
+	// Exec runs a process in a running container and returns its exit code.
+	Exec(ctx context.Context, id string, opts ExecOptions) (int, error)
+
+	// GC removes what a crash left behind: half-made sandboxes and
+	// containers, orphaned kernel objects with this runtime's names, leases
+	// without sandboxes. It never touches another runtime's objects.
+	GC(ctx context.Context) (*GCReport, error)
+}
+
+// ExitEvent reports that a container exited.
+type ExitEvent struct {
+	ContainerID string
+	SandboxID   string
+	Pod         PodKey
+}
+
+// ExitWatcher is an optional Runtime ability: a stream of container exits, so
+// the reconciler need not poll. The channel closes when ctx ends.
+type ExitWatcher interface {
+	WatchExits(ctx context.Context) (<-chan ExitEvent, error)
+}
+
+// VolumeUpdater is an optional Runtime ability: rewrite a projected volume of
+// a running sandbox atomically (ConfigMap/Secret updates).
+type VolumeUpdater interface {
+	UpdateVolume(ctx context.Context, sandboxID string, vol *VolumeConfig) error
+}
+
+// ContainerStats is a point-in-time usage sample.
+type ContainerStats struct {
+	CPUUsageNanos uint64 `json:"cpuUsageNanos"`
+	MemoryBytes   uint64 `json:"memoryBytes"`
+	Pids          uint64 `json:"pids"`
+}
+
+// StatsProvider is an optional Runtime ability.
+type StatsProvider interface {
+	ContainerStats(ctx context.Context, id string) (*ContainerStats, error)
+}
+
+// PullPolicy is the Kubernetes imagePullPolicy.
+type PullPolicy string
+
+const (
+	PullAlways       PullPolicy = "Always"
+	PullIfNotPresent PullPolicy = "IfNotPresent"
+	PullNever        PullPolicy = "Never"
+)
+
+// RegistryAuth is a credential for one registry (from imagePullSecrets).
+type RegistryAuth struct {
+	Registry      string
+	Username      string
+	Password      string
+	Auth          string // base64 user:password, as in config.json
+	IdentityToken string
+	RegistryToken string
+}
+
+// PullOptions tunes EnsureImage.
+type PullOptions struct {
+	Policy   PullPolicy
+	Auth     []RegistryAuth
+	Progress io.Writer // optional human progress output
+}
+
+// ImageConfig is the part of an image's config a container needs.
+type ImageConfig struct {
+	Entrypoint   []string          `json:"entrypoint,omitempty"`
+	Cmd          []string          `json:"cmd,omitempty"`
+	Env          []string          `json:"env,omitempty"`
+	WorkingDir   string            `json:"workingDir,omitempty"`
+	User         string            `json:"user,omitempty"`
+	ExposedPorts []string          `json:"exposedPorts,omitempty"`
+	StopSignal   string            `json:"stopSignal,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+}
+
+// Image is a stored image.
+type Image struct {
+	ID         string      `json:"id"`     // config digest
+	Digest     string      `json:"digest"` // manifest digest
+	References []string    `json:"references"`
+	Size       int64       `json:"size"`
+	Config     ImageConfig `json:"config"`
+	CreatedAt  time.Time   `json:"createdAt,omitzero"`
+}
+
+// ImageService manages images.
+type ImageService interface {
+	// EnsureImage applies the pull policy: pulls when needed and returns the
+	// stored image. PullNever with a missing image is ErrNotFound.
+	EnsureImage(ctx context.Context, ref string, opts PullOptions) (*Image, error)
+	GetImage(ctx context.Context, ref string) (*Image, error)
+	ListImages(ctx context.Context) ([]*Image, error)
+	// RemoveImage refuses (ErrConflict) while a container uses it unless force.
+	RemoveImage(ctx context.Context, ref string, force bool) error
+}
