@@ -1,0 +1,106 @@
+// Package linux implements runtime.Runtime on a real Linux kernel: pod
+// sandboxes held open by a pause process on a bridge-attached network
+// namespace, and the containers that join them.
+package linux
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+// Runtime is the Linux runtime. It keeps no authoritative state in memory:
+// records under the run root and the kernel are the truth, so a new Runtime
+// (a restarted agent) sees everything an earlier one made.
+type Runtime struct {
+	cfg Config
+	log zerolog.Logger
+
+	// locks serialises operations on one sandbox ID within this process;
+	// different sandboxes proceed in parallel.
+	locksMu sync.Mutex
+	locks   map[string]*idLock
+
+	ctr containers
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// Defaults applied by New to empty Config fields.
+const (
+	DefaultStateRoot   = "/var/lib/pelagos"
+	DefaultRunRoot     = "/run/pelagos"
+	DefaultBridge      = "pelagos0"
+	DefaultSubnet      = "10.88.0.0/16"
+	DefaultNetNSPrefix = "pelagos-"
+	DefaultNFTable     = "pelagos"
+)
+
+// New returns a Runtime for cfg, filling empty fields with the defaults and
+// creating the run and state roots.
+func New(cfg Config) (*Runtime, error) {
+	cfg.applyDefaults()
+	for _, dir := range []string{cfg.RunRoot, cfg.StateRoot} {
+		if !filepath.IsAbs(dir) {
+			return nil, fmt.Errorf("linux runtime: root %q must be an absolute path", dir)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("linux runtime: create root: %w", err)
+		}
+	}
+	r := &Runtime{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		locks: map[string]*idLock{},
+	}
+	if err := r.initSandboxes(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (c *Config) applyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.StateRoot, DefaultStateRoot)
+	def(&c.RunRoot, DefaultRunRoot)
+	def(&c.Bridge, DefaultBridge)
+	def(&c.Subnet, DefaultSubnet)
+	def(&c.NetNSPrefix, DefaultNetNSPrefix)
+	def(&c.NFTable, DefaultNFTable)
+}
+
+// lockID takes the in-process lock of one sandbox ID and returns its release.
+func (r *Runtime) lockID(id string) func() {
+	r.locksMu.Lock()
+	l := r.locks[id]
+	if l == nil {
+		l = &idLock{}
+		r.locks[id] = l
+	}
+	l.refs++
+	r.locksMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		r.locksMu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(r.locks, id)
+		}
+		r.locksMu.Unlock()
+	}
+}
+
+// initSandboxes prepares the sandbox side of the runtime; filled in by the
+// sandbox implementation.
+func (r *Runtime) initSandboxes() error { return nil }
