@@ -1,0 +1,54 @@
+# pelagos-agent — `make help` lists the targets.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+export CGO_ENABLED := 0
+
+BIN      := bin/pelagos-agent
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+FUZZTIME ?= 10s
+DEMO_DIR ?= /tmp/pelagos-demo
+
+.PHONY: help
+help: ## show the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## install what builds and tests need on Debian (as root): busybox-static, Go modules
+	@if ! dpkg -s busybox-static >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; fi
+	go mod download
+
+.PHONY: build
+build: ## build the static binary into bin/
+	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pelagos-agent
+
+.PHONY: vet
+vet: ## gofmt check and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	go vet ./...
+
+.PHONY: test
+test: deps vet ## every test tier (unit, root, end to end) with -race, then short fuzzing; run as root
+	CGO_ENABLED=1 go test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME
+	@set -e; for pkg in $$(go list ./...); do \
+		for f in $$(go test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; done
+
+.PHONY: bench
+bench: ## run the benchmarks (as root); figures go to docs/benchmarks.md
+	go test -run '^$$' -bench . -benchtime 20x ./... 
+
+.PHONY: demo
+demo: deps build ## run the agent on examples/pods (as root), importing the example image offline
+	./examples/demo.sh $(DEMO_DIR)
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin
