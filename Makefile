@@ -35,11 +35,11 @@ test: deps vet ## every test tier (unit, root, end to end) with -race, then shor
 	$(MAKE) fuzz
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target for FUZZTIME
-	@set -e; for pkg in $$(go list ./...); do \
-		for f in $$(go test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-		done; done
+fuzz: ## run each native fuzz target for FUZZTIME
+	@set -e; grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sort -u | while IFS=: read -r file fn; do \
+		f=$${fn#func }; pkg=./$$(dirname $${file#./}); \
+		echo "fuzz $$pkg $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 .PHONY: bench
 bench: ## run the benchmarks (as root); figures go to docs/benchmarks.md
