@@ -1,0 +1,252 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// StartContainer implements runtime.Runtime. The sandbox must be ready and
+// the image present (EnsureImage or AddImage first); a container name and
+// attempt may be used once per sandbox.
+func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConfig) (*runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cfg == nil || cfg.Name == "" || cfg.SandboxID == "" || cfg.Image == "" {
+		f.calls[OpStartContainer]++
+		return nil, fmt.Errorf("start container: name, sandbox and image are required: %w", runtime.ErrInvalidConfig)
+	}
+	if cfg.ID != "" {
+		if c, ok := f.containers[cfg.ID]; ok {
+			f.calls[OpStartContainer]++
+			if c.SandboxID != cfg.SandboxID || c.Name != cfg.Name {
+				return nil, fmt.Errorf("start container %s: held by %s/%s: %w", cfg.ID, c.SandboxID, c.Name, runtime.ErrAlreadyExists)
+			}
+			return cloneContainer(c), nil
+		}
+	}
+	if fl := f.call(OpStartContainer, cfg.Name); fl != nil {
+		return nil, fl.Err
+	}
+	sb, ok := f.sandboxes[cfg.SandboxID]
+	if !ok {
+		return nil, fmt.Errorf("start container %s: sandbox %s: %w", cfg.Name, cfg.SandboxID, runtime.ErrNotFound)
+	}
+	if sb.State != runtime.SandboxReady {
+		return nil, fmt.Errorf("start container %s: sandbox %s is not ready (%s): %w", cfg.Name, cfg.SandboxID, sb.Reason, runtime.ErrConflict)
+	}
+	img, ok := f.images[cfg.Image]
+	if !ok {
+		return nil, fmt.Errorf("start container %s: image %s: %w", cfg.Name, cfg.Image, runtime.ErrNotFound)
+	}
+	for _, c := range f.containers {
+		if c.SandboxID == cfg.SandboxID && c.Name == cfg.Name && c.Attempt == cfg.Attempt {
+			return nil, fmt.Errorf("start container %s attempt %d in sandbox %s: %w", cfg.Name, cfg.Attempt, cfg.SandboxID, runtime.ErrAlreadyExists)
+		}
+	}
+	id := cfg.ID
+	if id == "" {
+		id = f.newID("ctr")
+	}
+	now := f.now()
+	c := &runtime.Container{
+		ID:          id,
+		SandboxID:   cfg.SandboxID,
+		Pod:         sb.Pod,
+		Name:        cfg.Name,
+		Attempt:     cfg.Attempt,
+		Image:       cfg.Image,
+		ImageID:     img.ID,
+		State:       runtime.ContainerRunning,
+		PID:         20000 + f.seq,
+		CreatedAt:   now,
+		StartedAt:   now,
+		LogPath:     "/fake/logs/" + cfg.SandboxID + "/" + cfg.Name + "/" + fmt.Sprint(cfg.Attempt) + ".log",
+		Labels:      maps.Clone(cfg.Labels),
+		Annotations: maps.Clone(cfg.Annotations),
+	}
+	f.containers[id] = c
+	if f.onStart != nil {
+		if exits, code := f.onStart(cfg); exits {
+			f.exit(c, code, "")
+		}
+	}
+	return cloneContainer(c), nil
+}
+
+// Exit simulates the container's process exiting with code.
+func (f *Runtime) Exit(id string, code int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("exit container %s: %w", id, runtime.ErrNotFound)
+	}
+	if c.State == runtime.ContainerRunning {
+		f.exit(c, code, "")
+	}
+	return nil
+}
+
+// OOMKill simulates the kernel's OOM killer ending the container.
+func (f *Runtime) OOMKill(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("oom-kill container %s: %w", id, runtime.ErrNotFound)
+	}
+	if c.State == runtime.ContainerRunning {
+		f.exit(c, 137, "SIGKILL")
+		c.Reason = runtime.ReasonOOMKilled
+	}
+	return nil
+}
+
+// exit records the end of a running container and notifies watchers. The
+// caller holds f.mu.
+func (f *Runtime) exit(c *runtime.Container, code int, signal string) {
+	c.State = runtime.ContainerExited
+	c.ExitCode = code
+	c.Signal = signal
+	c.PID = 0
+	c.FinishedAt = f.now()
+	c.Reason = runtime.ReasonCompleted
+	if code != 0 {
+		c.Reason = runtime.ReasonError
+	}
+	ev := runtime.ExitEvent{ContainerID: c.ID, SandboxID: c.SandboxID, Pod: c.Pod}
+	for _, w := range f.watchers {
+		// A full channel drops the event: watchers are a latency aid and
+		// the reconciler's resync is the safety net, as with the real one.
+		select {
+		case w <- ev:
+		default:
+		}
+	}
+}
+
+// StopContainer implements runtime.Runtime: a running container exits
+// with StopExitCode.
+func (f *Runtime) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.call(OpStopContainer, id); fl != nil {
+		return fl.Err
+	}
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("stop container %s: %w", id, runtime.ErrNotFound)
+	}
+	if c.State == runtime.ContainerRunning || c.State == runtime.ContainerCreated {
+		f.exit(c, StopExitCode, "SIGTERM")
+	}
+	return nil
+}
+
+// RemoveContainer implements runtime.Runtime.
+func (f *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.call(OpRemoveContainer, id); fl != nil {
+		return fl.Err
+	}
+	delete(f.containers, id)
+	return nil
+}
+
+// GetContainer implements runtime.Runtime.
+func (f *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.call(OpGetContainer, id); fl != nil {
+		return nil, fl.Err
+	}
+	c, ok := f.containers[id]
+	if !ok {
+		return nil, fmt.Errorf("get container %s: %w", id, runtime.ErrNotFound)
+	}
+	return cloneContainer(c), nil
+}
+
+// ListContainers implements runtime.Runtime; the result is ordered by ID.
+func (f *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFilter) ([]*runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.call(OpListContainers, filter.SandboxID); fl != nil {
+		return nil, fl.Err
+	}
+	var out []*runtime.Container
+	for _, c := range f.sortedContainers() {
+		if filter.SandboxID == "" || c.SandboxID == filter.SandboxID {
+			out = append(out, cloneContainer(c))
+		}
+	}
+	return out, nil
+}
+
+// Exec implements runtime.Runtime for running containers.
+func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
+	f.mu.Lock()
+	if fl := f.call(OpExec, id); fl != nil {
+		f.mu.Unlock()
+		return -1, fl.Err
+	}
+	c, ok := f.containers[id]
+	if !ok {
+		f.mu.Unlock()
+		return -1, fmt.Errorf("exec in container %s: %w", id, runtime.ErrNotFound)
+	}
+	if c.State != runtime.ContainerRunning {
+		f.mu.Unlock()
+		return -1, fmt.Errorf("exec in container %s: container is %s: %w", id, c.State, runtime.ErrConflict)
+	}
+	hook := f.onExec
+	f.mu.Unlock()
+	if hook == nil {
+		return 0, nil
+	}
+	return hook(id, opts), nil
+}
+
+// WatchExits implements runtime.ExitWatcher. Events are buffered; when the
+// buffer is full further events are dropped.
+func (f *Runtime) WatchExits(ctx context.Context) (<-chan runtime.ExitEvent, error) {
+	ch := make(chan runtime.ExitEvent, 256)
+	f.mu.Lock()
+	f.watchers = append(f.watchers, ch)
+	f.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, w := range f.watchers {
+			if w == ch {
+				f.watchers = append(f.watchers[:i], f.watchers[i+1:]...)
+				break
+			}
+		}
+		close(ch)
+	}()
+	return ch, nil
+}
+
+func (f *Runtime) sortedContainers() []*runtime.Container {
+	out := make([]*runtime.Container, 0, len(f.containers))
+	for _, c := range f.containers {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func cloneContainer(c *runtime.Container) *runtime.Container {
+	d := *c
+	d.Labels = maps.Clone(c.Labels)
+	d.Annotations = maps.Clone(c.Annotations)
+	return &d
+}
