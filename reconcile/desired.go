@@ -1,0 +1,68 @@
+package reconcile
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// Annotations the reconciler keeps on runtime objects, beside the hashes the
+// contract names. Keeping them on the objects (not in agent state) is what
+// lets a restarted agent carry on exactly where the last one stopped.
+const (
+	// AnnotationCrashCount: the crash-loop position a container was started with.
+	AnnotationCrashCount = "pelagos.io/crash-count"
+	// AnnotationInit marks an init container.
+	AnnotationInit = "pelagos.io/init"
+	// AnnotationGracePeriod: the pod's termination grace period in seconds,
+	// stored on the sandbox so a removed manifest still stops gracefully.
+	AnnotationGracePeriod = "pelagos.io/grace-period-seconds"
+)
+
+// DesiredContainer is one container of a desired pod, translated to the
+// runtime's terms.
+type DesiredContainer struct {
+	Name       string
+	Hash       string
+	Init       bool
+	PullPolicy runtime.PullPolicy
+	// Config is complete except SandboxID, Attempt and the reconciler's
+	// annotations, which the apply step fills in.
+	Config runtime.ContainerConfig
+}
+
+// DesiredPod is a pod as the manifests want it, translated to the runtime's
+// terms. It is plain data: Diff needs nothing else.
+type DesiredPod struct {
+	Key         runtime.PodKey
+	Source      string // manifest file
+	SandboxHash string
+	Sandbox     runtime.SandboxConfig
+	Init        []DesiredContainer
+	Containers  []DesiredContainer
+	Restart     RestartPolicy
+	Grace       time.Duration
+	PullAuth    []runtime.RegistryAuth
+	// Manifest is the pod as written (for status output); opaque here.
+	Manifest any
+}
+
+// ObservedPod is what the runtime reports for one pod key.
+type ObservedPod struct {
+	Sandboxes  []*runtime.Sandbox
+	Containers []*runtime.Container
+}
+
+func crashCountOf(c *runtime.Container) int {
+	n, _ := strconv.Atoi(c.Annotations[AnnotationCrashCount])
+	return n
+}
+
+func graceOf(s *runtime.Sandbox) time.Duration {
+	n, err := strconv.Atoi(s.Annotations[AnnotationGracePeriod])
+	if err != nil || n < 0 {
+		return 30 * time.Second
+	}
+	return time.Duration(n) * time.Second
+}

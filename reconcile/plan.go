@@ -1,0 +1,371 @@
+package reconcile
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// ActionKind names one step of a plan.
+type ActionKind string
+
+const (
+	ActCreateSandbox   ActionKind = "CreateSandbox"
+	ActRemoveSandbox   ActionKind = "RemoveSandbox"
+	ActPullImage       ActionKind = "PullImage"
+	ActStartContainer  ActionKind = "StartContainer"
+	ActStopContainer   ActionKind = "StopContainer"
+	ActRemoveContainer ActionKind = "RemoveContainer"
+)
+
+// Action is one step. A StartContainer with an empty SandboxID runs in the
+// sandbox the same plan creates.
+type Action struct {
+	Kind        ActionKind    `json:"kind"`
+	SandboxID   string        `json:"sandboxID,omitempty"`
+	ContainerID string        `json:"containerID,omitempty"`
+	Container   string        `json:"container,omitempty"`
+	Image       string        `json:"image,omitempty"`
+	Init        bool          `json:"init,omitempty"`
+	Attempt     int           `json:"attempt,omitempty"`
+	CrashCount  int           `json:"crashCount,omitempty"`
+	Grace       time.Duration `json:"grace,omitempty"`
+	Reason      string        `json:"reason"`
+}
+
+func (a Action) String() string {
+	var b strings.Builder
+	b.WriteString(string(a.Kind))
+	if a.Container != "" {
+		fmt.Fprintf(&b, " container=%s", a.Container)
+	}
+	if a.Image != "" {
+		fmt.Fprintf(&b, " image=%s", a.Image)
+	}
+	if a.SandboxID != "" {
+		fmt.Fprintf(&b, " sandbox=%s", a.SandboxID)
+	}
+	if a.ContainerID != "" {
+		fmt.Fprintf(&b, " id=%s", a.ContainerID)
+	}
+	if a.Kind == ActStartContainer {
+		fmt.Fprintf(&b, " attempt=%d", a.Attempt)
+	}
+	if a.Kind == ActStopContainer {
+		fmt.Fprintf(&b, " grace=%s", a.Grace)
+	}
+	fmt.Fprintf(&b, " (%s)", a.Reason)
+	return b.String()
+}
+
+// Wait is a container held back on purpose, with the Kubernetes reason.
+type Wait struct {
+	Container string    `json:"container"`
+	Reason    string    `json:"reason"` // CrashLoopBackOff, PodInitializing
+	Until     time.Time `json:"until,omitzero"`
+	Message   string    `json:"message,omitempty"`
+}
+
+// Plan is what one pass does for one pod: plain data, printable in a dry run
+// and comparable in tests.
+type Plan struct {
+	Key     runtime.PodKey `json:"pod"`
+	Actions []Action       `json:"actions,omitempty"`
+	Waits   []Wait         `json:"waits,omitempty"`
+	// RequeueAfter > 0 asks for another pass then (a backoff ends).
+	RequeueAfter time.Duration `json:"requeueAfter,omitempty"`
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
+
+func (p *Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pod %s:", p.Key)
+	if p.Empty() && len(p.Waits) == 0 {
+		b.WriteString(" up to date\n")
+		return b.String()
+	}
+	b.WriteString("\n")
+	for _, a := range p.Actions {
+		fmt.Fprintf(&b, "  - %s\n", a)
+	}
+	for _, w := range p.Waits {
+		fmt.Fprintf(&b, "  ~ wait container=%s %s", w.Container, w.Reason)
+		if !w.Until.IsZero() {
+			fmt.Fprintf(&b, " until %s", w.Until.UTC().Format(time.RFC3339))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func (p *Plan) add(a Action) { p.Actions = append(p.Actions, a) }
+
+func (p *Plan) requeue(d time.Duration) {
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	if p.RequeueAfter == 0 || d < p.RequeueAfter {
+		p.RequeueAfter = d
+	}
+}
+
+// DiffOptions are the inputs of Diff besides the two states.
+type DiffOptions struct {
+	Now     time.Time
+	Backoff BackoffPolicy
+	// KeepExited is how many exited attempts of a container are kept beside
+	// the current one (for lastState and logs --previous). Default 1.
+	KeepExited int
+}
+
+// Diff computes the next steps that move observed towards desired. desired
+// nil means the pod must go. It is pure: the same inputs give the same plan.
+//
+// A plan does what can be done without seeing its own results: it creates
+// the sandbox and starts the containers in it, but an init container's exit
+// is only known to a later pass, which the exit event triggers.
+func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
+	opt.Backoff = opt.Backoff.withDefaults()
+	if opt.KeepExited <= 0 {
+		opt.KeepExited = 1
+	}
+	var p Plan
+	if desired != nil {
+		p.Key = desired.Key
+	} else if len(observed.Sandboxes) > 0 {
+		p.Key = observed.Sandboxes[0].Pod
+	}
+	byBox := map[string][]*runtime.Container{}
+	for _, c := range observed.Containers {
+		byBox[c.SandboxID] = append(byBox[c.SandboxID], c)
+	}
+
+	// The sandbox to keep: ready, with the desired hash, the newest.
+	var keep *runtime.Sandbox
+	if desired != nil {
+		for _, s := range observed.Sandboxes {
+			if s.State != runtime.SandboxReady || s.Hash() != desired.SandboxHash {
+				continue
+			}
+			if keep == nil || s.CreatedAt.After(keep.CreatedAt) || (s.CreatedAt.Equal(keep.CreatedAt) && s.ID > keep.ID) {
+				keep = s
+			}
+		}
+	}
+	boxes := slices.Clone(observed.Sandboxes)
+	slices.SortFunc(boxes, func(a, b *runtime.Sandbox) int { return cmp.Compare(a.ID, b.ID) })
+	for _, s := range boxes {
+		if s == keep {
+			continue
+		}
+		reason := "pod removed from manifests"
+		switch {
+		case desired == nil:
+		case s.State != runtime.SandboxReady:
+			reason = "sandbox not ready: " + cmp.Or(s.Reason, "unknown")
+		case s.Hash() != desired.SandboxHash:
+			reason = "sandbox spec changed"
+		default:
+			reason = "duplicate sandbox"
+		}
+		stopAll(&p, byBox[s.ID], graceOf(s), reason)
+		p.add(Action{Kind: ActRemoveSandbox, SandboxID: s.ID, Reason: reason})
+	}
+	// Containers whose sandbox is gone are orphans: remove them.
+	known := map[string]bool{}
+	for _, s := range observed.Sandboxes {
+		known[s.ID] = true
+	}
+	for _, c := range sortedContainers(observed.Containers) {
+		if !known[c.SandboxID] {
+			p.add(Action{Kind: ActRemoveContainer, ContainerID: c.ID, Container: c.Name, Reason: "sandbox gone"})
+		}
+	}
+	if desired == nil {
+		return p
+	}
+	boxID := ""
+	var current []*runtime.Container
+	if keep == nil {
+		reason := "pod new"
+		if len(observed.Sandboxes) > 0 {
+			reason = "recreate pod"
+		}
+		p.add(Action{Kind: ActCreateSandbox, Reason: reason})
+	} else {
+		boxID = keep.ID
+		current = byBox[keep.ID]
+	}
+	diffContainers(&p, desired, boxID, current, opt)
+	return p
+}
+
+func stopAll(p *Plan, cs []*runtime.Container, grace time.Duration, reason string) {
+	for _, c := range sortedContainers(cs) {
+		if c.State == runtime.ContainerRunning || c.State == runtime.ContainerUnknown {
+			p.add(Action{Kind: ActStopContainer, ContainerID: c.ID, Container: c.Name, SandboxID: c.SandboxID, Grace: grace, Reason: reason})
+		}
+	}
+}
+
+func sortedContainers(cs []*runtime.Container) []*runtime.Container {
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b *runtime.Container) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(b.Attempt, a.Attempt), cmp.Compare(a.ID, b.ID))
+	})
+	return cs
+}
+
+// attempts groups a sandbox's containers by name, newest attempt first.
+func attempts(cs []*runtime.Container) map[string][]*runtime.Container {
+	m := map[string][]*runtime.Container{}
+	for _, c := range sortedContainers(cs) {
+		m[c.Name] = append(m[c.Name], c)
+	}
+	return m
+}
+
+func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Container, opt DiffOptions) {
+	byName := attempts(cs)
+	wanted := map[string]bool{}
+	for _, c := range d.Init {
+		wanted[c.Name] = true
+	}
+	for _, c := range d.Containers {
+		wanted[c.Name] = true
+	}
+	// Containers the manifest no longer names, and exited attempts beyond
+	// the ones kept for lastState.
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		list := byName[n]
+		if !wanted[n] {
+			stopAll(p, list, d.Grace, "container removed from manifest")
+			for _, c := range list {
+				p.add(Action{Kind: ActRemoveContainer, ContainerID: c.ID, Container: n, SandboxID: boxID, Reason: "container removed from manifest"})
+			}
+			continue
+		}
+		var cur *runtime.Container
+		for _, c := range list {
+			if c.State != runtime.ContainerCreated {
+				cur = c
+				break
+			}
+		}
+		exited := 0
+		for _, c := range list {
+			if c == cur {
+				continue
+			}
+			switch c.State {
+			case runtime.ContainerCreated:
+				// What a crash during start leaves: remove, start over below.
+				p.add(Action{Kind: ActRemoveContainer, ContainerID: c.ID, Container: n, SandboxID: boxID, Reason: "never started"})
+			case runtime.ContainerRunning, runtime.ContainerUnknown:
+				p.add(Action{Kind: ActStopContainer, ContainerID: c.ID, Container: n, SandboxID: boxID, Grace: d.Grace, Reason: "superseded attempt"})
+				p.add(Action{Kind: ActRemoveContainer, ContainerID: c.ID, Container: n, SandboxID: boxID, Reason: "superseded attempt"})
+			default:
+				exited++
+				if exited > opt.KeepExited {
+					p.add(Action{Kind: ActRemoveContainer, ContainerID: c.ID, Container: n, SandboxID: boxID, Reason: "old attempt"})
+				}
+			}
+		}
+	}
+
+	latest := func(name string) *runtime.Container {
+		for _, c := range byName[name] {
+			if c.State != runtime.ContainerCreated {
+				return c
+			}
+		}
+		return nil
+	}
+	nextAttempt := func(name string) int {
+		if l := byName[name]; len(l) > 0 {
+			return l[0].Attempt + 1
+		}
+		return 0
+	}
+	start := func(dc DesiredContainer, crash int, reason string) {
+		p.add(Action{Kind: ActPullImage, Container: dc.Name, Image: dc.Config.Image, Init: dc.Init, Reason: reason})
+		p.add(Action{Kind: ActStartContainer, SandboxID: boxID, Container: dc.Name, Image: dc.Config.Image, Init: dc.Init,
+			Attempt: nextAttempt(dc.Name), CrashCount: crash, Reason: reason})
+	}
+
+	// Init containers run one at a time, in order; each must succeed.
+	for i, ic := range d.Init {
+		cur := latest(ic.Name)
+		switch {
+		case cur == nil:
+			start(ic, 0, "init container not started")
+			waitRest(p, d, i+1)
+			return
+		case cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown:
+			waitRest(p, d, i+1)
+			return
+		case cur.ExitCode == 0:
+			continue
+		case d.Restart == RestartNever:
+			// The pod has failed; nothing more runs.
+			return
+		default:
+			restartOrWait(p, ic, cur, opt, start)
+			waitRest(p, d, i+1)
+			return
+		}
+	}
+
+	for _, dc := range d.Containers {
+		cur := latest(dc.Name)
+		switch {
+		case cur == nil:
+			start(dc, 0, "container not started")
+		case cur.Hash() != dc.Hash:
+			if cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown {
+				p.add(Action{Kind: ActStopContainer, ContainerID: cur.ID, Container: dc.Name, SandboxID: boxID, Grace: d.Grace, Reason: "container spec changed"})
+			}
+			start(dc, 0, "container spec changed")
+		case cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown:
+			// Up to date.
+		case !ShouldRestart(d.Restart, cur.ExitCode):
+			// Terminated for good under the restart policy.
+		default:
+			restartOrWait(p, dc, cur, opt, start)
+		}
+	}
+}
+
+// restartOrWait restarts an exited container when its crash-loop backoff has
+// passed, or records the wait. It reports whether it restarted.
+func restartOrWait(p *Plan, dc DesiredContainer, cur *runtime.Container, opt DiffOptions, start func(DesiredContainer, int, string)) bool {
+	at, n := opt.Backoff.RestartAt(cur)
+	if !opt.Now.Before(at) {
+		start(dc, n, fmt.Sprintf("restart after exit code %d", cur.ExitCode))
+		return true
+	}
+	p.Waits = append(p.Waits, Wait{Container: dc.Name, Reason: "CrashLoopBackOff", Until: at,
+		Message: fmt.Sprintf("back-off %s restarting failed container=%s", opt.Backoff.Delay(n), dc.Name)})
+	p.requeue(at.Sub(opt.Now))
+	return false
+}
+
+func waitRest(p *Plan, d *DesiredPod, from int) {
+	for _, ic := range d.Init[min(from, len(d.Init)):] {
+		p.Waits = append(p.Waits, Wait{Container: ic.Name, Reason: "PodInitializing"})
+	}
+	for _, c := range d.Containers {
+		p.Waits = append(p.Waits, Wait{Container: c.Name, Reason: "PodInitializing"})
+	}
+}

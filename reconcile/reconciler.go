@@ -1,0 +1,862 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// Config configures a Reconciler.
+type Config struct {
+	Runtime runtime.Runtime
+	Images  runtime.ImageService
+	// Workers bounds how many pods are worked on at once (default 16).
+	Workers int
+	// Resync is the period of the full re-list safety net (default 10 s).
+	Resync      time.Duration
+	Backoff     BackoffPolicy
+	StepBackoff StepBackoff
+	// DryRun prints each plan to DryRunOut and changes nothing.
+	DryRun    bool
+	DryRunOut io.Writer
+	Log       zerolog.Logger
+	Events    *Events
+	Metrics   Metrics
+	Hooks     Hooks
+	Now       func() time.Time
+}
+
+// Metrics receives what the loop measures; reconcile/metrics implements it
+// for Prometheus. Every method must be cheap and safe for concurrent use.
+type Metrics interface {
+	Pass(d time.Duration, err error)
+	Action(kind ActionKind, err error, d time.Duration)
+	ImagePull(err error)
+	ManifestErrors(n int)
+	ChangeToRunning(d time.Duration)
+	ChangeToGone(d time.Duration)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Pass(time.Duration, error)               {}
+func (noMetrics) Action(ActionKind, error, time.Duration) {}
+func (noMetrics) ImagePull(error)                         {}
+func (noMetrics) ManifestErrors(int)                      {}
+func (noMetrics) ChangeToRunning(time.Duration)           {}
+func (noMetrics) ChangeToGone(time.Duration)              {}
+
+// FileError is a problem with one manifest file, as the loader reports it.
+type FileError struct {
+	File    string
+	Pod     *runtime.PodKey // when the error belongs to a pod the file names
+	Field   string
+	Message string
+}
+
+// DesiredSet is one complete load of the manifest directory.
+type DesiredSet struct {
+	Pods   []*DesiredPod
+	Errors []FileError
+	// Unavailable means the directory could not be read at all: there is no
+	// truth, and every pod stays as it is.
+	Unavailable error
+	// Changed is when the change that led to this load was seen (for the
+	// change-to-running latency); zero means now.
+	Changed time.Time
+}
+
+// Reconciler drives the runtime towards the desired pods.
+type Reconciler struct {
+	cfg     Config
+	rt      runtime.Runtime
+	images  runtime.ImageService
+	log     zerolog.Logger
+	events  *Events
+	metrics Metrics
+	q       *queue
+
+	mu         sync.Mutex
+	desired    map[runtime.PodKey]*DesiredPod
+	loaded     bool
+	dirErr     error
+	fileErrs   []FileError
+	mem        map[runtime.PodKey]*podMemory
+	status     map[runtime.PodKey]PodStatus
+	changedAt  map[runtime.PodKey]time.Time
+	ready      bool
+	passes     uint64
+	lastResync time.Time
+}
+
+// New returns a Reconciler; Run starts it.
+func New(cfg Config) *Reconciler {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 10 * time.Second
+	}
+	cfg.Backoff = cfg.Backoff.withDefaults()
+	if cfg.StepBackoff.Initial <= 0 {
+		cfg.StepBackoff = DefaultStepBackoff
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Events == nil {
+		cfg.Events = NewEvents(0, cfg.Log)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
+	if cfg.DryRunOut == nil {
+		cfg.DryRunOut = io.Discard
+	}
+	return &Reconciler{
+		cfg: cfg, rt: cfg.Runtime, images: cfg.Images, log: cfg.Log, events: cfg.Events, metrics: cfg.Metrics,
+		q:       newQueue(),
+		desired: map[runtime.PodKey]*DesiredPod{}, mem: map[runtime.PodKey]*podMemory{},
+		status: map[runtime.PodKey]PodStatus{}, changedAt: map[runtime.PodKey]time.Time{},
+	}
+}
+
+// Events returns the event ring.
+func (r *Reconciler) Events() *Events { return r.events }
+
+func podRef(key runtime.PodKey) ObjectRef {
+	return ObjectRef{Kind: "Pod", Namespace: key.Namespace, Name: key.Name}
+}
+
+func containerObj(key runtime.PodKey, name string, init bool) ObjectRef {
+	o := podRef(key)
+	if init {
+		o.FieldPath = "spec.initContainers{" + name + "}"
+	} else {
+		o.FieldPath = "spec.containers{" + name + "}"
+	}
+	return o
+}
+
+func (r *Reconciler) memLocked(key runtime.PodKey) *podMemory {
+	m := r.mem[key]
+	if m == nil {
+		m = &podMemory{waiting: map[string]string{}, waitingMsg: map[string]string{}, notReady: map[string]bool{}}
+		r.mem[key] = m
+	}
+	return m
+}
+
+// SetDesired replaces the desired state with a new load of the manifests and
+// queues every pod whose desired state changed.
+//
+// Last-known-good: a pod that disappears from a load because its file is
+// now broken keeps its previous desired state, marked stale with the error;
+// it goes only when its file is gone (or renamed to an ignored name), or
+// when the file loads cleanly without it.
+func (r *Reconciler) SetDesired(set DesiredSet) {
+	now := r.cfg.Now()
+	changed := set.Changed
+	if changed.IsZero() {
+		changed = now
+	}
+	r.mu.Lock()
+	if set.Unavailable != nil {
+		first := r.dirErr == nil
+		r.dirErr = set.Unavailable
+		r.mu.Unlock()
+		if first {
+			r.events.Record(EventWarning, "ManifestsUnavailable", ObjectRef{Kind: "Node", Name: "manifests"},
+				set.Unavailable.Error()+"; keeping every pod as it is")
+		}
+		return
+	}
+	recovered := r.dirErr != nil
+	r.dirErr = nil
+	r.loaded = true
+	broken := map[string][]FileError{}
+	podErr := map[runtime.PodKey]FileError{}
+	for _, fe := range set.Errors {
+		broken[fe.File] = append(broken[fe.File], fe)
+		if fe.Pod != nil {
+			podErr[*fe.Pod] = fe
+		}
+	}
+	next := map[runtime.PodKey]*DesiredPod{}
+	for _, p := range set.Pods {
+		next[p.Key] = p
+	}
+	var stale []runtime.PodKey
+	for key, old := range r.desired {
+		if _, ok := next[key]; ok {
+			continue
+		}
+		_, keyBroken := podErr[key]
+		if errs := broken[old.Source]; len(errs) > 0 || keyBroken {
+			next[key] = old
+			stale = append(stale, key)
+		}
+	}
+	var queue []runtime.PodKey
+	for key, p := range next {
+		old := r.desired[key]
+		if old == nil || !sameDesired(old, p) {
+			queue = append(queue, key)
+			r.changedAt[key] = changed
+		}
+	}
+	for key := range r.desired {
+		if _, ok := next[key]; !ok {
+			queue = append(queue, key)
+			r.changedAt[key] = changed
+		}
+	}
+	// Errors of this load become the pods' last errors; a clean load clears them.
+	var newErrs []FileError
+	for key := range next {
+		m := r.memLocked(key)
+		m.stale = slices.Contains(stale, key)
+		fe, ok := podErr[key]
+		if !ok && m.stale {
+			fe, ok = broken[next[key].Source][0], true
+		}
+		prev := m.lastErr
+		if ok {
+			m.lastErr = &ManifestErr{File: fe.File, Field: fe.Field, Message: fe.Message, Time: now}
+			if prev == nil || prev.Message != fe.Message {
+				newErrs = append(newErrs, fe)
+			}
+		} else if prev != nil && prev.File != "" {
+			m.lastErr = nil
+		}
+	}
+	for _, fe := range set.Errors {
+		if fe.Pod == nil || next[*fe.Pod] == nil {
+			if !slices.ContainsFunc(r.fileErrs, func(o FileError) bool { return o.File == fe.File && o.Message == fe.Message }) {
+				newErrs = append(newErrs, fe)
+			}
+		}
+	}
+	r.fileErrs = set.Errors
+	r.desired = next
+	r.mu.Unlock()
+
+	r.metrics.ManifestErrors(len(set.Errors))
+	if recovered {
+		r.events.Record(EventNormal, "ManifestsAvailable", ObjectRef{Kind: "Node", Name: "manifests"}, "manifest directory readable again")
+	}
+	for _, fe := range newErrs {
+		obj := ObjectRef{Kind: "File", Name: fe.File}
+		if fe.Pod != nil {
+			obj = podRef(*fe.Pod)
+		}
+		msg := fe.Message
+		if fe.Field != "" && !strings.Contains(msg, fe.Field) {
+			msg = fe.Field + ": " + msg
+		}
+		if fe.File != "" && !strings.Contains(msg, fe.File) {
+			msg = fe.File + ": " + msg
+		}
+		r.events.Record(EventWarning, "InvalidManifest", obj, msg)
+	}
+	for _, key := range queue {
+		r.q.Add(key)
+	}
+}
+
+func sameDesired(a, b *DesiredPod) bool {
+	if a.SandboxHash != b.SandboxHash || a.Source != b.Source || a.Restart != b.Restart ||
+		len(a.Init) != len(b.Init) || len(a.Containers) != len(b.Containers) {
+		return false
+	}
+	for i := range a.Init {
+		if a.Init[i].Name != b.Init[i].Name || a.Init[i].Hash != b.Init[i].Hash {
+			return false
+		}
+	}
+	for i := range a.Containers {
+		if a.Containers[i].Name != b.Containers[i].Name || a.Containers[i].Hash != b.Containers[i].Hash {
+			return false
+		}
+	}
+	return true
+}
+
+// Desired returns the desired pod for key, or nil.
+func (r *Reconciler) Desired(key runtime.PodKey) *DesiredPod {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.desired[key]
+}
+
+// Run starts the workers, the resync timer and the exit watch, and blocks
+// until ctx ends. Start-up recovery is the first resync: it garbage-collects
+// what a crash left half-made, then queues every pod the runtime knows and
+// every pod the manifests name, so running pods are adopted as they are.
+func (r *Reconciler) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !r.cfg.DryRun {
+		if rep, err := r.rt.GC(ctx); err != nil {
+			r.log.Warn().Err(err).Msg("start-up garbage collection failed")
+		} else if rep != nil {
+			for _, line := range rep.Removed {
+				r.log.Info().Str("action", "GC").Str("reason", "start-up recovery").Msg(line)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for range r.cfg.Workers {
+		wg.Go(func() { r.worker(ctx) })
+	}
+	if w, ok := r.rt.(runtime.ExitWatcher); ok {
+		ch, err := w.WatchExits(ctx)
+		if err != nil {
+			r.log.Warn().Err(err).Msg("container exit watch unavailable; relying on resync")
+		} else {
+			wg.Go(func() {
+				for ev := range ch {
+					r.q.Add(ev.Pod)
+				}
+			})
+		}
+	}
+	if err := r.Resync(ctx); err != nil {
+		r.log.Warn().Err(err).Msg("initial resync failed")
+	}
+	r.mu.Lock()
+	r.ready = true
+	r.mu.Unlock()
+	t := time.NewTicker(r.cfg.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.q.ShutDown()
+			wg.Wait()
+			return nil
+		case <-t.C:
+			if err := r.Resync(ctx); err != nil {
+				r.log.Warn().Err(err).Msg("resync failed")
+			}
+		}
+	}
+}
+
+// Ready reports whether start-up recovery has been queued and the manifests
+// were loaded at least once.
+func (r *Reconciler) Ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready && r.loaded
+}
+
+// Resync queues every pod that is desired or observed.
+func (r *Reconciler) Resync(ctx context.Context) error {
+	boxes, err := r.rt.ListSandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("resync: list sandboxes: %w", err)
+	}
+	keys := map[runtime.PodKey]bool{}
+	for _, s := range boxes {
+		keys[s.Pod] = true
+	}
+	r.mu.Lock()
+	for k := range r.desired {
+		keys[k] = true
+	}
+	for k := range r.status {
+		keys[k] = true
+	}
+	r.lastResync = r.cfg.Now()
+	r.mu.Unlock()
+	for _, k := range slices.SortedFunc(maps.Keys(keys), func(a, b runtime.PodKey) int {
+		if a.Namespace != b.Namespace {
+			return cmpStr(a.Namespace, b.Namespace)
+		}
+		return cmpStr(a.Name, b.Name)
+	}) {
+		r.q.Add(k)
+	}
+	return nil
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (r *Reconciler) worker(ctx context.Context) {
+	for {
+		key, ok := r.q.Get()
+		if !ok {
+			return
+		}
+		r.pass(ctx, key)
+		r.q.Done(key)
+	}
+}
+
+// pass runs one Sync and schedules what follows: a retry with backoff after
+// a failure, a check after a backoff ends, or an immediate re-check after
+// changes (the next pass must find nothing to do).
+func (r *Reconciler) pass(ctx context.Context, key runtime.PodKey) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error().Str("pod", key.String()).Interface("panic", p).Msg("reconcile pass panicked; retrying with backoff")
+			r.retry(key)
+		}
+	}()
+	plan, err := r.Sync(ctx, key)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		r.retry(key)
+		return
+	}
+	r.mu.Lock()
+	if m := r.mem[key]; m != nil {
+		m.failures = 0
+	}
+	r.mu.Unlock()
+	if !plan.Empty() && !r.cfg.DryRun {
+		r.q.Add(key)
+	}
+	if plan.RequeueAfter > 0 {
+		r.q.AddAfter(key, plan.RequeueAfter)
+	}
+}
+
+func (r *Reconciler) retry(key runtime.PodKey) {
+	r.mu.Lock()
+	m := r.memLocked(key)
+	m.failures++
+	d := r.cfg.StepBackoff.Delay(m.failures)
+	r.mu.Unlock()
+	r.q.AddAfter(key, d)
+}
+
+// Observe reads what the runtime has for key.
+func (r *Reconciler) Observe(ctx context.Context, key runtime.PodKey) (ObservedPod, error) {
+	var obs ObservedPod
+	boxes, err := r.rt.ListSandboxes(ctx)
+	if err != nil {
+		return obs, fmt.Errorf("observe pod %s: list sandboxes: %w", key, err)
+	}
+	for _, s := range boxes {
+		if s.Pod != key {
+			continue
+		}
+		obs.Sandboxes = append(obs.Sandboxes, s)
+		cs, err := r.rt.ListContainers(ctx, runtime.ContainerFilter{SandboxID: s.ID})
+		if err != nil {
+			return obs, fmt.Errorf("observe pod %s: list containers of sandbox %s: %w", key, s.ID, err)
+		}
+		obs.Containers = append(obs.Containers, cs...)
+	}
+	return obs, nil
+}
+
+// Plan computes the plan for key without applying it.
+func (r *Reconciler) Plan(ctx context.Context, key runtime.PodKey) (Plan, error) {
+	d := r.Desired(key)
+	obs, err := r.Observe(ctx, key)
+	if err != nil {
+		return Plan{Key: key}, err
+	}
+	p := Diff(d, obs, DiffOptions{Now: r.cfg.Now(), Backoff: r.cfg.Backoff})
+	p.Key = key
+	return p, nil
+}
+
+// Sync is one reconcile pass for key: observe, diff, apply, record status.
+func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error) {
+	start := time.Now()
+	r.mu.Lock()
+	r.passes++
+	r.mu.Unlock()
+	d := r.Desired(key)
+	obs, err := r.Observe(ctx, key)
+	if err != nil {
+		r.metrics.Pass(time.Since(start), err)
+		r.log.Warn().Str("pod", key.String()).Err(err).Msg("observe failed")
+		return Plan{Key: key}, err
+	}
+	plan := Diff(d, obs, DiffOptions{Now: r.cfg.Now(), Backoff: r.cfg.Backoff})
+	plan.Key = key
+	if r.cfg.DryRun {
+		if !plan.Empty() || len(plan.Waits) > 0 {
+			fmt.Fprint(r.cfg.DryRunOut, plan.String())
+		}
+		r.recordStatus(key, d, obs, &plan)
+		r.metrics.Pass(time.Since(start), nil)
+		return plan, nil
+	}
+	applyErr := r.apply(ctx, d, obs, &plan)
+	if !plan.Empty() {
+		if obs2, err := r.Observe(ctx, key); err == nil {
+			obs = obs2
+		}
+	}
+	r.recordStatus(key, d, obs, &plan)
+	r.metrics.Pass(time.Since(start), applyErr)
+	if applyErr != nil {
+		r.mu.Lock()
+		m := r.memLocked(key)
+		if m.lastErr == nil || m.lastErr.File == "" {
+			m.lastErr = &ManifestErr{Message: applyErr.Error(), Time: r.cfg.Now()}
+		}
+		r.mu.Unlock()
+		r.log.Warn().Str("pod", key.String()).Err(applyErr).Dur("duration", time.Since(start)).Msg("reconcile failed")
+	}
+	return plan, applyErr
+}
+
+// recordStatus stores the pod's status, tells the prober, and measures the
+// change-to-running/gone latency.
+func (r *Reconciler) recordStatus(key runtime.PodKey, d *DesiredPod, obs ObservedPod, plan *Plan) {
+	r.mu.Lock()
+	m := r.mem[key]
+	if d == nil && len(obs.Sandboxes) == 0 && len(obs.Containers) == 0 {
+		delete(r.status, key)
+		delete(r.mem, key)
+		if t, ok := r.changedAt[key]; ok {
+			delete(r.changedAt, key)
+			r.mu.Unlock()
+			r.metrics.ChangeToGone(time.Since(t))
+			r.notifyProber(key, nil, nil)
+			return
+		}
+		r.mu.Unlock()
+		r.notifyProber(key, nil, nil)
+		return
+	}
+	st := buildStatus(d, obs, plan, m, r.cfg.Now())
+	r.status[key] = st
+	var lat time.Duration
+	if t, ok := r.changedAt[key]; ok && d != nil && allRunning(st) {
+		delete(r.changedAt, key)
+		lat = time.Since(t)
+	}
+	r.mu.Unlock()
+	if lat > 0 {
+		r.metrics.ChangeToRunning(lat)
+	}
+	var running []*runtime.Container
+	for _, c := range obs.Containers {
+		if c.State == runtime.ContainerRunning && c.SandboxID == st.Pelagos.SandboxID {
+			running = append(running, c)
+		}
+	}
+	r.notifyProber(key, d, running)
+}
+
+func (r *Reconciler) notifyProber(key runtime.PodKey, d *DesiredPod, running []*runtime.Container) {
+	if r.cfg.Hooks.Prober != nil {
+		r.cfg.Hooks.Prober.Update(key, d, running)
+	}
+}
+
+func allRunning(st PodStatus) bool {
+	if st.Phase == PhaseSucceeded {
+		return true
+	}
+	if len(st.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, c := range st.ContainerStatuses {
+		if c.State.Running == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// SetReady records a readiness result for a container (from a prober).
+func (r *Reconciler) SetReady(key runtime.PodKey, container string, ready bool) {
+	r.mu.Lock()
+	m := r.memLocked(key)
+	changed := m.notReady[container] == ready
+	m.notReady[container] = !ready
+	r.mu.Unlock()
+	if changed {
+		r.q.Add(key)
+	}
+}
+
+// Kill stops a running container (a liveness failure, a failed hook); the
+// restart policy decides what follows.
+func (r *Reconciler) Kill(ctx context.Context, key runtime.PodKey, containerID, reason string, grace time.Duration) error {
+	c, err := r.rt.GetContainer(ctx, containerID)
+	if err != nil {
+		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
+	}
+	r.events.Record(EventNormal, "Killing", containerObj(key, c.Name, false), "Stopping container "+c.Name+": "+reason)
+	if err := r.rt.StopContainer(ctx, containerID, grace); err != nil {
+		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
+	}
+	r.q.Add(key)
+	return nil
+}
+
+// apply carries out a plan. Steps that do not depend on each other keep
+// going after a failure (one bad image must not hold back the others); the
+// first error is returned so the pod is retried with backoff.
+func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, plan *Plan) error {
+	key := plan.Key
+	var errs []error
+	boxID := ""
+	var box *runtime.Sandbox
+	for _, s := range obs.Sandboxes {
+		if s.State == runtime.SandboxReady && d != nil && s.Hash() == d.SandboxHash {
+			box = s
+		}
+	}
+	failedContainer := map[string]bool{}
+	pulled := map[string]error{}
+	ctrs := map[string]*runtime.Container{}
+	for _, c := range obs.Containers {
+		ctrs[c.ID] = c
+	}
+	acts := plan.Actions
+	for i := 0; i < len(acts); i++ {
+		a := acts[i]
+		// Stops of one pod run together: the pod's grace period bounds
+		// the whole teardown, not each container's in turn.
+		if a.Kind == ActStopContainer {
+			j := i
+			for j < len(acts) && acts[j].Kind == ActStopContainer {
+				j++
+			}
+			var wg sync.WaitGroup
+			var emu sync.Mutex
+			for _, s := range acts[i:j] {
+				wg.Go(func() {
+					if err := r.stop(ctx, d, key, ctrs[s.ContainerID], s); err != nil {
+						emu.Lock()
+						errs = append(errs, err)
+						emu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			i = j - 1
+			continue
+		}
+		t0 := time.Now()
+		var err error
+		switch a.Kind {
+		case ActRemoveContainer:
+			err = r.rt.RemoveContainer(ctx, a.ContainerID)
+			if err != nil {
+				err = fmt.Errorf("pod %s: remove container %s (%s): %w", key, a.Container, a.ContainerID, err)
+			}
+		case ActRemoveSandbox:
+			err = r.rt.RemoveSandbox(ctx, a.SandboxID)
+			if err != nil {
+				err = fmt.Errorf("pod %s: remove sandbox %s: %w", key, a.SandboxID, err)
+			} else if d != nil {
+				r.events.Record(EventNormal, "SandboxChanged", podRef(key), "Pod sandbox "+a.SandboxID+" removed: "+a.Reason)
+			}
+		case ActCreateSandbox:
+			cfg := d.Sandbox
+			cfg.Pod = key
+			cfg.Annotations = maps.Clone(cfg.Annotations)
+			if cfg.Annotations == nil {
+				cfg.Annotations = map[string]string{}
+			}
+			cfg.Annotations[runtime.AnnotationSandboxHash] = d.SandboxHash
+			cfg.Annotations[runtime.AnnotationSourceFile] = d.Source
+			cfg.Annotations[AnnotationGracePeriod] = strconv.Itoa(int(d.Grace / time.Second))
+			box, err = r.rt.CreateSandbox(ctx, &cfg)
+			if err != nil {
+				err = fmt.Errorf("pod %s: create sandbox: %w", key, err)
+				r.events.Record(EventWarning, "FailedCreatePodSandBox", podRef(key), err.Error())
+				// Nothing else of this pod can happen without its sandbox.
+				r.logAction(key, a, time.Since(t0), err)
+				r.metrics.Action(a.Kind, err, time.Since(t0))
+				return errors.Join(append(errs, err)...)
+			}
+		case ActPullImage:
+			err = r.pull(ctx, d, a, pulled)
+			if err != nil {
+				failedContainer[a.Container] = true
+			}
+		case ActStartContainer:
+			if failedContainer[a.Container] {
+				continue
+			}
+			if a.SandboxID != "" {
+				boxID = a.SandboxID
+			} else if box != nil {
+				boxID = box.ID
+			}
+			err = r.start(ctx, d, boxID, a)
+		}
+		r.logAction(key, a, time.Since(t0), err)
+		r.metrics.Action(a.Kind, err, time.Since(t0))
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) logAction(key runtime.PodKey, a Action, d time.Duration, err error) {
+	ev := r.log.Info()
+	if err != nil {
+		ev = r.log.Warn().Err(err)
+	}
+	ev = ev.Str("pod", key.String()).Str("action", string(a.Kind)).Str("reason", a.Reason).Dur("duration", d)
+	if a.Container != "" {
+		ev = ev.Str("container", a.Container)
+	}
+	if a.ContainerID != "" {
+		ev = ev.Str("id", a.ContainerID)
+	}
+	if a.SandboxID != "" {
+		ev = ev.Str("sandbox", a.SandboxID)
+	}
+	ev.Msg("reconcile")
+}
+
+func (r *Reconciler) stop(ctx context.Context, d *DesiredPod, key runtime.PodKey, c *runtime.Container, a Action) error {
+	t0 := time.Now()
+	grace := a.Grace
+	if c != nil && r.cfg.Hooks.PreStop != nil && c.State == runtime.ContainerRunning {
+		deadline := t0.Add(grace)
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		if err := r.cfg.Hooks.PreStop(hctx, d, c); err != nil {
+			r.events.Record(EventWarning, "FailedPreStopHook", containerObj(key, a.Container, false), err.Error())
+		}
+		cancel()
+		grace = max(0, time.Until(deadline))
+	}
+	r.events.Record(EventNormal, "Killing", containerObj(key, a.Container, false), "Stopping container "+a.Container+": "+a.Reason)
+	err := r.rt.StopContainer(ctx, a.ContainerID, grace)
+	if err != nil {
+		err = fmt.Errorf("pod %s: stop container %s (%s): %w", key, a.Container, a.ContainerID, err)
+	}
+	r.logAction(key, a, time.Since(t0), err)
+	r.metrics.Action(a.Kind, err, time.Since(t0))
+	return err
+}
+
+func (r *Reconciler) findContainer(d *DesiredPod, name string) *DesiredContainer {
+	for i := range d.Init {
+		if d.Init[i].Name == name {
+			return &d.Init[i]
+		}
+	}
+	for i := range d.Containers {
+		if d.Containers[i].Name == name {
+			return &d.Containers[i]
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled map[string]error) error {
+	dc := r.findContainer(d, a.Container)
+	if dc == nil {
+		return fmt.Errorf("pod %s: pull for unknown container %s", d.Key, a.Container)
+	}
+	ref := dc.Config.Image
+	err, done := pulled[ref]
+	if !done {
+		obj := containerObj(d.Key, dc.Name, dc.Init)
+		_, err = r.images.EnsureImage(ctx, ref, runtime.PullOptions{Policy: dc.PullPolicy, Auth: d.PullAuth})
+		r.metrics.ImagePull(err)
+		if err != nil {
+			err = fmt.Errorf("pod %s: pull image %q for container %s: %w", d.Key, ref, dc.Name, err)
+			r.events.Record(EventWarning, "Failed", obj, "Failed to pull image \""+ref+"\": "+err.Error())
+		}
+		pulled[ref] = err
+	}
+	r.mu.Lock()
+	m := r.memLocked(d.Key)
+	if err != nil {
+		reason := "ErrImagePull"
+		if m.waiting[dc.Name] == "ErrImagePull" || m.waiting[dc.Name] == "ImagePullBackOff" {
+			reason = "ImagePullBackOff"
+		}
+		m.waiting[dc.Name] = reason
+		m.waitingMsg[dc.Name] = err.Error()
+	} else {
+		delete(m.waiting, dc.Name)
+		delete(m.waitingMsg, dc.Name)
+	}
+	r.mu.Unlock()
+	return err
+}
+
+func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a Action) error {
+	dc := r.findContainer(d, a.Container)
+	if dc == nil {
+		return fmt.Errorf("pod %s: start unknown container %s", d.Key, a.Container)
+	}
+	obj := containerObj(d.Key, dc.Name, dc.Init)
+	cfg := dc.Config
+	cfg.SandboxID = boxID
+	cfg.Name = dc.Name
+	cfg.Attempt = a.Attempt
+	cfg.Annotations = maps.Clone(cfg.Annotations)
+	if cfg.Annotations == nil {
+		cfg.Annotations = map[string]string{}
+	}
+	cfg.Annotations[runtime.AnnotationContainerHash] = dc.Hash
+	cfg.Annotations[runtime.AnnotationSourceFile] = d.Source
+	cfg.Annotations[AnnotationCrashCount] = strconv.Itoa(a.CrashCount)
+	if dc.Init {
+		cfg.Annotations[AnnotationInit] = "true"
+	}
+	c, err := r.rt.StartContainer(ctx, &cfg)
+	r.mu.Lock()
+	m := r.memLocked(d.Key)
+	if err != nil && errors.Is(err, runtime.ErrInvalidConfig) {
+		m.waiting[dc.Name] = "CreateContainerConfigError"
+		m.waitingMsg[dc.Name] = err.Error()
+	} else if err != nil {
+		m.waiting[dc.Name] = "CreateContainerError"
+		m.waitingMsg[dc.Name] = err.Error()
+	} else {
+		delete(m.waiting, dc.Name)
+		delete(m.waitingMsg, dc.Name)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("pod %s: start container %s: %w", d.Key, dc.Name, err)
+		r.events.Record(EventWarning, "Failed", obj, err.Error())
+		return err
+	}
+	if a.CrashCount > 0 {
+		r.events.Record(EventWarning, "BackOff", obj, fmt.Sprintf("Restarted container %s after back-off (restart %d)", dc.Name, a.Attempt))
+	}
+	r.events.Record(EventNormal, "Started", obj, "Started container "+dc.Name)
+	if r.cfg.Hooks.PostStart != nil {
+		if herr := r.cfg.Hooks.PostStart(ctx, d, dc, c); herr != nil {
+			r.events.Record(EventWarning, "FailedPostStartHook", obj, herr.Error())
+			if serr := r.rt.StopContainer(ctx, c.ID, d.Grace); serr != nil {
+				return fmt.Errorf("pod %s: stop container %s after failed postStart: %w", d.Key, dc.Name, serr)
+			}
+		}
+	}
+	return nil
+}

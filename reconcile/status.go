@@ -1,0 +1,336 @@
+package reconcile
+
+import (
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// Pod phases.
+const (
+	PhasePending   = "Pending"
+	PhaseRunning   = "Running"
+	PhaseSucceeded = "Succeeded"
+	PhaseFailed    = "Failed"
+	PhaseUnknown   = "Unknown"
+)
+
+// Pod is a pod as the API reports it: Kubernetes' core/v1 Pod shape, so
+// scripts written for `kubectl get pods -o json` read it unchanged.
+type Pod struct {
+	APIVersion string     `json:"apiVersion"`
+	Kind       string     `json:"kind"`
+	Metadata   ObjectMeta `json:"metadata"`
+	Spec       any        `json:"spec,omitempty"`
+	Status     PodStatus  `json:"status"`
+}
+
+// ObjectMeta is the metadata subset we report.
+type ObjectMeta struct {
+	Name              string            `json:"name"`
+	Namespace         string            `json:"namespace"`
+	UID               string            `json:"uid,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty"`
+}
+
+// PodList is what `get pods -o json` prints.
+type PodList struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Items      []Pod  `json:"items"`
+}
+
+// PodCondition is one of Initialized, ContainersReady, Ready.
+type PodCondition struct {
+	Type               string     `json:"type"`
+	Status             string     `json:"status"` // "True" | "False"
+	Reason             string     `json:"reason,omitempty"`
+	LastTransitionTime *time.Time `json:"lastTransitionTime,omitempty"`
+}
+
+// PodIP is one pod address.
+type PodIP struct {
+	IP string `json:"ip"`
+}
+
+// PodStatus follows core/v1 PodStatus, plus our own block under "pelagos".
+type PodStatus struct {
+	Phase                 string            `json:"phase"`
+	Reason                string            `json:"reason,omitempty"`
+	Message               string            `json:"message,omitempty"`
+	Conditions            []PodCondition    `json:"conditions,omitempty"`
+	PodIP                 string            `json:"podIP,omitempty"`
+	PodIPs                []PodIP           `json:"podIPs,omitempty"`
+	StartTime             *time.Time        `json:"startTime,omitempty"`
+	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
+	ContainerStatuses     []ContainerStatus `json:"containerStatuses,omitempty"`
+	Pelagos               AgentPodStatus    `json:"pelagos"`
+}
+
+// AgentPodStatus is what only this agent knows.
+type AgentPodStatus struct {
+	SourceFile string       `json:"sourceFile,omitempty"`
+	SandboxID  string       `json:"sandboxID,omitempty"`
+	NetNS      string       `json:"netns,omitempty"`
+	PausePID   int          `json:"pausePID,omitempty"`
+	LastError  *ManifestErr `json:"lastError,omitempty"`
+	// Stale is set when the manifest is broken and the pod runs its last
+	// good version.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// ManifestErr is an error the agent reports about a pod: from its manifest
+// (file and field) or from the last reconcile step.
+type ManifestErr struct {
+	File    string    `json:"file,omitempty"`
+	Field   string    `json:"field,omitempty"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// ContainerStatus follows core/v1 ContainerStatus.
+type ContainerStatus struct {
+	Name         string         `json:"name"`
+	State        ContainerState `json:"state"`
+	LastState    ContainerState `json:"lastState"`
+	Ready        bool           `json:"ready"`
+	RestartCount int            `json:"restartCount"`
+	Image        string         `json:"image"`
+	ImageID      string         `json:"imageID"`
+	ContainerID  string         `json:"containerID,omitempty"`
+	Started      *bool          `json:"started,omitempty"`
+}
+
+// ContainerState has exactly one member set (or none for "no state yet").
+type ContainerState struct {
+	Waiting    *StateWaiting    `json:"waiting,omitempty"`
+	Running    *StateRunning    `json:"running,omitempty"`
+	Terminated *StateTerminated `json:"terminated,omitempty"`
+}
+
+type StateWaiting struct {
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+type StateRunning struct {
+	StartedAt time.Time `json:"startedAt"`
+}
+
+type StateTerminated struct {
+	ExitCode    int       `json:"exitCode"`
+	Signal      int       `json:"signal,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	Message     string    `json:"message,omitempty"`
+	StartedAt   time.Time `json:"startedAt,omitzero"`
+	FinishedAt  time.Time `json:"finishedAt,omitzero"`
+	ContainerID string    `json:"containerID,omitempty"`
+}
+
+// podMemory is what the agent remembers about a pod between passes that the
+// runtime cannot tell it: errors of the last step. It is lost on restart,
+// which is fine: the next pass finds the same errors again.
+type podMemory struct {
+	lastErr    *ManifestErr
+	stale      bool
+	failures   int               // consecutive failed passes (step backoff)
+	waiting    map[string]string // container -> ErrImagePull, ImagePullBackOff, CreateContainerConfigError
+	waitingMsg map[string]string
+	notReady   map[string]bool // container -> readiness probe says not ready (issue 8)
+}
+
+// containerRef is the containerID Kubernetes prints: runtime://id.
+func containerRef(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "pelagos://" + id
+}
+
+func terminated(c *runtime.Container) *StateTerminated {
+	reason := c.Reason
+	if reason == "" {
+		reason = runtime.ReasonError
+		if c.ExitCode == 0 {
+			reason = runtime.ReasonCompleted
+		}
+	}
+	return &StateTerminated{ExitCode: c.ExitCode, Reason: reason, Message: c.Message,
+		StartedAt: c.StartedAt, FinishedAt: c.FinishedAt, ContainerID: containerRef(c.ID)}
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// BuildStatus derives the Kubernetes-shaped status of a pod. desired may be
+// nil (a pod being removed); plan carries the waits of the last pass.
+func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now time.Time) PodStatus {
+	var st PodStatus
+	var box *runtime.Sandbox
+	for _, s := range obs.Sandboxes {
+		if s.State == runtime.SandboxReady && (d == nil || s.Hash() == d.SandboxHash) {
+			if box == nil || s.CreatedAt.After(box.CreatedAt) {
+				box = s
+			}
+		}
+	}
+	if d != nil {
+		st.Pelagos.SourceFile = d.Source
+	}
+	if mem != nil {
+		st.Pelagos.LastError = mem.lastErr
+		st.Pelagos.Stale = mem.stale
+	}
+	waits := map[string]Wait{}
+	if plan != nil {
+		for _, w := range plan.Waits {
+			waits[w.Container] = w
+		}
+	}
+	var byName map[string][]*runtime.Container
+	if box != nil {
+		st.Pelagos.SandboxID = box.ID
+		st.Pelagos.NetNS = box.NetNSName
+		st.Pelagos.PausePID = box.PausePID
+		st.PodIP = box.IP
+		if box.IP != "" {
+			st.PodIPs = []PodIP{{IP: box.IP}}
+		}
+		t := box.CreatedAt
+		st.StartTime = &t
+		var cs []*runtime.Container
+		for _, c := range obs.Containers {
+			if c.SandboxID == box.ID {
+				cs = append(cs, c)
+			}
+		}
+		byName = attempts(cs)
+	}
+	if d == nil {
+		st.Phase = PhaseRunning
+		st.Reason = "Terminating"
+		return st
+	}
+
+	one := func(dc DesiredContainer) ContainerStatus {
+		cs := ContainerStatus{Name: dc.Name, Image: dc.Config.Image, Started: boolPtr(false)}
+		list := byName[dc.Name]
+		var cur, prev *runtime.Container
+		for _, c := range list {
+			if c.State == runtime.ContainerCreated {
+				continue
+			}
+			if cur == nil {
+				cur = c
+			} else if prev == nil {
+				prev = c
+			}
+		}
+		if cur != nil {
+			cs.RestartCount = cur.Attempt
+			cs.ContainerID = containerRef(cur.ID)
+			cs.ImageID = cur.ImageID
+			if cur.Image != "" {
+				cs.Image = cur.Image
+			}
+		}
+		if prev != nil {
+			cs.LastState.Terminated = terminated(prev)
+		}
+		if w, ok := waits[dc.Name]; ok && w.Reason == "CrashLoopBackOff" {
+			cs.State.Waiting = &StateWaiting{Reason: w.Reason, Message: w.Message}
+			if cur != nil && cur.State == runtime.ContainerExited {
+				cs.LastState.Terminated = terminated(cur)
+			}
+			return cs
+		}
+		if mem != nil && mem.waiting[dc.Name] != "" {
+			cs.State.Waiting = &StateWaiting{Reason: mem.waiting[dc.Name], Message: mem.waitingMsg[dc.Name]}
+			return cs
+		}
+		switch {
+		case cur == nil:
+			reason := "ContainerCreating"
+			if w, ok := waits[dc.Name]; ok {
+				reason = w.Reason
+			}
+			cs.State.Waiting = &StateWaiting{Reason: reason}
+		case cur.State == runtime.ContainerRunning:
+			cs.State.Running = &StateRunning{StartedAt: cur.StartedAt}
+			cs.Started = boolPtr(true)
+			cs.Ready = !dc.Init && (mem == nil || !mem.notReady[dc.Name])
+		case cur.State == runtime.ContainerExited:
+			cs.State.Terminated = terminated(cur)
+		default:
+			cs.State.Waiting = &StateWaiting{Reason: "ContainerStatusUnknown"}
+		}
+		return cs
+	}
+	for _, ic := range d.Init {
+		st.InitContainerStatuses = append(st.InitContainerStatuses, one(ic))
+	}
+	for _, c := range d.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, one(c))
+	}
+
+	initialized := true
+	initFailed := false
+	for _, s := range st.InitContainerStatuses {
+		t := s.State.Terminated
+		if t == nil || t.ExitCode != 0 {
+			initialized = false
+		}
+		if t != nil && t.ExitCode != 0 && d.Restart == RestartNever {
+			initFailed = true
+		}
+	}
+	running, done, failed, ready, seen := 0, 0, 0, 0, 0
+	for _, s := range st.ContainerStatuses {
+		if s.ContainerID != "" {
+			seen++
+		}
+		switch {
+		case s.State.Running != nil:
+			running++
+		case s.State.Terminated != nil:
+			done++
+			if s.State.Terminated.ExitCode != 0 {
+				failed++
+			}
+		}
+		if s.Ready {
+			ready++
+		}
+	}
+	n := len(st.ContainerStatuses)
+	switch {
+	case box == nil:
+		st.Phase = PhasePending
+	case initFailed:
+		st.Phase = PhaseFailed
+	case !initialized:
+		st.Phase = PhasePending
+	case n > 0 && done == n && d.Restart == RestartNever:
+		st.Phase = PhaseSucceeded
+		if failed > 0 {
+			st.Phase = PhaseFailed
+		}
+	case n > 0 && done == n && d.Restart == RestartOnFailure && failed == 0:
+		st.Phase = PhaseSucceeded
+	case running > 0 || (n > 0 && seen == n):
+		st.Phase = PhaseRunning
+	default:
+		st.Phase = PhasePending
+	}
+	cond := func(typ string, ok bool) PodCondition {
+		s := "False"
+		if ok {
+			s = "True"
+		}
+		return PodCondition{Type: typ, Status: s}
+	}
+	allReady := n > 0 && ready == n
+	st.Conditions = []PodCondition{cond("Initialized", initialized && box != nil), cond("ContainersReady", allReady), cond("Ready", allReady)}
+	return st
+}
