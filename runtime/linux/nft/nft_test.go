@@ -35,7 +35,9 @@ func TestMappingCommentRoundTrip(t *testing.T) {
 func TestOverlaps(t *testing.T) {
 	a := netip.MustParseAddr("127.0.0.1")
 	b := netip.MustParseAddr("192.0.2.2")
-	tcp := func(h netip.Addr, port uint16) Mapping { return Mapping{Protocol: runtime.ProtocolTCP, HostIP: h, HostPort: port} }
+	tcp := func(h netip.Addr, port uint16) Mapping {
+		return Mapping{Protocol: runtime.ProtocolTCP, HostIP: h, HostPort: port}
+	}
 	tests := []struct {
 		p, q Mapping
 		want bool
@@ -61,8 +63,8 @@ func TestMappingsValidation(t *testing.T) {
 	}
 	pod := netip.MustParseAddr("10.204.0.2")
 	got, err := m.Mappings(pod, []runtime.PortMapping{
-		{ContainerPort: 80},                                 // documents only
-		{ContainerPort: 80, HostPort: 8080},                 // protocol defaults to TCP
+		{ContainerPort: 80},                 // documents only
+		{ContainerPort: 80, HostPort: 8080}, // protocol defaults to TCP
 		{Protocol: runtime.ProtocolUDP, ContainerPort: 53, HostPort: 5353, HostIP: "127.0.0.1"},
 		{Protocol: runtime.ProtocolTCP, ContainerPort: 81, HostPort: 8081, HostIP: "0.0.0.0"},
 	})
