@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,4 +95,24 @@ func (m *Manager) inNetNS(fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Hairpin turns on hairpin mode on a pod's bridge port. On nodes with
+// br_netfilter a pod that reaches its own published port through a node
+// address is DNATed back to itself while the frame is bridged, and the
+// bridge only sends a frame out of the port it came in on in hairpin mode.
+func (m *Manager) Hairpin(veth string) error {
+	return m.inNetNS(func() error {
+		l, err := netlink.LinkByName(veth)
+		if err != nil {
+			return fmt.Errorf("nft: hairpin on %s: %w", veth, err)
+		}
+		if l.Attrs().Protinfo != nil && l.Attrs().Protinfo.Hairpin {
+			return nil
+		}
+		if err := netlink.LinkSetHairpin(l, true); err != nil {
+			return fmt.Errorf("nft: hairpin on %s: %w", veth, err)
+		}
+		return nil
+	})
 }

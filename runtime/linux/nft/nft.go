@@ -283,7 +283,8 @@ func (p Mapping) overlaps(q Mapping) bool {
 }
 
 // Mappings validates the runtime's port mappings of a pod with address podIP
-// and returns the ones that publish a host port. Mappings without a hostPort
+// and returns the ones that publish a host port. podIP may be the zero Addr
+// to validate (and Check) before the pod has an address. Mappings without a hostPort
 // only document the container port and publish nothing, as in Kubernetes.
 // hostIP must be one of the node's addresses (or 0.0.0.0 / empty for all).
 func (m *Manager) Mappings(podIP netip.Addr, ports []runtime.PortMapping) ([]Mapping, error) {
@@ -297,7 +298,7 @@ func (m *Manager) Mappings(podIP netip.Addr, ports []runtime.PortMapping) ([]Map
 			continue
 		}
 		where := fmt.Sprintf("ports[%d]", i)
-		if !podIP.Is4() {
+		if podIP.IsValid() && !podIP.Is4() {
 			return nil, fmt.Errorf("nft: %s: pod address %v is not IPv4: %w", where, podIP, runtime.ErrInvalidConfig)
 		}
 		if p.HostPort < 1 || p.HostPort > 65535 {
@@ -389,18 +390,8 @@ func (m *Manager) AddPod(sandboxID string, maps []Mapping) error {
 	if err != nil {
 		return err
 	}
-	for id, held := range pods {
-		if id == sandboxID {
-			continue
-		}
-		for _, want := range maps {
-			for _, h := range held {
-				if want.overlaps(h) {
-					return fmt.Errorf("nft: sandbox %s: host port %d/%s is held by sandbox %s (%s): %w",
-						sandboxID, want.HostPort, want.Protocol, id, h, runtime.ErrConflict)
-				}
-			}
-		}
+	if err := conflicts(sandboxID, maps, pods); err != nil {
+		return err
 	}
 	if old, ok := pods[sandboxID]; ok && sameMappings(old, maps) {
 		return nil
@@ -423,6 +414,48 @@ func (m *Manager) AddPod(sandboxID string, maps []Mapping) error {
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft: sandbox %s: publish ports in table %s: %w", sandboxID, m.cfg.Table, err)
+	}
+	return nil
+}
+
+// Check reports runtime.ErrConflict, naming the holder, when another
+// sandbox holds one of the host ports of maps. It lets a caller refuse a pod
+// before making anything; AddPod checks again under its lock.
+func (m *Manager) Check(sandboxID string, maps []Mapping) error {
+	if len(maps) == 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, err := m.conn()
+	if err != nil {
+		return err
+	}
+	pods, _, err := m.listPods(c)
+	if err != nil {
+		return err
+	}
+	return conflicts(sandboxID, maps, pods)
+}
+
+func conflicts(sandboxID string, maps []Mapping, pods map[string][]Mapping) error {
+	ids := make([]string, 0, len(pods))
+	for id := range pods {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if id == sandboxID {
+			continue
+		}
+		for _, want := range maps {
+			for _, h := range pods[id] {
+				if want.overlaps(h) {
+					return fmt.Errorf("nft: sandbox %s: host port %d/%s is held by sandbox %s (%s): %w",
+						sandboxID, want.HostPort, want.Protocol, id, h, runtime.ErrConflict)
+				}
+			}
+		}
 	}
 	return nil
 }

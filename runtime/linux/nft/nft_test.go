@@ -225,6 +225,17 @@ func TestPublishedPortsAndEgress(t *testing.T) {
 		if !errors.Is(err, runtime.ErrConflict) || !strings.Contains(err.Error(), "sbA") {
 			t.Fatalf("second claim of 8080/TCP: %v, want ErrConflict naming sbA", err)
 		}
+		// Check refuses before a pod has an address.
+		early, err := n.mgr.Mappings(netip.Addr{}, []runtime.PortMapping{{ContainerPort: 80, HostPort: 8080}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.mgr.Check("sbB", early); !errors.Is(err, runtime.ErrConflict) {
+			t.Fatalf("Check of 8080/TCP: %v, want ErrConflict", err)
+		}
+		if err := n.mgr.Check("sbA", early); err != nil {
+			t.Fatalf("Check of a pod's own port: %v", err)
+		}
 		// A specific address overlaps the wildcard too.
 		err = n.publish(t, "sbB", n.ip("204", 3), runtime.PortMapping{ContainerPort: 80, HostPort: 8081, HostIP: "127.0.0.1"})
 		if !errors.Is(err, runtime.ErrConflict) {
