@@ -33,6 +33,9 @@ type globalOptions struct {
 	NetNSPrefix  string
 	CgroupParent string
 	NFTable      string
+	// AllowUnsafeSysctls lets pods set namespaced sysctls outside
+	// Kubernetes' safe list (never non-namespaced ones).
+	AllowUnsafeSysctls bool
 
 	stdout, stderr io.Writer
 	log            zerolog.Logger
@@ -70,6 +73,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	f.StringVar(&g.NetNSPrefix, "netns-prefix", "pelagos-", "prefix of the named network namespaces under /run/netns")
 	f.StringVar(&g.CgroupParent, "cgroup-parent", "", "cgroup under which pod cgroups are made (default: below the agent's own cgroup)")
 	f.StringVar(&g.NFTable, "nft-table", "pelagos", "nftables table holding the agent's rules")
+	f.BoolVar(&g.AllowUnsafeSysctls, "allow-unsafe-sysctls", false, "let pods set namespaced sysctls beyond Kubernetes' safe list")
 	for _, newCmd := range commandFactories {
 		root.AddCommand(newCmd(g))
 	}
@@ -130,6 +134,8 @@ func (g *globalOptions) linuxConfig() linux.Config {
 		NetNSPrefix:  g.NetNSPrefix,
 		CgroupParent: g.CgroupParent,
 		NFTable:      g.NFTable,
-		Logger:       g.log,
+
+		AllowUnsafeSysctls: g.AllowUnsafeSysctls,
+		Logger:             g.log,
 	}
 }
