@@ -1,0 +1,572 @@
+package reconcile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec"
+	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+)
+
+// Documents are the ConfigMaps and Secrets of the manifest directory, by
+// namespace/name; pods in the same namespace consume them.
+type Documents struct {
+	ConfigMaps map[spec.PodKey]*spec.ConfigMap
+	Secrets    map[spec.PodKey]*spec.Secret
+}
+
+// TranslateFunc adjusts a translated pod (volumes, env sources, probes...).
+// It runs after the built-in translation; an error makes the pod's
+// containers wait with CreateContainerConfigError.
+type TranslateFunc func(pod *spec.Pod, d *DesiredPod, docs *Documents) error
+
+// Translator turns a manifest snapshot into a DesiredSet.
+type Translator struct {
+	// NodeName answers spec.nodeName field references (the host name).
+	NodeName string
+	// Extra runs after the built-in translation, in order.
+	Extra []TranslateFunc
+}
+
+// FromSnapshot translates a whole load of the manifest directory. loadErr
+// is LoadDir's error: the directory itself is missing or untrusted, so
+// there is no truth and the set says so.
+func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) DesiredSet {
+	if loadErr != nil {
+		return DesiredSet{Unavailable: loadErr}
+	}
+	var set DesiredSet
+	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{}}
+	paths := snap.Paths()
+	for _, p := range paths {
+		fr := snap.Files[p]
+		for _, c := range fr.ConfigMaps {
+			docs.ConfigMaps[spec.PodKey{Namespace: nsOr(c.ConfigMap.Metadata.Namespace), Name: c.ConfigMap.Metadata.Name}] = c.ConfigMap
+		}
+		for _, s := range fr.Secrets {
+			docs.Secrets[spec.PodKey{Namespace: nsOr(s.Secret.Metadata.Namespace), Name: s.Secret.Metadata.Name}] = s.Secret
+		}
+		for _, err := range fr.Errs {
+			set.Errors = append(set.Errors, fileError(p, err))
+		}
+	}
+	for _, ps := range snap.SortedPods() {
+		d, err := t.Pod(ps.Pod, ps.File, docs)
+		if err != nil {
+			k := runtime.PodKey(ps.Pod.Key())
+			set.Errors = append(set.Errors, FileError{File: ps.File, Pod: &k, Message: err.Error()})
+			continue
+		}
+		set.Pods = append(set.Pods, d)
+	}
+	return set
+}
+
+func nsOr(ns string) string {
+	if ns == "" {
+		return spec.DefaultNamespace
+	}
+	return ns
+}
+
+func fileError(file string, err error) FileError {
+	fe := FileError{File: file, Message: err.Error()}
+	var se *spec.FieldError
+	if errors.As(err, &se) {
+		fe.Field = se.Path
+	}
+	return fe
+}
+
+// Pod translates one valid, defaulted pod.
+func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPod, error) {
+	p = p.DeepCopy()
+	spec.SetDefaults(p)
+	s := &p.Spec
+	key := runtime.PodKey(p.Key())
+	d := &DesiredPod{
+		Key:         key,
+		Source:      source,
+		SandboxHash: spec.SandboxHash(p),
+		Restart:     RestartPolicy(s.RestartPolicy),
+		Grace:       time.Duration(*s.TerminationGracePeriodSeconds) * time.Second,
+		Manifest:    manifestView{p},
+	}
+	if docs == nil {
+		docs = &Documents{}
+	}
+	sb := runtime.SandboxConfig{
+		Pod:         key,
+		Hostname:    s.Hostname,
+		Subdomain:   s.Subdomain,
+		Labels:      p.Metadata.Labels,
+		Annotations: p.Metadata.Annotations,
+	}
+	if sb.Hostname == "" && !s.HostNetwork {
+		// Kubernetes names the pod's host after the pod, cut to a label.
+		sb.Hostname = strings.TrimRight(truncate(p.Metadata.Name, 63), "-.")
+	}
+	if s.HostNetwork {
+		sb.Namespaces.Network = runtime.NamespaceNode
+	}
+	if s.HostIPC {
+		sb.Namespaces.IPC = runtime.NamespaceNode
+	}
+	switch {
+	case s.HostPID:
+		sb.Namespaces.PID = runtime.NamespaceNode
+	case s.ShareProcessNamespace != nil && *s.ShareProcessNamespace:
+		sb.Namespaces.PID = runtime.NamespacePod
+	}
+	switch s.DNSPolicy {
+	case spec.DNSNone:
+	default:
+		// ClusterFirst has no cluster DNS here and means the node's resolver.
+		sb.DNS.UseHost = true
+	}
+	if dc := s.DNSConfig; dc != nil {
+		sb.DNS.Servers = slices.Clone(dc.Nameservers)
+		sb.DNS.Searches = slices.Clone(dc.Searches)
+		for _, o := range dc.Options {
+			if o.Value != nil {
+				sb.DNS.Options = append(sb.DNS.Options, o.Name+":"+*o.Value)
+			} else {
+				sb.DNS.Options = append(sb.DNS.Options, o.Name)
+			}
+		}
+	}
+	for _, h := range s.HostAliases {
+		sb.HostAliases = append(sb.HostAliases, runtime.HostAlias{IP: h.IP, Hostnames: slices.Clone(h.Hostnames)})
+	}
+	for _, c := range s.Containers {
+		for _, pt := range c.Ports {
+			if pt.HostPort != 0 {
+				sb.Ports = append(sb.Ports, runtime.PortMapping{Protocol: runtime.Protocol(pt.Protocol),
+					ContainerPort: pt.ContainerPort, HostPort: pt.HostPort, HostIP: pt.HostIP})
+			}
+		}
+	}
+	if sc := s.SecurityContext; sc != nil && len(sc.Sysctls) > 0 {
+		sb.Sysctls = map[string]string{}
+		for _, sy := range sc.Sysctls {
+			sb.Sysctls[sy.Name] = sy.Value
+		}
+	}
+	for _, v := range s.Volumes {
+		vc, err := volumeConfig(p, v, docs)
+		if err != nil {
+			return nil, err
+		}
+		sb.Volumes = append(sb.Volumes, vc)
+	}
+	d.Sandbox = sb
+
+	var errs []error
+	for i := range s.InitContainers {
+		c, err := t.container(p, &s.InitContainers[i], docs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("spec.initContainers[%d]: %w", i, err))
+			continue
+		}
+		c.Init = true
+		d.Init = append(d.Init, c)
+	}
+	for i := range s.Containers {
+		c, err := t.container(p, &s.Containers[i], docs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("spec.containers[%d]: %w", i, err))
+			continue
+		}
+		d.Containers = append(d.Containers, c)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("pod %s: %w", key, errors.Join(errs...))
+	}
+	for _, f := range t.Extra {
+		if err := f(p, d, docs); err != nil {
+			return nil, fmt.Errorf("pod %s: %w", key, err)
+		}
+	}
+	return d, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// manifestView lets the API print the pod as written (defaulted).
+type manifestView struct{ p *spec.Pod }
+
+func (m manifestView) View() (map[string]string, map[string]string, any) {
+	return m.p.Metadata.Labels, m.p.Metadata.Annotations, m.p.Spec
+}
+
+// Pod returns the defaulted manifest pod, for components (probes, hooks)
+// that need fields the runtime configs do not carry.
+func (d *DesiredPod) Pod() *spec.Pod {
+	if m, ok := d.Manifest.(manifestView); ok {
+		return m.p
+	}
+	return nil
+}
+
+func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeConfig, error) {
+	vc := runtime.VolumeConfig{Name: v.Name}
+	ns := p.Metadata.Namespace
+	switch {
+	case v.EmptyDir != nil:
+		vc.EmptyDir = &runtime.EmptyDirVolume{Medium: string(v.EmptyDir.Medium)}
+		if v.EmptyDir.SizeLimit != nil {
+			vc.EmptyDir.SizeLimit = v.EmptyDir.SizeLimit.Value()
+		}
+	case v.HostPath != nil:
+		vc.HostPath = &runtime.HostPathVolume{Path: v.HostPath.Path}
+		if v.HostPath.Type != nil {
+			vc.HostPath.Type = string(*v.HostPath.Type)
+		}
+	case v.ConfigMap != nil:
+		cm := docs.ConfigMaps[spec.PodKey{Namespace: ns, Name: v.ConfigMap.Name}]
+		if cm == nil {
+			if isTrue(v.ConfigMap.Optional) {
+				vc.Files = &runtime.ProjectedVolume{}
+				return vc, nil
+			}
+			return vc, fmt.Errorf("spec.volumes[%s]: configMap %q not found in the manifest directory", v.Name, v.ConfigMap.Name)
+		}
+		data := map[string][]byte{}
+		for k, s := range cm.Data {
+			data[k] = []byte(s)
+		}
+		for k, b := range cm.BinaryData {
+			data[k] = b
+		}
+		files, err := project(data, v.ConfigMap.Items, v.ConfigMap.DefaultMode, "configMap "+v.ConfigMap.Name)
+		if err != nil {
+			return vc, fmt.Errorf("spec.volumes[%s]: %w", v.Name, err)
+		}
+		vc.Files = &runtime.ProjectedVolume{Files: files}
+	case v.Secret != nil:
+		sec := docs.Secrets[spec.PodKey{Namespace: ns, Name: v.Secret.SecretName}]
+		if sec == nil {
+			if isTrue(v.Secret.Optional) {
+				vc.Files = &runtime.ProjectedVolume{Sensitive: true}
+				return vc, nil
+			}
+			return vc, fmt.Errorf("spec.volumes[%s]: secret %q not found in the manifest directory", v.Name, v.Secret.SecretName)
+		}
+		files, err := project(sec.Data, v.Secret.Items, v.Secret.DefaultMode, "secret "+v.Secret.SecretName)
+		if err != nil {
+			return vc, fmt.Errorf("spec.volumes[%s]: %w", v.Name, err)
+		}
+		vc.Files = &runtime.ProjectedVolume{Files: files, Sensitive: true}
+	}
+	return vc, nil
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, what string) ([]runtime.ProjectedFile, error) {
+	mode := uint32(spec.DefaultVolumeMode)
+	if defMode != nil {
+		mode = uint32(*defMode)
+	}
+	var out []runtime.ProjectedFile
+	if len(items) == 0 {
+		keys := make([]string, 0, len(data))
+		for k := range data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, runtime.ProjectedFile{Path: k, Data: data[k], Mode: mode})
+		}
+		return out, nil
+	}
+	for _, it := range items {
+		b, ok := data[it.Key]
+		if !ok {
+			return nil, fmt.Errorf("%s has no key %q", what, it.Key)
+		}
+		m := mode
+		if it.Mode != nil {
+			m = uint32(*it.Mode)
+		}
+		clean := path.Clean(it.Path)
+		if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
+			return nil, fmt.Errorf("%s: item path %q leaves the volume", what, it.Path)
+		}
+		out = append(out, runtime.ProjectedFile{Path: clean, Data: b, Mode: m})
+	}
+	return out, nil
+}
+
+// container translates one container: env (with its sources), $(VAR)
+// expansion of command and args, mounts, security, resources.
+func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (DesiredContainer, error) {
+	dc := DesiredContainer{Name: c.Name, PullPolicy: runtime.PullPolicy(c.ImagePullPolicy)}
+	env, refDigest, err := t.env(p, c, docs)
+	if err != nil {
+		return dc, err
+	}
+	lookup := map[string]string{}
+	for _, e := range env {
+		lookup[e.Name] = e.Value
+	}
+	cfg := runtime.ContainerConfig{
+		Name:                   c.Name,
+		Image:                  c.Image,
+		Command:                expandAll(c.Command, lookup),
+		Args:                   expandAll(c.Args, lookup),
+		WorkingDir:             c.WorkingDir,
+		Env:                    env,
+		TTY:                    c.TTY,
+		Stdin:                  c.Stdin,
+		TerminationMessagePath: c.TerminationMessagePath,
+	}
+	for _, m := range c.VolumeMounts {
+		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
+	}
+	sc := spec.EffectiveSecurityContext(p, c)
+	sec := runtime.SecurityConfig{
+		Privileged:               isTrue(sc.Privileged),
+		AllowPrivilegeEscalation: isTrue(sc.AllowPrivilegeEscalation),
+		ReadOnlyRootfs:           isTrue(sc.ReadOnlyRootFilesystem),
+		RunAsUser:                sc.RunAsUser,
+		RunAsGroup:               sc.RunAsGroup,
+		RunAsNonRoot:             isTrue(sc.RunAsNonRoot),
+	}
+	if sc.Capabilities != nil {
+		for _, a := range sc.Capabilities.Add {
+			sec.CapAdd = append(sec.CapAdd, string(a))
+		}
+		for _, a := range sc.Capabilities.Drop {
+			sec.CapDrop = append(sec.CapDrop, string(a))
+		}
+	}
+	if sp := sc.SeccompProfile; sp != nil {
+		sec.Seccomp.Type = string(sp.Type)
+		if sp.LocalhostProfile != nil {
+			sec.Seccomp.LocalhostProfile = *sp.LocalhostProfile
+		}
+	}
+	if ps := p.Spec.SecurityContext; ps != nil {
+		sec.SupplementalGroups = slices.Clone(ps.SupplementalGroups)
+		if ps.FSGroup != nil {
+			sec.SupplementalGroups = append(sec.SupplementalGroups, *ps.FSGroup)
+		}
+	}
+	cfg.Security = sec
+	r := c.Resources
+	if q, ok := r.Requests[spec.ResourceCPU]; ok {
+		cfg.Resources.CPURequestMilli = q.MilliValue()
+	}
+	if q, ok := r.Limits[spec.ResourceCPU]; ok {
+		cfg.Resources.CPULimitMilli = q.MilliValue()
+	}
+	if q, ok := r.Requests[spec.ResourceMemory]; ok {
+		cfg.Resources.MemoryRequest = q.Value()
+	}
+	if q, ok := r.Limits[spec.ResourceMemory]; ok {
+		cfg.Resources.MemoryLimit = q.Value()
+	}
+	dc.Config = cfg
+	dc.Hash = spec.ContainerHash(p, c)
+	if refDigest != "" {
+		// Values read from ConfigMaps and Secrets are not in the manifest's
+		// hash; a change of them must restart the container as kubelet does.
+		dc.Hash += "+" + refDigest
+	}
+	return dc, nil
+}
+
+// env resolves the container's environment: envFrom first, then env, each
+// value expanded against what came before, as Kubernetes does. The digest
+// covers values that came from ConfigMaps and Secrets.
+func (t Translator) env(p *spec.Pod, c *spec.Container, docs *Documents) ([]runtime.EnvVar, string, error) {
+	var out []runtime.EnvVar
+	index := map[string]int{}
+	set := func(name, value string) {
+		if i, ok := index[name]; ok {
+			out[i].Value = value
+			return
+		}
+		index[name] = len(out)
+		out = append(out, runtime.EnvVar{Name: name, Value: value})
+	}
+	h := sha256.New()
+	fromRefs := false
+	ns := p.Metadata.Namespace
+	for _, ef := range c.EnvFrom {
+		var data map[string]string
+		switch {
+		case ef.ConfigMapRef != nil:
+			cm := docs.ConfigMaps[spec.PodKey{Namespace: ns, Name: ef.ConfigMapRef.Name}]
+			if cm == nil {
+				if isTrue(ef.ConfigMapRef.Optional) {
+					continue
+				}
+				return nil, "", fmt.Errorf("envFrom: configMap %q not found in the manifest directory", ef.ConfigMapRef.Name)
+			}
+			data = cm.Data
+		case ef.SecretRef != nil:
+			sec := docs.Secrets[spec.PodKey{Namespace: ns, Name: ef.SecretRef.Name}]
+			if sec == nil {
+				if isTrue(ef.SecretRef.Optional) {
+					continue
+				}
+				return nil, "", fmt.Errorf("envFrom: secret %q not found in the manifest directory", ef.SecretRef.Name)
+			}
+			data = map[string]string{}
+			for k, v := range sec.Data {
+				data[k] = string(v)
+			}
+		}
+		keys := make([]string, 0, len(data))
+		for k := range data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			set(ef.Prefix+k, data[k])
+			fmt.Fprintf(h, "%s=%s\x00", ef.Prefix+k, data[k])
+			fromRefs = true
+		}
+	}
+	for _, e := range c.Env {
+		lookup := map[string]string{}
+		for _, o := range out {
+			lookup[o.Name] = o.Value
+		}
+		if e.ValueFrom == nil {
+			set(e.Name, expand(e.Value, lookup))
+			continue
+		}
+		v, ref, err := t.envSource(p, e, docs)
+		if err != nil {
+			return nil, "", fmt.Errorf("env %s: %w", e.Name, err)
+		}
+		set(e.Name, v)
+		if ref {
+			fmt.Fprintf(h, "%s=%s\x00", e.Name, v)
+			fromRefs = true
+		}
+	}
+	if !fromRefs {
+		return out, "", nil
+	}
+	return out, hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func (t Translator) envSource(p *spec.Pod, e spec.EnvVar, docs *Documents) (string, bool, error) {
+	vf := e.ValueFrom
+	ns := p.Metadata.Namespace
+	switch {
+	case vf.FieldRef != nil:
+		fp := vf.FieldRef.FieldPath
+		switch {
+		case fp == "metadata.name":
+			return p.Metadata.Name, false, nil
+		case fp == "metadata.namespace":
+			return ns, false, nil
+		case fp == "spec.nodeName":
+			return t.NodeName, false, nil
+		case fp == "spec.serviceAccountName":
+			return "", false, nil
+		case strings.HasPrefix(fp, "metadata.labels['") && strings.HasSuffix(fp, "']"):
+			return p.Metadata.Labels[fp[len("metadata.labels['"):len(fp)-2]], false, nil
+		case strings.HasPrefix(fp, "metadata.annotations['") && strings.HasSuffix(fp, "']"):
+			return p.Metadata.Annotations[fp[len("metadata.annotations['"):len(fp)-2]], false, nil
+		}
+		// status.podIP and friends are known only once the sandbox exists;
+		// that needs the runtime to tell the container (issue 8).
+		return "", false, fmt.Errorf("fieldRef %q is not supported", fp)
+	case vf.ConfigMapKeyRef != nil:
+		r := vf.ConfigMapKeyRef
+		cm := docs.ConfigMaps[spec.PodKey{Namespace: ns, Name: r.Name}]
+		if cm == nil || !hasKey(cm.Data, r.Key) {
+			if isTrue(r.Optional) {
+				return "", true, nil
+			}
+			return "", false, fmt.Errorf("configMap %q key %q not found in the manifest directory", r.Name, r.Key)
+		}
+		return cm.Data[r.Key], true, nil
+	case vf.SecretKeyRef != nil:
+		r := vf.SecretKeyRef
+		sec := docs.Secrets[spec.PodKey{Namespace: ns, Name: r.Name}]
+		if sec == nil {
+			if isTrue(r.Optional) {
+				return "", true, nil
+			}
+			return "", false, fmt.Errorf("secret %q not found in the manifest directory", r.Name)
+		}
+		b, ok := sec.Data[r.Key]
+		if !ok {
+			if isTrue(r.Optional) {
+				return "", true, nil
+			}
+			return "", false, fmt.Errorf("secret %q has no key %q", r.Name, r.Key)
+		}
+		return string(b), true, nil
+	}
+	return "", false, errors.New("valueFrom names no source")
+}
+
+func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+func expandAll(in []string, lookup map[string]string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = expand(s, lookup)
+	}
+	return out
+}
+
+// expand replaces $(VAR) with VAR's value as Kubernetes does: $$ is a
+// literal $, and a reference to an undefined variable is left as written.
+func expand(s string, lookup map[string]string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			name := s[i+2 : i+2+end]
+			if v, ok := lookup[name]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString(s[i : i+3+end])
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,148 @@
+package reconcile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+)
+
+func TestExpand(t *testing.T) {
+	env := map[string]string{"A": "1", "HOST": "web"}
+	for in, want := range map[string]string{
+		"plain":           "plain",
+		"$(A)":            "1",
+		"x$(A)y$(HOST)":   "x1yweb",
+		"$$(A)":           "$(A)",
+		"$(MISSING)":      "$(MISSING)",
+		"$(A":             "$(A",
+		"cost $5":         "cost $5",
+		"trailing $":      "trailing $",
+		"$$$(A)":          "$1",
+		"--port=$(A)$(A)": "--port=11",
+	} {
+		if got := expand(in, env); got != want {
+			t.Errorf("expand(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+const webPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 5
+  shareProcessNamespace: true
+  initContainers:
+  - name: setup
+    image: busybox:1.36
+    command: ["sh", "-c", "echo $(GREETING)"]
+    env: [{name: GREETING, value: hi}]
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: ["httpd", "-f", "-p", "$(PORT)"]
+    env:
+    - {name: PORT, value: "8080"}
+    - {name: URL, value: "http://localhost:$(PORT)/"}
+    - name: POD
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: COLOR
+      valueFrom: {configMapKeyRef: {name: cfg, key: color}}
+    ports: [{containerPort: 8080, hostPort: 18080}]
+    resources:
+      limits: {cpu: 500m, memory: 64Mi}
+    volumeMounts: [{name: conf, mountPath: /etc/conf, readOnly: true}]
+  volumes:
+  - name: conf
+    configMap: {name: cfg}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {color: blue, extra: x}
+`
+
+func loadOne(t *testing.T, content string) DesiredSet {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := manifest.LoadDir(dir, manifest.Options{SkipTrustCheck: true})
+	return Translator{NodeName: "node1"}.FromSnapshot(snap, err)
+}
+
+func TestTranslatePod(t *testing.T) {
+	set := loadOne(t, webPod)
+	if len(set.Errors) > 0 || len(set.Pods) != 1 {
+		t.Fatalf("errors %v, pods %d", set.Errors, len(set.Pods))
+	}
+	d := set.Pods[0]
+	if d.Key != (runtime.PodKey{Namespace: "default", Name: "web"}) || d.Restart != RestartOnFailure || d.Grace.Seconds() != 5 {
+		t.Errorf("pod fields: %+v", d)
+	}
+	if d.Sandbox.Hostname != "web" || d.Sandbox.Namespaces.PID != runtime.NamespacePod || !d.Sandbox.DNS.UseHost {
+		t.Errorf("sandbox: %+v", d.Sandbox)
+	}
+	if diff := cmp.Diff([]runtime.PortMapping{{Protocol: "TCP", ContainerPort: 8080, HostPort: 18080}}, d.Sandbox.Ports); diff != "" {
+		t.Errorf("ports: %s", diff)
+	}
+	if v := d.Sandbox.Volumes; len(v) != 1 || v[0].Files == nil || len(v[0].Files.Files) != 2 || string(v[0].Files.Files[0].Data) != "blue" {
+		t.Errorf("configMap volume: %+v", v)
+	}
+	if len(d.Init) != 1 || d.Init[0].Config.Command[2] != "echo hi" || !d.Init[0].Init {
+		t.Errorf("init: %+v", d.Init)
+	}
+	app := d.Containers[0].Config
+	if diff := cmp.Diff([]string{"httpd", "-f", "-p", "8080"}, app.Command); diff != "" {
+		t.Errorf("command: %s", diff)
+	}
+	want := []runtime.EnvVar{{Name: "PORT", Value: "8080"}, {Name: "URL", Value: "http://localhost:8080/"},
+		{Name: "POD", Value: "web"}, {Name: "COLOR", Value: "blue"}}
+	if diff := cmp.Diff(want, app.Env); diff != "" {
+		t.Errorf("env: %s", diff)
+	}
+	if app.Resources.CPULimitMilli != 500 || app.Resources.MemoryLimit != 64<<20 || app.Resources.MemoryRequest != 64<<20 {
+		t.Errorf("resources: %+v", app.Resources)
+	}
+	if len(app.Mounts) != 1 || !app.Mounts[0].ReadOnly {
+		t.Errorf("mounts: %+v", app.Mounts)
+	}
+	// The ConfigMap value is part of the container's hash; the manifest is not.
+	changed := loadOne(t, webPod[:len(webPod)-len("data: {color: blue, extra: x}\n")]+"data: {color: red, extra: x}\n")
+	if changed.Pods[0].Containers[0].Hash == d.Containers[0].Hash {
+		t.Errorf("configMap change did not change the container hash")
+	}
+	if changed.Pods[0].Init[0].Hash != d.Init[0].Hash {
+		t.Errorf("configMap change changed an unrelated container")
+	}
+	// Identical bytes: identical hashes.
+	again := loadOne(t, webPod)
+	again.Pods[0].Source = d.Source // another temp dir
+	if !sameDesired(d, again.Pods[0]) {
+		t.Errorf("identical manifest gives a different desired pod")
+	}
+}
+
+func TestTranslateMissingConfigMap(t *testing.T) {
+	set := loadOne(t, webPod[:len(webPod)-len("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {color: blue, extra: x}\n")])
+	if len(set.Pods) != 0 || len(set.Errors) != 1 || set.Errors[0].Pod == nil {
+		t.Fatalf("want one pod error, got pods=%d errors=%+v", len(set.Pods), set.Errors)
+	}
+}
+
+func TestTranslateUnavailable(t *testing.T) {
+	snap, err := manifest.LoadDir(filepath.Join(t.TempDir(), "missing"), manifest.Options{SkipTrustCheck: true})
+	set := Translator{}.FromSnapshot(snap, err)
+	if set.Unavailable == nil {
+		t.Fatal("missing directory is not reported as unavailable")
+	}
+}
