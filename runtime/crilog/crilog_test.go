@@ -1,0 +1,164 @@
+package crilog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func fixedClock() func() time.Time {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	return func() time.Time { return t0 }
+}
+
+func TestWriteFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := NewWriter(path, Options{Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", MaxLine+10)
+	w.Copy(Stdout, strings.NewReader("hello\n\nworld"))
+	w.Copy(Stderr, strings.NewReader(long+"\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	ts := "2026-01-02T03:04:05.000000006Z"
+	want := ts + " stdout F hello\n" +
+		ts + " stdout F \n" +
+		ts + " stdout F world\n" +
+		ts + " stderr P " + long[:MaxLine] + "\n" +
+		ts + " stderr F " + long[MaxLine:] + "\n"
+	if string(got) != want {
+		t.Errorf("log file:\n%.300q\nwant:\n%.300q", got, want)
+	}
+	var out bytes.Buffer
+	if err := Read(path, &out, ReadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "hello\n\nworld\n" + long + "\n"; out.String() != want {
+		t.Errorf("Read joined %d bytes, want %d", out.Len(), len(want))
+	}
+	out.Reset()
+	Read(path, &out, ReadOptions{Stream: Stderr})
+	if out.String() != long+"\n" {
+		t.Errorf("Read stderr only: %d bytes", out.Len())
+	}
+}
+
+func TestParseMalformed(t *testing.T) {
+	for _, l := range []string{"", "garbage", "2026-01-02T03:04:05Z stdin F x", "2026-01-02T03:04:05Z stdout X x", "notatime stdout F x"} {
+		if _, err := Parse([]byte(l)); err == nil {
+			t.Errorf("Parse(%q) accepted", l)
+		}
+	}
+	e, err := Parse([]byte("2026-01-02T03:04:05.5Z stderr P part"))
+	if err != nil || e.Stream != Stderr || !e.Partial || string(e.Content) != "part" {
+		t.Errorf("Parse = %+v, %v", e, err)
+	}
+}
+
+func TestRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := NewWriter(path, Options{MaxSize: 1000, MaxFiles: 3, Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&in, "line %03d\n", i)
+	}
+	w.Copy(Stdout, strings.NewReader(in.String()))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := Files(path)
+	if len(files) != 3 {
+		t.Fatalf("files = %v, want 3 (MaxFiles)", files)
+	}
+	for _, f := range files {
+		st, _ := os.Stat(f)
+		if st.Size() > 1000 {
+			t.Errorf("%s is %d bytes, over MaxSize", f, st.Size())
+		}
+	}
+	var out bytes.Buffer
+	Read(path, &out, ReadOptions{})
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if lines[len(lines)-1] != "line 199" {
+		t.Errorf("last line %q", lines[len(lines)-1])
+	}
+	// What is kept is a contiguous tail: the oldest lines were rotated away.
+	for i := 1; i < len(lines); i++ {
+		var a, b int
+		fmt.Sscanf(lines[i-1], "line %d", &a)
+		fmt.Sscanf(lines[i], "line %d", &b)
+		if b != a+1 {
+			t.Fatalf("gap between %q and %q", lines[i-1], lines[i])
+		}
+	}
+	if err := RemoveAll(path); err != nil || len(Files(path)) != 0 {
+		t.Errorf("RemoveAll left %v (%v)", Files(path), err)
+	}
+}
+
+// TestNeverBlocks writes through a pipe nobody reads: the file side stalls,
+// yet Copy must drain its whole input, dropping lines instead of blocking.
+func TestNeverBlocks(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter("pipe", pw, 0, Options{MaxSize: 1 << 40, MaxFiles: 2, Now: fixedClock()})
+	in := strings.Repeat(strings.Repeat("y", 100)+"\n", 50000) // 5 MB, far beyond pipe and queue
+	w.Copy(Stdout, strings.NewReader(in))                      // returns only if never blocked
+	w.mu.Lock()
+	dropped := w.drops
+	w.mu.Unlock()
+	go io.Copy(io.Discard, pr) // let the writer finish
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if dropped == 0 {
+		t.Error("no line was dropped although the file never drained")
+	}
+}
+
+func TestFollowAcrossRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	w, err := NewWriter(path, Options{MaxSize: 200, MaxFiles: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go w.Copy(Stdout, pr)
+	outR, outW := io.Pipe()
+	done := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- Follow(context.Background(), path, outW, ReadOptions{}, done); outW.Close() }()
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(outR); got <- string(b) }()
+	var want strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(pw, "follow %02d\n", i)
+		fmt.Fprintf(&want, "follow %02d\n", i)
+	}
+	pw.Close()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(done)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != want.String() {
+		t.Errorf("followed:\n%s\nwant:\n%s", g, want.String())
+	}
+}

@@ -1,0 +1,244 @@
+package crilog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Entry is one parsed log line.
+type Entry struct {
+	Time    time.Time
+	Stream  string
+	Partial bool
+	Content []byte
+}
+
+// ErrMalformed marks a line that is not in the CRI format.
+var ErrMalformed = errors.New("malformed CRI log line")
+
+// Parse parses one line (without its newline).
+func Parse(line []byte) (Entry, error) {
+	var e Entry
+	ts, rest, ok := bytes.Cut(line, []byte{' '})
+	if !ok {
+		return e, fmt.Errorf("%w: no timestamp", ErrMalformed)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(ts))
+	if err != nil {
+		return e, fmt.Errorf("%w: timestamp: %v", ErrMalformed, err)
+	}
+	stream, rest, ok := bytes.Cut(rest, []byte{' '})
+	if !ok || (string(stream) != Stdout && string(stream) != Stderr) {
+		return e, fmt.Errorf("%w: stream %q", ErrMalformed, stream)
+	}
+	tag, content, ok := bytes.Cut(rest, []byte{' '})
+	if !ok {
+		// An empty full line has no trailing space in some writers.
+		tag, content = rest, nil
+	}
+	if len(tag) != 1 || (tag[0] != tagFull && tag[0] != tagPartial) {
+		return e, fmt.Errorf("%w: tag %q", ErrMalformed, tag)
+	}
+	return Entry{Time: t, Stream: string(stream), Partial: tag[0] == tagPartial, Content: content}, nil
+}
+
+// ReadOptions select what Read and Follow print.
+type ReadOptions struct {
+	// Stream limits output to "stdout" or "stderr"; "" prints both.
+	Stream string
+	// Timestamps prefixes each line with its time.
+	Timestamps bool
+}
+
+type printer struct {
+	w       io.Writer
+	opts    ReadOptions
+	midLine map[string]bool
+}
+
+func (p *printer) line(line []byte) error {
+	e, err := Parse(line)
+	if err != nil {
+		return nil // a torn or foreign line is skipped, not fatal
+	}
+	if p.opts.Stream != "" && e.Stream != p.opts.Stream {
+		return nil
+	}
+	var out []byte
+	if p.opts.Timestamps && !p.midLine[e.Stream] {
+		out = e.Time.UTC().AppendFormat(out, time.RFC3339Nano)
+		out = append(out, ' ')
+	}
+	out = append(out, e.Content...)
+	if !e.Partial {
+		out = append(out, '\n')
+	}
+	p.midLine[e.Stream] = e.Partial
+	_, err = p.w.Write(out)
+	return err
+}
+
+// Read prints the content of path and its rotated files, oldest first,
+// joining partial entries back into whole lines.
+func Read(path string, w io.Writer, opts ReadOptions) error {
+	p := &printer{w: w, opts: opts, midLine: map[string]bool{}}
+	var pos position
+	return p.catchUp(path, &pos)
+}
+
+// position is how far a reader got: file identity and offset. Every file
+// older than it has been printed.
+type position struct {
+	ino uint64
+	off int64
+}
+
+var errStale = errors.New("file rotated while opening")
+
+// catchUp prints everything after pos, across any number of rotations. A
+// rotation racing with it is detected by inode and the pass restarts from
+// the position reached so far.
+func (p *printer) catchUp(path string, pos *position) error {
+	for range 100 {
+		files, inos := snapshot(path)
+		if f2, i2 := snapshot(path); !slices.Equal(files, f2) || !slices.Equal(inos, i2) {
+			// A rotation ran while the names were listed; the listing may
+			// have skipped a file. Look again.
+			continue
+		}
+		start := 0
+		for i := range files {
+			if pos.ino != 0 && inos[i] == pos.ino {
+				start = i
+			}
+		}
+		if pos.ino != 0 && (len(files) == 0 || inos[start] != pos.ino) {
+			// The file we were in has been rotated away entirely.
+			pos.off = 0
+		}
+		stale := false
+		for i := start; i < len(files); i++ {
+			off := int64(0)
+			if inos[i] == pos.ino {
+				off = pos.off
+			}
+			n, err := readFile(files[i], off, inos[i], p)
+			if errors.Is(err, errStale) {
+				stale = true
+				break
+			}
+			if err != nil {
+				return err
+			}
+			pos.ino, pos.off = inos[i], n
+		}
+		if !stale {
+			return nil
+		}
+	}
+	return fmt.Errorf("log %s: rotating faster than it can be read", path)
+}
+
+func snapshot(path string) ([]string, []uint64) {
+	files := Files(path)
+	inos := make([]uint64, len(files))
+	for i, f := range files {
+		inos[i] = inode(f)
+	}
+	return files, inos
+}
+
+// readFile prints complete lines of file from offset and returns the offset
+// after the last complete line. The open file must have inode ino.
+func readFile(file string, off int64, ino uint64, p *printer) (int64, error) {
+	f, err := os.Open(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return off, errStale
+	}
+	if err != nil {
+		return off, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || fileIno(st) != ino {
+		return off, errStale
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return off, err
+	}
+	br := bufio.NewReaderSize(f, 64*1024)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			off += int64(len(line))
+			if perr := p.line(line[:len(line)-1]); perr != nil {
+				return off, perr
+			}
+		}
+		if err == io.EOF {
+			return off, nil
+		}
+		if err != nil {
+			return off, err
+		}
+	}
+}
+
+// Follow prints the whole log like Read and then keeps printing what is
+// appended, across rotations, until ctx ends or done is closed (the
+// container exited); after done it prints what is left and returns.
+func Follow(ctx context.Context, path string, w io.Writer, opts ReadOptions, done <-chan struct{}) error {
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("follow log %s: %w", path, err)
+	}
+	defer watcher.Close()
+	// Watch the directory: rotation renames the file and creates a new one.
+	if err := watcher.Add(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("follow log %s: %w", path, err)
+	}
+	p := &printer{w: w, opts: opts, midLine: map[string]bool{}}
+	var pos position
+	if err := p.catchUp(path, &pos); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+			return p.catchUp(path, &pos)
+		case ev, ok := <-watcher.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Name == path || strings.HasPrefix(ev.Name, path+".") {
+				if err := p.catchUp(path, &pos); err != nil {
+					return err
+				}
+			}
+		case err, ok := <-watcher.Errors:
+			if ok {
+				return fmt.Errorf("follow log %s: %w", path, err)
+			}
+		}
+	}
+}
+
+func inode(path string) uint64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fileIno(st)
+}

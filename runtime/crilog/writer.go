@@ -1,0 +1,242 @@
+// Package crilog writes and reads container logs in the CRI format that the
+// kubelet and crictl use:
+//
+//	2026-01-02T15:04:05.999999999Z stdout F a full line
+//	2026-01-02T15:04:05.999999999Z stderr P the first part of a long line
+//
+// The writer never blocks the container: its streams are drained into a
+// bounded queue, and when the disk cannot keep up, lines are dropped and a
+// marker line says how many. Files rotate by size (path, path.1, path.2...).
+package crilog
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Stream names, as the CRI format spells them.
+const (
+	Stdout = "stdout"
+	Stderr = "stderr"
+)
+
+// Tags: a full line, or a part of a line that continues in the next entry.
+const (
+	tagFull    = 'F'
+	tagPartial = 'P'
+)
+
+// MaxLine is the longest content of one entry; longer lines are split into
+// partial entries.
+const MaxLine = 16 * 1024
+
+// queueLen bounds the lines held in memory while the disk is slow.
+const queueLen = 1024
+
+// Options tune a Writer. Zero values mean the defaults.
+type Options struct {
+	MaxSize  int64 // rotate when the file would exceed this many bytes (default 10 MiB)
+	MaxFiles int   // files kept including the current one (default 5, minimum 2)
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+type entry struct {
+	stream  string
+	partial bool
+	data    []byte
+	at      time.Time
+}
+
+// Writer appends entries to one log file.
+type Writer struct {
+	path string
+	opts Options
+
+	queue   chan entry
+	dropped chan int // lines dropped because the queue was full
+	done    chan struct{}
+
+	mu      sync.Mutex // guards drops
+	drops   int
+	f       *os.File
+	size    int64
+	readers sync.WaitGroup
+	err     error
+}
+
+// NewWriter opens (appending to) the log at path and starts its writer.
+func NewWriter(path string, opts Options) (*Writer, error) {
+	if opts.MaxSize <= 0 {
+		opts.MaxSize = 10 << 20
+	}
+	if opts.MaxFiles < 2 {
+		opts.MaxFiles = 5
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("container log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("container log: %w", err)
+	}
+	return newWriter(path, f, st.Size(), opts), nil
+}
+
+func newWriter(path string, f *os.File, size int64, opts Options) *Writer {
+	w := &Writer{path: path, opts: opts, f: f, size: size,
+		queue: make(chan entry, queueLen), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Copy reads r until EOF and logs it as stream. It never stops reading
+// because of the disk, so the process writing to r is never blocked by the
+// log. Call it on its own goroutine, once per stream.
+func (w *Writer) Copy(stream string, r io.Reader) {
+	w.readers.Add(1)
+	defer w.readers.Done()
+	br := bufio.NewReaderSize(r, MaxLine)
+	for {
+		line, isPrefix, err := br.ReadLine()
+		if len(line) > 0 || (err == nil && !isPrefix) {
+			w.enqueue(entry{stream: stream, partial: isPrefix, data: bytes.Clone(line), at: w.opts.Now()})
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *Writer) enqueue(e entry) {
+	select {
+	case w.queue <- e:
+	default:
+		w.mu.Lock()
+		w.drops++
+		w.mu.Unlock()
+	}
+}
+
+// Close waits for every Copy to reach EOF, flushes the queue and closes the
+// file. It returns the first write error, if any.
+func (w *Writer) Close() error {
+	w.readers.Wait()
+	close(w.queue)
+	<-w.done
+	return w.err
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	var buf []byte
+	for e := range w.queue {
+		w.mu.Lock()
+		drops := w.drops
+		w.drops = 0
+		w.mu.Unlock()
+		if drops > 0 {
+			msg := []byte("[pelagos: " + strconv.Itoa(drops) + " log lines dropped: disk too slow]")
+			buf = format(buf[:0], entry{stream: Stderr, data: msg, at: e.at})
+			w.write(buf)
+		}
+		buf = format(buf[:0], e)
+		w.write(buf)
+	}
+	if err := w.f.Close(); err != nil && w.err == nil {
+		w.err = err
+	}
+}
+
+func format(buf []byte, e entry) []byte {
+	buf = e.at.UTC().AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, ' ')
+	buf = append(buf, e.stream...)
+	buf = append(buf, ' ')
+	if e.partial {
+		buf = append(buf, tagPartial)
+	} else {
+		buf = append(buf, tagFull)
+	}
+	buf = append(buf, ' ')
+	buf = append(buf, e.data...)
+	return append(buf, '\n')
+}
+
+func (w *Writer) write(b []byte) {
+	if w.size > 0 && w.size+int64(len(b)) > w.opts.MaxSize {
+		if err := w.rotate(); err != nil && w.err == nil {
+			w.err = err
+		}
+	}
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("container log %s: %w", w.path, err)
+	}
+}
+
+// rotate shifts path.N-1 -> path.N ... path -> path.1 and reopens path. The
+// oldest file beyond MaxFiles is removed.
+func (w *Writer) rotate() error {
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("container log %s: rotate: %w", w.path, err)
+	}
+	oldest := w.opts.MaxFiles - 1
+	if err := os.Remove(w.path + "." + strconv.Itoa(oldest)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("container log %s: rotate: %w", w.path, err)
+	}
+	for i := oldest - 1; i >= 1; i-- {
+		from := w.path + "." + strconv.Itoa(i)
+		if err := os.Rename(from, w.path+"."+strconv.Itoa(i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("container log %s: rotate: %w", w.path, err)
+		}
+	}
+	if err := os.Rename(w.path, w.path+".1"); err != nil {
+		return fmt.Errorf("container log %s: rotate: %w", w.path, err)
+	}
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("container log %s: rotate: %w", w.path, err)
+	}
+	w.f, w.size = f, 0
+	return nil
+}
+
+// Files lists the log files of path from oldest to newest (rotated files
+// first, the current one last). Missing files are skipped.
+func Files(path string) []string {
+	var out []string
+	for i := 64; i >= 1; i-- {
+		p := path + "." + strconv.Itoa(i)
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	if _, err := os.Stat(path); err == nil {
+		out = append(out, path)
+	}
+	return out
+}
+
+// RemoveAll removes the log and its rotated files.
+func RemoveAll(path string) error {
+	for _, p := range Files(path) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
