@@ -8,9 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 )
+
+var _ runtime.Runtime = (*Runtime)(nil)
 
 // Runtime is the Linux runtime. It keeps no authoritative state in memory:
 // records under the run root and the kernel are the truth, so a new Runtime
@@ -23,6 +29,18 @@ type Runtime struct {
 	// different sandboxes proceed in parallel.
 	locksMu sync.Mutex
 	locks   map[string]*idLock
+
+	// Sandbox side: the address pool, the bridge (made on first use) and
+	// this process's identity, recorded as the creator of sandboxes.
+	pool      *ipam.Pool
+	bridgeMu  sync.Mutex
+	bridgeIdx int
+	self      procID
+	// stopGrace bounds the wait for a pause to exit on SIGTERM.
+	stopGrace time.Duration
+	// crashAt, set by tests only, makes sandbox creation stop at the named
+	// step as a crash would: without cleaning up.
+	crashAt string
 
 	ctr containers
 }
@@ -55,9 +73,10 @@ func New(cfg Config) (*Runtime, error) {
 		}
 	}
 	r := &Runtime{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		locks: map[string]*idLock{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		locks:     map[string]*idLock{},
+		stopGrace: 2 * time.Second,
 	}
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
@@ -100,7 +119,3 @@ func (r *Runtime) lockID(id string) func() {
 		r.locksMu.Unlock()
 	}
 }
-
-// initSandboxes prepares the sandbox side of the runtime; filled in by the
-// sandbox implementation.
-func (r *Runtime) initSandboxes() error { return nil }

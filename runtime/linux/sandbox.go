@@ -1,0 +1,467 @@
+package linux
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
+)
+
+// inflight holds the directories of sandboxes this process is creating,
+// across Runtime objects, so GC can tell a creation in progress from one
+// that crashed even when both were started by this very process.
+var inflight sync.Map
+
+// errSimulatedCrash is returned at Runtime.crashAt; tests only.
+var errSimulatedCrash = errors.New("simulated crash")
+
+// Creation steps, named for the crash-injection hook.
+const (
+	stepRecorded = "recorded" // intent record written, nothing made yet
+	stepPause    = "pause"    // pause running in its namespaces
+	stepNetNS    = "netns"    // netns pinned
+	stepLease    = "lease"    // address leased
+	stepVeth     = "veth"     // veth made and addressed
+)
+
+// initSandboxes prepares the sandbox side at start: the records directory,
+// the address pool, and the pool reconciled against the records (a lease
+// whose sandbox is gone is freed; a recorded sandbox without its lease gets
+// it back).
+func (r *Runtime) initSandboxes() error {
+	if err := os.MkdirAll(r.sandboxesDir(), 0o700); err != nil {
+		return fmt.Errorf("linux runtime: create %s: %w", r.sandboxesDir(), err)
+	}
+	pfx, err := netip.ParsePrefix(r.cfg.Subnet)
+	if err != nil {
+		return fmt.Errorf("linux runtime: subnet %q: %w: %w", r.cfg.Subnet, err, runtime.ErrInvalidConfig)
+	}
+	dir := filepath.Join(r.cfg.StateRoot, "ipam", strings.ReplaceAll(pfx.Masked().String(), "/", "_"))
+	if r.pool, err = ipam.Open(dir, r.cfg.Subnet); err != nil {
+		return fmt.Errorf("linux runtime: %w", err)
+	}
+	if r.self.Start, err = procStart(os.Getpid()); err != nil {
+		return fmt.Errorf("linux runtime: own start time: %w", err)
+	}
+	r.self.PID = os.Getpid()
+	_, err = r.reconcileLeases()
+	return err
+}
+
+// reconcileLeases makes the pool agree with the records and returns what
+// it freed.
+func (r *Runtime) reconcileLeases() ([]string, error) {
+	ids, err := r.recordIDs()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		rec, err := r.sandboxRecord(id)
+		if err != nil || rec.IP == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(rec.IP); err == nil {
+			if err := r.pool.Reserve(a, id); err != nil {
+				r.log.Warn().Err(err).Str("sandbox", id).Msg("re-record lease")
+			}
+		}
+	}
+	freed, err := r.pool.Reconcile(func(owner string) bool {
+		_, err := os.Stat(r.sandboxDir(owner))
+		return err == nil
+	})
+	if err != nil {
+		return freed, fmt.Errorf("reconcile leases: %w", err)
+	}
+	return freed, nil
+}
+
+func newSandboxID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// resolveNamespaces applies the defaults (network and IPC per pod, PID per
+// container) and refuses modes the kind cannot have.
+func resolveNamespaces(in runtime.NamespaceOptions) (runtime.NamespaceOptions, error) {
+	out := in
+	if out.Network == "" {
+		out.Network = runtime.NamespacePod
+	}
+	if out.IPC == "" {
+		out.IPC = runtime.NamespacePod
+	}
+	if out.PID == "" {
+		out.PID = runtime.NamespaceContainer
+	}
+	podOrNode := func(m runtime.NamespaceMode) bool {
+		return m == runtime.NamespacePod || m == runtime.NamespaceNode
+	}
+	if !podOrNode(out.Network) || !podOrNode(out.IPC) || !(podOrNode(out.PID) || out.PID == runtime.NamespaceContainer) {
+		return out, fmt.Errorf("namespaces %+v: network and IPC are Pod or Node, PID is Pod, Container or Node: %w", in, runtime.ErrInvalidConfig)
+	}
+	return out, nil
+}
+
+// podHostname is the UTS hostname: the configured one, or the pod name cut
+// to the kernel's 64-byte limit, as Kubernetes does.
+func podHostname(cfg *runtime.SandboxConfig) (string, error) {
+	if cfg.Hostname != "" {
+		if len(cfg.Hostname) > 64 {
+			return "", fmt.Errorf("hostname %q: longer than 64 bytes: %w", cfg.Hostname, runtime.ErrInvalidConfig)
+		}
+		return cfg.Hostname, nil
+	}
+	h := cfg.Pod.Name
+	if len(h) > 63 {
+		h = strings.TrimRight(h[:63], "-.")
+	}
+	return h, nil
+}
+
+// bridge returns the bridge index, creating the bridge on first use.
+func (r *Runtime) bridge() (int, error) {
+	r.bridgeMu.Lock()
+	defer r.bridgeMu.Unlock()
+	if r.bridgeIdx != 0 {
+		return r.bridgeIdx, nil
+	}
+	gw := netip.PrefixFrom(r.pool.Gateway(), r.pool.Prefix().Bits())
+	idx, err := netconf.EnsureBridge(r.cfg.Bridge, gw)
+	if err != nil {
+		return 0, err
+	}
+	r.bridgeIdx = idx
+	return idx, nil
+}
+
+func (r *Runtime) crash(step string) error {
+	if r.crashAt == step {
+		return errSimulatedCrash
+	}
+	return nil
+}
+
+// CreateSandbox implements runtime.Runtime. An existing record with the ID
+// is returned as observed (idempotency); a record of another pod is
+// ErrAlreadyExists.
+func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig) (_ *runtime.Sandbox, err error) {
+	// Step 0: validate, resolve defaults, and adopt an existing sandbox.
+	if cfg == nil || cfg.Pod.Name == "" {
+		return nil, fmt.Errorf("create sandbox: pod name is empty: %w", runtime.ErrInvalidConfig)
+	}
+	id := cfg.ID
+	if id == "" {
+		id = newSandboxID()
+	}
+	if err := validID(id); err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
+	}
+	ns, err := resolveNamespaces(cfg.Namespaces)
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
+	}
+	hostname, err := podHostname(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
+	}
+	unlock := r.lockID(id)
+	defer unlock()
+	inflight.Store(r.sandboxDir(id), true)
+	defer inflight.Delete(r.sandboxDir(id))
+	if rec, err := r.sandboxRecord(id); err == nil {
+		if rec.Pod != cfg.Pod {
+			return nil, fmt.Errorf("create sandbox %s for %s: held by %s: %w", id, cfg.Pod, rec.Pod, runtime.ErrAlreadyExists)
+		}
+		return rec.observe(), nil
+	} else if !errors.Is(err, runtime.ErrNotFound) {
+		return nil, err
+	}
+
+	// Step 1: record the intent. Every kernel name derives from the ID, so
+	// this record is all a GC pass needs to undo a crash at any later step.
+	cgParent := cfg.CgroupParent
+	if cgParent == "" {
+		cgParent = r.cfg.CgroupParent
+	}
+	rec := &sandboxRecord{
+		Version:      recordVersion,
+		ID:           id,
+		Phase:        phaseCreating,
+		Creator:      r.self,
+		Pod:          cfg.Pod,
+		UID:          cfg.UID,
+		Hostname:     hostname,
+		Labels:       maps.Clone(cfg.Labels),
+		Annotations:  maps.Clone(cfg.Annotations),
+		Namespaces:   ns,
+		Config:       *cfg,
+		CgroupParent: cgParent,
+		Dir:          r.sandboxDir(id),
+		CreatedAt:    time.Now().UTC(),
+	}
+	rec.Config.ID = id
+	if cgParent != "" {
+		rec.CgroupPath = path.Join(cgParent, "pod-"+id)
+	}
+	if ns.Network == runtime.NamespacePod {
+		rec.NetNSName = r.cfg.NetNSPrefix + id
+		rec.NetNSPath = filepath.Join(netconf.NetNSDir, rec.NetNSName)
+		rec.VethHost = netconf.VethName(rec.NetNSName)
+	}
+	if err := os.Mkdir(rec.Dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("create sandbox %s: being created or removed by another process: %w", id, runtime.ErrAlreadyExists)
+		}
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
+	defer func() {
+		// A failed creation undoes itself; a simulated crash must not.
+		if err != nil && !errors.Is(err, errSimulatedCrash) {
+			if terr := r.teardown(context.WithoutCancel(ctx), rec); terr != nil {
+				err = fmt.Errorf("%w (cleanup: %v)", err, terr)
+			}
+		}
+	}()
+	if err := r.writeRecord(rec); err != nil {
+		return nil, err
+	}
+	if err := r.crash(stepRecorded); err != nil {
+		return nil, err
+	}
+
+	// Step 2: the pause, born in the pod's new namespaces (net, IPC, UTS,
+	// and PID when shared), which it holds open.
+	rec.Pause, err = startPause(pauseSpec{runRoot: r.cfg.RunRoot, id: id, hostname: hostname, ns: ns})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.crash(stepPause); err != nil {
+		return nil, err
+	}
+
+	// Step 3: pod network: pin the netns by name, lease an address, and
+	// attach a veth whose peer is made inside the netns as eth0.
+	if ns.Network == runtime.NamespacePod {
+		if err := r.setupNetwork(rec); err != nil {
+			return nil, err
+		}
+	}
+
+	// Step 4: ready. From here on the sandbox is complete.
+	rec.Phase = phaseReady
+	if err := r.writeRecord(rec); err != nil {
+		return nil, err
+	}
+	return rec.observe(), nil
+}
+
+func (r *Runtime) setupNetwork(rec *sandboxRecord) error {
+	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	if err := r.crash(stepNetNS); err != nil {
+		return err
+	}
+	addr, err := r.pool.Allocate(rec.ID)
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	rec.IP = addr.String()
+	rec.PrefixLen = r.pool.Prefix().Bits()
+	rec.Gateway = r.pool.Gateway().String()
+	if err := r.crash(stepLease); err != nil {
+		return err
+	}
+	br, err := r.bridge()
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	nsf, err := os.Open(rec.NetNSPath)
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
+	}
+	defer nsf.Close()
+	err = netconf.Setup(netconf.Pod{
+		NetNS:       nsf,
+		HostVeth:    rec.VethHost,
+		BridgeIndex: br,
+		Addr:        netip.PrefixFrom(addr, rec.PrefixLen),
+		Gateway:     r.pool.Gateway(),
+	})
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	return r.crash(stepVeth)
+}
+
+// RemoveSandbox implements runtime.Runtime. Removing what is gone succeeds.
+func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
+		return fmt.Errorf("remove sandbox: %w", err)
+	}
+	unlock := r.lockID(id)
+	defer unlock()
+	rec, err := r.sandboxRecord(id)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", id, err)
+	}
+	return r.teardown(ctx, rec)
+}
+
+// teardown removes everything the record names, each step tolerant of its
+// object being gone already, and the record last, so an interrupted
+// teardown is finished by the next one.
+func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
+	var errs []error
+	// Step 1: the containers, before the namespaces they live in.
+	if err := r.ctr.removeAllInSandbox(ctx, rec.ID); err != nil {
+		errs = append(errs, fmt.Errorf("remove containers: %w", err))
+	}
+
+	// Step 2: the pause. A crash can lose its PID before it was recorded;
+	// then it is found in /proc by its arguments (run root and ID).
+	pauses := []procID{rec.Pause}
+	if rec.Phase != phaseReady {
+		found, err := findPauses(r.cfg.RunRoot)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, p := range found {
+			if p.id == rec.ID && p.proc != rec.Pause {
+				pauses = append(pauses, p.proc)
+			}
+		}
+	}
+	for _, p := range pauses {
+		if err := p.stop(r.stopGrace); err != nil {
+			errs = append(errs, fmt.Errorf("stop pause: %w", err))
+		}
+	}
+
+	// Step 3: the network. Unpinning the netns (with the pause gone) frees
+	// it and the kernel deletes the veth pair with it, far faster than
+	// deleting the veth first; then the lease goes.
+	if rec.NetNSName != "" {
+		if err := netconf.UnpinNetNS(rec.NetNSName); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.pool.Release(rec.ID); err != nil {
+		errs = append(errs, err)
+	}
+
+	// Step 4: the record and the sandbox directory, last.
+	if len(errs) == 0 {
+		if err := os.RemoveAll(rec.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove sandbox %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// GetSandbox implements runtime.Runtime.
+func (r *Runtime) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, error) {
+	if err := validID(id); err != nil {
+		return nil, fmt.Errorf("get sandbox: %w", err)
+	}
+	rec, err := r.sandboxRecord(id)
+	if err != nil {
+		return nil, fmt.Errorf("get sandbox: %w", err)
+	}
+	return rec.observe(), nil
+}
+
+// ListSandboxes implements runtime.Runtime: every recorded sandbox, checked
+// against the kernel, ordered by creation time.
+func (r *Runtime) ListSandboxes(ctx context.Context) ([]*runtime.Sandbox, error) {
+	ids, err := r.recordIDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*runtime.Sandbox, 0, len(ids))
+	for _, id := range ids {
+		rec, err := r.sandboxRecord(id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			continue // removed since the listing, or intent not yet written
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec.observe())
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// pauseProc is a pause found in /proc.
+type pauseProc struct {
+	proc procID
+	id   string
+}
+
+// findPauses lists the running pauses of runRoot, by their arguments.
+func findPauses(runRoot string) ([]pauseProc, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("scan /proc for pauses: %w", err)
+	}
+	var out []pauseProc
+	for _, e := range ents {
+		pid := 0
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.HasPrefix(string(b), PauseName+"\x00") {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) != 3 || args[1] != runRoot {
+			continue
+		}
+		st, err := procStart(pid)
+		if err != nil {
+			continue
+		}
+		p := procID{PID: pid, Start: st}
+		if p.alive() {
+			out = append(out, pauseProc{proc: p, id: args[2]})
+		}
+	}
+	return out, nil
+}
+
+func deviceOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Dev
+	}
+	return 0
+}

@@ -1,0 +1,187 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// Sandbox record phases. A record is written in phaseCreating before any
+// kernel object exists (the intent), updated as objects are made, and
+// switched to phaseReady at the end: a crash leaves a creating record that
+// names everything GC has to undo.
+const (
+	phaseCreating = "creating"
+	phaseReady    = "ready"
+)
+
+const recordVersion = 1
+
+// sandboxRecord is the on-disk truth about one sandbox, at
+// RunRoot/sandboxes/<id>/sandbox.json. The container half reads it through
+// Runtime.sandboxRecord and may keep its own files in Dir.
+type sandboxRecord struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	Phase   string `json:"phase"`
+	// Creator identifies the process that is creating the sandbox, so GC
+	// leaves a creation in flight in another process alone.
+	Creator procID `json:"creator"`
+
+	Pod         runtime.PodKey           `json:"pod"`
+	UID         string                   `json:"uid,omitempty"`
+	Hostname    string                   `json:"hostname"`
+	Labels      map[string]string        `json:"labels,omitempty"`
+	Annotations map[string]string        `json:"annotations,omitempty"`
+	Namespaces  runtime.NamespaceOptions `json:"namespaces"` // defaults resolved
+	Config      runtime.SandboxConfig    `json:"config"`     // as requested
+
+	Pause procID `json:"pause"`
+
+	// Network; empty for host-network sandboxes.
+	NetNSName string `json:"netnsName,omitempty"`
+	NetNSPath string `json:"netnsPath,omitempty"`
+	VethHost  string `json:"vethHost,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	PrefixLen int    `json:"prefixLen,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+
+	// Cgroups: the parent pod cgroups go under, and this pod's cgroup path
+	// below it (relative to the cgroup mount). The container half creates
+	// and removes the cgroup itself.
+	CgroupParent string `json:"cgroupParent,omitempty"`
+	CgroupPath   string `json:"cgroupPath,omitempty"`
+
+	// Dir is RunRoot/sandboxes/<id>: the record and per-sandbox files
+	// (hosts, resolv.conf) live there and go with the sandbox.
+	Dir       string    `json:"dir"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// validID refuses IDs that could escape a directory or a name length
+// limit, before any path is built from them.
+func validID(id string) error {
+	if !idPattern.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("sandbox ID %q: want 1-64 of [A-Za-z0-9_.-], starting alphanumeric: %w", id, runtime.ErrInvalidConfig)
+	}
+	return nil
+}
+
+func (r *Runtime) sandboxesDir() string { return filepath.Join(r.cfg.RunRoot, "sandboxes") }
+
+func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.sandboxesDir(), id) }
+
+func recordPath(dir string) string { return filepath.Join(dir, "sandbox.json") }
+
+// sandboxRecord reads the record of sandbox id: ErrNotFound when there is
+// none.
+func (r *Runtime) sandboxRecord(id string) (*sandboxRecord, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(recordPath(r.sandboxDir(id)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("sandbox %s: %w", id, runtime.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
+	}
+	rec := &sandboxRecord{}
+	if err := json.Unmarshal(b, rec); err != nil {
+		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
+	}
+	return rec, nil
+}
+
+// writeRecord replaces the record atomically. The run root is a tmpfs that
+// a reboot wipes, so fsync would buy nothing: rename alone gives readers
+// either the old or the new record.
+func (r *Runtime) writeRecord(rec *sandboxRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("write sandbox %s record: %w", rec.ID, err)
+	}
+	path := recordPath(rec.Dir)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write sandbox %s record: %w", rec.ID, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write sandbox %s record: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// recordIDs lists the IDs that have a sandbox directory.
+func (r *Runtime) recordIDs() ([]string, error) {
+	ents, err := os.ReadDir(r.sandboxesDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	ids := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if e.IsDir() && validID(e.Name()) == nil {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+// observe turns a record into the observed sandbox, judging the pause by
+// PID and start time.
+func (rec *sandboxRecord) observe() *runtime.Sandbox {
+	sb := &runtime.Sandbox{
+		ID:          rec.ID,
+		Pod:         rec.Pod,
+		UID:         rec.UID,
+		Hostname:    rec.Hostname,
+		State:       runtime.SandboxReady,
+		PausePID:    rec.Pause.PID,
+		NetNSName:   rec.NetNSName,
+		NetNSPath:   rec.NetNSPath,
+		VethHost:    rec.VethHost,
+		IP:          rec.IP,
+		CgroupPath:  rec.CgroupPath,
+		Namespaces:  rec.Namespaces,
+		Ports:       rec.Config.Ports,
+		Labels:      rec.Labels,
+		Annotations: rec.Annotations,
+		CreatedAt:   rec.CreatedAt,
+	}
+	switch {
+	case rec.Phase != phaseReady:
+		sb.State, sb.Reason = runtime.SandboxNotReady, "creation did not finish"
+	case !rec.Pause.alive():
+		sb.State, sb.Reason = runtime.SandboxNotReady, "pause process is gone"
+	case rec.NetNSPath != "" && !pinned(rec.NetNSPath):
+		sb.State, sb.Reason = runtime.SandboxNotReady, "network namespace is gone"
+	}
+	return sb
+}
+
+// pinned reports whether a netns path is still a mounted namespace.
+func pinned(path string) bool {
+	var st, parent os.FileInfo
+	st, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	parent, err = os.Stat(filepath.Dir(path))
+	if err != nil {
+		return false
+	}
+	// A pin is an nsfs mount: its device differs from the directory's.
+	return !os.SameFile(st, parent) && deviceOf(st) != deviceOf(parent)
+}
