@@ -225,7 +225,7 @@ func (s *Store) importDockerArchive(ctx context.Context, p string) ([]*runtime.I
 		if err != nil {
 			return nil, fmt.Errorf("manifest.json: entry %d: %w", i, err)
 		}
-		stored, err := s.storeImage(ctx, img, refs, nil)
+		stored, err := s.storeImage(ctx, img, nil, refs, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -279,7 +279,7 @@ func (s *Store) importLayout(ctx context.Context, dir string) ([]*runtime.Image,
 		if err != nil {
 			return nil, fmt.Errorf("OCI layout manifest %s: %w", d.Digest, err)
 		}
-		stored, err := s.storeImage(ctx, img, refs, nil)
+		stored, err := s.storeImage(ctx, img, nil, refs, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -32,7 +32,10 @@ const layerJobs = 3
 // storeImage copies img into the store (blobs verified, layers unpacked)
 // and points refs at it. Work already done (an existing blob or layer) is
 // skipped, which is what makes a retried pull cheap.
-func (s *Store) storeImage(ctx context.Context, img v1.Image, refs []string, prog *progress) (*runtime.Image, error) {
+//
+// configBlob, when not nil, fetches the config blob (a remote source);
+// otherwise the image's own RawConfigFile is used.
+func (s *Store) storeImage(ctx context.Context, img v1.Image, configBlob v1.Layer, refs []string, prog *progress) (*runtime.Image, error) {
 	// Shared GC lock: Prune must not collect blobs that are not yet indexed.
 	unlock, err := s.lock("gc.lock", unix.LOCK_SH)
 	if err != nil {
@@ -52,19 +55,35 @@ func (s *Store) storeImage(ctx context.Context, img v1.Image, refs []string, pro
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: media type: %w", digest, err)
 	}
-	rawConfig, err := img.RawConfigFile()
+	manifest, err := img.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: read config: %w", digest, err)
+		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
-	configName, err := img.ConfigName()
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: config digest: %w", digest, err)
-	}
+	configName := manifest.Config.Digest
 	if err := s.writeBlobBytes(digest.String(), rawManifest); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
-	if err := s.writeBlobBytes(configName.String(), rawConfig); err != nil {
-		return nil, fmt.Errorf("manifest %s: config %s: %w", digest, configName, err)
+	// The config is a blob like a layer: fetched with the same retries and
+	// verification when the source is remote, and never twice.
+	if _, err := os.Lstat(s.blobPath(configName.String())); err != nil {
+		if configBlob != nil {
+			cr := layerRecord{Digest: configName.String(), Size: manifest.Config.Size}
+			if err := s.fetchBlob(ctx, configBlob, cr, nil); err != nil {
+				return nil, fmt.Errorf("manifest %s: config: %w", digest, err)
+			}
+		} else {
+			raw, err := img.RawConfigFile()
+			if err != nil {
+				return nil, fmt.Errorf("manifest %s: read config: %w", digest, err)
+			}
+			if err := s.writeBlobBytes(configName.String(), raw); err != nil {
+				return nil, fmt.Errorf("manifest %s: config %s: %w", digest, configName, err)
+			}
+		}
+	}
+	rawConfig, err := s.readBlob(configName.String())
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
 	var cfg v1.ConfigFile
 	if err := json.Unmarshal(rawConfig, &cfg); err != nil {
@@ -180,7 +199,7 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, lr layerRecord, pro
 // fetchBlob downloads a compressed layer with a few retries: a registry
 // that drops the connection mid-blob is common and worth another try, a
 // digest mismatch or a cancelled context is not.
-func (s *Store) fetchBlob(ctx context.Context, l v1.Layer, lr layerRecord, prog *progress) error {
+func (s *Store) fetchBlob(ctx context.Context, l blobSource, lr layerRecord, prog *progress) error {
 	var err error
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -200,7 +219,12 @@ func (s *Store) fetchBlob(ctx context.Context, l v1.Layer, lr layerRecord, prog 
 	return err
 }
 
-func (s *Store) fetchBlobOnce(l v1.Layer, lr layerRecord, prog *progress) error {
+// blobSource is the one ability fetchBlob needs from a layer.
+type blobSource interface {
+	Compressed() (io.ReadCloser, error)
+}
+
+func (s *Store) fetchBlobOnce(l blobSource, lr layerRecord, prog *progress) error {
 	rc, err := l.Compressed()
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
@@ -240,6 +264,12 @@ func (s *Store) writeBlob(digest string, size int64, r io.Reader) error {
 	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, limit))
 	if err != nil {
 		f.Close()
+		// A source that verifies digests itself (ggcr's remote reader)
+		// fails at EOF: with every promised byte read, the content is
+		// simply wrong, and retrying will not fix it.
+		if got := hex.EncodeToString(h.Sum(nil)); n == size && got != want {
+			return fmt.Errorf("blob %s: content hashes to sha256:%s: %w", digest, got, ErrDigestMismatch)
+		}
 		return fmt.Errorf("blob %s: after %d bytes: %w", digest, n, err)
 	}
 	if size >= 0 && n != size {

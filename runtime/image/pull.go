@@ -76,7 +76,15 @@ func (s *Store) pull(ctx context.Context, r name.Reference, canon string, opts r
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: platform %s: %w", canon, platformString(hostPlatform()), err)
 	}
-	out, err := s.storeImage(ctx, img, []string{canon}, prog)
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", canon, err)
+	}
+	configBlob, err := remote.Layer(r.Context().Digest(m.Config.Digest.String()), ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: config: %w", canon, err)
+	}
+	out, err := s.storeImage(ctx, img, configBlob, []string{canon}, prog)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", canon, err)
 	}

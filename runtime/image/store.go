@@ -571,9 +571,10 @@ type flightGroup struct {
 }
 
 type flight struct {
-	done chan struct{}
-	val  any
-	err  error
+	waiters int
+	done    chan struct{}
+	val     any
+	err     error
 }
 
 func (g *flightGroup) do(ctx context.Context, key string, fn func() (any, error)) (any, error) {
@@ -582,6 +583,7 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (any, error)
 		g.m = map[string]*flight{}
 	}
 	if f, ok := g.m[key]; ok {
+		f.waiters++
 		g.mu.Unlock()
 		select {
 		case <-f.done:
@@ -599,6 +601,16 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (any, error)
 	g.mu.Unlock()
 	close(f.done)
 	return f.val, f.err
+}
+
+// waiting is how many callers wait for the call running under key.
+func (g *flightGroup) waiting(key string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.m[key]; ok {
+		return f.waiters
+	}
+	return 0
 }
 
 var _ runtime.ImageService = (*Store)(nil)
