@@ -1,0 +1,419 @@
+// Package manifest is the manifest directory: it lists a directory of Pod
+// manifests, checks that every file and directory involved is trusted, reads
+// each file with bounded effort and decodes it with package spec.
+//
+// The agent calls LoadDir on every pass (the fsnotify watcher in watch*.go
+// only tells it when). LoadDir returns an error only when the directory
+// itself is missing, unreadable or untrusted: then there is no truth, and the
+// agent must keep running what it runs. Otherwise it returns a Snapshot,
+// possibly empty, with a FileResult per manifest file: the pods, ConfigMaps
+// and Secrets its documents define and the problems found in it, so the
+// agent can keep the last good version of a broken file.
+//
+// Rules:
+//   - Only regular files named *.yaml, *.yml or *.json are read. Dotfiles,
+//     editor and package-manager artifacts (*~, .#*, #*#, *.swp, *.swx, *.tmp,
+//     *.dpkg-*, *.rpmnew, *.rpmsave, vim's 4913) and other names are ignored
+//     (listed in Snapshot.Ignored). A directory, FIFO, socket or device with
+//     a manifest name is reported and never opened, so nothing can block.
+//   - Symlinks are followed (git-sync and ConfigMap "..data" layouts), and
+//     the resolved file must pass the trust check too.
+//   - Trust check (sshd's StrictModes): the directory, each of its parents,
+//     every manifest and, for symlinks, the resolved file and its parents
+//     must be owned by root or by the agent's effective uid and must not be
+//     group- or world-writable. A world-writable parent with the sticky bit
+//     (/tmp) is accepted, because only an entry's owner can rename or remove
+//     it there; the manifest directory itself never is. Options.SkipTrustCheck
+//     (the CLI's --insecure-skip-trust-check) turns this off for development.
+//   - A file larger than Options.MaxFileSize is refused after reading at most
+//     MaxFileSize+1 bytes.
+//   - Two documents defining the same namespace/name: the one in the
+//     lexically first file (or earlier in the same file) wins; the loser is
+//     left out of its FileResult.Pods, and both files get an error naming the
+//     other.
+//
+// Every problem is a *spec.FieldError whose File is the manifest's path, so
+// it prints as "pods/web.yaml: doc 2: spec.containers[0].image: is required".
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pelagos-containers/pelagos-agent/spec"
+)
+
+// Error classes of the loader, beside spec's; test with errors.Is.
+var (
+	// ErrUntrusted: an owner or mode that lets someone other than root or the
+	// agent change what the agent runs.
+	ErrUntrusted = errors.New("untrusted")
+	// ErrNotRegular: a manifest name that is a directory, FIFO, socket or
+	// device; it is never opened.
+	ErrNotRegular = errors.New("not a regular file")
+	// ErrDuplicate: a pod defined in two places.
+	ErrDuplicate = errors.New("duplicate pod")
+	// ErrTooLarge: a file over Options.MaxFileSize.
+	ErrTooLarge = errors.New("file too large")
+)
+
+// Options tune the loader. The zero value is the production setting.
+type Options struct {
+	// SkipTrustCheck disables ownership and mode checks (development only).
+	SkipTrustCheck bool
+	// MaxFileSize caps a manifest's size in bytes; 0 means
+	// spec.DefaultLimits.MaxBytes (1 MiB).
+	MaxFileSize int64
+}
+
+func (o Options) limits() spec.Limits {
+	l := spec.DefaultLimits
+	if o.MaxFileSize > 0 {
+		l.MaxBytes = o.MaxFileSize
+	}
+	return l
+}
+
+// PodSource is a valid, defaulted pod and where it came from.
+type PodSource struct {
+	Pod  *spec.Pod
+	File string // path of the manifest, as in FileResult.Path
+	Doc  int    // 1-based document index in File
+	Line int    // line where the document starts
+}
+
+// ConfigMapSource is a valid ConfigMap and where it came from.
+type ConfigMapSource struct {
+	ConfigMap *spec.ConfigMap
+	File      string
+	Doc       int
+}
+
+// SecretSource is a valid Secret and where it came from.
+type SecretSource struct {
+	Secret *spec.Secret
+	File   string
+	Doc    int
+}
+
+// FileResult is what one manifest file yielded. Pods, ConfigMaps and
+// Secrets hold only valid documents; Errs holds every problem (all
+// *spec.FieldError). A file with errors may still define valid pods in its
+// other documents; the agent decides whether to use them or keep the file's
+// last good version.
+type FileResult struct {
+	Path       string // dir joined with the entry name (or the path given to LoadFile)
+	Resolved   string // the file actually read, after symlinks; empty if not read
+	Digest     string // sha256 of the bytes read, hex; equal digests mean identical bytes
+	Pods       []*PodSource
+	ConfigMaps []*ConfigMapSource
+	Secrets    []*SecretSource
+	Errs       []error
+}
+
+// OK reports whether the file had no problem at all.
+func (f *FileResult) OK() bool { return len(f.Errs) == 0 }
+
+func (f *FileResult) fail(err error, format string, args ...any) {
+	f.Errs = append(f.Errs, &spec.FieldError{File: f.Path, Msg: fmt.Sprintf(format, args...), Err: err})
+}
+
+// Snapshot is one listing of the manifest directory.
+type Snapshot struct {
+	Dir     string
+	Files   map[string]*FileResult // keyed by FileResult.Path
+	Pods    map[spec.PodKey]*PodSource
+	Ignored []string // entry names skipped by the name rules, sorted
+}
+
+// SortedPods returns the valid pods ordered by namespace/name.
+func (s *Snapshot) SortedPods() []*PodSource {
+	out := make([]*PodSource, 0, len(s.Pods))
+	for _, p := range s.Pods {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod.Key().String() < out[j].Pod.Key().String() })
+	return out
+}
+
+// Paths returns the manifest paths in lexical order.
+func (s *Snapshot) Paths() []string {
+	out := make([]string, 0, len(s.Files))
+	for p := range s.Files {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Errors returns every problem of every file, by file then position.
+func (s *Snapshot) Errors() []error {
+	var out []error
+	for _, p := range s.Paths() {
+		out = append(out, s.Files[p].Errs...)
+	}
+	return out
+}
+
+// IsManifestName reports whether a directory entry name is one the loader
+// reads; the watcher uses it to drop irrelevant events early.
+func IsManifestName(name string) bool {
+	if ignoredName(name) {
+		return false
+	}
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+func ignoredName(name string) bool {
+	switch {
+	case name == "", strings.HasPrefix(name, "."), strings.HasSuffix(name, "~"),
+		strings.HasPrefix(name, "#") && strings.HasSuffix(name, "#"),
+		name == "4913", strings.Contains(name, ".dpkg-"):
+		return true
+	}
+	switch filepath.Ext(name) {
+	case ".swp", ".swx", ".swo", ".tmp", ".rpmnew", ".rpmsave", ".bak", ".orig":
+		return true
+	}
+	return false
+}
+
+// LoadDir lists dir and loads every manifest in it. The error is non-nil
+// only when dir itself is missing, unreadable or untrusted; an existing
+// empty directory is a valid, empty Snapshot.
+func LoadDir(dir string, opts Options) (*Snapshot, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifest directory %s: %w", dir, err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("manifest directory %s: %w", dir, err)
+	}
+	st, err := os.Stat(resolved)
+	if err != nil {
+		return nil, fmt.Errorf("manifest directory %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("manifest directory %s: %w", dir, &fs.PathError{Op: "open", Path: dir, Err: errors.New("not a directory")})
+	}
+	if !opts.SkipTrustCheck {
+		if err := checkDirChain(abs, true); err != nil {
+			return nil, fmt.Errorf("manifest directory %s: %w", dir, err)
+		}
+		if resolved != abs {
+			if err := checkDirChain(resolved, true); err != nil {
+				return nil, fmt.Errorf("manifest directory %s (resolved to %s): %w", dir, resolved, err)
+			}
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifest directory %s: list: %w", dir, err)
+	}
+	snap := &Snapshot{Dir: dir, Files: map[string]*FileResult{}, Pods: map[spec.PodKey]*PodSource{}}
+	for _, e := range entries { // ReadDir sorts by name
+		name := e.Name()
+		if !IsManifestName(name) {
+			snap.Ignored = append(snap.Ignored, name)
+			continue
+		}
+		path := filepath.Join(dir, name)
+		snap.Files[path] = loadEntry(path, e.Type(), opts)
+	}
+	resolveDuplicates(snap)
+	return snap, nil
+}
+
+// LoadFile loads one manifest file, for `validate FILE` and for the watcher
+// when one file changed. Every problem, including a missing file
+// (errors.Is(err, fs.ErrNotExist)), is in the result's Errs.
+func LoadFile(path string, opts Options) *FileResult {
+	st, err := os.Lstat(path)
+	if err != nil {
+		fr := &FileResult{Path: path}
+		fr.Errs = append(fr.Errs, &spec.FieldError{File: path, Msg: "cannot stat: " + errText(err), Err: err})
+		return fr
+	}
+	if !opts.SkipTrustCheck {
+		abs, err := filepath.Abs(filepath.Dir(path))
+		if err == nil {
+			err = checkDirChain(abs, false)
+		}
+		if err != nil {
+			fr := &FileResult{Path: path}
+			fr.Errs = append(fr.Errs, &spec.FieldError{File: path, Msg: errText(err), Err: err})
+			return fr
+		}
+	}
+	fr := loadEntry(path, st.Mode().Type(), opts)
+	snap := &Snapshot{Files: map[string]*FileResult{path: fr}, Pods: map[spec.PodKey]*PodSource{}}
+	resolveDuplicates(snap)
+	return fr
+}
+
+// loadEntry reads and decodes one directory entry of the given type.
+func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
+	fr := &FileResult{Path: path}
+	target := path
+	if typ&fs.ModeSymlink != 0 {
+		r, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			fr.fail(err, "symlink cannot be resolved: %s", errText(err))
+			return fr
+		}
+		target = r
+		st, err := os.Stat(r)
+		if err != nil {
+			fr.fail(err, "symlink target %s: %s", r, errText(err))
+			return fr
+		}
+		typ = st.Mode().Type()
+		if !opts.SkipTrustCheck && typ.IsRegular() {
+			abs, err := filepath.Abs(filepath.Dir(r))
+			if err == nil {
+				err = checkDirChain(abs, false)
+			}
+			if err != nil {
+				fr.fail(err, "symlink target %s: %s", r, errText(err))
+				return fr
+			}
+		}
+	}
+	if !typ.IsRegular() {
+		fr.fail(ErrNotRegular, "is %s, not a regular file; not opened", describeType(typ))
+		return fr
+	}
+	data, err := readBounded(target, opts)
+	if err != nil {
+		fr.fail(err, "%s", errText(err))
+		return fr
+	}
+	fr.Resolved = target
+	sum := sha256.Sum256(data)
+	fr.Digest = hex.EncodeToString(sum[:])
+	docs, fileErrs := spec.ParseFile(path, data, opts.limits())
+	for _, e := range fileErrs {
+		fr.Errs = append(fr.Errs, e)
+	}
+	for _, d := range docs {
+		for _, e := range d.Errs {
+			fr.Errs = append(fr.Errs, e)
+		}
+		if !d.Valid() {
+			continue
+		}
+		switch {
+		case d.Pod != nil:
+			fr.Pods = append(fr.Pods, &PodSource{Pod: d.Pod, File: path, Doc: d.Index, Line: d.Line})
+		case d.ConfigMap != nil:
+			fr.ConfigMaps = append(fr.ConfigMaps, &ConfigMapSource{ConfigMap: d.ConfigMap, File: path, Doc: d.Index})
+		case d.Secret != nil:
+			fr.Secrets = append(fr.Secrets, &SecretSource{Secret: d.Secret, File: path, Doc: d.Index})
+		}
+	}
+	return fr
+}
+
+// readBounded opens without blocking (a FIFO swapped in after the listing
+// cannot hang us), checks the opened file itself and reads at most max+1
+// bytes.
+func readBounded(path string, opts Options) ([]byte, error) {
+	f, err := openNonBlocking(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is %s, not a regular file: %w", path, describeType(st.Mode().Type()), ErrNotRegular)
+	}
+	if !opts.SkipTrustCheck {
+		if err := checkOwnerMode(path, st, false); err != nil {
+			return nil, err
+		}
+	}
+	max := opts.limits().MaxBytes
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("file is larger than the %d-byte limit: %w", max, ErrTooLarge)
+	}
+	return data, nil
+}
+
+func describeType(t fs.FileMode) string {
+	switch {
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	case t&fs.ModeSymlink != 0:
+		return "a symlink"
+	}
+	return "not a regular file"
+}
+
+// errText drops the "op path:" prefix of a PathError whose path the
+// FieldError already names.
+func errText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !errors.Is(err, ErrUntrusted) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func resolveDuplicates(snap *Snapshot) {
+	type owner struct {
+		src *PodSource
+		fr  *FileResult
+	}
+	first := map[spec.PodKey]owner{}
+	for _, path := range snap.Paths() {
+		fr := snap.Files[path]
+		kept := fr.Pods[:0]
+		for _, ps := range fr.Pods {
+			key := ps.Pod.Key()
+			prev, dup := first[key]
+			if !dup {
+				first[key] = owner{ps, fr}
+				snap.Pods[key] = ps
+				kept = append(kept, ps)
+				continue
+			}
+			fr.Errs = append(fr.Errs, &spec.FieldError{File: fr.Path, Doc: ps.Doc, Path: "metadata.name", Line: ps.Line,
+				Msg: fmt.Sprintf("pod %s is already defined in %s doc %d, which wins; this one is ignored", key, prev.src.File, prev.src.Doc),
+				Err: ErrDuplicate})
+			if prev.fr != fr {
+				prev.fr.Errs = append(prev.fr.Errs, &spec.FieldError{File: prev.fr.Path, Doc: prev.src.Doc, Path: "metadata.name", Line: prev.src.Line,
+					Msg: fmt.Sprintf("pod %s is also defined in %s doc %d; this one wins", key, fr.Path, ps.Doc),
+					Err: ErrDuplicate})
+			}
+		}
+		fr.Pods = kept
+	}
+}

@@ -1,0 +1,683 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/go-playground/validator/v10"
+	"k8s.io/apimachinery/pkg/api/validate/content"
+)
+
+// Validation has two layers. Field-local rules are `validate` struct tags
+// checked by validator/v10 with custom tags registered below (dns1123label,
+// abspath, ...), whose messages reuse Kubernetes' own wording from
+// k8s.io/apimachinery. Rules that span fields (unique names, volume
+// references, limit >= request, hostPort clashes, sysctls) are Go code in
+// this file. Both report every problem, never just the first.
+
+// Ranges Kubernetes allows for user and group IDs.
+const (
+	maxID = 1<<31 - 1
+)
+
+// safeSysctls are the namespaced sysctls Kubernetes calls safe: they affect
+// only the pod's own network or IPC namespace.
+var safeSysctls = map[string]bool{
+	"kernel.shm_rmid_forced":              true,
+	"net.ipv4.ip_local_port_range":        true,
+	"net.ipv4.ip_local_reserved_ports":    true,
+	"net.ipv4.ip_unprivileged_port_start": true,
+	"net.ipv4.ping_group_range":           true,
+	"net.ipv4.tcp_fin_timeout":            true,
+	"net.ipv4.tcp_keepalive_intvl":        true,
+	"net.ipv4.tcp_keepalive_probes":       true,
+	"net.ipv4.tcp_keepalive_time":         true,
+	"net.ipv4.tcp_rmem":                   true,
+	"net.ipv4.tcp_syncookies":             true,
+	"net.ipv4.tcp_wmem":                   true,
+}
+
+// SafeSysctls returns the sysctl names pods may set, sorted.
+func SafeSysctls() []string {
+	out := make([]string, 0, len(safeSysctls))
+	for k := range safeSysctls {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sysctlValue allows numbers, words and ranges separated by blanks; nothing
+// that could end the line written to /proc/sys or start another command.
+var sysctlValue = regexp.MustCompile(`^[A-Za-z0-9_.:/+ \t-]{1,256}$`)
+
+// knownCapabilities are the Linux capability names (without CAP_).
+var knownCapabilities = map[string]bool{}
+
+func init() {
+	for _, c := range strings.Fields(`CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP
+		LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO
+		SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE
+		AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON
+		BPF CHECKPOINT_RESTORE`) {
+		knownCapabilities[c] = true
+	}
+}
+
+// supportedFieldRefs are the downward-API paths env fieldRef may use.
+var supportedFieldRefs = map[string]bool{
+	"metadata.name": true, "metadata.namespace": true, "metadata.uid": true,
+	"spec.nodeName": true, "spec.serviceAccountName": true,
+	"status.hostIP": true, "status.hostIPs": true, "status.podIP": true, "status.podIPs": true,
+}
+
+var (
+	validateOnce sync.Once
+	validate     *validator.Validate
+	// tagMessages explain each custom tag's failure for a value.
+	tagMessages = map[string]func(v string) []string{
+		"dns1123label":     content.IsDNS1123Label,
+		"dns1123subdomain": content.IsDNS1123Subdomain,
+		"envvarname":       isEnvVarName,
+		"portname":         isValidPortName,
+		"httpheader":       isHTTPHeaderName,
+		"configkey":        isConfigMapKey,
+		"abspath":          checkAbsPath,
+		"relpath":          checkRelPath,
+		"imageref":         checkImageRef,
+		"dnssearch":        checkDNSSearch,
+	}
+)
+
+func validatorInstance() *validator.Validate {
+	validateOnce.Do(func() {
+		v := validator.New(validator.WithRequiredStructEnabled())
+		v.RegisterTagNameFunc(func(f reflect.StructField) string {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				return ""
+			}
+			return name
+		})
+		for tag, check := range tagMessages {
+			check := check
+			if err := v.RegisterValidation(tag, func(fl validator.FieldLevel) bool {
+				return len(check(fl.Field().String())) == 0
+			}); err != nil {
+				panic(fmt.Sprintf("spec: registering validation %s: %v", tag, err))
+			}
+		}
+		validate = v
+	})
+	return validate
+}
+
+func checkAbsPath(p string) []string {
+	if !strings.HasPrefix(p, "/") {
+		return []string{"must be an absolute path"}
+	}
+	if path.Clean(p) != p {
+		return []string{fmt.Sprintf("must be a clean path (%s)", path.Clean(p))}
+	}
+	return nil
+}
+
+// checkRelPath refuses what could escape the directory it is joined to.
+func checkRelPath(p string) []string {
+	if strings.HasPrefix(p, "/") {
+		return []string{"must be a relative path"}
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." {
+			return []string{"must not contain '..'"}
+		}
+	}
+	return nil
+}
+
+func checkImageRef(s string) []string {
+	if strings.TrimSpace(s) != s || strings.ContainsAny(s, " \t\n\r") {
+		return []string{"must not contain whitespace"}
+	}
+	return nil
+}
+
+func checkDNSSearch(s string) []string {
+	return content.IsDNS1123Subdomain(strings.TrimSuffix(s, "."))
+}
+
+// validator's namespace is "Pod.spec.containers[0].name"; embedded structs
+// add their Go type name ("Pod.spec.volumes[0].VolumeSource.hostPath.path").
+// jsonPath drops the root and those.
+func jsonPath(ns string) string {
+	p := parsePath(ns)
+	var out fieldPath
+	for i, e := range p {
+		if i == 0 {
+			continue
+		}
+		if e.kind == 'f' && e.field != "" && e.field[0] >= 'A' && e.field[0] <= 'Z' {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out.String()
+}
+
+func structErrors(obj any) FieldErrors {
+	var out FieldErrors
+	err := validatorInstance().Struct(obj)
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		if err != nil {
+			out = append(out, &FieldError{Msg: err.Error(), Err: ErrInvalid})
+		}
+		return out
+	}
+	for _, fe := range verrs {
+		out = append(out, &FieldError{Path: jsonPath(fe.Namespace()), Msg: tagMessage(fe), Err: ErrInvalid})
+	}
+	return out
+}
+
+func tagMessage(fe validator.FieldError) string {
+	val := fe.Value()
+	for rv := reflect.ValueOf(val); rv.IsValid() && rv.Kind() == reflect.Pointer; rv = rv.Elem() {
+		if rv.IsNil() {
+			break
+		}
+		val = rv.Elem().Interface()
+	}
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "min", "max":
+		word := "at least"
+		if fe.Tag() == "max" {
+			word = "at most"
+		}
+		switch fe.Kind() {
+		case reflect.Slice, reflect.Map:
+			return fmt.Sprintf("must have %s %s entries", word, fe.Param())
+		case reflect.String:
+			return fmt.Sprintf("must be %s %s characters long", word, fe.Param())
+		}
+		return fmt.Sprintf("%v is out of range: must be %s %s", val, word, fe.Param())
+	case "oneof":
+		return fmt.Sprintf("%q is not one of: %s", fmt.Sprint(val), strings.ReplaceAll(fe.Param(), " ", ", "))
+	case "ip":
+		return fmt.Sprintf("%q is not an IP address", fmt.Sprint(val))
+	}
+	if f, ok := tagMessages[fe.Tag()]; ok {
+		msgs := f(fmt.Sprint(val))
+		return fmt.Sprintf("%q is invalid: %s", fmt.Sprint(val), strings.Join(msgs, "; "))
+	}
+	return fmt.Sprintf("%q fails rule %s", fmt.Sprint(val), fe.Tag())
+}
+
+// errList collects cross-field problems.
+type errList struct{ errs FieldErrors }
+
+func (l *errList) add(p fieldPath, format string, args ...any) {
+	l.errs = append(l.errs, &FieldError{Path: p.String(), Msg: fmt.Sprintf(format, args...), Err: ErrInvalid})
+}
+
+func (l *errList) unsupported(p fieldPath, format string, args ...any) {
+	l.errs = append(l.errs, &FieldError{Path: p.String(), Msg: fmt.Sprintf(format, args...), Err: ErrUnsupported})
+}
+
+// ValidatePod checks a defaulted pod and returns every problem, with field
+// paths but without File or Doc (ParseFile fills those).
+func ValidatePod(p *Pod) FieldErrors {
+	errs := structErrors(p)
+	l := &errList{}
+	root := fieldPath{}
+	validateMeta(l, root.Field("metadata"), &p.Metadata)
+	s := &p.Spec
+	sp := root.Field("spec")
+
+	volumes := map[string]*Volume{}
+	for i := range s.Volumes {
+		v := &s.Volumes[i]
+		vp := sp.Field("volumes").Index(i)
+		if _, dup := volumes[v.Name]; dup && v.Name != "" {
+			l.add(vp.Field("name"), "duplicate volume name %q", v.Name)
+		}
+		volumes[v.Name] = v
+		validateVolume(l, vp, v)
+	}
+
+	names := map[string]string{}
+	hostPorts := map[string]string{}
+	for _, group := range []struct {
+		field string
+		list  []Container
+	}{{"initContainers", s.InitContainers}, {"containers", s.Containers}} {
+		for i := range group.list {
+			c := &group.list[i]
+			cp := sp.Field(group.field).Index(i)
+			if prev, dup := names[c.Name]; dup && c.Name != "" {
+				l.add(cp.Field("name"), "duplicate container name %q (also %s)", c.Name, prev)
+			}
+			names[c.Name] = cp.String()
+			validateContainer(l, cp, c, s, volumes, group.field == "initContainers")
+			for j, pt := range c.Ports {
+				if pt.HostPort == 0 {
+					continue
+				}
+				key := fmt.Sprintf("%s/%d/%s", pt.HostIP, pt.HostPort, pt.Protocol)
+				pp := cp.Field("ports").Index(j)
+				if prev, dup := hostPorts[key]; dup {
+					l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev)
+				}
+				hostPorts[key] = pp.String()
+				if s.HostNetwork && pt.HostPort != pt.ContainerPort {
+					l.add(pp.Field("hostPort"), "must equal containerPort (%d) when hostNetwork is true", pt.ContainerPort)
+				}
+			}
+		}
+	}
+
+	if s.HostPID && s.ShareProcessNamespace != nil && *s.ShareProcessNamespace {
+		l.add(sp.Field("shareProcessNamespace"), "cannot be true together with hostPID")
+	}
+	if s.DNSPolicy == DNSNone && (s.DNSConfig == nil || len(s.DNSConfig.Nameservers) == 0) {
+		l.add(sp.Field("dnsConfig").Field("nameservers"), "must list at least one nameserver when dnsPolicy is None")
+	}
+	if s.Hostname != "" && s.HostNetwork {
+		l.add(sp.Field("hostname"), "cannot be set with hostNetwork: the pod uses the node's hostname")
+	}
+	if sc := s.SecurityContext; sc != nil {
+		scp := sp.Field("securityContext")
+		validateIDs(l, scp, sc.RunAsUser, sc.RunAsGroup)
+		if sc.FSGroup != nil && (*sc.FSGroup < 0 || *sc.FSGroup > maxID) {
+			l.add(scp.Field("fsGroup"), "%d is out of range: must be 0..%d", *sc.FSGroup, maxID)
+		}
+		if sc.RunAsNonRoot != nil && *sc.RunAsNonRoot && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+			l.add(scp.Field("runAsUser"), "is 0 (root) but runAsNonRoot is true")
+		}
+		validateSeccomp(l, scp.Field("seccompProfile"), sc.SeccompProfile)
+		seen := map[string]bool{}
+		for i, sy := range sc.Sysctls {
+			syp := scp.Field("sysctls").Index(i)
+			switch {
+			case !safeSysctls[sy.Name]:
+				l.unsupported(syp.Field("name"), "%q is not in the namespaced safe set (%s)", sy.Name, strings.Join(SafeSysctls(), ", "))
+			case seen[sy.Name]:
+				l.add(syp.Field("name"), "duplicate sysctl %q", sy.Name)
+			case s.HostNetwork && strings.HasPrefix(sy.Name, "net."):
+				l.add(syp.Field("name"), "%q would change the node's network namespace: not allowed with hostNetwork", sy.Name)
+			case s.HostIPC && strings.HasPrefix(sy.Name, "kernel."):
+				l.add(syp.Field("name"), "%q would change the node's IPC namespace: not allowed with hostIPC", sy.Name)
+			}
+			seen[sy.Name] = true
+			if !sysctlValue.MatchString(sy.Value) {
+				l.add(syp.Field("value"), "%q must be 1-256 characters of letters, digits, blanks and . _ : / + -", sy.Value)
+			}
+		}
+	}
+	for k, v := range s.NodeSelector {
+		validateLabel(l, sp.Field("nodeSelector"), k, v)
+	}
+	if s.DNSConfig != nil {
+		for i, o := range s.DNSConfig.Options {
+			if strings.ContainsAny(o.Name, " \t\n:") || (o.Value != nil && strings.ContainsAny(*o.Value, " \t\n")) {
+				l.add(sp.Field("dnsConfig").Field("options").Index(i), "option %q must not contain blanks or ':'", o.Name)
+			}
+		}
+	}
+	errs = append(errs, l.errs...)
+	sortErrors(errs)
+	return errs
+}
+
+func sortErrors(errs FieldErrors) {
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Path < errs[j].Path })
+}
+
+func validateMeta(l *errList, mp fieldPath, m *ObjectMeta) {
+	for k, v := range m.Labels {
+		validateLabel(l, mp.Field("labels"), k, v)
+	}
+	total := 0
+	for k, v := range m.Annotations {
+		total += len(k) + len(v)
+		if msgs := content.IsLabelKey(k); len(msgs) > 0 {
+			l.add(mp.Field("annotations").Key(k), "key %q is invalid: %s", k, strings.Join(msgs, "; "))
+		}
+	}
+	if total > 256*1024 {
+		l.add(mp.Field("annotations"), "total size %d bytes exceeds 262144", total)
+	}
+}
+
+func validateLabel(l *errList, p fieldPath, k, v string) {
+	if msgs := content.IsLabelKey(k); len(msgs) > 0 {
+		l.add(p.Key(k), "key %q is invalid: %s", k, strings.Join(msgs, "; "))
+	}
+	if msgs := content.IsLabelValue(v); len(msgs) > 0 {
+		l.add(p.Key(k), "value %q is invalid: %s", v, strings.Join(msgs, "; "))
+	}
+}
+
+func validateVolume(l *errList, vp fieldPath, v *Volume) {
+	n := 0
+	for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.Secret != nil, v.ConfigMap != nil} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		l.add(vp, "must set exactly one of hostPath, emptyDir, configMap, secret")
+	case n > 1:
+		l.add(vp, "sets %d volume types; exactly one of hostPath, emptyDir, configMap, secret is allowed", n)
+	}
+	if v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil && v.EmptyDir.SizeLimit.Sign() <= 0 {
+		l.add(vp.Field("emptyDir").Field("sizeLimit"), "%s must be positive", v.EmptyDir.SizeLimit.String())
+	}
+	if v.HostPath != nil {
+		for _, seg := range strings.Split(v.HostPath.Path, "/") {
+			if seg == ".." {
+				l.add(vp.Field("hostPath").Field("path"), "must not contain '..'")
+				break
+			}
+		}
+	}
+}
+
+func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volumes map[string]*Volume, init bool) {
+	if init {
+		for _, pr := range []struct {
+			name string
+			set  bool
+		}{{"livenessProbe", c.LivenessProbe != nil}, {"readinessProbe", c.ReadinessProbe != nil},
+			{"startupProbe", c.StartupProbe != nil}, {"lifecycle", c.Lifecycle != nil}} {
+			if pr.set {
+				l.add(cp.Field(pr.name), "must not be set on an init container")
+			}
+		}
+	}
+	for i, e := range c.Env {
+		ep := cp.Field("env").Index(i)
+		if e.ValueFrom == nil {
+			continue
+		}
+		if e.Value != "" {
+			l.add(ep, "sets both value and valueFrom")
+		}
+		vf := e.ValueFrom
+		n := 0
+		for _, set := range []bool{vf.FieldRef != nil, vf.ConfigMapKeyRef != nil, vf.SecretKeyRef != nil} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			l.add(ep.Field("valueFrom"), "must set exactly one of fieldRef, configMapKeyRef, secretKeyRef")
+		}
+		if fr := vf.FieldRef; fr != nil {
+			fp := ep.Field("valueFrom").Field("fieldRef")
+			if fr.APIVersion != "" && fr.APIVersion != "v1" {
+				l.add(fp.Field("apiVersion"), "%q is not supported: use v1", fr.APIVersion)
+			}
+			if !supportedFieldRefs[fr.FieldPath] && !labelOrAnnotationRef(fr.FieldPath) {
+				l.add(fp.Field("fieldPath"), "%q is not a supported field path", fr.FieldPath)
+			}
+		}
+	}
+	for i, e := range c.EnvFrom {
+		if (e.ConfigMapRef == nil) == (e.SecretRef == nil) {
+			l.add(cp.Field("envFrom").Index(i), "must set exactly one of configMapRef, secretRef")
+		}
+	}
+	portNames := map[string]bool{}
+	for i, pt := range c.Ports {
+		if pt.Name != "" {
+			if portNames[pt.Name] {
+				l.add(cp.Field("ports").Index(i).Field("name"), "duplicate port name %q", pt.Name)
+			}
+			portNames[pt.Name] = true
+		}
+	}
+	rp := cp.Field("resources")
+	for _, rl := range []struct {
+		field string
+		list  ResourceList
+	}{{"limits", c.Resources.Limits}, {"requests", c.Resources.Requests}} {
+		for name, q := range rl.list {
+			qp := rp.Field(rl.field).Key(string(name))
+			switch name {
+			case ResourceCPU, ResourceMemory, ResourceEphemeralStorage:
+			default:
+				l.unsupported(qp, "resource %q is not supported: use cpu, memory, ephemeral-storage", name)
+				continue
+			}
+			if q.Sign() < 0 || (rl.field == "limits" && q.Sign() == 0) {
+				l.add(qp, "%s must be positive", q.String())
+			}
+		}
+	}
+	for name, req := range c.Resources.Requests {
+		if lim, ok := c.Resources.Limits[name]; ok && lim.Cmp(req) < 0 {
+			l.add(rp.Field("requests").Key(string(name)), "request %s is greater than the limit %s", req.String(), lim.String())
+		}
+	}
+	mounts := map[string]bool{}
+	for i, m := range c.VolumeMounts {
+		mp := cp.Field("volumeMounts").Index(i)
+		if m.Name != "" && volumes[m.Name] == nil {
+			l.add(mp.Field("name"), "volume %q is not declared in spec.volumes", m.Name)
+		}
+		if mounts[m.MountPath] && m.MountPath != "" {
+			l.add(mp.Field("mountPath"), "%q is mounted twice in this container", m.MountPath)
+		}
+		mounts[m.MountPath] = true
+		if m.SubPath != "" {
+			if msgs := checkRelPath(m.SubPath); len(msgs) > 0 {
+				l.add(mp.Field("subPath"), "%q %s", m.SubPath, msgs[0])
+			}
+		}
+	}
+	for _, pr := range []struct {
+		name     string
+		p        *Probe
+		oneShot  bool // successThreshold must be 1
+		portsReq bool
+	}{{"livenessProbe", c.LivenessProbe, true, true}, {"readinessProbe", c.ReadinessProbe, false, true},
+		{"startupProbe", c.StartupProbe, true, true}} {
+		if pr.p == nil {
+			continue
+		}
+		pp := cp.Field(pr.name)
+		validateHandler(l, pp, pr.p.Exec != nil, pr.p.HTTPGet, pr.p.TCPSocket != nil, pr.p.GRPC != nil, false, portNames)
+		if pr.p.TCPSocket != nil {
+			validatePort(l, pp.Field("tcpSocket").Field("port"), pr.p.TCPSocket.Port, portNames)
+		}
+		if pr.oneShot && pr.p.SuccessThreshold > 1 {
+			l.add(pp.Field("successThreshold"), "must be 1 for a %s", pr.name)
+		}
+	}
+	if c.Lifecycle != nil {
+		for _, h := range []struct {
+			name string
+			h    *LifecycleHandler
+		}{{"postStart", c.Lifecycle.PostStart}, {"preStop", c.Lifecycle.PreStop}} {
+			if h.h != nil {
+				validateHandler(l, cp.Field("lifecycle").Field(h.name), h.h.Exec != nil, h.h.HTTPGet, false, false, h.h.Sleep != nil, portNames)
+			}
+		}
+	}
+	if sc := c.SecurityContext; sc != nil {
+		scp := cp.Field("securityContext")
+		validateIDs(l, scp, sc.RunAsUser, sc.RunAsGroup)
+		if sc.Privileged != nil && *sc.Privileged && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+			l.add(scp.Field("allowPrivilegeEscalation"), "cannot be false when privileged is true")
+		}
+		nonRoot := sc.RunAsNonRoot
+		if nonRoot == nil && s.SecurityContext != nil {
+			nonRoot = s.SecurityContext.RunAsNonRoot
+		}
+		uid := sc.RunAsUser
+		if uid == nil && s.SecurityContext != nil {
+			uid = s.SecurityContext.RunAsUser
+		}
+		if nonRoot != nil && *nonRoot && uid != nil && *uid == 0 {
+			l.add(scp.Field("runAsUser"), "is 0 (root) but runAsNonRoot is true")
+		}
+		if caps := sc.Capabilities; caps != nil {
+			for _, list := range []struct {
+				field string
+				caps  []Capability
+			}{{"add", caps.Add}, {"drop", caps.Drop}} {
+				for i, c := range list.caps {
+					name := strings.TrimPrefix(strings.ToUpper(string(c)), "CAP_")
+					if !knownCapabilities[name] && !(list.field == "drop" && name == "ALL") {
+						l.add(scp.Field("capabilities").Field(list.field).Index(i), "%q is not a Linux capability", string(c))
+					}
+				}
+			}
+		}
+		validateSeccomp(l, scp.Field("seccompProfile"), sc.SeccompProfile)
+	}
+}
+
+func labelOrAnnotationRef(p string) bool {
+	for _, prefix := range []string{"metadata.labels['", "metadata.annotations['"} {
+		if strings.HasPrefix(p, prefix) && strings.HasSuffix(p, "']") {
+			key := p[len(prefix) : len(p)-2]
+			return len(content.IsLabelKey(key)) == 0
+		}
+	}
+	return false
+}
+
+func validateHandler(l *errList, p fieldPath, exec bool, get *HTTPGetAction, tcp, grpc, sleep bool, portNames map[string]bool) {
+	n := 0
+	for _, set := range []bool{exec, get != nil, tcp, grpc, sleep} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		l.add(p, "must set exactly one handler (exec, httpGet, tcpSocket, grpc or sleep), found %d", n)
+	}
+	if get != nil {
+		gp := p.Field("httpGet")
+		validatePort(l, gp.Field("port"), get.Port, portNames)
+		if get.Path != "" && !strings.HasPrefix(get.Path, "/") {
+			l.add(gp.Field("path"), "%q must start with /", get.Path)
+		}
+		if strings.ContainsAny(get.Path, " \t\r\n") {
+			l.add(gp.Field("path"), "must not contain blanks")
+		}
+		if get.Host != "" {
+			if _, err := netip.ParseAddr(get.Host); err != nil && len(content.IsDNS1123Subdomain(get.Host)) > 0 {
+				l.add(gp.Field("host"), "%q is neither an IP address nor a DNS name", get.Host)
+			}
+		}
+		for i, h := range get.HTTPHeaders {
+			if strings.ContainsAny(h.Value, "\r\n") {
+				l.add(gp.Field("httpHeaders").Index(i).Field("value"), "must not contain a line break")
+			}
+		}
+	}
+}
+
+func validatePort(l *errList, p fieldPath, port IntOrString, names map[string]bool) {
+	if port.IsString {
+		name := port.StrVal
+		if msgs := isValidPortName(name); len(msgs) > 0 {
+			l.add(p, "%q is invalid: %s", name, strings.Join(msgs, "; "))
+		} else if !names[name] {
+			l.add(p, "names port %q, which the container does not declare", name)
+		}
+		return
+	}
+	if port.IntVal < 1 || port.IntVal > 65535 {
+		l.add(p, "%d is out of range: must be 1..65535", port.IntVal)
+	}
+}
+
+func validateIDs(l *errList, p fieldPath, uid, gid *int64) {
+	if uid != nil && (*uid < 0 || *uid > maxID) {
+		l.add(p.Field("runAsUser"), "%d is out of range: must be 0..%d", *uid, maxID)
+	}
+	if gid != nil && (*gid < 0 || *gid > maxID) {
+		l.add(p.Field("runAsGroup"), "%d is out of range: must be 0..%d", *gid, maxID)
+	}
+}
+
+func validateSeccomp(l *errList, p fieldPath, sp *SeccompProfile) {
+	if sp == nil {
+		return
+	}
+	if sp.Type == SeccompLocalhost {
+		if sp.LocalhostProfile == nil || *sp.LocalhostProfile == "" {
+			l.add(p.Field("localhostProfile"), "is required when type is Localhost")
+		} else if msgs := checkRelPath(*sp.LocalhostProfile); len(msgs) > 0 {
+			l.add(p.Field("localhostProfile"), "%q %s", *sp.LocalhostProfile, msgs[0])
+		}
+	} else if sp.LocalhostProfile != nil {
+		l.add(p.Field("localhostProfile"), "may be set only when type is Localhost")
+	}
+}
+
+// ValidateConfigMap checks a defaulted ConfigMap.
+func ValidateConfigMap(c *ConfigMap) FieldErrors {
+	errs := structErrors(c)
+	l := &errList{}
+	validateMeta(l, fieldPath{}.Field("metadata"), &c.Metadata)
+	size := 0
+	for k, v := range c.Data {
+		size += len(k) + len(v)
+		if msgs := isConfigMapKey(k); len(msgs) > 0 {
+			l.add(fieldPath{}.Field("data").Key(k), "key is invalid: %s", strings.Join(msgs, "; "))
+		}
+		if _, dup := c.BinaryData[k]; dup {
+			l.add(fieldPath{}.Field("binaryData").Key(k), "key is also in data")
+		}
+	}
+	for k, v := range c.BinaryData {
+		size += len(k) + len(v)
+		if msgs := isConfigMapKey(k); len(msgs) > 0 {
+			l.add(fieldPath{}.Field("binaryData").Key(k), "key is invalid: %s", strings.Join(msgs, "; "))
+		}
+	}
+	if size > 1<<20 {
+		l.add(fieldPath{}.Field("data"), "total size %d bytes exceeds 1 MiB", size)
+	}
+	errs = append(errs, l.errs...)
+	sortErrors(errs)
+	return errs
+}
+
+// ValidateSecret checks a defaulted Secret.
+func ValidateSecret(s *Secret) FieldErrors {
+	errs := structErrors(s)
+	l := &errList{}
+	validateMeta(l, fieldPath{}.Field("metadata"), &s.Metadata)
+	size := 0
+	for k, v := range s.Data {
+		size += len(k) + len(v)
+		if msgs := isConfigMapKey(k); len(msgs) > 0 {
+			l.add(fieldPath{}.Field("data").Key(k), "key is invalid: %s", strings.Join(msgs, "; "))
+		}
+	}
+	if size > 1<<20 {
+		l.add(fieldPath{}.Field("data"), "total size %d bytes exceeds 1 MiB", size)
+	}
+	if len(s.Type) > 253 || strings.ContainsAny(string(s.Type), " \t\n") {
+		l.add(fieldPath{}.Field("type"), "%q is not a valid secret type", s.Type)
+	}
+	errs = append(errs, l.errs...)
+	sortErrors(errs)
+	return errs
+}
