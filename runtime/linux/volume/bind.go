@@ -7,83 +7,53 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"strings"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 )
 
-// inRoot resolves like chroot(2) would: absolute symlinks and ".." stay
-// inside the root. A container's image may hold /var/run -> /run style links
-// that must work, but never lead out of the rootfs.
-const inRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
-
-func openInRoot(rootfd int, name string, flags uint64) (int, error) {
-	for {
-		fd, err := unix.Openat2(rootfd, name, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: inRoot})
-		if err == unix.EAGAIN || err == unix.EINTR {
-			continue
-		}
-		return fd, err
-	}
-}
-
 // MountTarget opens (creating as needed) the mount point for containerPath
-// inside rootfs, resolving every component inside the rootfs, and returns an
-// O_PATH descriptor for it. A directory is made when dir is set, otherwise an
-// empty file (parents are always directories).
+// inside rootfs and returns an O_PATH descriptor for it. Every component is
+// resolved as chroot(2) would (absolute symlinks and ".." stay inside the
+// root, through pathrs-lite's openat2 RESOLVE_IN_ROOT walk), so an image's
+// /var/run -> /run style links work but never lead out of the rootfs. A
+// directory is made when dir is set, otherwise an empty file.
 func MountTarget(rootfs, containerPath string, dir bool) (*os.File, error) {
 	if !path.IsAbs(containerPath) {
 		return nil, fmt.Errorf("mount target %q: not absolute", containerPath)
 	}
-	rootfd, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open rootfs", Path: rootfs, Err: err}
+		return nil, fmt.Errorf("mount target %q: %w", containerPath, err)
 	}
-	defer unix.Close(rootfd)
-	comps := strings.Split(strings.Trim(path.Clean(containerPath), "/"), "/")
-	if len(comps) == 1 && comps[0] == "" {
-		comps = nil
-	}
-	// Walk from the root, creating what is missing; each step resolves the
-	// prefix so far in the root, so a symlink component is followed but
-	// confined.
-	cur := "/"
-	for i, c := range comps {
-		next := path.Join(cur, c)
-		last := i == len(comps)-1
-		fd, err := openInRoot(rootfd, next, unix.O_PATH)
-		if err == nil {
-			unix.Close(fd)
-			cur = next
-			continue
-		}
-		if !errors.Is(err, unix.ENOENT) {
-			return nil, fmt.Errorf("mount target %q in %s: %w", containerPath, rootfs, &os.PathError{Op: "openat2", Path: next, Err: err})
-		}
-		parent, err := openInRoot(rootfd, cur, unix.O_PATH|unix.O_DIRECTORY)
+	defer root.Close()
+	clean := path.Clean(containerPath)
+	if dir || clean == "/" {
+		h, err := pathrs.MkdirAllHandle(root, clean, 0o755)
 		if err != nil {
-			return nil, fmt.Errorf("mount target %q in %s: %w", containerPath, rootfs, &os.PathError{Op: "openat2", Path: cur, Err: err})
+			return nil, fmt.Errorf("mount target %q in %s: %w", containerPath, rootfs, err)
 		}
-		if !last || dir {
-			err = unix.Mkdirat(parent, c, 0o755)
-		} else {
-			var f int
-			f, err = unix.Openat(parent, c, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-			if err == nil {
-				unix.Close(f)
-			}
-		}
-		unix.Close(parent)
-		if err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("mount target %q in %s: create %q: %w", containerPath, rootfs, next, err)
-		}
-		cur = next
+		return h, nil
 	}
-	fd, err := openInRoot(rootfd, cur, unix.O_PATH)
+	parent, err := pathrs.MkdirAllHandle(root, path.Dir(clean), 0o755)
 	if err != nil {
 		return nil, fmt.Errorf("mount target %q in %s: %w", containerPath, rootfs, err)
 	}
-	return os.NewFile(uintptr(fd), path.Join(rootfs, containerPath)), nil
+	defer parent.Close()
+	name := path.Base(clean)
+	fd, err := unix.Openat(int(parent.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		unix.Close(fd)
+	} else if !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("mount target %q in %s: %w", containerPath, rootfs, &os.PathError{Op: "create", Path: name, Err: err})
+	}
+	// Whatever is there now (our empty file, the image's file, or a symlink
+	// to one) is opened in the root.
+	h, err := pathrs.OpenatInRoot(root, clean)
+	if err != nil {
+		return nil, fmt.Errorf("mount target %q in %s: %w", containerPath, rootfs, err)
+	}
+	return h, nil
 }
 
 // BindInto bind-mounts source at containerPath inside rootfs. The target is
