@@ -25,6 +25,19 @@ type Resources struct {
 	CPULimitMilli   int64 // millicores: quota over a 100 ms period
 	CPURequestMilli int64 // millicores: shares (v1) or weight (v2)
 	PidsMax         int64
+	// RestrictDevices admits only the minimal /dev nodes (v1 devices
+	// controller): a container with CAP_MKNOD can make a node for a host
+	// disk, but not open it.
+	RestrictDevices bool
+}
+
+// AllowedDevices is the v1 devices whitelist of a restricted container:
+// null, zero, full, random, urandom, tty, ptmx, the pts, and mknod (but no
+// access) of anything, as Docker allows.
+var AllowedDevices = []string{
+	"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+	"c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm",
+	"c *:* m", "b *:* m",
 }
 
 // Stats is a usage sample of one cgroup.
@@ -35,8 +48,8 @@ type Stats struct {
 }
 
 // v1Controllers are the v1 hierarchies the agent creates cgroups in; the
-// others (devices, freezer, blkio...) are inherited from the shim.
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids"}
+// others (freezer, blkio...) are inherited from the shim.
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices"}
 
 // Manager works on the cgroups below one parent.
 type Manager struct {
@@ -316,6 +329,17 @@ func (m *Manager) set(rel string, res Resources) error {
 		d, _ := m.dir("pids", rel)
 		if err := write(d, "pids.max", strconv.FormatInt(res.PidsMax, 10)); err != nil {
 			return err
+		}
+	}
+	if res.RestrictDevices {
+		d, _ := m.dir("devices", rel)
+		if err := write(d, "devices.deny", "a"); err != nil {
+			return err
+		}
+		for _, rule := range AllowedDevices {
+			if err := write(d, "devices.allow", rule); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
