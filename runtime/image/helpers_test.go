@@ -119,3 +119,12 @@ func mustDigest(t *testing.T, img v1.Image) string {
 	}
 	return d.String()
 }
+
+func newStoreAt(t *testing.T, root string) *image.Store {
+	t.Helper()
+	s, err := image.Open(image.Options{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

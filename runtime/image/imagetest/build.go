@@ -345,3 +345,51 @@ func Index(t testing.TB, images map[string]v1.Image) v1.ImageIndex {
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
 	return idx
 }
+
+// rawLayer is a layer whose blob is given verbatim while its diffID is
+// whatever the caller claims: the blob digest checks out, the content may
+// not (corrupt-layer tests).
+type rawLayer struct {
+	blob   []byte
+	diffID v1.Hash
+	mt     types.MediaType
+}
+
+func (l *rawLayer) Digest() (v1.Hash, error) {
+	h, _, err := v1.SHA256(bytes.NewReader(l.blob))
+	return h, err
+}
+func (l *rawLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+func (l *rawLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.blob)), nil
+}
+func (l *rawLayer) Uncompressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.blob)), nil
+}
+func (l *rawLayer) Size() (int64, error)                { return int64(len(l.blob)), nil }
+func (l *rawLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
+
+// WithRawLayer returns img with layer i's blob replaced by blob, keeping
+// the config's diffID: the registry serves it with a valid digest and only
+// unpacking can tell it is broken.
+func WithRawLayer(t testing.TB, img v1.Image, i int, blob []byte) v1.Image {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := layers[i].MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers[i] = &rawLayer{blob: blob, diffID: cf.RootFS.DiffIDs[i], mt: mt}
+	out, err := BuildImage(cf.Config, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
