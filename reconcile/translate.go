@@ -16,6 +16,9 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
 )
 
+// emptyDigest is the sha256 of zero bytes.
+const emptyDigest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
 // Documents are the ConfigMaps and Secrets of the manifest directory, by
 // namespace/name; pods in the same namespace consume them.
 type Documents struct {
@@ -56,6 +59,12 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		}
 		for _, err := range fr.Errs {
 			set.Errors = append(set.Errors, fileError(p, err))
+		}
+		if fr.Digest == emptyDigest {
+			// Truncate-then-write shows an empty file for a moment. Treat it
+			// as unfinished, not as "this file defines no pods": what it
+			// defined keeps running until it is written or removed.
+			set.Errors = append(set.Errors, FileError{File: p, Message: "file is empty; keeping what it defined until it is written or removed"})
 		}
 	}
 	for _, ps := range snap.SortedPods() {

@@ -146,3 +146,10 @@ func TestTranslateUnavailable(t *testing.T) {
 		t.Fatal("missing directory is not reported as unavailable")
 	}
 }
+
+func TestTranslateEmptyFileKeepsPods(t *testing.T) {
+	set := loadOne(t, "")
+	if len(set.Errors) != 1 || set.Errors[0].File == "" {
+		t.Fatalf("an empty file must be an error (unfinished write), got %+v", set.Errors)
+	}
+}
