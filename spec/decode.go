@@ -54,8 +54,9 @@ func (l Limits) orDefault() Limits {
 
 // Document is one non-empty YAML document of a file, decoded, defaulted
 // and validated. Exactly one of Pod, ConfigMap and Secret is set when the
-// document decoded to a known kind (even if it then failed validation); Errs
-// empty means the object is valid and may be used.
+// document decoded strictly to a known kind, even if it then failed
+// validation; it is nil after an unknown field, unsupported field or type
+// error. Only a document whose Errs is empty (Valid) may be used.
 type Document struct {
 	Index     int    // 1-based among the file's non-empty documents
 	Line      int    // line of the document's first byte in the file
@@ -300,17 +301,23 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		}
 	}
 	d.checkValue(tree, reflectTypeOf(target), nil)
-	if len(d.errs) > 0 {
-		// The typed object would be partial; keep only the kind.
-		doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
-		return doc
-	}
+	strictErrs := len(d.errs)
 	if err := json.Unmarshal(js, target); err != nil {
-		// checkValue should have caught this; report rather than trust it.
-		d.add(nil, ErrInvalid, "cannot decode: %v", err)
+		if strictErrs == 0 {
+			// checkValue should have caught this; report rather than trust it.
+			d.add(nil, ErrInvalid, "cannot decode: %v", err)
+		}
 		doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
 		return doc
 	}
+	// Unknown or unsupported fields leave a typed object that is still worth
+	// validating, so the user sees every problem in one go; the object
+	// itself is dropped below.
+	defer func() {
+		if strictErrs > 0 {
+			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+		}
+	}()
 	var verrs FieldErrors
 	switch {
 	case doc.Pod != nil:

@@ -1,0 +1,304 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"strings"
+	"testing"
+)
+
+const validPodYAML = `apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+  - name: web
+    image: busybox:1.36
+    command: ["httpd", "-f", "-p", "8080"]
+    ports:
+    - containerPort: 8080
+`
+
+// wantErr is one expected problem: the field path and the error class,
+// plus a fragment of the message.
+type wantErr struct {
+	path  string
+	class error
+	msg   string
+}
+
+func docErrs(t *testing.T, src string) (FieldErrors, []*Document) {
+	t.Helper()
+	docs, fileErrs := ParseFile("test.yaml", []byte(src), Limits{})
+	all := append(FieldErrors(nil), fileErrs...)
+	for _, d := range docs {
+		all = append(all, d.Errs...)
+	}
+	return all, docs
+}
+
+func checkErrs(t *testing.T, got FieldErrors, want []wantErr) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%v", len(got), len(want), got)
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			if g.Path == w.path && errors.Is(g, w.class) && strings.Contains(g.Error(), w.msg) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no error at %q of class %v containing %q; got:\n%v", w.path, w.class, w.msg, got)
+		}
+	}
+}
+
+func TestParseFileRefusals(t *testing.T) {
+	pod := func(specBody string) string {
+		return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n" + specBody
+	}
+	const ctr = "  containers:\n  - name: c\n    image: busybox:1.36\n"
+	tests := []struct {
+		name string
+		src  string
+		want []wantErr
+	}{
+		{"valid", validPodYAML, nil},
+		{"misspelled securityContext field", pod(ctr + "    securityContext:\n      privilegd: true\n"),
+			[]wantErr{{"spec.containers[0].securityContext.privilegd", ErrUnknownField, `did you mean "privileged"`}}},
+		{"misspelled top-level field", "apiVersion: v1\nkind: Pod\nmetdata:\n  name: p\nspec:\n" + ctr,
+			[]wantErr{{"metdata", ErrUnknownField, `unknown field "metdata"`}, {"metadata.name", ErrInvalid, "is required"}}},
+		{"unsupported affinity", pod(ctr + "  affinity: {}\n"),
+			[]wantErr{{"spec.affinity", ErrUnsupported, "is not supported by pelagos-agent"}}},
+		{"unsupported tolerations and serviceAccountName", pod(ctr + "  tolerations: []\n  serviceAccountName: x\n"),
+			[]wantErr{{"spec.tolerations", ErrUnsupported, "not supported"}, {"spec.serviceAccountName", ErrUnsupported, "not supported"}}},
+		{"unsupported ephemeralContainers", pod(ctr + "  ephemeralContainers: []\n"),
+			[]wantErr{{"spec.ephemeralContainers", ErrUnsupported, "not supported"}}},
+		{"unsupported volume type", pod(ctr + "  volumes:\n  - name: v\n    nfs: {server: x, path: /}\n"),
+			[]wantErr{{"spec.volumes[0].nfs", ErrUnsupported, "not supported"},
+				{"spec.volumes[0]", ErrInvalid, "exactly one of hostPath, emptyDir, configMap, secret"}}},
+		{"unsupported container field", pod(ctr + "    volumeDevices: []\n"),
+			[]wantErr{{"spec.containers[0].volumeDevices", ErrUnsupported, "not supported"}}},
+		{"server-set metadata is ignored", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  uid: abc\n  creationTimestamp: null\n  resourceVersion: \"1\"\nspec:\n" + ctr + "status: {}\n", nil},
+		{"other kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n",
+			[]wantErr{{"kind", ErrUnsupported, `"Deployment" is not supported by pelagos-agent`}}},
+		{"missing kind", "apiVersion: v1\nmetadata:\n  name: d\n",
+			[]wantErr{{"kind", ErrInvalid, "is required"}}},
+		{"wrong apiVersion", "apiVersion: v2\nkind: Pod\nmetadata:\n  name: p\nspec:\n" + ctr,
+			[]wantErr{{"apiVersion", ErrUnsupported, `"v2" is not supported`}}},
+		{"wrong JSON type", pod(ctr + "    ports:\n    - containerPort: \"80\"\n"),
+			[]wantErr{{"spec.containers[0].ports[0].containerPort", ErrInvalid, "must be an integer, not a string"}}},
+		{"integer out of range", pod(ctr + "    ports:\n    - containerPort: 99999999999\n"),
+			[]wantErr{{"spec.containers[0].ports[0].containerPort", ErrInvalid, "is not a 32-bit integer"}}},
+		{"yes is a boolean in YAML 1.1, as in kubectl", pod(ctr + "    env:\n    - name: A\n      value: yes\n"),
+			[]wantErr{{"spec.containers[0].env[0].value", ErrInvalid, "must be a string, not a boolean"}}},
+		{"invalid quantity", pod(ctr + "    resources:\n      limits:\n        memory: 10Qi\n"),
+			[]wantErr{{"spec.containers[0].resources.limits.memory", ErrInvalid, `"10Qi" is not a valid quantity`}}},
+		{"NUL escape in a string", pod("  containers:\n  - name: c\n    image: \"busybox\\0:1.36\"\n"),
+			[]wantErr{{"spec.containers[0].image", ErrSyntax, "NUL"}}},
+		{"duplicate key", "apiVersion: v1\nkind: Pod\nkind: Pod\nmetadata:\n  name: p\n",
+			[]wantErr{{"", ErrSyntax, "not valid YAML"}}},
+		{"not a mapping", "- a\n- b\n",
+			[]wantErr{{"", ErrSyntax, "must be a mapping"}}},
+		{"bad YAML", "apiVersion: v1\nkind: [Pod\n",
+			[]wantErr{{"", ErrSyntax, "not valid YAML"}}},
+		{"bad base64 in a Secret", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  k: '!!!'\n",
+			[]wantErr{{"data.k", ErrInvalid, "not valid base64"}}},
+		{"null fields are zero values", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: null\nspec:\n" + ctr + "    env: null\n", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := docErrs(t, tc.src)
+			checkErrs(t, got, tc.want)
+		})
+	}
+}
+
+func TestParseFileHostileInput(t *testing.T) {
+	tests := []struct {
+		name string
+		src  []byte
+		lim  Limits
+		msg  string
+	}{
+		{"NUL byte", []byte("apiVersion: v1\nkind: Pod\x00\n"), Limits{}, "file contains a NUL byte (line 2)"},
+		{"invalid UTF-8", []byte("apiVersion: v1\nkind: \xff\xfe\n"), Limits{}, "file is not valid UTF-8 (line 2)"},
+		{"over the size cap", []byte(strings.Repeat("#", 101)), Limits{MaxBytes: 100}, "larger than the 100-byte limit"},
+		{"too many documents", []byte(strings.Repeat("a: 1\n---\n", 5)), Limits{MaxDocuments: 4}, "5 documents, more than the limit of 4"},
+		{"too deep", []byte("a: " + strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n"), Limits{}, "nests deeper than 32 levels"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			docs, fileErrs := ParseFile("h.yaml", tc.src, tc.lim)
+			all := fileErrs
+			for _, d := range docs {
+				all = append(all, d.Errs...)
+			}
+			if len(all) != 1 || !errors.Is(all[0], ErrSyntax) || !strings.Contains(all[0].Error(), tc.msg) {
+				t.Fatalf("got %v, want one ErrSyntax containing %q", all, tc.msg)
+			}
+		})
+	}
+}
+
+// billionLaughs builds the classic alias bomb: each level refers to the
+// previous one ten times, so 9 levels expand to 10^9 strings.
+func billionLaughs() string {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Pod\nmetadata:\n  name: lol\n  annotations:\n")
+	b.WriteString("    a0: &a0 \"lol\"\n")
+	for i := 1; i <= 9; i++ {
+		fmt.Fprintf(&b, "    a%d: &a%d [", i, i)
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*a%d", i-1)
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("spec:\n  containers:\n  - name: c\n    image: busybox:1.36\n")
+	return b.String()
+}
+
+func TestBillionLaughsFailsWithBoundedMemory(t *testing.T) {
+	src := []byte(billionLaughs())
+	var before, after goruntime.MemStats
+	goruntime.GC()
+	goruntime.ReadMemStats(&before)
+	got, _ := docErrs(t, string(src))
+	goruntime.ReadMemStats(&after)
+	if len(got) != 1 || !errors.Is(got[0], ErrSyntax) || !strings.Contains(got[0].Msg, "YAML bomb") {
+		t.Fatalf("got %v, want one YAML bomb error", got)
+	}
+	// Expanding even a millionth of the bomb would allocate far more; the
+	// bound is on bytes allocated, which does not depend on machine speed.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
+		t.Fatalf("refusing the bomb allocated %d bytes, want < 32 MiB", alloc)
+	}
+}
+
+func TestAllErrorsAtOnce(t *testing.T) {
+	src := `apiVersion: v1
+kind: Pod
+metadata:
+  name: Bad_Name
+spec:
+  restartPolicy: Sometimes
+  containers:
+  - name: a
+    image: busybox:1.36
+    ports:
+    - containerPort: 70000
+    volumeMounts:
+    - name: missing
+      mountPath: relative/path
+  - name: a
+    image: ""
+`
+	got, _ := docErrs(t, src)
+	checkErrs(t, got, []wantErr{
+		{"metadata.name", ErrInvalid, `"Bad_Name" is invalid`},
+		{"spec.restartPolicy", ErrInvalid, `"Sometimes" is not one of: Always, OnFailure, Never`},
+		{"spec.containers[0].ports[0].containerPort", ErrInvalid, "70000 is out of range"},
+		{"spec.containers[0].volumeMounts[0].name", ErrInvalid, `volume "missing" is not declared`},
+		{"spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "must be an absolute path"},
+		{"spec.containers[1].name", ErrInvalid, `duplicate container name "a"`},
+		{"spec.containers[1].image", ErrInvalid, "is required"},
+	})
+}
+
+func TestMultiDocumentIndexAndLines(t *testing.T) {
+	src := "---\n# leading separator and comment-only documents do not count\n---\n" + validPodYAML +
+		"---\n\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: second\nspec:\n  containers:\n  - name: c\n    image: busybox:1.36\n    resources:\n      limits:\n        memory: 10Qi\n"
+	docs, fileErrs := ParseFile("web.yaml", []byte(src), Limits{})
+	if len(fileErrs) != 0 || len(docs) != 2 {
+		t.Fatalf("got %d docs and %v, want 2 docs", len(docs), fileErrs)
+	}
+	if !docs[0].Valid() || docs[0].Index != 1 || docs[0].Line != 4 {
+		t.Errorf("doc 1: valid=%v index=%d line=%d, want valid, 1, 4", docs[0].Valid(), docs[0].Index, docs[0].Line)
+	}
+	if len(docs[1].Errs) != 1 {
+		t.Fatalf("doc 2 errors: %v", docs[1].Errs)
+	}
+	const want = `web.yaml: doc 2: spec.containers[0].resources.limits.memory: "10Qi" is not a valid quantity (line 28)`
+	if got := docs[1].Errs[0].Error(); got != want {
+		t.Errorf("error\n got %s\nwant %s", got, want)
+	}
+	if docs[1].Pod != nil {
+		t.Error("an invalid document must not carry a typed object")
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		e    FieldError
+		want string
+	}{
+		{FieldError{File: "web.yaml", Doc: 2, Path: "spec.containers[0].resources.limits.memory", Msg: `"10Qi" is not a valid quantity`},
+			`web.yaml: doc 2: spec.containers[0].resources.limits.memory: "10Qi" is not a valid quantity`},
+		{FieldError{File: "web.yaml", Doc: 1, SingleDoc: true, Path: "spec.affinity", Line: 7, Msg: "m"}, "web.yaml: spec.affinity: m (line 7)"},
+		{FieldError{File: "web.yaml", Msg: "file is not valid UTF-8"}, "web.yaml: file is not valid UTF-8"},
+		{FieldError{Path: "metadata.name", Msg: "is required"}, "metadata.name: is required"},
+	}
+	for _, tc := range tests {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("got %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestSingleDocumentFileOmitsDocIndex(t *testing.T) {
+	got, _ := docErrs(t, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n")
+	if len(got) != 1 || got[0].Error() != "test.yaml: spec.containers: must have at least 1 entries (line 6)" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestPathRoundTrip(t *testing.T) {
+	for _, p := range []string{"spec.containers[0].name", "metadata.labels[app.kubernetes.io/name]",
+		"spec.containers[1].resources.limits.memory", "kind"} {
+		if got := parsePath(p).String(); got != p && !(strings.Contains(p, "limits.memory") && got == p) {
+			t.Errorf("parsePath(%q).String() = %q", p, got)
+		}
+	}
+}
+
+func TestSplitDocuments(t *testing.T) {
+	tests := []struct {
+		src   string
+		lines []int
+	}{
+		{"a: 1\n", []int{1}},
+		{"---\na: 1\n---\nb: 2\n", []int{2, 4}},
+		{"a: 1\n--- \n\n# c\n---\t\nb: 2", []int{1, 6}},
+		{"a: |\n  ---x\n", []int{1}},
+		{"", nil},
+		{"---\n---\n", nil},
+	}
+	for _, tc := range tests {
+		var got []int
+		for _, c := range splitDocuments([]byte(tc.src)) {
+			got = append(got, c.line)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.lines) {
+			t.Errorf("splitDocuments(%q) lines = %v, want %v", tc.src, got, tc.lines)
+		}
+	}
+}
+
+func TestUnsupportedFieldsAreKnownKubernetesFields(t *testing.T) {
+	// A field cannot be both modelled and refused.
+	for typ, names := range unsupportedFields {
+		si := infoFor(typ)
+		for _, n := range names {
+			if _, ok := si.fields[n]; ok {
+				t.Errorf("%s.%s is both a field and unsupported", typ.Name(), n)
+			}
+		}
+	}
+}
