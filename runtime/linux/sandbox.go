@@ -372,7 +372,7 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 
 	// Step 4: the record and the sandbox directory, last.
 	if len(errs) == 0 {
-		if err := os.RemoveAll(rec.Dir); err != nil {
+		if err := removeDir(rec.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -457,6 +457,19 @@ func findPauses(runRoot string) ([]pauseProc, error) {
 		}
 	}
 	return out, nil
+}
+
+// removeDir removes a sandbox directory. Writers that refresh files in
+// every sandbox's directory (the hosts files) can add a file while it is
+// being emptied; the removal is retried a few times for them.
+func removeDir(dir string) error {
+	var err error
+	for range 10 {
+		if err = os.RemoveAll(dir); err == nil || !errors.Is(err, syscall.ENOTEMPTY) {
+			return err
+		}
+	}
+	return err
 }
 
 func deviceOf(fi os.FileInfo) uint64 {

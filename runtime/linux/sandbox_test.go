@@ -1,0 +1,442 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	rt "github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+func podConfig(name string) *rt.SandboxConfig {
+	return &rt.SandboxConfig{Pod: rt.PodKey{Namespace: "test", Name: name}}
+}
+
+// onThreadIn runs fn on an OS thread that joined the namespaces at paths
+// (kind -> /proc/PID/ns/kind or a pinned netns). The thread is never
+// unlocked, so Go discards it afterwards instead of reusing it in foreign
+// namespaces.
+func onThreadIn(paths map[string]string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		for kind, p := range paths {
+			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("open %s namespace %s: %w", kind, p, err)
+				return
+			}
+			err = unix.Setns(fd, 0)
+			unix.Close(fd)
+			if err != nil {
+				errc <- fmt.Errorf("setns %s %s: %w", kind, p, err)
+				return
+			}
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+func nsInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// ping sends one ICMP echo to dst from the network namespace at nsPath
+// (the host's when empty) and waits for the reply.
+func ping(nsPath string, dst string) error {
+	paths := map[string]string{}
+	if nsPath != "" {
+		paths["net"] = nsPath
+	}
+	var conn *icmp.PacketConn
+	err := onThreadIn(paths, func() (err error) {
+		conn, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	id := os.Getpid() & 0xffff
+	seq := int(time.Now().UnixNano() & 0x7fff)
+	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("pelagos")}}
+	b, _ := msg.Marshal(nil)
+	dstIP := &net.IPAddr{IP: net.ParseIP(dst)}
+	buf := make([]byte, 1500)
+	// Bounded only so a broken network fails instead of hanging; the
+	// number says nothing about speed.
+	deadline := time.Now().Add(10 * time.Second)
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if _, err := conn.WriteTo(b, dstIP); err != nil {
+			return fmt.Errorf("ping %s: %w", dst, err)
+		}
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				break // resend
+			}
+			rm, err := icmp.ParseMessage(1, buf[:n])
+			if err != nil || rm.Type != ipv4.ICMPTypeEchoReply || from.String() != dst {
+				continue
+			}
+			if e, ok := rm.Body.(*icmp.Echo); ok && e.ID == id && e.Seq == seq {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("ping %s from %q: no reply", dst, nsPath)
+}
+
+func TestSandboxNetworkAndNamespaces(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	cfgA := podConfig("alpha")
+	cfgA.Hostname = "alpha-host"
+	a, err := r.CreateSandbox(ctx, cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.CreateSandbox(ctx, podConfig("beta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sb := range []*rt.Sandbox{a, b} {
+		// Exactly lo and eth0, eth0 holding the leased address.
+		nsh, err := netns.GetFromPath(sb.NetNSPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := netlink.NewHandleAt(nsh)
+		nsh.Close() // an open handle would keep the namespace alive
+		if err != nil {
+			t.Fatal(err)
+		}
+		links, err := h.LinkList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, []string{"eth0", "lo"}) {
+			t.Errorf("sandbox %s links = %v; want [eth0 lo]", sb.ID, names)
+		}
+		eth, _ := h.LinkByName("eth0")
+		addrs, _ := h.AddrList(eth, unix.AF_INET)
+		if len(addrs) != 1 || addrs[0].IP.String() != sb.IP {
+			t.Errorf("sandbox %s eth0 addresses = %v; want %s", sb.ID, addrs, sb.IP)
+		}
+		h.Close()
+		if !netip.MustParsePrefix(e.cfg.Subnet).Contains(netip.MustParseAddr(sb.IP)) {
+			t.Errorf("IP %s outside %s", sb.IP, e.cfg.Subnet)
+		}
+		if len(sb.VethHost) > 15 || !slices.Contains(e.census.Leaks(), "bridge port "+sb.VethHost) {
+			t.Errorf("host veth %q: want <= 15 characters and on bridge %s", sb.VethHost, e.cfg.Bridge)
+		}
+		if err := ping("", sb.IP); err != nil {
+			t.Errorf("host -> %s: %v", sb.ID, err)
+		}
+	}
+	if err := ping(a.NetNSPath, b.IP); err != nil {
+		t.Errorf("alpha -> beta: %v", err)
+	}
+	if err := ping(b.NetNSPath, a.IP); err != nil {
+		t.Errorf("beta -> alpha: %v", err)
+	}
+
+	// A process joined to the sandbox sees the pause's namespaces and the
+	// pod hostname.
+	for _, c := range []struct {
+		sb   *rt.Sandbox
+		host string
+	}{{a, "alpha-host"}, {b, "beta"}} {
+		paths := map[string]string{}
+		for _, kind := range []string{"net", "ipc", "uts"} {
+			paths[kind] = fmt.Sprintf("/proc/%d/ns/%s", c.sb.PausePID, kind)
+		}
+		var got map[string]uint64
+		var hostname string
+		err := onThreadIn(paths, func() error {
+			got = map[string]uint64{}
+			for kind := range paths {
+				ino, err := nsInode("/proc/thread-self/ns/" + kind)
+				if err != nil {
+					return err
+				}
+				got[kind] = ino
+			}
+			var u unix.Utsname
+			if err := unix.Uname(&u); err != nil {
+				return err
+			}
+			hostname = unix.ByteSliceToString(u.Nodename[:])
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for kind, p := range paths {
+			want, _ := nsInode(p)
+			host, _ := nsInode("/proc/self/ns/" + kind)
+			if got[kind] != want || want == host {
+				t.Errorf("sandbox %s %s namespace: joined %d, pause %d, host %d", c.sb.ID, kind, got[kind], want, host)
+			}
+		}
+		if netInode, _ := nsInode(c.sb.NetNSPath); netInode != got["net"] {
+			t.Errorf("pinned netns %s is not the pause's", c.sb.NetNSPath)
+		}
+		if hostname != c.host {
+			t.Errorf("sandbox %s hostname = %q; want %q", c.sb.ID, hostname, c.host)
+		}
+	}
+
+	for _, sb := range []*rt.Sandbox{a, b} {
+		if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.check(t)
+}
+
+func TestSandboxPauseKilled(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	sb, err := r.CreateSandbox(ctx, podConfig("victim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	killPause(t, r, sb.ID)
+	list, err := e.open(t).ListSandboxes(ctx)
+	if err != nil || len(list) != 1 || list[0].State != rt.SandboxNotReady {
+		t.Fatalf("after kill -9 list = %+v, %v; want one notready sandbox", list, err)
+	}
+	if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.check(t)
+}
+
+// TestSandboxCrashMidCreate stops creation after each step, as a crash
+// would, and proves GC (from a new Runtime, as after a restart) removes
+// what was made.
+func TestSandboxCrashMidCreate(t *testing.T) {
+	for _, step := range []string{stepRecorded, stepPause, stepNetNS, stepLease, stepVeth} {
+		t.Run(step, func(t *testing.T) {
+			e := newTestEnv(t)
+			r := e.open(t)
+			ctx := context.Background()
+			keep, err := r.CreateSandbox(ctx, podConfig("keep"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.crashAt = step
+			if _, err := r.CreateSandbox(ctx, podConfig("crash")); !errors.Is(err, errSimulatedCrash) {
+				t.Fatalf("err = %v; want the simulated crash", err)
+			}
+			rep, err := e.open(t).GC(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Removed) == 0 {
+				t.Error("GC removed nothing")
+			}
+			t.Logf("GC after crash at %s: %s", step, strings.Join(rep.Removed, "; "))
+			if sb, err := r.GetSandbox(ctx, keep.ID); err != nil || sb.State != rt.SandboxReady {
+				t.Errorf("GC touched the healthy sandbox: %+v %v", sb, err)
+			}
+			r.crashAt = ""
+			if err := r.RemoveSandbox(ctx, keep.ID); err != nil {
+				t.Fatal(err)
+			}
+			e.check(t)
+		})
+	}
+}
+
+// TestSandboxGCOrphans plants kernel objects with the runtime's names but
+// no record, and one with another prefix that GC must not touch.
+func TestSandboxGCOrphans(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	sb, err := r.CreateSandbox(ctx, podConfig("orphaned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Lose the record: the netns, veth, lease and pause become orphans.
+	rec, _ := r.sandboxRecord(sb.ID)
+	if err := os.RemoveAll(rec.Dir); err != nil {
+		t.Fatal(err)
+	}
+	// A foreign netns with a similar name must survive.
+	foreign := "x" + e.cfg.NetNSPrefix + "foreign"
+	err = onThreadIn(nil, func() error {
+		// NewNamed moves its thread into the new namespace; onThreadIn's
+		// thread is discarded afterwards.
+		h, err := netns.NewNamed(foreign)
+		if err == nil {
+			h.Close()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer netns.DeleteNamed(foreign)
+	rep, err := e.open(t).GC(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(rep.Removed, "\n")
+	for _, want := range []string{"pause", "netns " + sb.NetNSName} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("GC report lacks %q:\n%s", want, joined)
+		}
+	}
+	// The lease was freed when the new Runtime reconciled the pool at start.
+	if _, held, _ := r.pool.Lookup(sb.ID); held {
+		t.Errorf("lease of %s outlived its record", sb.ID)
+	}
+	if _, err := os.Stat("/run/netns/" + foreign); err != nil {
+		t.Errorf("GC removed a foreign netns: %v", err)
+	}
+	e.check(t)
+}
+
+func TestSandboxConcurrent100(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	const n = 100
+	sbs := make([]*rt.Sandbox, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sbs[i], errs[i] = r.CreateSandbox(ctx, podConfig(fmt.Sprintf("c%03d", i)))
+		}()
+	}
+	wg.Wait()
+	ips := map[string]string{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("create %d: %v", i, errs[i])
+		}
+		if other, dup := ips[sbs[i].IP]; dup {
+			t.Errorf("IP %s given to %s and %s", sbs[i].IP, other, sbs[i].ID)
+		}
+		ips[sbs[i].IP] = sbs[i].ID
+	}
+	if got := len(e.census.Leaks()); got < n {
+		t.Errorf("census counts %d objects for %d sandboxes; the census is blind", got, n)
+	}
+	list, err := e.open(t).ListSandboxes(ctx)
+	if err != nil || len(list) != n {
+		t.Fatalf("listed %d, %v; want %d", len(list), err, n)
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.RemoveSandbox(ctx, sbs[i].ID)
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("remove %d: %v", i, errs[i])
+		}
+	}
+	e.check(t)
+}
+
+func TestSandboxSharedPIDAndHostNamespaces(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	cfg := podConfig("shared")
+	cfg.Namespaces = rt.NamespaceOptions{PID: rt.NamespacePod}
+	sb, err := r.CreateSandbox(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", sb.PausePID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "NSpid:") {
+			f := strings.Fields(line)
+			if f[len(f)-1] != "1" {
+				t.Errorf("pause NSpid %q; want PID 1 in the pod's PID namespace", line)
+			}
+		}
+	}
+
+	host := podConfig("hostns")
+	host.Namespaces = rt.NamespaceOptions{Network: rt.NamespaceNode, IPC: rt.NamespaceNode}
+	hsb, err := r.CreateSandbox(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"net", "ipc", "pid"} {
+		got, _ := nsInode(fmt.Sprintf("/proc/%d/ns/%s", hsb.PausePID, kind))
+		want, _ := nsInode("/proc/self/ns/" + kind)
+		if got != want {
+			t.Errorf("host-namespace pause: %s namespace %d, host %d", kind, got, want)
+		}
+	}
+	if uts, _ := nsInode(fmt.Sprintf("/proc/%d/ns/uts", hsb.PausePID)); uts == must(nsInode("/proc/self/ns/uts")) {
+		t.Error("host-network pause shares the host UTS namespace; it must hold its own")
+	}
+	if hsb.IP != "" || hsb.NetNSPath != "" {
+		t.Errorf("host-network sandbox has IP %q netns %q", hsb.IP, hsb.NetNSPath)
+	}
+	for _, id := range []string{sb.ID, hsb.ID} {
+		if err := r.RemoveSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.check(t)
+}
+
+func TestSandboxRefusesBadIDs(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	for _, id := range []string{"", "..", "../etc", "a/b", ".hidden", strings.Repeat("x", 65)} {
+		if err := r.RemoveSandbox(ctx, id); !errors.Is(err, rt.ErrInvalidConfig) {
+			t.Errorf("RemoveSandbox(%q) = %v; want ErrInvalidConfig", id, err)
+		}
+		if _, err := r.GetSandbox(ctx, id); !errors.Is(err, rt.ErrInvalidConfig) {
+			t.Errorf("GetSandbox(%q) = %v; want ErrInvalidConfig", id, err)
+		}
+	}
+}
