@@ -82,6 +82,21 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		rep.Removed = append(rep.Removed, fmt.Sprintf("pause %d of unrecorded sandbox %s", p.proc.PID, p.id))
 	}
 
+	// Pass 2b: nftables rules of sandboxes without a directory (podnet.go).
+	// The directory is re-checked at deletion time: a creation that starts
+	// after the listing above makes it before publishing any port.
+	nftRemoved, err := r.podNetGC(func(id string) bool {
+		if _, ok := recorded[id]; ok {
+			return true
+		}
+		_, err := os.Stat(r.sandboxDir(id))
+		return err == nil
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
+	rep.Removed = append(rep.Removed, nftRemoved...)
+
 	// Pass 3: netns pinned with our prefix that no record names.
 	names, err := netconf.ListNetNS(r.cfg.NetNSPrefix)
 	if err != nil {

@@ -42,6 +42,10 @@ type Runtime struct {
 	// step as a crash would: without cleaning up.
 	crashAt string
 
+	// net is the pod-networking half (podnet.go): published ports,
+	// masquerade, resolv.conf/hosts files, sysctls.
+	net *podNet
+
 	ctr containers
 }
 
@@ -79,6 +83,9 @@ func New(cfg Config) (*Runtime, error) {
 		stopGrace: 2 * time.Second,
 	}
 	if err := r.initSandboxes(); err != nil {
+		return nil, err
+	}
+	if err := r.initPodNet(); err != nil {
 		return nil, err
 	}
 	return r, nil

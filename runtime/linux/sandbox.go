@@ -37,6 +37,7 @@ const (
 	stepNetNS    = "netns"    // netns pinned
 	stepLease    = "lease"    // address leased
 	stepVeth     = "veth"     // veth made and addressed
+	stepPorts    = "ports"    // ports published, pod files written (podnet.go)
 )
 
 // initSandboxes prepares the sandbox side at start: the records directory,
@@ -193,6 +194,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
 	}
+	// Networking: refuse invalid sysctls/DNS/ports, and a hostPort another
+	// sandbox holds (ErrConflict), before anything is made (podnet.go).
+	if err := r.podNetCheck(id, cfg, ns); err != nil {
+		return nil, err
+	}
 
 	// Step 1: record the intent. Every kernel name derives from the ID, so
 	// this record is all a GC pass needs to undo a crash at any later step.
@@ -262,6 +268,16 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		if err := r.setupNetwork(rec); err != nil {
 			return nil, err
 		}
+	}
+
+	// Step 3b: published ports, resolv.conf/hosts/hostname in rec.Dir,
+	// sysctls in the pod's namespaces, peers' hosts files (podnet.go). A
+	// failure here is undone by teardown like any other step.
+	if err := r.podNetAttach(rec); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
+	if err := r.crash(stepPorts); err != nil {
+		return nil, err
 	}
 
 	// Step 4: ready. From here on the sandbox is complete.
@@ -356,6 +372,12 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		if err := p.stop(r.stopGrace); err != nil {
 			errs = append(errs, fmt.Errorf("stop pause: %w", err))
 		}
+	}
+
+	// Step 3a: published ports and this pod's lines in the other pods'
+	// hosts files (podnet.go).
+	if err := r.podNetRelease(rec.ID); err != nil {
+		errs = append(errs, err)
 	}
 
 	// Step 3: the network. Unpinning the netns (with the pause gone) frees

@@ -48,6 +48,7 @@ func newTestEnv(t testing.TB) *testEnv {
 		Bridge:      tag,
 		Subnet:      fmt.Sprintf("10.201.%d.0/24", n+1),
 		NetNSPrefix: tag + "-",
+		NFTable:     tag, // per test: rules never land in another agent's table
 	}
 	e := &testEnv{cfg: cfg, census: linuxtest.Census{
 		NetNSPrefix: cfg.NetNSPrefix,
@@ -63,6 +64,11 @@ func newTestEnv(t testing.TB) *testEnv {
 				rt.RemoveSandbox(context.Background(), sb.ID)
 			}
 			rt.GC(context.Background())
+			// The table outlives sandboxes by design (an agent keeps it
+			// across restarts); a test's table goes with the test.
+			if err := rt.net.nft.Teardown(); err != nil {
+				t.Errorf("delete nftables table %s: %v", cfg.NFTable, err)
+			}
 		}
 		if l, err := netlink.LinkByName(cfg.Bridge); err == nil {
 			netlink.LinkDel(l)

@@ -221,12 +221,26 @@ func mergeOptions(host, pod []string) []string {
 // sees either the old or the new lines, at worst with a stale tail for an
 // instant. Identical content is not rewritten.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
+	return writeFile(path, data, mode, true)
+}
+
+// UpdateFile rewrites an existing file in place like WriteFile and does
+// nothing when the file does not exist: the files of other sandboxes are
+// refreshed with it, and a sandbox being removed must not get files back.
+func UpdateFile(path string, data []byte) error {
+	return writeFile(path, data, 0, false)
+}
+
+func writeFile(path string, data []byte, mode os.FileMode, create bool) error {
 	old, err := os.ReadFile(path)
 	if err == nil {
 		if bytes.Equal(old, data) {
 			return nil
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if errors.Is(err, fs.ErrNotExist) && !create {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("resolv: update %s: %w", path, err)
 		}
@@ -242,6 +256,9 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("resolv: read %s: %w", path, err)
+	}
+	if !create {
+		return nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {

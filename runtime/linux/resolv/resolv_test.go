@@ -183,3 +183,22 @@ func TestWriteFileKeepsInodeForBindMounts(t *testing.T) {
 		t.Errorf("temp files left: %v", left)
 	}
 }
+
+func TestUpdateFileNeverCreates(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hosts")
+	if err := UpdateFile(p, []byte("x\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("UpdateFile created %s: %v", p, err)
+	}
+	if err := WriteFile(p, []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateFile(p, []byte("b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); string(got) != "b\n" {
+		t.Errorf("UpdateFile wrote %q", got)
+	}
+}
