@@ -1,0 +1,158 @@
+package prober
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec"
+)
+
+type bridgeRuntime struct{ ip string }
+
+func (r bridgeRuntime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
+	return 0, nil
+}
+
+func (r bridgeRuntime) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, error) {
+	return &runtime.Sandbox{ID: id, IP: r.ip}, nil
+}
+
+type readyCall struct {
+	container string
+	ready     bool
+}
+
+type killCall struct {
+	id, reason string
+	grace      time.Duration
+}
+
+type fakeReporter struct {
+	ready chan readyCall
+	kill  chan killCall
+}
+
+func (f *fakeReporter) SetReady(key runtime.PodKey, container string, ready bool) {
+	f.ready <- readyCall{container, ready}
+}
+
+func (f *fakeReporter) Kill(ctx context.Context, key runtime.PodKey, id, reason string, grace time.Duration) error {
+	f.kill <- killCall{id, reason, grace}
+	return nil
+}
+
+func wait[T any](t *testing.T, ch chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(15 * time.Second):
+		t.Fatal("nothing reported within 15s")
+		var zero T
+		return zero
+	}
+}
+
+func desired(t *testing.T, yaml string) *reconcile.DesiredPod {
+	t.Helper()
+	docs, errs := spec.ParseFile("pod.yaml", []byte(yaml), spec.Limits{})
+	if len(errs) > 0 || len(docs) != 1 || docs[0].Pod == nil {
+		t.Fatalf("parse: %v %+v", errs, docs)
+	}
+	if !docs[0].Valid() {
+		t.Fatalf("invalid pod: %v", docs[0].Errs)
+	}
+	d, err := reconcile.Translator{}.Pod(docs[0].Pod, "pod.yaml", &reconcile.Documents{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestBridgeReadinessAndLiveness(t *testing.T) {
+	var readyStatus, liveStatus atomic.Int32
+	readyStatus.Store(200)
+	liveStatus.Store(200)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(int(readyStatus.Load())) })
+	mux.HandleFunc("/live", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(int(liveStatus.Load())) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	d := desired(t, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: probes}
+spec:
+  terminationGracePeriodSeconds: 9
+  containers:
+  - name: web
+    image: example.test/web:1
+    ports: [{name: http, containerPort: %d}]
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      httpGet: {path: /live, port: %d}
+      periodSeconds: 1
+      failureThreshold: 2
+  - name: plain
+    image: example.test/web:1
+`, port, port))
+	rep := &fakeReporter{ready: make(chan readyCall, 16), kill: make(chan killCall, 4)}
+	b, err := NewBridge(bridgeRuntime{ip: "127.0.0.1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Reporter = rep
+	key := runtime.PodKey{Namespace: "probes", Name: "web"}
+	now := time.Now()
+	running := []*runtime.Container{
+		{ID: "w1", SandboxID: "s1", Name: "web", State: runtime.ContainerRunning, StartedAt: now},
+		{ID: "p1", SandboxID: "s1", Name: "plain", State: runtime.ContainerRunning, StartedAt: now},
+	}
+	b.Update(key, d, running)
+	if got := wait(t, rep.ready); got != (readyCall{"web", false}) {
+		t.Fatalf("first call %+v: a container with a readiness probe starts not ready", got)
+	}
+	if got := wait(t, rep.ready); got != (readyCall{"web", true}) {
+		t.Fatalf("second call %+v, want ready", got)
+	}
+	b.Update(key, d, running) // a later pass changes nothing
+	readyStatus.Store(503)
+	if got := wait(t, rep.ready); got != (readyCall{"web", false}) {
+		t.Fatalf("after 503: %+v, want not ready", got)
+	}
+	liveStatus.Store(500)
+	k := wait(t, rep.kill)
+	if k.id != "w1" || k.grace != 9*time.Second || !strings.Contains(k.reason, "failed liveness probe") || !strings.Contains(k.reason, "500") {
+		t.Fatalf("kill %+v", k)
+	}
+	if ids := b.Manager().Containers(); len(ids) != 1 || ids[0] != "w1" {
+		t.Fatalf("probed containers %v, want only w1 (plain has no probes)", ids)
+	}
+	// The pod goes: probing stops.
+	b.Update(key, nil, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(b.Manager().Containers()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ids := b.Manager().Containers(); len(ids) != 0 {
+		t.Fatalf("still probing %v after the pod went", ids)
+	}
+}
