@@ -614,3 +614,39 @@ func (g *flightGroup) waiting(key string) int {
 }
 
 var _ runtime.ImageService = (*Store)(nil)
+
+// Details is everything the store knows about an image (image inspect).
+type Details struct {
+	runtime.Image
+	MediaType    string         `json:"mediaType"`
+	OS           string         `json:"os,omitempty"`
+	Architecture string         `json:"architecture,omitempty"`
+	StoredAt     time.Time      `json:"storedAt"`
+	Layers       []LayerDetails `json:"layers"`
+}
+
+// LayerDetails describes one layer of an image, lowest first.
+type LayerDetails struct {
+	Digest    string `json:"digest"`
+	DiffID    string `json:"diffID"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType,omitempty"`
+	Dir       string `json:"dir"`
+}
+
+// Inspect returns an image's details; a missing image is ErrNotFound.
+func (s *Store) Inspect(_ context.Context, ref string) (*Details, error) {
+	idx, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	r, err := idx.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	d := &Details{Image: *idx.image(r), MediaType: r.MediaType, OS: r.OS, Architecture: r.Arch, StoredAt: r.StoredAt}
+	for _, l := range r.Layers {
+		d.Layers = append(d.Layers, LayerDetails{Digest: l.Digest, DiffID: l.DiffID, Size: l.Size, MediaType: l.MediaType, Dir: s.layerPath(l.DiffID)})
+	}
+	return d, nil
+}
