@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
+)
+
+// TestSandboxCLI drives the built binary as a user would: create, ls (table
+// and JSON with the seed's field names), inspect, rm by name and ID, the
+// refusals, ls after the pause is killed, gc, and a census at the end.
+func TestSandboxCLI(t *testing.T) {
+	linuxtest.RequireRoot(t)
+	bin := filepath.Join(t.TempDir(), "pelagos-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	tag := linuxtest.RandomName("pt", 4)
+	runRoot, stateRoot := t.TempDir(), t.TempDir()
+	subnet := fmt.Sprintf("10.201.%d.0/24", 251+rand.IntN(4))
+	global := []string{"--bridge", tag, "--subnet", subnet, "--netns-prefix", tag + "-",
+		"--run-root", runRoot, "--root", stateRoot, "--nft-table", tag, "--log-level", "error"}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(tag); err == nil {
+			netlink.LinkDel(l)
+		}
+		exec.Command("nft", "delete", "table", "inet", tag).Run()
+	})
+	agent := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append(append([]string{}, global...), args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("run %v: %v", args, err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+
+	out, errOut, code := agent("sandbox", "create", "--name", "web")
+	if code != 0 {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	webID := strings.TrimSpace(out)
+	out, errOut, code = agent("sandbox", "create")
+	if code != 0 {
+		t.Fatalf("create: exit %d: %s", code, errOut)
+	}
+	otherID := strings.TrimSpace(out)
+	if webID == "" || otherID == "" || webID == otherID || strings.Contains(webID, "\n") {
+		t.Fatalf("create printed %q and %q; want one distinct ID each", webID, otherID)
+	}
+
+	out, _, code = agent("sandbox", "ls")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME STATUS IP NS_NAME" {
+		t.Fatalf("ls = exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, webID) || !strings.Contains(out, " web ") || strings.Count(out, "running") != 2 {
+		t.Errorf("ls lacks the sandboxes:\n%s", out)
+	}
+
+	out, _, code = agent("sandbox", "ls", "--json")
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(out), &entries); err != nil || code != 0 || len(entries) != 2 {
+		t.Fatalf("ls --json: exit %d, %v:\n%s", code, err, out)
+	}
+	for _, e := range entries {
+		for _, k := range []string{"id", "name", "pause_pid", "ns_name", "veth_host", "container_ip"} {
+			if v, ok := e[k]; !ok || v == "" || v == float64(0) {
+				t.Errorf("ls --json entry lacks %s: %v", k, e)
+			}
+		}
+		if e["ns_name"] != tag+"-"+e["id"].(string) {
+			t.Errorf("ns_name %v; want %s-<id>", e["ns_name"], tag)
+		}
+	}
+
+	out, _, code = agent("sandbox", "inspect", "web")
+	var sb map[string]any
+	if err := json.Unmarshal([]byte(out), &sb); err != nil || code != 0 || sb["id"] != webID {
+		t.Errorf("inspect web: exit %d, %v:\n%s", code, err, out)
+	}
+
+	for _, bad := range []string{"", "../x", "/etc", ".."} {
+		_, errOut, code = agent("sandbox", "rm", bad)
+		if code != 1 || !strings.Contains(errOut, "not an ID or name") {
+			t.Errorf("rm %q: exit %d, %q; want 1 and a refusal", bad, code, errOut)
+		}
+	}
+	_, errOut, code = agent("sandbox", "rm", "nosuchsandbox")
+	if code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("rm unknown: exit %d, %q; want 1 and not found", code, errOut)
+	}
+
+	if _, errOut, code = agent("sandbox", "rm", "web"); code != 0 {
+		t.Fatalf("rm web: exit %d: %s", code, errOut)
+	}
+
+	// Kill the other's pause: ls shows it dead, rm still cleans it.
+	pid := int(entries[0]["pause_pid"].(float64))
+	if entries[0]["id"] != otherID {
+		pid = int(entries[1]["pause_pid"].(float64))
+	}
+	p, _ := os.FindProcess(pid)
+	p.Kill()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, _, _ = agent("sandbox", "ls")
+		if strings.Contains(out, "dead") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(out, otherID) || !strings.Contains(out, "dead") {
+		t.Errorf("after kill -9 ls:\n%s", out)
+	}
+	if _, errOut, code = agent("sandbox", "rm", otherID); code != 0 {
+		t.Fatalf("rm %s: exit %d: %s", otherID, code, errOut)
+	}
+	out, errOut, code = agent("sandbox", "gc")
+	if code != 0 {
+		t.Errorf("gc: exit %d: %s %s", code, out, errOut)
+	}
+	out, _, _ = agent("sandbox", "ls", "--json")
+	if strings.TrimSpace(out) != "[]" {
+		t.Errorf("ls --json after rm = %s; want []", out)
+	}
+	linuxtest.Census{
+		NetNSPrefix: tag + "-",
+		Bridge:      tag,
+		ProcessArg:  runRoot,
+		EmptyDirs:   []string{runRoot, filepath.Join(stateRoot, "ipam", strings.ReplaceAll(subnet, "/", "_"), "ip")},
+	}.Check(t, 10*time.Second)
+}
