@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -340,12 +341,20 @@ func layoutImage(ii v1.ImageIndex, d v1.Descriptor) (v1.Image, error) {
 // under such a name and renaming. The agent calls it at start and whenever
 // the directory changes (WatchImports).
 func (s *Store) AutoImport(ctx context.Context) ([]*runtime.Image, error) {
+	imgs, _, err := s.autoImport(ctx, 0)
+	return imgs, err
+}
+
+// autoImport skips files modified less than settle ago (still being
+// copied in place, most likely) and reports whether it did.
+func (s *Store) autoImport(ctx context.Context, settle time.Duration) ([]*runtime.Image, bool, error) {
 	entries, err := os.ReadDir(s.importDir())
 	if err != nil {
-		return nil, fmt.Errorf("auto-import %s: %w", s.importDir(), err)
+		return nil, false, fmt.Errorf("auto-import %s: %w", s.importDir(), err)
 	}
 	var out []*runtime.Image
 	var errs []error
+	pending := false
 	for _, e := range entries {
 		n := e.Name()
 		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".part") || strings.HasSuffix(n, ".tmp") ||
@@ -353,7 +362,13 @@ func (s *Store) AutoImport(ctx context.Context) ([]*runtime.Image, error) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return out, err
+			return out, pending, err
+		}
+		if settle > 0 {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) < settle {
+				pending = true
+				continue
+			}
 		}
 		src := filepath.Join(s.importDir(), n)
 		imgs, err := s.Import(ctx, src)
@@ -369,7 +384,54 @@ func (s *Store) AutoImport(ctx context.Context) ([]*runtime.Image, error) {
 			errs = append(errs, err)
 		}
 	}
-	return out, errors.Join(errs...)
+	return out, pending, errors.Join(errs...)
+}
+
+// WatchImports runs AutoImport now and again whenever the import directory
+// changes, until ctx ends; it reports each pass that imported something or
+// failed to report. A file is imported once it has not changed for settle
+// (0 means one second), so a slow copy is not imported half-written. It
+// uses inotify, never polls.
+func (s *Store) WatchImports(ctx context.Context, settle time.Duration, report func([]*runtime.Image, error)) error {
+	if settle <= 0 {
+		settle = time.Second
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", s.importDir(), err)
+	}
+	defer w.Close()
+	if err := w.Add(s.importDir()); err != nil {
+		return fmt.Errorf("watch %s: %w", s.importDir(), err)
+	}
+	timer := time.NewTimer(0) // first pass at once
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write) {
+				timer.Reset(settle)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			report(nil, fmt.Errorf("watch %s: %w", s.importDir(), err))
+		case <-timer.C:
+			imgs, pending, err := s.autoImport(ctx, settle)
+			if len(imgs) > 0 || err != nil {
+				report(imgs, err)
+			}
+			if pending {
+				timer.Reset(settle)
+			}
+		}
+	}
 }
 
 func (s *Store) moveAside(src, sub string, errText []byte) error {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -261,4 +262,40 @@ func TestOpenCleansCrashLitter(t *testing.T) {
 	}
 	s = newStoreAt(t, root)
 	assertNoLitter(t, s, 0)
+}
+
+func TestWatchImports(t *testing.T) {
+	s := newStore(t)
+	inbox := filepath.Join(s.Dir(), "import")
+	ctx, cancel := context.WithCancel(context.Background())
+	results := make(chan []*runtime.Image, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.WatchImports(ctx, 20*time.Millisecond, func(imgs []*runtime.Image, err error) {
+			if err != nil {
+				t.Errorf("watch reported %v", err)
+			}
+			results <- imgs
+		})
+	}()
+	img := imagetest.Image(t, v1.Config{}, imagetest.Gzip, []imagetest.Entry{imagetest.File("w", 0o644, []byte("w"))})
+	// Dropped the recommended way: written under .part, then renamed.
+	part := filepath.Join(inbox, "watched.tar.part")
+	if err := imagetest.WriteDockerArchive(part, map[string]v1.Image{"watched:1": img}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(part, filepath.Join(inbox, "watched.tar")); err != nil {
+		t.Fatal(err)
+	}
+	imgs := <-results
+	if len(imgs) != 1 || imgs[0].References[0] != "docker.io/library/watched:1" {
+		t.Errorf("watch imported %+v", imgs)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(inbox, "done", "watched.tar")); err != nil {
+		t.Error(err)
+	}
 }
