@@ -1,0 +1,306 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
+)
+
+// ErrAgentNotRunning is returned when nothing listens on the socket.
+var ErrAgentNotRunning = errors.New("the agent is not running")
+
+// Client talks to a running agent over its unix socket.
+type Client struct {
+	Socket string
+	hc     *http.Client
+}
+
+// NewClient returns a client for the agent listening on socket.
+func NewClient(socket string) *Client {
+	c := &Client{Socket: socket}
+	c.hc = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return c.dial(ctx) },
+	}}
+	return c
+}
+
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Socket)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w (no agent listens on %s; start it with `pelagos-agent run`)", ErrAgentNotRunning, c.Socket)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("cannot open the agent's socket %s: permission denied (the API is root-only)", c.Socket)
+		}
+		return nil, fmt.Errorf("connect to the agent at %s: %w", c.Socket, err)
+	}
+	return conn, nil
+}
+
+func (c *Client) get(ctx context.Context, path string, q url.Values) (*http.Response, error) {
+	u := "http://agent" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return nil, ue.Err
+		}
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var st Status
+	if json.Unmarshal(body, &st) == nil && st.Message != "" {
+		return errors.New(st.Message)
+	}
+	return fmt.Errorf("agent answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) error {
+	resp, err := c.get(ctx, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// Pods lists pods; namespace "" means all.
+func (c *Client) Pods(ctx context.Context, namespace string) (*reconcile.PodList, error) {
+	path := "/api/v1/pods"
+	if namespace != "" {
+		path = "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods"
+	}
+	var l reconcile.PodList
+	return &l, c.getJSON(ctx, path, nil, &l)
+}
+
+// Pod gets one pod.
+func (c *Client) Pod(ctx context.Context, namespace, name string) (*reconcile.Pod, error) {
+	var p reconcile.Pod
+	return &p, c.getJSON(ctx, podPath(namespace, name), nil, &p)
+}
+
+func podPath(ns, name string) string {
+	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/pods/" + url.PathEscape(name)
+}
+
+// Events lists the kept events, optionally about one pod.
+func (c *Client) Events(ctx context.Context, namespace, name string) ([]reconcile.Event, error) {
+	q := url.Values{}
+	if namespace != "" {
+		q.Set("namespace", namespace)
+	}
+	if name != "" {
+		q.Set("name", name)
+	}
+	var l struct {
+		Items []reconcile.Event `json:"items"`
+	}
+	return l.Items, c.getJSON(ctx, "/api/v1/events", q, &l)
+}
+
+// WatchEvents calls fn for the kept events and then each new one until
+// ctx ends or fn returns an error.
+func (c *Client) WatchEvents(ctx context.Context, fn func(reconcile.Event) error) error {
+	resp, err := c.get(ctx, "/api/v1/events", url.Values{"watch": {"true"}})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev reconcile.Event
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("event stream: %w", err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// FileErrors returns manifest problems that belong to no pod, and the
+// directory's own error.
+func (c *Client) FileErrors(ctx context.Context) (dir string, files []reconcile.FileError, err error) {
+	var out struct {
+		Directory string `json:"directory"`
+		Files     []struct {
+			File, Field, Pod, Message string
+		} `json:"files"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/errors", nil, &out); err != nil {
+		return "", nil, err
+	}
+	for _, f := range out.Files {
+		files = append(files, reconcile.FileError{File: f.File, Field: f.Field, Message: f.Message})
+	}
+	return out.Directory, files, nil
+}
+
+// LogOptions select what Logs prints.
+type LogOptions struct {
+	Container  string
+	Follow     bool
+	TailLines  int // < 0: all
+	Previous   bool
+	Timestamps bool
+}
+
+// Logs copies a container's log to w.
+func (c *Client) Logs(ctx context.Context, namespace, name string, opts LogOptions, w io.Writer) error {
+	q := url.Values{}
+	if opts.Container != "" {
+		q.Set("container", opts.Container)
+	}
+	if opts.Follow {
+		q.Set("follow", "true")
+	}
+	if opts.TailLines >= 0 {
+		q.Set("tailLines", strconv.Itoa(opts.TailLines))
+	}
+	if opts.Previous {
+		q.Set("previous", "true")
+	}
+	if opts.Timestamps {
+		q.Set("timestamps", "true")
+	}
+	resp, err := c.get(ctx, podPath(namespace, name)+"/log", q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Ready asks /readyz.
+func (c *Client) Ready(ctx context.Context) error {
+	resp, err := c.get(ctx, "/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// ExecOptions describe a command to run in a container.
+type ExecOptions struct {
+	Container string
+	Cmd       []string
+	TTY       bool
+	Stdin     io.Reader // nil: no input
+	Stdout    io.Writer
+	Stderr    io.Writer
+}
+
+// Exec runs a command in a pod's container and returns its exit code.
+func (c *Client) Exec(ctx context.Context, namespace, name string, opts ExecOptions) (int, error) {
+	q := url.Values{"command": opts.Cmd}
+	if opts.Container != "" {
+		q.Set("container", opts.Container)
+	}
+	if opts.TTY {
+		q.Set("tty", "true")
+	}
+	if opts.Stdin != nil {
+		q.Set("stdin", "true")
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return -1, err
+	}
+	defer conn.Close()
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	fmt.Fprintf(conn, "POST %s/exec?%s HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: %s\r\nContent-Length: 0\r\n\r\n",
+		podPath(namespace, name), q.Encode(), upgradeProto)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return -1, fmt.Errorf("exec in %s/%s: %w", namespace, name, err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		return -1, decodeError(resp)
+	}
+	if opts.Stdin != nil {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := opts.Stdin.Read(buf)
+				if n > 0 {
+					if WriteFrame(conn, StreamStdin, buf[:n]) != nil {
+						return
+					}
+				}
+				if err != nil {
+					_ = WriteFrame(conn, StreamStdin, nil)
+					return
+				}
+			}
+		}()
+	}
+	for {
+		st, p, err := ReadFrame(br)
+		if err != nil {
+			return -1, fmt.Errorf("exec in %s/%s: stream ended without an exit status: %w", namespace, name, err)
+		}
+		switch st {
+		case StreamStdout:
+			if opts.Stdout != nil {
+				_, _ = opts.Stdout.Write(p)
+			}
+		case StreamStderr:
+			if opts.Stderr != nil {
+				_, _ = opts.Stderr.Write(p)
+			}
+		case StreamExit:
+			s := string(p)
+			if msg, ok := strings.CutPrefix(s, "error: "); ok {
+				return -1, fmt.Errorf("exec in %s/%s: %w: %s", namespace, name, ErrExecFailed, msg)
+			}
+			code, err := strconv.Atoi(s)
+			if err != nil {
+				return -1, fmt.Errorf("exec in %s/%s: bad exit status %q", namespace, name, s)
+			}
+			return code, nil
+		}
+	}
+}
