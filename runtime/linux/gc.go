@@ -97,6 +97,20 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 	rep.Removed = append(rep.Removed, nftRemoved...)
 
+	// Pass 2c: volumes of sandboxes without a directory (volumes.go), with
+	// the same re-check at deletion time.
+	volRemoved, err := r.gcVolumes(func(id string) bool {
+		if _, ok := recorded[id]; ok {
+			return true
+		}
+		_, err := os.Stat(r.sandboxDir(id))
+		return err == nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = append(rep.Removed, volRemoved...)
+
 	// Pass 3: netns pinned with our prefix that no record names.
 	names, err := netconf.ListNetNS(r.cfg.NetNSPrefix)
 	if err != nil {

@@ -280,6 +280,12 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
+	// Step 3c: the pod's volumes (emptyDir, hostPath checks, ConfigMap and
+	// Secret files; volumes.go), before any container can mount them.
+	if err := r.setupVolumes(rec, cfg); err != nil {
+		return nil, err
+	}
+
 	// Step 4: ready. From here on the sandbox is complete.
 	rec.Phase = phaseReady
 	if err := r.writeRecord(rec); err != nil {
@@ -389,6 +395,12 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		}
 	}
 	if err := r.pool.Release(rec.ID); err != nil {
+		errs = append(errs, err)
+	}
+
+	// Step 3c: the volumes (volumes.go); the containers that used them are
+	// gone (step 1), so unmounting and removing them is safe.
+	if err := r.teardownVolumes(rec.ID); err != nil {
 		errs = append(errs, err)
 	}
 
