@@ -1,0 +1,178 @@
+package linux
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// ExecOutputLimit bounds what Exec copies from each of stdout and stderr;
+// the rest is read and discarded, so a chatty probe cannot exhaust the
+// agent's memory nor block on a full pipe.
+const ExecOutputLimit = 16 << 20
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Exec implements runtime.Runtime. The process joins the container's UTS,
+// network, IPC and PID namespaces and its cgroup, enters its root through
+// /proc/<init>/root (a Go process cannot setns into a mount namespace), and
+// gets the container's user, capabilities, no_new_privs and seccomp filter.
+func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
+	if len(opts.Cmd) == 0 {
+		return -1, fmt.Errorf("exec in container %s: empty command: %w", id, runtime.ErrInvalidConfig)
+	}
+	if opts.TTY {
+		return -1, fmt.Errorf("exec in container %s: a TTY is not supported: %w", id, runtime.ErrInvalidConfig)
+	}
+	rec, err := r.containerRecord(id)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container: %w", err)
+	}
+	st, err := rec.state()
+	if err != nil || !st.Init.alive() {
+		return -1, fmt.Errorf("exec in container %s: not running", id)
+	}
+	if _, err := rec.exit(); err == nil {
+		return -1, fmt.Errorf("exec in container %s: not running", id)
+	}
+	cg, err := r.cgroupManager(rec.CgroupParent)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	proc := rec.Process
+	proc.Args = opts.Cmd
+	extra := make([]runtime.EnvVar, 0, len(opts.Env))
+	extra = append(extra, opts.Env...)
+	envVars := make([]runtime.EnvVar, 0, len(proc.Env))
+	for _, kv := range proc.Env {
+		k, v, _ := cut(kv)
+		envVars = append(envVars, runtime.EnvVar{Name: k, Value: v})
+	}
+	proc.Env = mergeEnv(nil, append(envVars, extra...), "", "")
+	spec := &initSpec{ChrootPID: st.Init.PID, Process: proc}
+
+	ns := fmt.Sprintf("/proc/%d/ns/", st.Init.PID)
+	join := []nsJoin{{ns + "uts", unix.CLONE_NEWUTS}, {ns + "net", unix.CLONE_NEWNET}, {ns + "ipc", unix.CLONE_NEWIPC}, {ns + "pid", unix.CLONE_NEWPID}}
+
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		return -1, err
+	}
+	defer stdin.Close()
+	var stdinW *os.File
+	if opts.Stdin != nil {
+		var rd *os.File
+		if rd, stdinW, err = os.Pipe(); err != nil {
+			return -1, err
+		}
+		stdin.Close()
+		stdin = rd
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return -1, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return -1, err
+	}
+	p, err := startInit(spec, join, 0, cg, rec.CgroupRel, []*os.File{stdin, outW, errW})
+	outW.Close()
+	errW.Close()
+	stdin.Close()
+	var wg sync.WaitGroup
+	drain := func(rd *os.File, w io.Writer) {
+		defer wg.Done()
+		defer rd.Close()
+		if w == nil {
+			w = io.Discard
+		}
+		io.Copy(&limitWriter{w: w, n: ExecOutputLimit}, rd)
+	}
+	wg.Add(2)
+	go drain(outR, opts.Stdout)
+	go drain(errR, opts.Stderr)
+	if stdinW != nil {
+		go func() { io.Copy(stdinW, opts.Stdin); stdinW.Close() }()
+	}
+	if err != nil {
+		if p != nil {
+			p.Kill()
+			p.Wait()
+		}
+		wg.Wait()
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	done := make(chan struct{})
+	var ps *os.ProcessState
+	var werr error
+	go func() { ps, werr = p.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.Signal(syscall.SIGKILL)
+		<-done
+		// Children of the exec'd process may hold the pipes: do not wait
+		// for them past the deadline.
+		outR.SetReadDeadline(time.Now())
+		errR.SetReadDeadline(time.Now())
+		wg.Wait()
+		return -1, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
+	}
+	wg.Wait()
+	if werr != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, werr)
+	}
+	ws := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+func cut(kv string) (string, string, bool) {
+	for i := 0; i < len(kv); i++ {
+		if kv[i] == '=' {
+			return kv[:i], kv[i+1:], true
+		}
+	}
+	return kv, "", false
+}
+
+// limitWriter passes on the first n bytes and swallows the rest.
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(b []byte) (int, error) {
+	total := len(b)
+	if l.n <= 0 {
+		return total, nil
+	}
+	if int64(len(b)) > l.n {
+		b = b[:l.n]
+	}
+	n, err := l.w.Write(b)
+	l.n -= int64(n)
+	if err != nil {
+		return n, err
+	}
+	return total, nil
+}
