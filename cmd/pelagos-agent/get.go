@@ -1,0 +1,253 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
+)
+
+func init() { registerCommand(newGetCommand) }
+
+func (g *globalOptions) client() *api.Client { return api.NewClient(g.Socket) }
+
+func newGetCommand(g *globalOptions) *cobra.Command {
+	var output, namespace string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get pods [NAME...]",
+		Short: "List pods, kubectl-style (-o wide|json|yaml)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if r := args[0]; r != "pods" && r != "pod" && r != "po" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("unknown resource %q: only pods", r)}
+			}
+			ns := namespace
+			if all {
+				ns = ""
+			}
+			list, err := g.client().Pods(cmd.Context(), ns)
+			if err != nil {
+				return err
+			}
+			if names := args[1:]; len(names) > 0 {
+				var keep []reconcile.Pod
+				for _, p := range list.Items {
+					for _, n := range names {
+						if p.Metadata.Name == n {
+							keep = append(keep, p)
+						}
+					}
+				}
+				if len(keep) == 0 {
+					return fmt.Errorf("pods %q not found", strings.Join(names, ", "))
+				}
+				list.Items = keep
+			}
+			switch output {
+			case "json":
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "    ")
+				return enc.Encode(list)
+			case "yaml":
+				b, err := yaml.Marshal(list)
+				if err != nil {
+					return err
+				}
+				_, err = g.stdout.Write(b)
+				return err
+			case "", "wide":
+				printPods(g.stdout, list.Items, output == "wide", all, time.Now())
+				if len(list.Items) == 0 {
+					if all || namespace == "" {
+						fmt.Fprintln(g.stderr, "No pods found.")
+					} else {
+						fmt.Fprintf(g.stderr, "No pods found in %s namespace.\n", namespace)
+					}
+				}
+				printManifestErrors(cmd, g, list.Items)
+				return nil
+			default:
+				return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: use wide, json or yaml", output)}
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json or yaml")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "pods of every namespace")
+	return cmd
+}
+
+// printManifestErrors shows, under the table, the problems a person must
+// fix: broken manifests (with the pod that keeps its last good version) and
+// an unreadable directory.
+func printManifestErrors(cmd *cobra.Command, g *globalOptions, pods []reconcile.Pod) {
+	var lines []string
+	for _, p := range pods {
+		if e := p.Status.Pelagos.LastError; e != nil && e.File != "" {
+			what := ""
+			if p.Status.Pelagos.Stale {
+				what = " (running its last good version)"
+			}
+			lines = append(lines, fmt.Sprintf("pod %s/%s%s: %s", p.Metadata.Namespace, p.Metadata.Name, what, e.Message))
+		}
+	}
+	dir, files, err := g.client().FileErrors(cmd.Context())
+	if err == nil {
+		if dir != "" {
+			lines = append(lines, "manifest directory: "+dir+" (keeping every pod as it is)")
+		}
+		for _, f := range files {
+			msg := f.Message
+			if !strings.Contains(msg, f.File) {
+				msg = f.File + ": " + msg
+			}
+			dup := false
+			for _, l := range lines {
+				if strings.HasSuffix(l, ": "+f.Message) {
+					dup = true
+				}
+			}
+			if !dup {
+				lines = append(lines, msg)
+			}
+		}
+	}
+	if len(lines) > 0 {
+		fmt.Fprintln(g.stdout, "\nManifest errors:")
+		for _, l := range lines {
+			fmt.Fprintln(g.stdout, "  "+l)
+		}
+	}
+}
+
+func printPods(w io.Writer, pods []reconcile.Pod, wide, withNS bool, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	hdr := "NAME\tREADY\tSTATUS\tRESTARTS\tAGE\tIP"
+	if withNS {
+		hdr = "NAMESPACE\t" + hdr
+	}
+	if wide {
+		hdr += "\tSANDBOX\tFILE"
+	}
+	fmt.Fprintln(tw, hdr)
+	for _, p := range pods {
+		st := p.Status
+		ready, restarts := 0, 0
+		var lastRestart time.Time
+		for _, c := range st.ContainerStatuses {
+			if c.Ready {
+				ready++
+			}
+			restarts += c.RestartCount
+			if t := c.LastState.Terminated; t != nil && t.FinishedAt.After(lastRestart) {
+				lastRestart = t.FinishedAt
+			}
+		}
+		rs := fmt.Sprint(restarts)
+		if restarts > 0 && !lastRestart.IsZero() {
+			rs += " (" + age(now.Sub(lastRestart)) + " ago)"
+		}
+		row := fmt.Sprintf("%s\t%d/%d\t%s\t%s\t%s\t%s", p.Metadata.Name, ready, len(st.ContainerStatuses), podStatus(p), rs,
+			ageOf(p, now), dashIfEmpty(st.PodIP))
+		if withNS {
+			row = p.Metadata.Namespace + "\t" + row
+		}
+		if wide {
+			row += "\t" + dashIfEmpty(shortID(st.Pelagos.SandboxID)) + "\t" + dashIfEmpty(st.Pelagos.SourceFile)
+		}
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func ageOf(p reconcile.Pod, now time.Time) string {
+	if p.Metadata.CreationTimestamp == nil {
+		return "<unknown>"
+	}
+	return age(now.Sub(*p.Metadata.CreationTimestamp))
+}
+
+// age formats a duration as kubectl does: 45s, 3m12s, 5h, 2d.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 10*time.Minute:
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 3*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+// podStatus is kubectl's STATUS column: the most telling container reason,
+// Init:N/M while init containers run, else the phase.
+func podStatus(p reconcile.Pod) string {
+	st := p.Status
+	if st.Reason != "" {
+		return st.Reason
+	}
+	for i, c := range st.InitContainerStatuses {
+		switch {
+		case c.State.Terminated != nil && c.State.Terminated.ExitCode == 0:
+			continue
+		case c.State.Terminated != nil:
+			return "Init:" + c.State.Terminated.Reason
+		case c.State.Waiting != nil && c.State.Waiting.Reason != "" && c.State.Waiting.Reason != "PodInitializing":
+			return "Init:" + c.State.Waiting.Reason
+		default:
+			return fmt.Sprintf("Init:%d/%d", i, len(st.InitContainerStatuses))
+		}
+	}
+	var terminated string
+	running := false
+	for _, c := range st.ContainerStatuses {
+		switch {
+		case c.State.Waiting != nil && c.State.Waiting.Reason != "":
+			return c.State.Waiting.Reason
+		case c.State.Terminated != nil && terminated == "":
+			terminated = c.State.Terminated.Reason
+		case c.State.Running != nil:
+			running = true
+		}
+	}
+	switch {
+	case st.Phase == reconcile.PhaseSucceeded:
+		return "Completed"
+	case st.Phase == reconcile.PhaseFailed && terminated != "":
+		return terminated
+	case st.Phase == reconcile.PhaseFailed:
+		return "Error"
+	case !running && terminated != "":
+		return terminated
+	}
+	return st.Phase
+}

@@ -1,0 +1,417 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/hooks"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/metrics"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/image"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
+	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+)
+
+func init() { registerCommand(newRunCommand) }
+
+// agentOptions are the flags of `run` (and, in part, `apply --once`).
+type agentOptions struct {
+	Config          string
+	Manifests       string
+	MetricsAddr     string
+	Resync          time.Duration
+	BackoffInitial  time.Duration
+	BackoffMax      time.Duration
+	Workers         int
+	Debounce        time.Duration
+	DryRun          bool
+	StopPodsOnExit  bool
+	SkipTrustCheck  bool
+	InsecureRegistr []string
+}
+
+func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
+	f.StringVar(&o.Manifests, "manifests", "/etc/pelagos/pods", "directory of Pod manifests the node must match")
+	f.DurationVar(&o.Resync, "resync", 10*time.Second, "period of the full re-list of manifests and runtime (safety net)")
+	f.DurationVar(&o.BackoffInitial, "backoff-initial", reconcile.DefaultBackoff.Initial, "CrashLoopBackOff: first restart delay")
+	f.DurationVar(&o.BackoffMax, "backoff-max", reconcile.DefaultBackoff.Max, "CrashLoopBackOff: longest restart delay")
+	f.IntVar(&o.Workers, "workers", 16, "pods worked on at once")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
+	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
+	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+}
+
+func newRunCommand(g *globalOptions) *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent: make the node match the manifest directory and keep it so",
+		Long: `Run the agent in the foreground. It watches --manifests, creates, updates and
+removes pods to match it, serves the API on --socket and exits on SIGTERM or
+SIGINT, leaving the pods running for the next start to adopt (unless
+--stop-pods-on-exit). SIGHUP re-reads --config and the manifests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := loadConfigFile(cmd, g, o); err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			return runAgent(cmd.Context(), cmd, g, o)
+		},
+	}
+	f := cmd.Flags()
+	addAgentFlags(f, o)
+	f.StringVar(&o.Config, "config", "", "configuration file (YAML or JSON, keys as the long flag names); flags given on the command line win")
+	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
+	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
+	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
+	return cmd
+}
+
+// loadConfigFile applies the config file's values to every flag, of the
+// command or global, that was not given on the command line.
+func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
+	if o.Config == "" {
+		return nil
+	}
+	data, err := os.ReadFile(o.Config)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		return fmt.Errorf("--config %s: %w", o.Config, err)
+	}
+	for name, v := range values {
+		fl := cmd.Flags().Lookup(name)
+		if fl == nil {
+			fl = cmd.InheritedFlags().Lookup(name)
+		}
+		if fl == nil || name == "config" {
+			return fmt.Errorf("--config %s: unknown setting %q (settings are the long flag names of `run`)", o.Config, name)
+		}
+		if fl.Changed {
+			continue
+		}
+		var s string
+		switch x := v.(type) {
+		case []any:
+			parts := make([]string, len(x))
+			for i := range x {
+				parts[i] = fmt.Sprint(x[i])
+			}
+			s = strings.Join(parts, ",")
+		case float64:
+			s = strconv.FormatFloat(x, 'f', -1, 64)
+		default:
+			s = fmt.Sprint(x)
+		}
+		if err := fl.Value.Set(s); err != nil {
+			return fmt.Errorf("--config %s: %s: %w", o.Config, name, err)
+		}
+	}
+	return g.setupLogging()
+}
+
+// agent is the assembled daemon: runtime, image store, reconciler.
+type agent struct {
+	rt      *linux.Runtime
+	images  *image.Store
+	rec     *reconcile.Reconciler
+	metrics *metrics.Metrics
+	bridge  *prober.Bridge
+	lock    *os.File
+}
+
+// lockStateRoot takes the single-instance lock: an flock on
+// <root>/agent.lock, which the kernel drops when the process dies, so a
+// crash never leaves a stale lock. The file holds the owner's PID for the
+// message a second agent prints.
+func lockStateRoot(root string) (*os.File, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	path := filepath.Join(root, "agent.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		b := make([]byte, 32)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			owner := strings.TrimSpace(string(b[:n]))
+			return nil, fmt.Errorf("another pelagos-agent (pid %s) already uses the state root %s (lock %s); stop it first or give this one its own --root", dash(owner), root, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
+}
+
+// buildAgent makes the runtime, the image store and the reconciler. This
+// is the only place the real runtime is built for the agent.
+func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, error) {
+	lock, err := lockStateRoot(g.Root)
+	if err != nil {
+		return nil, err
+	}
+	a := &agent{lock: lock}
+	cfg := g.linuxConfig()
+	cfg.InsecureRegistries = o.InsecureRegistr
+	a.rt, err = linux.New(cfg)
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	a.images, err = image.Open(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log})
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	a.rt.SetImageStore(a.images)
+	a.images.SetInUse(func(id string) bool {
+		cs, err := a.rt.ListContainers(context.Background(), runtime.ContainerFilter{})
+		if err != nil {
+			return true // unsure: keep the image
+		}
+		for _, c := range cs {
+			if c.ImageID == id {
+				return true
+			}
+		}
+		return false
+	})
+	a.metrics = metrics.New()
+	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
+	var h reconcile.Hooks
+	hooks.New(a.rt).Install(&h)
+	if withProbes {
+		a.bridge, err = prober.NewBridge(a.rt, prober.Options{Registerer: a.metrics.Registry()})
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("prober: %w", err)
+		}
+		h.Prober = a.bridge
+	}
+	a.rec = reconcile.New(reconcile.Config{
+		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync,
+		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
+		DryRun:  o.DryRun, DryRunOut: g.stdout,
+		Log:     g.log, Events: events, Metrics: a.metrics, Hooks: h,
+	})
+	if a.bridge != nil {
+		a.bridge.Reporter = a.rec
+	}
+	a.metrics.WatchPods(a.rec)
+	return a, nil
+}
+
+func (a *agent) close() {
+	if a.bridge != nil {
+		a.bridge.Close()
+	}
+	if a.lock != nil {
+		a.lock.Close()
+	}
+}
+
+func translator() reconcile.Translator {
+	host, _ := os.Hostname()
+	return reconcile.Translator{NodeName: host}
+}
+
+func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
+	log := g.log
+	a, err := buildAgent(g, o, true)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+
+	l, err := api.Listen(g.Socket)
+	if err != nil {
+		return err
+	}
+	srv := &api.Server{Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Log: log}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ctx, l); err != nil {
+			log.Error().Err(err).Msg("API server stopped")
+		}
+	})
+	defer os.Remove(g.Socket)
+	if o.MetricsAddr != "" {
+		ml, err := net.Listen("tcp", o.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr %s: %w", o.MetricsAddr, err)
+		}
+		ms := &http.Server{Handler: a.metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { _ = ms.Serve(ml) })
+		go func() { <-ctx.Done(); ms.Close() }()
+	}
+
+	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck}, manifest.WatchOptions{Debounce: o.Debounce})
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", o.Manifests, err)
+	}
+	tr := translator()
+	loaded := make(chan struct{})
+	var once sync.Once
+	wg.Go(func() {
+		err := w.Run(ctx, func(ld manifest.Load) {
+			set := tr.FromSnapshot(ld.Snapshot, ld.Err)
+			set.Changed = ld.Changed
+			if ld.Err != nil {
+				log.Warn().Err(ld.Err).Str("reason", ld.Reason).Msg("manifest directory unavailable; keeping every pod as it is")
+			} else {
+				log.Debug().Str("reason", ld.Reason).Int("pods", len(set.Pods)).Int("errors", len(set.Errors)).Msg("manifests loaded")
+			}
+			a.rec.SetDesired(set)
+			once.Do(func() { close(loaded) })
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("manifest watch stopped; relying on the periodic resync")
+		}
+	})
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		_ = a.rec.Run(ctx)
+	}()
+	// The periodic resync re-reads the manifests too; the reconciler
+	// re-lists the runtime on its own timer.
+	wg.Go(func() {
+		t := time.NewTicker(o.Resync)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.Reload()
+			}
+		}
+	})
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+	}
+	for !a.rec.Ready() && ctx.Err() == nil {
+		time.Sleep(time.Millisecond) // once, at start-up: the first resync is being queued
+	}
+	log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
+	sdNotify("READY=1\nSTATUS=watching " + o.Manifests)
+
+	for {
+		select {
+		case <-ctx.Done():
+			return shutdown(a, &wg, recDone, o, g)
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				log.Info().Msg("SIGHUP: re-reading the configuration and the manifests")
+				if err := loadConfigFile(cmd, g, o); err != nil {
+					log.Error().Err(err).Msg("config reload failed; keeping the running configuration")
+				}
+				w.Reload()
+				continue
+			}
+			log.Info().Str("signal", s.String()).Bool("stopPods", o.StopPodsOnExit).Msg("shutting down")
+			sdNotify("STOPPING=1")
+			stop()
+		}
+	}
+}
+
+func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptions, g *globalOptions) error {
+	<-recDone
+	wg.Wait()
+	if !o.StopPodsOnExit {
+		g.log.Info().Msg("agent stopped; pods keep running and the next start adopts them")
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	a.rec.SetDesired(reconcile.DesiredSet{})
+	if err := removeAll(ctx, a.rec, a.rt); err != nil {
+		return fmt.Errorf("stop pods on exit: %w", err)
+	}
+	g.log.Info().Msg("agent stopped; every pod removed")
+	return nil
+}
+
+// removeAll runs passes until the runtime holds no pod; the desired state
+// must already be empty.
+func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtime) error {
+	for attempt := 0; ; attempt++ {
+		boxes, err := rt.ListSandboxes(ctx)
+		if err != nil {
+			return err
+		}
+		if len(boxes) == 0 {
+			return nil
+		}
+		if attempt > 20 {
+			return fmt.Errorf("%d sandboxes remain after %d passes", len(boxes), attempt)
+		}
+		seen := map[runtime.PodKey]bool{}
+		var errs []error
+		for _, b := range boxes {
+			if seen[b.Pod] {
+				continue
+			}
+			seen[b.Pod] = true
+			if _, err := rec.Sync(ctx, b.Pod); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if ctx.Err() != nil {
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+}
+
+// sdNotify tells systemd (Type=notify) about readiness; without
+// NOTIFY_SOCKET it does nothing.
+func sdNotify(state string) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if sock == "" {
+		return
+	}
+	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
+	if strings.HasPrefix(sock, "@") {
+		addr.Name = "\x00" + sock[1:]
+	}
+	conn, err := net.DialUnix("unixgram", nil, addr)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte(state))
+}
+
