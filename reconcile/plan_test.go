@@ -135,7 +135,11 @@ func TestDiff(t *testing.T) {
 			want: []string{"RemoveContainer:a"}},
 		{name: "half-made container removed and restarted", desired: pod(RestartAlways, nil, dc("a", "h1")),
 			obs: ObservedPod{Sandboxes: []*runtime.Sandbox{box("s1", "sb1")}, Containers: []*runtime.Container{
-				func() *runtime.Container { c := running("c1", "s1", "a", "h1", 0); c.State = runtime.ContainerCreated; return c }()}},
+				func() *runtime.Container {
+					c := running("c1", "s1", "a", "h1", 0)
+					c.State = runtime.ContainerCreated
+					return c
+				}()}},
 			want: []string{"RemoveContainer:a", "PullImage:a", "StartContainer:a#1"}},
 		{name: "init: first one starts alone", desired: pod(RestartAlways, []DesiredContainer{dc("i1", "x"), dc("i2", "y")}, dc("a", "h1")),
 			want:  []string{"CreateSandbox", "PullImage:i1", "StartContainer:i1#0"},

@@ -73,7 +73,9 @@ func (r *Reconciler) podLocked(k runtime.PodKey) Pod {
 		p.Metadata.CreationTimestamp = &t
 	}
 	if d != nil {
-		if v, ok := d.Manifest.(interface{ View() (map[string]string, map[string]string, any) }); ok {
+		if v, ok := d.Manifest.(interface {
+			View() (map[string]string, map[string]string, any)
+		}); ok {
 			p.Metadata.Labels, p.Metadata.Annotations, p.Spec = v.View()
 		}
 		if p.Metadata.UID == "" {

@@ -158,4 +158,3 @@ func lastErr(p reconcile.Pod) string {
 	}
 	return ""
 }
-

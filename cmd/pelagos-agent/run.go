@@ -217,7 +217,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
-		Log:     g.log, Events: events, Metrics: a.metrics, Hooks: h,
+		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
 	})
 	if a.bridge != nil {
 		a.bridge.Reporter = a.rec
@@ -414,4 +414,3 @@ func sdNotify(state string) {
 	defer conn.Close()
 	_, _ = conn.Write([]byte(state))
 }
-
