@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/image"
+	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
+)
+
+func runImageCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), append([]string{"--log-format", "json"}, args...), &out, &errb)
+	return out.String() + errb.String(), err
+}
+
+func TestImageCommands(t *testing.T) {
+	root := t.TempDir()
+	reg := imagetest.ServeRegistry(t, imagetest.RegistryOptions{})
+	img := imagetest.Image(t, v1.Config{Cmd: []string{"/hello"}}, imagetest.Gzip,
+		[]imagetest.Entry{imagetest.File("hello", 0o755, []byte("hi"))},
+		[]imagetest.Entry{imagetest.File("etc/motd", 0o644, []byte("motd"))})
+	ref := reg.Push(t, "demo/hello:1", img)
+
+	out, err := runImageCLI(t, "--root", root, "image", "pull", ref)
+	if err != nil {
+		t.Fatalf("pull: %v\n%s", err, out)
+	}
+	// Not a terminal: plain lines, one per layer, no escape sequences.
+	if strings.Contains(out, "\033[") || strings.Count(out, ": downloaded (") != 2 {
+		t.Errorf("pull output is not plain lines per layer:\n%s", out)
+	}
+	if !strings.Contains(out, "pulled") {
+		t.Errorf("pull output lacks the summary:\n%s", out)
+	}
+
+	out, err = runImageCLI(t, "--root", root, "image", "ls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "REPOSITORY TAG DIGEST SIZE" {
+		t.Fatalf("image ls:\n%s", out)
+	}
+	if f := strings.Fields(lines[1]); f[0] != reg.Host+"/demo/hello" || f[1] != "1" || !strings.HasPrefix(f[2], "sha256:") {
+		t.Errorf("image ls row %q", lines[1])
+	}
+
+	out, err = runImageCLI(t, "--root", root, "image", "inspect", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var details []image.Details
+	if err := json.Unmarshal([]byte(out), &details); err != nil {
+		t.Fatalf("inspect output is not JSON: %v\n%s", err, out)
+	}
+	if len(details) != 1 || len(details[0].Layers) != 2 || details[0].Config.Cmd[0] != "/hello" {
+		t.Errorf("inspect: %+v", details)
+	}
+
+	if out, err := runImageCLI(t, "--root", root, "image", "rm", "absent:1"); err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("rm of a missing image: %v\n%s", err, out)
+	}
+	if out, err := runImageCLI(t, "--root", root, "image", "rm", ref); err != nil {
+		t.Fatalf("rm: %v\n%s", err, out)
+	}
+	out, err = runImageCLI(t, "--root", root, "image", "prune")
+	if err != nil || !strings.Contains(out, "Total reclaimed space:") || strings.Contains(out, "space: 0 B") {
+		t.Errorf("prune: %v\n%s", err, out)
+	}
+
+	archive := filepath.Join(t.TempDir(), "hello.tar")
+	if err := imagetest.WriteDockerArchive(archive, map[string]v1.Image{"hello:2": img}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runImageCLI(t, "--root", root, "image", "import", archive)
+	if err != nil || !strings.Contains(out, "Loaded image: docker.io/library/hello:2") {
+		t.Errorf("import: %v\n%s", err, out)
+	}
+	out, _ = runImageCLI(t, "--root", root, "image", "ls")
+	if !strings.Contains(out, "hello ") {
+		t.Errorf("ls after import:\n%s", out)
+	}
+}
