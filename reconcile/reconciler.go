@@ -629,6 +629,11 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			box = s
 		}
 	}
+	// ConfigMap and Secret edits reach a running sandbox's projected
+	// volumes on every pass (lifecycle.go).
+	if err := r.syncVolumes(ctx, d, box); err != nil {
+		errs = append(errs, err)
+	}
 	failedContainer := map[string]bool{}
 	pulled := map[string]error{}
 	ctrs := map[string]*runtime.Container{}
@@ -826,6 +831,10 @@ func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a A
 	cfg.Annotations[AnnotationCrashCount] = strconv.Itoa(a.CrashCount)
 	if dc.Init {
 		cfg.Annotations[AnnotationInit] = "true"
+	}
+	// status.podIP env values wait for the sandbox's address (lifecycle.go).
+	if err := r.fillPodIP(ctx, boxID, &cfg); err != nil {
+		return fmt.Errorf("pod %s: start container %s: %w", d.Key, dc.Name, err)
 	}
 	c, err := r.rt.StartContainer(ctx, &cfg)
 	r.mu.Lock()

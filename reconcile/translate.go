@@ -496,9 +496,13 @@ func (t Translator) envSource(p *spec.Pod, e spec.EnvVar, docs *Documents) (stri
 			return p.Metadata.Labels[fp[len("metadata.labels['"):len(fp)-2]], false, nil
 		case strings.HasPrefix(fp, "metadata.annotations['") && strings.HasSuffix(fp, "']"):
 			return p.Metadata.Annotations[fp[len("metadata.annotations['"):len(fp)-2]], false, nil
+		case fp == "status.podIP" || fp == "status.podIPs":
+			// Known only once the sandbox exists: filled in at start
+			// (lifecycle.go).
+			return podIPPlaceholder, false, nil
+		case fp == "status.hostIP" || fp == "status.hostIPs":
+			return hostIPPlaceholder, false, nil
 		}
-		// status.podIP and friends are known only once the sandbox exists;
-		// that needs the runtime to tell the container (issue 8).
 		return "", false, fmt.Errorf("fieldRef %q is not supported", fp)
 	case vf.ConfigMapKeyRef != nil:
 		r := vf.ConfigMapKeyRef
