@@ -338,57 +338,54 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	return doc
 }
 
-// checkShape bounds depth and alias-expanded size before any decoder that
-// expands aliases sees the document. Sizes of anchored nodes are memoised,
-// so the check itself is linear in the document.
+// checkShape bounds depth, alias-expanded node count and alias-expanded
+// scalar bytes before any decoder that expands aliases sees the document.
+// (Counting nodes alone is not enough: one long string aliased ten thousand
+// times is few nodes and many megabytes.) Sizes of anchored nodes are
+// memoised, so the check itself is linear in the document.
 func checkShape(root *yamlv3.Node, lim Limits) string {
 	if root == nil {
 		return ""
 	}
-	memo := map[*yamlv3.Node]int{}
-	tooBig := false
-	var size func(n *yamlv3.Node, depth int) int
-	size = func(n *yamlv3.Node, depth int) int {
-		if tooBig {
-			return 0
-		}
-		if depth > lim.MaxDepth {
-			tooBig = true
-			return lim.MaxNodes + 1
-		}
-		if n.Kind == yamlv3.AliasNode {
-			if n.Alias == nil {
-				return 1
-			}
-			if s, ok := memo[n.Alias]; ok {
-				return s
-			}
-			// An alias to a node still being measured is a cycle; yaml.v3
-			// refuses those, so this only guards against surprises.
-			memo[n.Alias] = lim.MaxNodes + 1
-			s := size(n.Alias, depth)
-			memo[n.Alias] = s
-			return s
-		}
-		total := 1
-		for _, c := range n.Content {
-			total += size(c, depth+1)
-			if total > lim.MaxNodes {
-				tooBig = true
-				return total
-			}
-		}
-		if n.Anchor != "" {
-			memo[n] = total
-		}
-		return total
-	}
-	s := size(root, 0)
 	if depthExceeded(root, lim.MaxDepth) {
 		return fmt.Sprintf("document nests deeper than %d levels", lim.MaxDepth)
 	}
-	if tooBig || s > lim.MaxNodes {
-		return fmt.Sprintf("document expands to more than %d YAML nodes (aliases included); refusing it as a possible YAML bomb", lim.MaxNodes)
+	type weight struct{ nodes, bytes int64 }
+	maxNodes, maxBytes := int64(lim.MaxNodes), 2*lim.MaxBytes
+	over := func(w weight) bool { return w.nodes > maxNodes || w.bytes > maxBytes }
+	memo := map[*yamlv3.Node]weight{}
+	var size func(n *yamlv3.Node) weight
+	size = func(n *yamlv3.Node) weight {
+		if n.Kind == yamlv3.AliasNode {
+			if n.Alias == nil {
+				return weight{1, 0}
+			}
+			if w, ok := memo[n.Alias]; ok {
+				return w
+			}
+			// An alias to a node still being measured is a cycle; count it
+			// as over the limit.
+			memo[n.Alias] = weight{maxNodes + 1, 0}
+			w := size(n.Alias)
+			memo[n.Alias] = w
+			return w
+		}
+		w := weight{1, int64(len(n.Value))}
+		for _, c := range n.Content {
+			cw := size(c)
+			w.nodes += cw.nodes
+			w.bytes += cw.bytes
+			if over(w) {
+				break
+			}
+		}
+		if n.Anchor != "" {
+			memo[n] = w
+		}
+		return w
+	}
+	if w := size(root); over(w) {
+		return fmt.Sprintf("document expands to more than %d YAML nodes or %d bytes (aliases included); refusing it as a possible YAML bomb", maxNodes, maxBytes)
 	}
 	return ""
 }

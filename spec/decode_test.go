@@ -182,6 +182,21 @@ func TestBillionLaughsFailsWithBoundedMemory(t *testing.T) {
 	}
 }
 
+func TestLongStringAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Pod\nmetadata:\n  name: s\n  annotations:\n    a: &s \"")
+	b.WriteString(strings.Repeat("x", 50_000))
+	b.WriteString("\"\n    b: [")
+	for i := 0; i < 5000; i++ {
+		b.WriteString("*s, ")
+	}
+	b.WriteString("*s]\n")
+	got, _ := docErrs(t, b.String())
+	if len(got) != 1 || !strings.Contains(got[0].Msg, "YAML bomb") {
+		t.Fatalf("got %v, want one YAML bomb error", got)
+	}
+}
+
 func TestAllErrorsAtOnce(t *testing.T) {
 	src := `apiVersion: v1
 kind: Pod

@@ -96,6 +96,9 @@ func setContainerDefaults(c *Container, hostNetwork bool) {
 	}
 	// Kubernetes copies limits to requests when a request is absent.
 	for name, q := range c.Resources.Limits {
+		if name != ResourceCPU && name != ResourceMemory && name != ResourceEphemeralStorage {
+			continue // refused by validation; copying would report it twice
+		}
 		if _, ok := c.Resources.Requests[name]; !ok {
 			if c.Resources.Requests == nil {
 				c.Resources.Requests = ResourceList{}

@@ -411,7 +411,7 @@ const (
 // HostPathVolumeSource mounts a path of the node.
 type HostPathVolumeSource struct {
 	Path string        `json:"path" validate:"required,abspath"`
-	Type *HostPathType `json:"type,omitempty" validate:"omitempty,oneof=DirectoryOrCreate Directory FileOrCreate File Socket CharDevice BlockDevice"`
+	Type *HostPathType `json:"type,omitempty"`
 }
 
 // StorageMedium is where an emptyDir lives.

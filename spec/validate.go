@@ -384,6 +384,14 @@ func validateVolume(l *errList, vp fieldPath, v *Volume) {
 		l.add(vp.Field("emptyDir").Field("sizeLimit"), "%s must be positive", v.EmptyDir.SizeLimit.String())
 	}
 	if v.HostPath != nil {
+		if t := v.HostPath.Type; t != nil {
+			switch *t {
+			case HostPathUnset, HostPathDirectoryOrCreate, HostPathDirectory, HostPathFileOrCreate, HostPathFile,
+				HostPathSocket, HostPathCharDev, HostPathBlockDev:
+			default:
+				l.add(vp.Field("hostPath").Field("type"), "%q is not one of: \"\", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice", *t)
+			}
+		}
 		for _, seg := range strings.Split(v.HostPath.Path, "/") {
 			if seg == ".." {
 				l.add(vp.Field("hostPath").Field("path"), "must not contain '..'")
