@@ -59,12 +59,26 @@ func newIPCNS(t *testing.T) string {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		goruntime.LockOSThread() // never unlocked: the thread is discarded
+		goruntime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/ipc")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer self.Close()
 		if err := unix.Unshare(unix.CLONE_NEWIPC); err != nil {
 			errc <- err
 			return
 		}
-		errc <- unix.Mount("/proc/thread-self/ns/ipc", p, "", unix.MS_BIND, "")
+		err = unix.Mount("/proc/thread-self/ns/ipc", p, "", unix.MS_BIND, "")
+		// Back home before unlocking; on failure the thread stays locked
+		// and is discarded with this goroutine.
+		if serr := unix.Setns(int(self.Fd()), unix.CLONE_NEWIPC); serr != nil {
+			errc <- serr
+			return
+		}
+		goruntime.UnlockOSThread()
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		t.Fatalf("new ipc namespace: %v", err)

@@ -26,10 +26,30 @@ const NetNSDir = "/run/netns"
 
 // NS is a named network namespace made by a test.
 type NS struct {
-	Name string
-	Path string
-	H    *netlink.Handle
-	fd   netns.NsHandle
+	Name     string
+	Path     string
+	H        *netlink.Handle
+	fd       netns.NsHandle
+	borrowed bool // made by someone else: Delete only lets go of it
+}
+
+// Open borrows an existing namespace (a sandbox's, or the caller's own with
+// /proc/self/ns/net); the handles are closed when the test ends, the
+// namespace stays.
+func Open(t testing.TB, name, path string) *NS {
+	t.Helper()
+	fd, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatalf("open netns %s: %v", path, err)
+	}
+	h, err := netlink.NewHandleAt(fd)
+	if err != nil {
+		fd.Close()
+		t.Fatalf("netlink handle in %s: %v", path, err)
+	}
+	ns := &NS{Name: name, Path: path, H: h, fd: fd, borrowed: true}
+	t.Cleanup(func() { ns.Delete(t) })
+	return ns
 }
 
 // NewNS creates the namespace /run/netns/<name> with loopback up and removes
@@ -42,25 +62,28 @@ func NewNS(t testing.TB, name string) *NS {
 	p := filepath.Join(NetNSDir, name)
 	errc := make(chan error, 1)
 	go func() {
-		// The thread ends up in the new namespace and is never unlocked: the
-		// runtime discards it when this goroutine exits.
 		goruntime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- os.NewSyscallError("unshare", err)
-			return
-		}
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+		self, err := netns.Get()
 		if err != nil {
 			errc <- err
 			return
 		}
-		f.Close()
-		if err := unix.Mount("/proc/thread-self/ns/net", p, "", unix.MS_BIND, ""); err != nil {
-			os.Remove(p)
-			errc <- &os.PathError{Op: "bind mount netns", Path: p, Err: err}
+		defer self.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- os.NewSyscallError("unshare", err)
 			return
 		}
-		errc <- nil
+		err = pin(p)
+		// Go back before unlocking. Should that fail, the goroutine exits
+		// locked and the runtime discards the thread, except the main
+		// thread, which it parks: never leave a thread in a foreign
+		// namespace on purpose, or /proc/self/ns/net lies to everyone.
+		if serr := netns.Set(self); serr != nil {
+			errc <- fmt.Errorf("return from new netns: %w", serr)
+			return
+		}
+		goruntime.UnlockOSThread()
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
@@ -85,6 +108,32 @@ func NewNS(t testing.TB, name string) *NS {
 	return ns
 }
 
+func pin(p string) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount("/proc/thread-self/ns/net", p, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(p)
+		return &os.PathError{Op: "bind mount netns", Path: p, Err: err}
+	}
+	return nil
+}
+
+// hostNS is the test process's own network namespace, taken at start-up
+// while every thread is still in it.
+var hostNS, hostNSErr = netns.Get()
+
+// Host borrows the test process's own network namespace.
+func Host(t testing.TB) *NS {
+	t.Helper()
+	if hostNSErr != nil {
+		t.Fatalf("own netns: %v", hostNSErr)
+	}
+	return Open(t, "host", fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(hostNS)))
+}
+
 // Delete unpins the namespace; the kernel frees it and its links once the
 // last socket or process in it is gone.
 func (ns *NS) Delete(t testing.TB) {
@@ -94,6 +143,9 @@ func (ns *NS) Delete(t testing.TB) {
 	ns.H.Close()
 	ns.fd.Close()
 	ns.H = nil
+	if ns.borrowed {
+		return
+	}
 	if err := unix.Unmount(ns.Path, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 		t.Errorf("unmount %s: %v", ns.Path, err)
 	}
