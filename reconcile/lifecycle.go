@@ -10,7 +10,8 @@ import (
 )
 
 // Pod-lifecycle glue (issue 8) that needs the running sandbox: values only
-// known once it exists (status.podIP) and projected volumes that follow
+// known once it exists (status.podIP; status.hostIP stays unsupported, the
+// reconciler cannot know the node's address) and projected volumes that follow
 // their ConfigMap and Secret documents.
 
 // podIPPlaceholder stands for the pod IP in a translated container config
@@ -18,10 +19,6 @@ import (
 // value or argument, so it cannot collide with user text, and it survives
 // $(VAR) expansion into command and args unchanged.
 const podIPPlaceholder = "\x00pelagos:status.podIP\x00"
-
-// hostIPPlaceholder stands for the node's address as the pod sees it: the
-// gateway of its network, which is the host.
-const hostIPPlaceholder = "\x00pelagos:status.hostIP\x00"
 
 func hasPlaceholder(cfg *runtime.ContainerConfig) bool {
 	has := func(s string) bool { return strings.Contains(s, "\x00pelagos:") }
@@ -54,14 +51,12 @@ func (r *Reconciler) fillPodIP(ctx context.Context, boxID string, cfg *runtime.C
 		return fmt.Errorf("container %s: status.podIP: %w", cfg.Name, err)
 	}
 	podIP := sb.IP
-	hostIP := ""
 	if podIP == "" {
 		// hostNetwork: the pod's address is the host's; loopback is the
 		// one address every host has.
 		podIP = "127.0.0.1"
-		hostIP = podIP
 	}
-	repl := strings.NewReplacer(podIPPlaceholder, podIP, hostIPPlaceholder, hostIP)
+	repl := strings.NewReplacer(podIPPlaceholder, podIP)
 	env := make([]runtime.EnvVar, len(cfg.Env))
 	for i, e := range cfg.Env {
 		env[i] = runtime.EnvVar{Name: e.Name, Value: repl.Replace(e.Value)}

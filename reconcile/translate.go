@@ -500,8 +500,6 @@ func (t Translator) envSource(p *spec.Pod, e spec.EnvVar, docs *Documents) (stri
 			// Known only once the sandbox exists: filled in at start
 			// (lifecycle.go).
 			return podIPPlaceholder, false, nil
-		case fp == "status.hostIP" || fp == "status.hostIPs":
-			return hostIPPlaceholder, false, nil
 		}
 		return "", false, fmt.Errorf("fieldRef %q is not supported", fp)
 	case vf.ConfigMapKeyRef != nil:
