@@ -1,12 +1,14 @@
 package image
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -33,9 +35,9 @@ const layerJobs = 3
 // and points refs at it. Work already done (an existing blob or layer) is
 // skipped, which is what makes a retried pull cheap.
 //
-// configBlob, when not nil, fetches the config blob (a remote source);
-// otherwise the image's own RawConfigFile is used.
-func (s *Store) storeImage(ctx context.Context, img v1.Image, configBlob v1.Layer, refs []string, prog *progress) (*runtime.Image, error) {
+// blobs, when not nil, fetches blobs by digest (a registry, with resumable
+// downloads); otherwise the image's own layers and config are read.
+func (s *Store) storeImage(ctx context.Context, img v1.Image, blobs blobOpener, refs []string, prog *progress) (*runtime.Image, error) {
 	// Shared GC lock: Prune must not collect blobs that are not yet indexed.
 	unlock, err := s.lock("gc.lock", unix.LOCK_SH)
 	if err != nil {
@@ -66,9 +68,9 @@ func (s *Store) storeImage(ctx context.Context, img v1.Image, configBlob v1.Laye
 	// The config is a blob like a layer: fetched with the same retries and
 	// verification when the source is remote, and never twice.
 	if _, err := os.Lstat(s.blobPath(configName.String())); err != nil {
-		if configBlob != nil {
+		if blobs != nil {
 			cr := layerRecord{Digest: configName.String(), Size: manifest.Config.Size}
-			if err := s.fetchBlob(ctx, configBlob, cr, nil); err != nil {
+			if err := s.fetchBlob(ctx, blobs(ctx, cr.Digest, cr.Size), cr, nil); err != nil {
 				return nil, fmt.Errorf("manifest %s: config: %w", digest, err)
 			}
 		} else {
@@ -128,7 +130,11 @@ func (s *Store) storeImage(ctx context.Context, img v1.Image, configBlob v1.Laye
 		lr := rec.Layers[i]
 		g.Go(func() error {
 			_, err := s.flights.do(gctx, "layer:"+lr.DiffID, func() (any, error) {
-				return nil, s.ensureLayer(gctx, l, lr, prog)
+				var src blobSource = l
+				if blobs != nil {
+					src = blobs(gctx, lr.Digest, lr.Size)
+				}
+				return nil, s.ensureLayer(gctx, src, lr, prog)
 			})
 			if err != nil {
 				return fmt.Errorf("image %s: layer %s: %w", digest, lr.Digest, err)
@@ -175,8 +181,11 @@ func imageConfig(c *v1.Config) runtime.ImageConfig {
 	return out
 }
 
+// blobOpener returns a source for the blob with this digest and size.
+type blobOpener func(ctx context.Context, digest string, size int64) blobSource
+
 // ensureLayer makes sure the layer blob is stored and unpacked.
-func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, lr layerRecord, prog *progress) error {
+func (s *Store) ensureLayer(ctx context.Context, l blobSource, lr layerRecord, prog *progress) error {
 	if _, err := os.Lstat(s.layerPath(lr.DiffID)); err == nil {
 		prog.skip(lr.Digest)
 		return nil
@@ -196,19 +205,26 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, lr layerRecord, pro
 	return s.unpackLayer(ctx, f, lr.DiffID)
 }
 
-// fetchBlob downloads a compressed layer with a few retries: a registry
-// that drops the connection mid-blob is common and worth another try, a
-// digest mismatch or a cancelled context is not.
-func (s *Store) fetchBlob(ctx context.Context, l blobSource, lr layerRecord, prog *progress) error {
-	var err error
+// fetchBlob downloads a blob with a few retries: a registry that drops
+// the connection mid-blob is common and worth another try, a digest
+// mismatch or a cancelled context is not. When the source can serve byte
+// ranges, a retry resumes where the broken download stopped.
+func (s *Store) fetchBlob(ctx context.Context, src blobSource, lr layerRecord, prog *progress) error {
+	w, err := s.newBlobWriter(lr.Digest, lr.Size)
+	if err != nil {
+		return err
+	}
+	defer w.abort()
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err = s.fetchBlobOnce(l, lr, prog)
-		if err == nil || errors.Is(err, ErrDigestMismatch) || ctx.Err() != nil || attempt == 3 {
-			break
+		err = s.fetchAttempt(w, src, lr, prog)
+		if err == nil {
+			return w.commit()
 		}
-		s.log.Warn().Err(err).Str("blob", lr.Digest).Int("attempt", attempt).Msg("layer download failed; retrying")
-		prog.restart(lr.Digest)
+		if errors.Is(err, ErrDigestMismatch) || errors.Is(err, errWrite) || ctx.Err() != nil || attempt == 3 {
+			return err
+		}
+		s.log.Warn().Err(err).Str("blob", lr.Digest).Int("attempt", attempt).Int64("have", w.n).Msg("blob download failed; retrying")
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
@@ -216,7 +232,35 @@ func (s *Store) fetchBlob(ctx context.Context, l blobSource, lr layerRecord, pro
 		}
 		delay *= 2
 	}
-	return err
+}
+
+func (s *Store) fetchAttempt(w *blobWriter, src blobSource, lr layerRecord, prog *progress) error {
+	var rc io.ReadCloser
+	var err error
+	if rs, ok := src.(rangeSource); ok && w.n > 0 {
+		var resumed bool
+		rc, resumed, err = rs.CompressedFrom(w.n)
+		if err == nil && !resumed {
+			if err := w.reset(); err != nil {
+				rc.Close()
+				return err
+			}
+			prog.restart(lr.Digest)
+		}
+	} else {
+		if w.n > 0 {
+			if err := w.reset(); err != nil {
+				return err
+			}
+			prog.restart(lr.Digest)
+		}
+		rc, err = src.Compressed()
+	}
+	if err != nil {
+		return fmt.Errorf("download %s: %w", lr.Digest, err)
+	}
+	defer rc.Close()
+	return w.copyFrom(prog.reader(lr.Digest, rc))
 }
 
 // blobSource is the one ability fetchBlob needs from a layer.
@@ -224,77 +268,135 @@ type blobSource interface {
 	Compressed() (io.ReadCloser, error)
 }
 
-func (s *Store) fetchBlobOnce(l blobSource, lr layerRecord, prog *progress) error {
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("download: %w", err)
-	}
-	defer rc.Close()
-	return s.writeBlob(lr.Digest, lr.Size, prog.reader(lr.Digest, rc))
+// rangeSource can serve a blob from an offset; resumed is false when the
+// server ignored the range and sent the whole blob.
+type rangeSource interface {
+	CompressedFrom(offset int64) (rc io.ReadCloser, resumed bool, err error)
 }
 
 func (s *Store) writeBlobBytes(digest string, b []byte) error {
 	if _, err := os.Lstat(s.blobPath(digest)); err == nil {
 		return nil
 	}
-	return s.writeBlob(digest, int64(len(b)), strings.NewReader(string(b)))
+	return s.writeBlob(digest, int64(len(b)), bytes.NewReader(b))
 }
 
 // writeBlob streams r into tmp/, checks size and digest, and only then
 // renames it to its digest: nothing partial or unverified is ever named
 // like a blob.
 func (s *Store) writeBlob(digest string, size int64, r io.Reader) error {
+	w, err := s.newBlobWriter(digest, size)
+	if err != nil {
+		return err
+	}
+	defer w.abort()
+	if err := w.copyFrom(r); err != nil {
+		return err
+	}
+	return w.commit()
+}
+
+// errWrite marks a local write failure: retrying the download won't help.
+var errWrite = errors.New("write failed")
+
+// blobWriter accumulates one blob in tmp/, hashing as it goes, so that a
+// resumed download continues both the file and the hash.
+type blobWriter struct {
+	s      *Store
+	digest string
+	want   string
+	size   int64
+	f      *os.File
+	h      hash.Hash
+	n      int64
+}
+
+func (s *Store) newBlobWriter(digest string, size int64) (*blobWriter, error) {
 	want, ok := strings.CutPrefix(digest, "sha256:")
 	if !ok || len(want) != 64 || !isHex(want) {
-		return fmt.Errorf("blob %q: only sha256 digests are supported: %w", digest, runtime.ErrInvalidConfig)
+		return nil, fmt.Errorf("blob %q: only sha256 digests are supported: %w", digest, runtime.ErrInvalidConfig)
 	}
 	f, err := os.CreateTemp(s.path("tmp"), "blob-*")
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", digest, err)
+		return nil, fmt.Errorf("blob %s: %w", digest, err)
 	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	h := sha256.New()
+	return &blobWriter{s: s, digest: digest, want: want, size: size, f: f, h: sha256.New()}, nil
+}
+
+func (w *blobWriter) copyFrom(r io.Reader) error {
 	// Read one byte more than promised so an overlong blob is caught
 	// without reading an endless stream.
-	limit := size + 1
-	if size < 0 {
-		limit = 1 << 62
+	limit := int64(1 << 62)
+	if w.size >= 0 {
+		limit = w.size + 1 - w.n
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, limit))
-	if err != nil {
-		f.Close()
-		// A source that verifies digests itself (ggcr's remote reader)
-		// fails at EOF: with every promised byte read, the content is
-		// simply wrong, and retrying will not fix it.
-		if got := hex.EncodeToString(h.Sum(nil)); n == size && got != want {
-			return fmt.Errorf("blob %s: content hashes to sha256:%s: %w", digest, got, ErrDigestMismatch)
+	n, err := io.Copy(io.MultiWriter(w.f, w.h), &readErrMarker{r: io.LimitReader(r, limit)})
+	w.n += n
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, errRead) {
+		// A source that verifies digests itself (ggcr's readers) fails
+		// at EOF: with every promised byte read, the content is simply
+		// wrong, and retrying will not fix it.
+		if got := hex.EncodeToString(w.h.Sum(nil)); w.n == w.size && got != w.want {
+			return fmt.Errorf("blob %s: content hashes to sha256:%s: %w", w.digest, got, ErrDigestMismatch)
 		}
-		return fmt.Errorf("blob %s: after %d bytes: %w", digest, n, err)
+		return fmt.Errorf("blob %s: after %d bytes: %w", w.digest, w.n, errors.Unwrap(err))
 	}
-	if size >= 0 && n != size {
-		f.Close()
-		return fmt.Errorf("blob %s: got %d bytes, want %d: %w", digest, n, size, ErrDigestMismatch)
+	return fmt.Errorf("blob %s: %w: %w", w.digest, errWrite, err)
+}
+
+var errRead = errors.New("read failed")
+
+// readErrMarker tags errors of the source so copyFrom can tell them from
+// local write errors.
+type readErrMarker struct{ r io.Reader }
+
+func (m *readErrMarker) Read(b []byte) (int, error) {
+	n, err := m.r.Read(b)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %w", errRead, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		f.Close()
-		return fmt.Errorf("blob %s: content hashes to sha256:%s: %w", digest, got, ErrDigestMismatch)
+	return n, err
+}
+
+func (w *blobWriter) reset() error {
+	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("blob %s: %w: %w", w.digest, errWrite, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("blob %s: %w", digest, err)
+	if err := w.f.Truncate(0); err != nil {
+		return fmt.Errorf("blob %s: %w: %w", w.digest, errWrite, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("blob %s: %w", digest, err)
+	w.h.Reset()
+	w.n = 0
+	return nil
+}
+
+func (w *blobWriter) commit() error {
+	if w.size >= 0 && w.n != w.size {
+		return fmt.Errorf("blob %s: got %d bytes, want %d: %w", w.digest, w.n, w.size, ErrDigestMismatch)
 	}
-	if err := os.Chmod(tmp, 0o400); err != nil {
-		return fmt.Errorf("blob %s: %w", digest, err)
+	if got := hex.EncodeToString(w.h.Sum(nil)); got != w.want {
+		return fmt.Errorf("blob %s: content hashes to sha256:%s: %w", w.digest, got, ErrDigestMismatch)
 	}
-	dst := s.blobPath(digest)
-	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("blob %s: %w", digest, err)
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("blob %s: %w", w.digest, err)
+	}
+	if err := w.f.Chmod(0o400); err != nil {
+		return fmt.Errorf("blob %s: %w", w.digest, err)
+	}
+	dst := w.s.blobPath(w.digest)
+	if err := os.Rename(w.f.Name(), dst); err != nil {
+		return fmt.Errorf("blob %s: %w", w.digest, err)
 	}
 	return syncDir(filepath.Dir(dst))
+}
+
+// abort removes the temp file unless commit renamed it.
+func (w *blobWriter) abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
 }
 
 // readBlob returns a stored blob's content.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
@@ -76,20 +78,74 @@ func (s *Store) pull(ctx context.Context, r name.Reference, canon string, opts r
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: platform %s: %w", canon, platformString(hostPlatform()), err)
 	}
-	m, err := img.Manifest()
+	blobs, err := s.remoteBlobs(ctx, r.Context(), opts.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", canon, err)
 	}
-	configBlob, err := remote.Layer(r.Context().Digest(m.Config.Digest.String()), ropts...)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: config: %w", canon, err)
-	}
-	out, err := s.storeImage(ctx, img, configBlob, []string{canon}, prog)
+	out, err := s.storeImage(ctx, img, blobs, []string{canon}, prog)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", canon, err)
 	}
 	prog.done(fmt.Sprintf("pulled %s (%s)", shortID(out.Digest), humanBytes(out.Size)))
 	return out, nil
+}
+
+// remoteBlobs returns a blob fetcher for repo that authenticates like the
+// manifest fetch and asks for byte ranges when resuming.
+func (s *Store) remoteBlobs(ctx context.Context, repo name.Repository, auths []runtime.RegistryAuth) (blobOpener, error) {
+	auth, err := authn.Resolve(ctx, s.keychain(auths), repo)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, s.transport(), []string{repo.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", repo.RegistryStr(), classifyRemote(err))
+	}
+	client := &http.Client{Transport: transport.NewUserAgent(rt, "pelagos-agent")}
+	base := fmt.Sprintf("%s://%s/v2/%s/blobs/", repo.Registry.Scheme(), repo.RegistryStr(), repo.RepositoryStr())
+	return func(ctx context.Context, digest string, size int64) blobSource {
+		return &remoteBlob{ctx: ctx, client: client, url: base + digest, size: size}
+	}, nil
+}
+
+// remoteBlob downloads one blob, from an offset when asked (HTTP Range);
+// the caller verifies the digest.
+type remoteBlob struct {
+	ctx    context.Context
+	client *http.Client
+	url    string
+	size   int64
+}
+
+func (b *remoteBlob) Compressed() (io.ReadCloser, error) {
+	rc, _, err := b.CompressedFrom(0)
+	return rc, err
+}
+
+func (b *remoteBlob) CompressedFrom(off int64) (io.ReadCloser, bool, error) {
+	req, err := http.NewRequestWithContext(b.ctx, http.MethodGet, b.url, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	if off > 0 && b.size > off {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, b.size-1))
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := transport.CheckError(resp, http.StatusOK, http.StatusPartialContent); err != nil {
+		resp.Body.Close()
+		return nil, false, classifyRemote(err)
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		if !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", off)) {
+			resp.Body.Close()
+			return nil, false, fmt.Errorf("GET %s: Content-Range %q does not start at %d", b.url, resp.Header.Get("Content-Range"), off)
+		}
+		return resp.Body, true, nil
+	}
+	return resp.Body, false, nil
 }
 
 // classifyRemote maps a registry's "no such manifest" to ErrNotFound so
