@@ -509,6 +509,13 @@ func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error)
 		r.metrics.Pass(time.Since(start), nil)
 		return plan, nil
 	}
+	if d == nil && !plan.Empty() {
+		// Removal may wait out grace periods: show the pod as terminating
+		// meanwhile rather than letting it vanish from the API.
+		r.mu.Lock()
+		r.status[key] = buildStatus(nil, obs, &plan, r.mem[key], r.cfg.Now())
+		r.mu.Unlock()
+	}
 	applyErr := r.apply(ctx, d, obs, &plan)
 	if !plan.Empty() {
 		if obs2, err := r.Observe(ctx, key); err == nil {

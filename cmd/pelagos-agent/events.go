@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -50,7 +51,7 @@ func newEventsCommand(g *globalOptions) *cobra.Command {
 }
 
 func object(o reconcile.ObjectRef) string {
-	s := o.Kind + "/" + o.Name
+	s := strings.ToLower(o.Kind) + " " + o.Name
 	if o.Kind == "Pod" {
 		s = "pod/" + o.Name
 		if o.Namespace != "" && o.Namespace != "default" {
