@@ -509,7 +509,9 @@ func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, 
 					return fmt.Errorf("mounts[%d]: %w", i, err)
 				}
 			}
-			rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: src, Destination: m.ContainerPath, ReadOnly: m.ReadOnly})
+			// ConfigMap and Secret files are read-only in Kubernetes
+			// whatever the mount says: the runtime owns their updates.
+			rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: src, Destination: m.ContainerPath, ReadOnly: m.ReadOnly || vc.Files != nil})
 		}
 		// The binds are part of what the shim reads.
 		if err := writeJSONAtomic(filepath.Join(rec.Dir, containerFile), rec); err != nil {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/volume"
 )
 
@@ -86,41 +84,4 @@ func (r *Runtime) UpdateVolume(ctx context.Context, sandboxID string, vol *runti
 		return fmt.Errorf("update volume %q of sandbox %s: no such projected volume: %w", vol.Name, sandboxID, runtime.ErrNotFound)
 	}
 	return r.volumes().UpdateVolume(sandboxID, vol)
-}
-
-// volumeBinds turns a container's mounts into rootfs binds: the volume's
-// host directory, or for a subPath a bind prepared under the run root that
-// holds exactly what the subPath resolved to inside the volume (never
-// outside it). Projected volumes are always read-only, as in Kubernetes.
-func (r *Runtime) volumeBinds(rec *sandboxRecord, container string, mounts []runtime.Mount) ([]rootfs.Bind, error) {
-	vols := map[string]*runtime.VolumeConfig{}
-	for i := range rec.Config.Volumes {
-		vols[rec.Config.Volumes[i].Name] = &rec.Config.Volumes[i]
-	}
-	m := r.volumes()
-	var binds []rootfs.Bind
-	for i, mt := range mounts {
-		v := vols[mt.Volume]
-		if v == nil {
-			return nil, fmt.Errorf("container %s: mount %s: no volume %q in sandbox %s: %w", container, mt.ContainerPath, mt.Volume, rec.ID, runtime.ErrInvalidConfig)
-		}
-		if !path.IsAbs(mt.ContainerPath) {
-			return nil, fmt.Errorf("container %s: mount path %q is not absolute: %w", container, mt.ContainerPath, runtime.ErrInvalidConfig)
-		}
-		src := m.HostPath(rec.ID, v)
-		if mt.SubPath != "" {
-			p, err := m.PrepareSubPath(rec.ID, container, i, src, mt.SubPath)
-			if err != nil {
-				return nil, fmt.Errorf("container %s: volume %q: %w", container, mt.Volume, err)
-			}
-			src = p
-		}
-		binds = append(binds, rootfs.Bind{Source: src, Destination: mt.ContainerPath, ReadOnly: mt.ReadOnly || v.Files != nil})
-	}
-	return binds, nil
-}
-
-// releaseContainerVolumes drops the container's subPath binds.
-func (r *Runtime) releaseContainerVolumes(sandboxID, container string) error {
-	return r.volumes().CleanupSubPaths(sandboxID, container)
 }
