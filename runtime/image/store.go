@@ -577,6 +577,8 @@ type flight struct {
 	err     error
 }
 
+// fn runs with the first caller's context; when that caller gives up,
+// waiters whose own context is still live run fn again themselves.
 func (g *flightGroup) do(ctx context.Context, key string, fn func() (any, error)) (any, error) {
 	g.mu.Lock()
 	if g.m == nil {
@@ -587,6 +589,9 @@ func (g *flightGroup) do(ctx context.Context, key string, fn func() (any, error)
 		g.mu.Unlock()
 		select {
 		case <-f.done:
+			if (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) && ctx.Err() == nil {
+				return g.do(ctx, key, fn)
+			}
 			return f.val, f.err
 		case <-ctx.Done():
 			return nil, ctx.Err()
