@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// validateRun calls the program as a user would and returns its output and
+// exit status.
+func validateRun(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), exitCode(err)
+}
+
+func validateWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const validatePod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  containers:
+  - name: web
+    image: busybox:1.36
+`
+
+// TestValidateExamples is the first "done when" item: the examples are valid.
+// They are copied to a private directory so the trust check runs for real
+// wherever the repository is checked out.
+func TestValidateExamples(t *testing.T) {
+	paths, err := filepath.Glob("../../examples/pods/*.yaml")
+	if err != nil || len(paths) < 8 {
+		t.Fatalf("want at least 8 examples, found %d (%v)", len(paths), err)
+	}
+	dir := filepath.Join(t.TempDir(), "pods")
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		validateWrite(t, filepath.Join(dir, filepath.Base(p)), string(b))
+	}
+	out, stderr, code := validateRun(t, "validate", dir)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	if want := fmt.Sprintf("%d file(s), ", len(paths)); !strings.Contains(out, want) || !strings.Contains(out, " 0 problem(s)") {
+		t.Errorf("summary %q lacks %q / 0 problems", out, want)
+	}
+	// And in place, as the README tells a developer to run it.
+	if out, _, code := validateRun(t, "validate", "--insecure-skip-trust-check", "../../examples/pods"); code != 0 {
+		t.Fatalf("examples in place: exit %d\n%s", code, out)
+	}
+}
+
+// TestValidateRefusals covers each refusal of the "done when" list: exit
+// status 1 and a message naming the file, document, field and problem.
+func TestValidateRefusals(t *testing.T) {
+	bomb := "apiVersion: v1\nkind: Pod\nmetadata:\n  name: lol\n  annotations:\n    a0: &a0 \"lol\"\n"
+	for i := 1; i <= 9; i++ {
+		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 10), ", ")
+		bomb += fmt.Sprintf("    a%d: &a%d [%s]\n", i, i, refs)
+	}
+	tests := []struct {
+		name  string
+		files map[string]string // relative to the manifest directory
+		setup func(t *testing.T, dir string)
+		want  []string // lines that must appear, with DIR replaced by the directory
+	}{
+		{"misspelled field", map[string]string{
+			"web.yaml": fmt.Sprintf(validatePod, "web") + "    securityContext:\n      readOnlyRootFilesytem: true\n",
+		}, nil, []string{`DIR/web.yaml: spec.containers[0].securityContext.readOnlyRootFilesytem: unknown field "readOnlyRootFilesytem" (did you mean "readOnlyRootFilesystem"?) (line 10)`}},
+		{"unsupported Kubernetes field", map[string]string{
+			"web.yaml": fmt.Sprintf(validatePod, "web") + "  tolerations:\n  - operator: Exists\n",
+		}, nil, []string{`DIR/web.yaml: spec.tolerations: field is not supported by pelagos-agent (it is valid in Kubernetes; see docs/manifest.md) (line 9)`}},
+		{"YAML bomb", map[string]string{"lol.yaml": bomb}, nil,
+			[]string{`DIR/lol.yaml: document expands to more than 100000 YAML nodes or 2097152 bytes (aliases included); refusing it as a possible YAML bomb`}},
+		{"invalid quantity in a multi-document file", map[string]string{
+			"web.yaml": fmt.Sprintf(validatePod, "one") + "---\n" + fmt.Sprintf(validatePod, "two") +
+				"    resources:\n      limits:\n        memory: 10Qi\n",
+		}, nil, []string{`DIR/web.yaml: doc 2: spec.containers[0].resources.limits.memory: "10Qi" is not a valid quantity (line 20)`}},
+		{"duplicate pod across two files", map[string]string{
+			"a.yaml": fmt.Sprintf(validatePod, "web"),
+			"b.yaml": fmt.Sprintf(validatePod, "web"),
+		}, nil, []string{
+			`DIR/a.yaml: doc 1: metadata.name: pod default/web is also defined in DIR/b.yaml doc 1; this one wins (line 1)`,
+			`DIR/b.yaml: doc 1: metadata.name: pod default/web is already defined in DIR/a.yaml doc 1, which wins; this one is ignored (line 1)`,
+		}},
+		{"path-traversal name", map[string]string{
+			"evil.yaml": fmt.Sprintf(validatePod, `"../../etc/cron.d/x"`),
+		}, nil, []string{`DIR/evil.yaml: metadata.name: "../../etc/cron.d/x" is invalid: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*') (line 4)`}},
+		{"world-writable manifest directory", map[string]string{
+			"web.yaml": fmt.Sprintf(validatePod, "web"),
+		}, func(t *testing.T, dir string) {
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{`manifest directory DIR: DIR is world-writable (mode 0777): untrusted`}},
+		{"world-writable manifest", map[string]string{
+			"web.yaml": fmt.Sprintf(validatePod, "web"),
+		}, func(t *testing.T, dir string) {
+			if err := os.Chmod(filepath.Join(dir, "web.yaml"), 0o666); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{`DIR/web.yaml: DIR/web.yaml is world-writable (mode 0666): untrusted`}},
+		{"other kind", map[string]string{
+			"deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n",
+		}, nil, []string{`DIR/deploy.yaml: kind: "Deployment" is not supported by pelagos-agent: only Pod, ConfigMap and Secret are (line 2)`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "pods")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, content := range tc.files {
+				validateWrite(t, filepath.Join(dir, name), content)
+			}
+			if tc.setup != nil {
+				tc.setup(t, dir)
+			}
+			out, stderr, code := validateRun(t, "validate", dir)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+			}
+			for _, w := range tc.want {
+				w = strings.ReplaceAll(w, "DIR", dir)
+				if !strings.Contains(out+"\n", w+"\n") {
+					t.Errorf("output lacks the line\n%s\nstdout:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateFilesAndUsage(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	validateWrite(t, a, fmt.Sprintf(validatePod, "web"))
+	validateWrite(t, b, fmt.Sprintf(validatePod, "web"))
+
+	if out, _, code := validateRun(t, "validate", a); code != 0 {
+		t.Errorf("one valid file: exit %d\n%s", code, out)
+	}
+	out, _, code := validateRun(t, "validate", a, b)
+	if code != 1 || !strings.Contains(out, b+": doc 1: metadata.name: pod default/web is already defined in "+a) {
+		t.Errorf("duplicate across file arguments: exit %d\n%s", code, out)
+	}
+	if out, _, code := validateRun(t, "validate", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(out, "missing.yaml: cannot stat") {
+		t.Errorf("missing file: exit %d\n%s", code, out)
+	}
+	for _, args := range [][]string{{"validate"}, {"validate", "-o", "yaml", a}, {"validate", "--no-such-flag", a},
+		{"validate", "--max-file-size", "-1", a}} {
+		if _, stderr, code := validateRun(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage)\n%s", args, code, stderr)
+		}
+	}
+}
+
+func TestValidateJSON(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pods")
+	validateWrite(t, filepath.Join(dir, "good.yaml"), fmt.Sprintf(validatePod, "good"))
+	validateWrite(t, filepath.Join(dir, "bad.yaml"), fmt.Sprintf(validatePod, "bad")+"  affinity: {}\n")
+	out, _, code := validateRun(t, "validate", "-o", "json", dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, out)
+	}
+	var report struct {
+		Valid bool `json:"valid"`
+		Files []struct {
+			Path   string `json:"path"`
+			Valid  bool   `json:"valid"`
+			Pods   int    `json:"pods"`
+			Errors []struct {
+				File, Field, Kind, Message string
+				Doc, Line                  int
+			} `json:"errors"`
+		} `json:"files"`
+		Pods []struct {
+			Namespace, Name, SandboxHash string
+		} `json:"pods"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if report.Valid || len(report.Files) != 2 || len(report.Pods) != 1 || report.Pods[0].Name != "good" ||
+		!strings.HasPrefix(report.Pods[0].SandboxHash, "s1-") {
+		t.Fatalf("report: %+v", report)
+	}
+	bad := report.Files[0]
+	if bad.Valid || len(bad.Errors) != 1 {
+		t.Fatalf("bad.yaml: %+v", bad)
+	}
+	e := bad.Errors[0]
+	if e.Field != "spec.affinity" || e.Kind != "Unsupported" || e.Doc != 1 || e.Line != 9 || e.File != filepath.Join(dir, "bad.yaml") {
+		t.Errorf("error entry: %+v", e)
+	}
+}
