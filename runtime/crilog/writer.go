@@ -37,8 +37,8 @@ const (
 // partial entries.
 const MaxLine = 16 * 1024
 
-// queueLen bounds the lines held in memory while the disk is slow.
-const queueLen = 1024
+// queueBytes bounds the log content held in memory while the disk is slow.
+const queueBytes = 4 << 20
 
 // Options tune a Writer. Zero values mean the defaults.
 type Options struct {
@@ -55,17 +55,21 @@ type entry struct {
 	at      time.Time
 }
 
-// Writer appends entries to one log file.
+// Writer appends entries to one log file. Readers of the container's pipes
+// only append to an in-memory queue bounded in bytes; one goroutine writes
+// the queue to the file in batches, so a burst costs one write per batch.
 type Writer struct {
 	path string
 	opts Options
 
-	queue   chan entry
-	dropped chan int // lines dropped because the queue was full
+	mu      sync.Mutex // guards queue, queued, drops, closing
+	queue   []entry
+	queued  int
+	drops   int
+	closing bool
+	wake    chan struct{} // capacity 1: "the queue is not empty"
 	done    chan struct{}
 
-	mu      sync.Mutex // guards drops
-	drops   int
 	f       *os.File
 	size    int64
 	readers sync.WaitGroup
@@ -97,7 +101,7 @@ func NewWriter(path string, opts Options) (*Writer, error) {
 
 func newWriter(path string, f *os.File, size int64, opts Options) *Writer {
 	w := &Writer{path: path, opts: opts, f: f, size: size,
-		queue: make(chan entry, queueLen), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -121,12 +125,18 @@ func (w *Writer) Copy(stream string, r io.Reader) {
 }
 
 func (w *Writer) enqueue(e entry) {
-	select {
-	case w.queue <- e:
-	default:
-		w.mu.Lock()
+	w.mu.Lock()
+	if w.queued+len(e.data) > queueBytes {
 		w.drops++
 		w.mu.Unlock()
+		return
+	}
+	w.queue = append(w.queue, e)
+	w.queued += len(e.data)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -134,7 +144,13 @@ func (w *Writer) enqueue(e entry) {
 // file. It returns the first write error, if any.
 func (w *Writer) Close() error {
 	w.readers.Wait()
-	close(w.queue)
+	w.mu.Lock()
+	w.closing = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 	<-w.done
 	return w.err
 }
@@ -142,22 +158,47 @@ func (w *Writer) Close() error {
 func (w *Writer) run() {
 	defer close(w.done)
 	var buf []byte
-	for e := range w.queue {
+	for range w.wake {
 		w.mu.Lock()
-		drops := w.drops
-		w.drops = 0
+		batch, drops, closing := w.queue, w.drops, w.closing
+		w.queue, w.queued, w.drops = nil, 0, 0
 		w.mu.Unlock()
-		if drops > 0 {
-			msg := []byte("[pelagos: " + strconv.Itoa(drops) + " log lines dropped: disk too slow]")
-			buf = format(buf[:0], entry{stream: Stderr, data: msg, at: e.at})
-			w.write(buf)
+		buf = buf[:0]
+		for i, e := range batch {
+			if drops > 0 && i == 0 {
+				msg := []byte("[pelagos: " + strconv.Itoa(drops) + " log lines dropped: disk too slow]")
+				buf = w.add(buf, entry{stream: Stderr, data: msg, at: e.at})
+			}
+			buf = w.add(buf, e)
 		}
-		buf = format(buf[:0], e)
-		w.write(buf)
+		w.flush(buf)
+		if closing {
+			w.mu.Lock()
+			empty := len(w.queue) == 0
+			w.mu.Unlock()
+			if empty {
+				break
+			}
+		}
 	}
 	if err := w.f.Close(); err != nil && w.err == nil {
 		w.err = err
 	}
+}
+
+// add appends one formatted entry to buf, first flushing and rotating when
+// the entry would take the file over MaxSize.
+func (w *Writer) add(buf []byte, e entry) []byte {
+	n := int64(len(buf))
+	line := format(nil, e)
+	if w.size+n > 0 && w.size+n+int64(len(line)) > w.opts.MaxSize {
+		w.flush(buf)
+		buf = buf[:0]
+		if err := w.rotate(); err != nil && w.err == nil {
+			w.err = err
+		}
+	}
+	return append(buf, line...)
 }
 
 func format(buf []byte, e entry) []byte {
@@ -175,11 +216,9 @@ func format(buf []byte, e entry) []byte {
 	return append(buf, '\n')
 }
 
-func (w *Writer) write(b []byte) {
-	if w.size > 0 && w.size+int64(len(b)) > w.opts.MaxSize {
-		if err := w.rotate(); err != nil && w.err == nil {
-			w.err = err
-		}
+func (w *Writer) flush(b []byte) {
+	if len(b) == 0 {
+		return
 	}
 	n, err := w.f.Write(b)
 	w.size += int64(n)

@@ -457,14 +457,15 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 // prepareContainer makes what the shim needs: directories, log directory,
 // cgroups and volume binds.
 func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, sb *sandboxRecord) error {
+	if err := os.MkdirAll(rec.StateDir, 0o700); err != nil {
+		return err
+	}
+	// The upper directory is the container's "/": its mode is what a
+	// non-root workload sees there, so it gets the usual 0755.
 	for _, d := range []string{rec.Rootfs.Rootfs, rec.Rootfs.Upper, rec.Rootfs.Work} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
 		}
-	}
-	// The rootfs mount point is entered by the (possibly non-root) user.
-	if err := os.Chmod(rec.Rootfs.Rootfs, 0o755); err != nil {
-		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(rec.LogPath), 0o700); err != nil {
 		return err

@@ -130,7 +130,11 @@ func runInit(spec *initSpec) error {
 			return err
 		}
 	}
-	if err := caps.DropBounding(p.Caps); err != nil {
+	capset, err := caps.Prepare(p.Caps)
+	if err != nil {
+		return err
+	}
+	if err := capset.DropBounding(); err != nil {
 		return err
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
@@ -149,7 +153,7 @@ func runInit(spec *initSpec) error {
 	if err := unix.Setuid(int(p.User.UID)); err != nil {
 		return fmt.Errorf("setuid %d: %w", p.User.UID, err)
 	}
-	if err := caps.ApplyThread(p.Caps); err != nil {
+	if err := capset.ApplyThread(); err != nil {
 		return err
 	}
 	if p.NoNewPrivs {

@@ -18,47 +18,45 @@ func toCaps(names []string) ([]capability.Cap, error) {
 	return out, nil
 }
 
-// DropBounding limits the calling thread's bounding set to names. It needs
-// CAP_SETPCAP, so it runs before the thread changes uid. Capabilities the
-// running kernel does not know are skipped: they cannot be granted anyway.
-func DropBounding(names []string) error {
+// Set is a capability set prepared for the calling thread. It is loaded
+// while the thread can still read its own /proc entry: after a change of
+// uid the process is not dumpable and /proc/self/status is root's.
+type Set struct {
+	c capability.Capabilities
+}
+
+// Prepare builds the set: bounding, effective and permitted are names;
+// inheritable and ambient are empty, so nothing passes to a non-root execve.
+func Prepare(names []string) (*Set, error) {
 	keep, err := toCaps(names)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := capability.NewPid2(0)
 	if err != nil {
-		return fmt.Errorf("capabilities: read own: %w", err)
+		return nil, fmt.Errorf("capabilities: read own: %w", err)
 	}
 	if err := c.Load(); err != nil {
-		return fmt.Errorf("capabilities: load own: %w", err)
+		return nil, fmt.Errorf("capabilities: load own: %w", err)
 	}
-	c.Clear(capability.BOUNDING)
-	c.Set(capability.BOUNDING, keep...)
-	if err := c.Apply(capability.BOUNDING); err != nil {
+	c.Clear(capability.CAPS | capability.BOUNDING | capability.AMBIENT)
+	c.Set(capability.BOUNDING|capability.EFFECTIVE|capability.PERMITTED, keep...)
+	return &Set{c: c}, nil
+}
+
+// DropBounding limits the thread's bounding set. It needs CAP_SETPCAP, so it
+// runs before the thread changes uid.
+func (s *Set) DropBounding() error {
+	if err := s.c.Apply(capability.BOUNDING); err != nil {
 		return fmt.Errorf("capabilities: drop bounding set: %w", err)
 	}
 	return nil
 }
 
-// ApplyThread sets the calling thread's effective and permitted sets to
-// names and empties inheritable and ambient, so nothing is passed on to a
-// non-root execve. The caller keeps the thread locked until execve.
-func ApplyThread(names []string) error {
-	keep, err := toCaps(names)
-	if err != nil {
-		return err
-	}
-	c, err := capability.NewPid2(0)
-	if err != nil {
-		return fmt.Errorf("capabilities: read own: %w", err)
-	}
-	if err := c.Load(); err != nil {
-		return fmt.Errorf("capabilities: load own: %w", err)
-	}
-	c.Clear(capability.CAPS | capability.AMBIENT)
-	c.Set(capability.EFFECTIVE|capability.PERMITTED, keep...)
-	if err := c.Apply(capability.CAPS | capability.AMBIENT); err != nil {
+// ApplyThread sets effective, permitted, inheritable and ambient. The caller
+// keeps the thread locked until execve.
+func (s *Set) ApplyThread() error {
+	if err := s.c.Apply(capability.CAPS | capability.AMBIENT); err != nil {
 		return fmt.Errorf("capabilities: set effective/permitted: %w", err)
 	}
 	return nil

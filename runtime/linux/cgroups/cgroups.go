@@ -205,6 +205,10 @@ func (m *Manager) Parent() string { return m.parent }
 // Path is the cgroup path of rel below the parent, for status output.
 func (m *Manager) Path(rel string) string { return path.Join(m.parent, rel) }
 
+// Dir is the directory of rel in a hierarchy: a v1 controller name, or ""
+// on v2. Tests read kernel files there.
+func (m *Manager) Dir(hierarchy, rel string) (string, error) { return m.dir(hierarchy, rel) }
+
 func (m *Manager) dir(h, rel string) (string, error) {
 	rel = path.Clean("/" + rel)
 	if rel == "/" {
