@@ -118,7 +118,7 @@ func TestNeverBlocks(t *testing.T) {
 	}
 	w := newWriter("pipe", pw, 0, Options{MaxSize: 1 << 40, MaxFiles: 2, Now: fixedClock()})
 	in := strings.Repeat(strings.Repeat("y", 100)+"\n", 100000) // 10 MB, far beyond pipe and queue
-	w.Copy(Stdout, strings.NewReader(in))                      // returns only if never blocked
+	w.Copy(Stdout, strings.NewReader(in))                       // returns only if never blocked
 	w.mu.Lock()
 	dropped := w.drops
 	w.mu.Unlock()
