@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"os"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -314,6 +315,27 @@ func TestUnsupportedFieldsAreKnownKubernetesFields(t *testing.T) {
 			if _, ok := si.fields[n]; ok {
 				t.Errorf("%s.%s is both a field and unsupported", typ.Name(), n)
 			}
+		}
+	}
+}
+
+// TestDocsListRefusedFields keeps docs/manifest.md honest: every refused
+// field and every allowed sysctl appears there.
+func TestDocsListRefusedFields(t *testing.T) {
+	doc, err := os.ReadFile("../docs/manifest.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, names := range UnsupportedFields() {
+		for _, n := range names {
+			if !strings.Contains(string(doc), "`"+n+"`") {
+				t.Errorf("docs/manifest.md does not list the refused field %s.%s", typ, n)
+			}
+		}
+	}
+	for _, s := range SafeSysctls() {
+		if !strings.Contains(string(doc), "`"+s+"`") {
+			t.Errorf("docs/manifest.md does not list the sysctl %s", s)
 		}
 	}
 }
