@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,38 +25,24 @@ const PauseName = "pelagos-pause"
 // Pause arguments: pelagos-pause <run root> <sandbox id>. They carry no
 // meaning for the pause itself; they let GC recognise its own pauses in
 // /proc, by run root, even when a crash lost the record.
-const pauseReadyFD = 3
-
 func init() { reexec.Register(PauseName, pauseMain) }
 
-// pauseEnv keeps the pause small: one P, an aggressive GC and no
-// background scavenger delay; it allocates almost nothing after start.
-var pauseEnv = []string{"GOMAXPROCS=1", "GOGC=20", "GOMEMLIMIT=4MiB", "GOTRACEBACK=none"}
+// pauseEnv keeps the pause small: one P and an aggressive GC; it allocates
+// almost nothing after start.
+var pauseEnv = []string{"GOMAXPROCS=1", "GOGC=20", "GOTRACEBACK=none"}
 
-// pauseMain is the pause process. It is born inside the sandbox's new
-// namespaces (clone flags set by the agent), sets the pod hostname, reports
-// readiness by writing "ok" to fd 3 and closing it, and then only waits: for
+// pauseMain is the pause process. It is born inside the sandbox's
+// namespaces, hostname already set (see startPause), and only waits: for
 // SIGTERM to exit, and, as PID 1 of a shared PID namespace, for orphans to
 // reap.
 func pauseMain() {
-	ready := os.NewFile(pauseReadyFD, "ready")
-	fail := func(format string, args ...any) {
-		fmt.Fprintf(ready, format, args...)
-		os.Exit(1)
-	}
-	if h := os.Getenv("PELAGOS_PAUSE_HOSTNAME"); h != "" {
-		if err := unix.Sethostname([]byte(h)); err != nil {
-			fail("pause: set hostname %q: %v", h, err)
-		}
-	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGCHLD)
 	signal.Ignore(unix.SIGHUP, unix.SIGPIPE, unix.SIGUSR1, unix.SIGUSR2)
-	if _, err := ready.WriteString("ok"); err != nil {
-		os.Exit(1)
-	}
-	ready.Close()
 	pid1 := os.Getpid() == 1
+	if pid1 {
+		reapAll() // children orphaned before the handler was installed
+	}
 	for s := range sigs {
 		switch s {
 		case unix.SIGCHLD:
@@ -87,16 +73,15 @@ type pauseSpec struct {
 	ns       runtime.NamespaceOptions
 }
 
-func (s pauseSpec) cloneFlags() uintptr {
-	var f uintptr = unix.CLONE_NEWUTS
+// threadFlags are the namespaces made on the agent's thread before the
+// fork; the pause inherits them.
+func (s pauseSpec) threadFlags() int {
+	f := unix.CLONE_NEWUTS
 	if s.ns.Network == runtime.NamespacePod {
 		f |= unix.CLONE_NEWNET
 	}
 	if s.ns.IPC == runtime.NamespacePod {
 		f |= unix.CLONE_NEWIPC
-	}
-	if s.ns.PID == runtime.NamespacePod {
-		f |= unix.CLONE_NEWPID
 	}
 	return f
 }
@@ -108,48 +93,78 @@ type procID struct {
 	Start uint64 `json:"start"`
 }
 
-// startPause starts the pause in its namespaces and returns once it is
-// ready. The agent reaps it if it dies while the agent lives; after the
-// agent exits it is reparented, never killed with it (Setsid).
+// startPause makes the sandbox's namespaces and starts the pause inside
+// them. The namespaces are made, and the hostname set, on a locked OS
+// thread of the agent, and the pause is forked from that thread, so it is
+// born inside them: once exec has succeeded (os.StartProcess reports exec
+// failures through its close-on-exec pipe) the pause holds the namespaces.
+// That is the readiness confirmation, and it does not wait for the Go
+// runtime of the re-executed binary to initialise, which costs tens of
+// milliseconds for a large binary. With a shared PID namespace the pause
+// is cloned into a new one and is its PID 1.
+//
+// The thread is never unlocked: Go ends it with its goroutine instead of
+// reusing a thread that sits in a pod's namespaces. The agent reaps the
+// pause if it dies while the agent lives; after the agent exits it is
+// reparented, never killed with it (Setsid).
 func startPause(s pauseSpec) (procID, error) {
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+	type result struct {
+		p   procID
+		err error
 	}
-	defer rd.Close()
+	done := make(chan result, 1)
+	var run func()
+	run = func() {
+		goruntime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: Go cannot end it, so it would stay in the
+			// pod's namespaces for good. Hop to another thread.
+			goruntime.UnlockOSThread()
+			go run()
+			return
+		}
+		p, err := forkPause(s)
+		done <- result{p, err}
+	}
+	go run()
+	res := <-done
+	if res.err != nil {
+		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, res.err)
+	}
+	return res.p, nil
+}
+
+// forkPause runs on a locked thread that it moves into new namespaces.
+func forkPause(s pauseSpec) (procID, error) {
+	if err := unix.Unshare(s.threadFlags()); err != nil {
+		return procID{}, os.NewSyscallError("unshare", err)
+	}
+	if err := unix.Sethostname([]byte(s.hostname)); err != nil {
+		return procID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		wr.Close()
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+		return procID{}, err
 	}
 	defer devnull.Close()
-	env := append(append([]string{}, pauseEnv...), "PELAGOS_PAUSE_HOSTNAME="+s.hostname)
+	var clone uintptr
+	if s.ns.PID == runtime.NamespacePod {
+		clone = unix.CLONE_NEWPID
+	}
 	proc, err := os.StartProcess(reexec.Self, []string{PauseName, s.runRoot, s.id}, &os.ProcAttr{
 		Dir:   "/",
-		Env:   env,
-		Files: []*os.File{devnull, devnull, devnull, wr},
-		Sys: &syscall.SysProcAttr{
-			Cloneflags: s.cloneFlags(),
-			Setsid:     true,
-		},
+		Env:   pauseEnv,
+		Files: []*os.File{devnull, devnull, devnull},
+		Sys:   &syscall.SysProcAttr{Cloneflags: clone, Setsid: true},
 	})
-	wr.Close()
 	if err != nil {
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+		return procID{}, err
 	}
 	go proc.Wait() // reap it should it die while we run; never block on it
-	msg, err := io.ReadAll(rd)
-	if err != nil || string(msg) != "ok" {
-		proc.Kill()
-		if len(msg) == 0 {
-			msg = []byte("exited before reporting readiness")
-		}
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %s", s.id, bytes.TrimSpace(msg))
-	}
 	st, err := procStart(proc.Pid)
 	if err != nil {
 		proc.Kill()
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+		return procID{}, err
 	}
 	return procID{PID: proc.Pid, Start: st}, nil
 }
@@ -196,40 +211,59 @@ func (p procID) alive() bool {
 }
 
 // stop ends the process: SIGTERM, up to grace for it to exit, then
-// SIGKILL. The pidfd pins the process, so a reused PID is never signalled.
-// A process that is already gone is not an error.
+// SIGKILL. A process that is already gone is not an error.
 func (p procID) stop(grace time.Duration) error {
+	return p.terminate()(grace)
+}
+
+// terminate sends SIGTERM and returns the wait for the process's end,
+// which KILLs it after grace; the caller can do other work between the
+// two. The pidfd pins the process, so a reused PID is never signalled.
+func (p procID) terminate() (wait func(grace time.Duration) error) {
+	gone := func(time.Duration) error { return nil }
 	if p.PID <= 0 {
-		return nil
+		return gone
 	}
 	fd, err := unix.PidfdOpen(p.PID, 0)
 	if errors.Is(err, unix.ESRCH) {
-		return nil
+		return gone
 	}
 	if err != nil {
-		return fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_open", err))
+		return func(time.Duration) error {
+			return fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_open", err))
+		}
 	}
-	defer unix.Close(fd)
 	// Checked after opening the pidfd: from here on the PID cannot be reused.
 	if !p.alive() {
-		return nil
+		unix.Close(fd)
+		return gone
 	}
-	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGKILL} {
+	signal := func(sig unix.Signal) (bool, error) {
 		if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
 			if errors.Is(err, unix.ESRCH) {
-				return nil
+				return true, nil
 			}
-			return fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_send_signal", err))
+			return false, fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_send_signal", err))
 		}
-		wait := grace
-		if sig == unix.SIGKILL {
-			wait = 5 * time.Second
-		}
-		if exited, err := waitPidfd(fd, wait); err != nil || exited {
+		return false, nil
+	}
+	exited, err := signal(unix.SIGTERM)
+	return func(grace time.Duration) error {
+		defer unix.Close(fd)
+		if exited || err != nil {
 			return err
 		}
+		if exited, err := waitPidfd(fd, grace); err != nil || exited {
+			return err
+		}
+		if exited, err := signal(unix.SIGKILL); err != nil || exited {
+			return err
+		}
+		if exited, err := waitPidfd(fd, 5*time.Second); err != nil || exited {
+			return err
+		}
+		return fmt.Errorf("stop pid %d: still running after SIGKILL", p.PID)
 	}
-	return fmt.Errorf("stop pid %d: still running after SIGKILL", p.PID)
 }
 
 // waitPidfd waits up to d for the process behind fd to exit.

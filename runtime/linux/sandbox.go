@@ -374,10 +374,11 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 			}
 		}
 	}
+	// The pause is only signalled here; its exit (a whole Go runtime to
+	// tear down) overlaps the steps below and is awaited before step 4.
+	var waits []func(time.Duration) error
 	for _, p := range pauses {
-		if err := p.stop(r.stopGrace); err != nil {
-			errs = append(errs, fmt.Errorf("stop pause: %w", err))
-		}
+		waits = append(waits, p.terminate())
 	}
 
 	// Step 3a: published ports and this pod's lines in the other pods'
@@ -404,7 +405,13 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		errs = append(errs, err)
 	}
 
-	// Step 4: the record and the sandbox directory, last.
+	// Step 4: the pause's end, then the record and the sandbox directory,
+	// last.
+	for _, wait := range waits {
+		if err := wait(r.stopGrace); err != nil {
+			errs = append(errs, fmt.Errorf("stop pause: %w", err))
+		}
+	}
 	if len(errs) == 0 {
 		if err := removeDir(rec.Dir); err != nil {
 			errs = append(errs, err)

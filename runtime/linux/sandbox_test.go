@@ -33,8 +33,15 @@ func podConfig(name string) *rt.SandboxConfig {
 // namespaces.
 func onThreadIn(paths map[string]string, fn func() error) error {
 	errc := make(chan error, 1)
-	go func() {
+	var run func()
+	run = func() {
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// Never the main thread: Go cannot discard it.
+			runtime.UnlockOSThread()
+			go run()
+			return
+		}
 		for kind, p := range paths {
 			fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
@@ -49,7 +56,8 @@ func onThreadIn(paths map[string]string, fn func() error) error {
 			}
 		}
 		errc <- fn()
-	}()
+	}
+	go run()
 	return <-errc
 }
 
@@ -408,7 +416,7 @@ func TestSandboxSharedPIDAndHostNamespaces(t *testing.T) {
 	}
 	for _, kind := range []string{"net", "ipc", "pid"} {
 		got, _ := nsInode(fmt.Sprintf("/proc/%d/ns/%s", hsb.PausePID, kind))
-		want, _ := nsInode("/proc/self/ns/" + kind)
+		want, _ := nsInode(fmt.Sprintf("/proc/%d/ns/%s", os.Getppid(), kind))
 		if got != want {
 			t.Errorf("host-namespace pause: %s namespace %d, host %d", kind, got, want)
 		}
