@@ -34,6 +34,10 @@
 //
 // Every problem is a *spec.FieldError whose File is the manifest's path, so
 // it prints as "pods/web.yaml: doc 2: spec.containers[0].image: is required".
+//
+// A long-running caller should pass the same Options.Cache on every load:
+// files whose bytes did not change are then not parsed again (their objects
+// are shared between snapshots and must be treated as read-only).
 package manifest
 
 import (
@@ -72,6 +76,9 @@ type Options struct {
 	// MaxFileSize caps a manifest's size in bytes; 0 means
 	// spec.DefaultLimits.MaxBytes (1 MiB).
 	MaxFileSize int64
+	// Cache, when set, skips re-parsing files whose bytes did not change
+	// since the last load with the same Cache.
+	Cache *Cache
 }
 
 func (o Options) limits() spec.Limits {
@@ -234,6 +241,9 @@ func LoadDir(dir string, opts Options) (*Snapshot, error) {
 		snap.Files[path] = loadEntry(path, e.Type(), opts)
 	}
 	resolveDuplicates(snap)
+	if opts.Cache != nil {
+		opts.Cache.retain(snap.Files)
+	}
 	return snap, nil
 }
 
@@ -304,7 +314,17 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 	fr.Resolved = target
 	sum := sha256.Sum256(data)
 	fr.Digest = hex.EncodeToString(sum[:])
-	docs, fileErrs := spec.ParseFile(path, data, opts.limits())
+	lim := opts.limits()
+	docs, fileErrs, cached := []*spec.Document(nil), spec.FieldErrors(nil), false
+	if opts.Cache != nil {
+		docs, fileErrs, cached = opts.Cache.get(path, fr.Digest, lim)
+	}
+	if !cached {
+		docs, fileErrs = spec.ParseFile(path, data, lim)
+		if opts.Cache != nil {
+			opts.Cache.put(path, fr.Digest, lim, docs, fileErrs)
+		}
+	}
 	for _, e := range fileErrs {
 		fr.Errs = append(fr.Errs, e)
 	}
