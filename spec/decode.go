@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"unicode/utf8"
 
@@ -236,8 +237,17 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	// Parse once with yaml.v3 for line numbers and to measure the document
 	// before anything expands its aliases.
 	var n yamlv3.Node
-	if err := yamlv3.Unmarshal(c.data, &n); err != nil {
+	dec := yamlv3.NewDecoder(bytes.NewReader(c.data))
+	if err := dec.Decode(&n); err != nil {
 		d.add(nil, ErrSyntax, "not valid YAML: %s", yamlMessage(err, c.line))
+		return doc
+	}
+	// A second document here would be silently dropped by the converters
+	// below: it can only come from a separator that is not alone on its
+	// line ("--- # x", "--- !tag"), which Kubernetes does not split on either.
+	var extra yamlv3.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		d.add(nil, ErrSyntax, "holds more than one YAML document: put each \"---\" separator alone on its line")
 		return doc
 	}
 	if n.Kind == yamlv3.DocumentNode && len(n.Content) == 1 {
@@ -261,9 +271,9 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		return doc
 	}
 	var tree any
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	if err := dec.Decode(&tree); err != nil {
+	jdec := json.NewDecoder(bytes.NewReader(js))
+	jdec.UseNumber()
+	if err := jdec.Decode(&tree); err != nil {
 		d.add(nil, ErrSyntax, "not valid YAML: %v", err)
 		return doc
 	}

@@ -107,6 +107,12 @@ func TestParseFileRefusals(t *testing.T) {
 			[]wantErr{{"", ErrSyntax, "must be a mapping"}}},
 		{"bad YAML", "apiVersion: v1\nkind: [Pod\n",
 			[]wantErr{{"", ErrSyntax, "not valid YAML"}}},
+		{"hidden second document", validPodYAML + "--- # the next pod\n" + validPodYAML,
+			[]wantErr{{"", ErrSyntax, "more than one YAML document"}}},
+		{"invalid probe scheme and configMap without name", pod(ctr+"    livenessProbe:\n      httpGet: {port: 80, scheme: FTP}\n"+
+			"  volumes:\n  - name: v\n    configMap: {}\n"),
+			[]wantErr{{"spec.containers[0].livenessProbe.httpGet.scheme", ErrInvalid, `"FTP" is not one of: HTTP, HTTPS (line 10)`},
+				{"spec.volumes[0].configMap.name", ErrInvalid, "is required (line 13)"}}},
 		{"bad base64 in a Secret", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  k: '!!!'\n",
 			[]wantErr{{"data.k", ErrInvalid, "not valid base64"}}},
 		{"null fields are zero values", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: null\nspec:\n" + ctr + "    env: null\n", nil},
