@@ -109,7 +109,7 @@ func TestParseFileRefusals(t *testing.T) {
 			[]wantErr{{"", ErrSyntax, "not valid YAML"}}},
 		{"hidden second document", validPodYAML + "--- # the next pod\n" + validPodYAML,
 			[]wantErr{{"", ErrSyntax, "more than one YAML document"}}},
-		{"invalid probe scheme and configMap without name", pod(ctr+"    livenessProbe:\n      httpGet: {port: 80, scheme: FTP}\n"+
+		{"invalid probe scheme and configMap without name", pod(ctr + "    livenessProbe:\n      httpGet: {port: 80, scheme: FTP}\n" +
 			"  volumes:\n  - name: v\n    configMap: {}\n"),
 			[]wantErr{{"spec.containers[0].livenessProbe.httpGet.scheme", ErrInvalid, `"FTP" is not one of: HTTP, HTTPS (line 10)`},
 				{"spec.volumes[0].configMap.name", ErrInvalid, "is required (line 13)"}}},
