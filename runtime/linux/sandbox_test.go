@@ -448,3 +448,33 @@ func TestSandboxRefusesBadIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxLeaseReconcileAtStart: a new Runtime gives a live sandbox
+// whose lease was lost its address back, and frees a lease nobody holds.
+func TestSandboxLeaseReconcileAtStart(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	sb, err := r.CreateSandbox(ctx, podConfig("leased"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.pool.Release(sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	stray, err := r.pool.Allocate("ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := e.open(t)
+	if a, held, err := r2.pool.Lookup(sb.ID); err != nil || !held || a.String() != sb.IP {
+		t.Errorf("after restart %s holds %v (%v, %v); want its address %s back", sb.ID, a, held, err, sb.IP)
+	}
+	if _, held, _ := r2.pool.Lookup("ghost"); held {
+		t.Errorf("lease %s of a sandbox that never existed survived the restart", stray)
+	}
+	if err := r2.RemoveSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.check(t)
+}
