@@ -17,7 +17,6 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nft"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nft/nettest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/resolv"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/sysctl"
@@ -36,7 +35,7 @@ type netEnv struct {
 	hostPort int32
 }
 
-func newNetEnv(t *testing.T) *netEnv {
+func newNetEnv(t testing.TB) *netEnv {
 	t.Helper()
 	linuxtest.RequireRoot(t)
 	tag := linuxtest.RandomName("pn", 4)
@@ -111,7 +110,7 @@ func expectAnswer(t *testing.T, from *nettest.NS, network, addr, wantWho, wantSr
 }
 
 // census of our table: no pod chain and an empty dispatch chain.
-func checkNoPodRules(t *testing.T, rt *Runtime) {
+func checkNoPodRules(t testing.TB, rt *Runtime) {
 	t.Helper()
 	got, err := rt.net.nft.Census()
 	if err != nil {
@@ -445,4 +444,3 @@ func TestPodNetworkingGCAfterCrash(t *testing.T) {
 	}
 }
 
-var _ = nft.PodChain

@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,6 +74,15 @@ type Manager struct {
 	nsFD  int // -1: the caller's network namespace
 
 	mu sync.Mutex
+	// nl is a lasting netlink connection, dialled on first use and dropped
+	// after any error, so one pod operation costs no socket set-up. Every
+	// operation ends its batch with Flush, so nothing queued leaks into the
+	// next one.
+	nl *nftables.Conn
+	// pods caches the published mappings per sandbox, loaded from the
+	// kernel on first use: only this Manager changes its table, so after
+	// loading the cache is the truth and conflict checks need no dumps.
+	pods map[string][]Mapping
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -106,6 +116,9 @@ func New(cfg Config) (*Manager, error) {
 
 // Close releases the namespace handle; the rules stay.
 func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drop()
 	if m.nsFD >= 0 {
 		err := unix.Close(m.nsFD)
 		m.nsFD = -1
@@ -118,7 +131,10 @@ func (m *Manager) Close() error {
 func (m *Manager) Table() string { return m.cfg.Table }
 
 func (m *Manager) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
+	if m.nl != nil {
+		return m.nl, nil
+	}
+	opts := []nftables.ConnOption{nftables.AsLasting()}
 	if m.nsFD >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(m.nsFD))
 	}
@@ -126,7 +142,28 @@ func (m *Manager) conn() (*nftables.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nft: open netlink: %w", err)
 	}
+	m.nl = c
 	return c, nil
+}
+
+// drop forgets the connection after an error: whatever state it was left
+// in, the next operation starts on a fresh socket.
+func (m *Manager) drop() {
+	if m.nl != nil {
+		_ = m.nl.CloseLasting()
+		m.nl = nil
+	}
+}
+
+// flush sends the batch, dropping the connection and the cache on failure
+// (the kernel rejected the whole transaction, but we re-read to be sure).
+func (m *Manager) flush(c *nftables.Conn) error {
+	if err := c.Flush(); err != nil {
+		m.drop()
+		m.pods = nil
+		return err
+	}
+	return nil
 }
 
 func (m *Manager) chain(name string) *nftables.Chain {
@@ -234,7 +271,7 @@ func (m *Manager) Setup() error {
 		[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
 	)...)
 
-	if err := c.Flush(); err != nil {
+	if err := m.flush(c); err != nil {
 		return fmt.Errorf("nft: set up table %s: %w", m.cfg.Table, err)
 	}
 	return nil
@@ -250,7 +287,9 @@ func (m *Manager) Teardown() error {
 		return err
 	}
 	c.DelTable(m.table)
-	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+	err = m.flush(c)
+	m.pods = nil
+	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("nft: delete table %s: %w", m.cfg.Table, err)
 	}
 	return nil
@@ -289,10 +328,7 @@ func (p Mapping) overlaps(q Mapping) bool {
 // hostIP must be one of the node's addresses (or 0.0.0.0 / empty for all).
 func (m *Manager) Mappings(podIP netip.Addr, ports []runtime.PortMapping) ([]Mapping, error) {
 	var out []Mapping
-	local, err := m.localAddrs()
-	if err != nil {
-		return nil, err
-	}
+	var local map[netip.Addr]bool // listed only when a hostIP needs checking
 	for i, p := range ports {
 		if p.HostPort == 0 {
 			continue
@@ -325,7 +361,7 @@ func (m *Manager) Mappings(podIP netip.Addr, ports []runtime.PortMapping) ([]Map
 				// 0.0.0.0 means every address, as no hostIP does.
 			case !a.Is4():
 				return nil, fmt.Errorf("nft: %s: hostIP %s: only IPv4 is published: %w", where, a, runtime.ErrInvalidConfig)
-			case !local[a]:
+			case !m.isLocal(&local, a):
 				return nil, fmt.Errorf("nft: %s: hostIP %s is not an address of this node: %w", where, a, runtime.ErrInvalidConfig)
 			default:
 				mp.HostIP = a
@@ -339,6 +375,17 @@ func (m *Manager) Mappings(podIP netip.Addr, ports []runtime.PortMapping) ([]Map
 		out = append(out, mp)
 	}
 	return out, nil
+}
+
+func (m *Manager) isLocal(local *map[netip.Addr]bool, a netip.Addr) bool {
+	if *local == nil {
+		l, err := m.localAddrs()
+		if err != nil {
+			return false // reported as "not an address of this node"
+		}
+		*local = l
+	}
+	return (*local)[a]
 }
 
 // localAddrs lists the node's IPv4 addresses in the managed namespace.
@@ -371,6 +418,21 @@ func PodChain(sandboxID string) string {
 	return podChainPrefix + hex.EncodeToString(sum[:16])
 }
 
+// loaded returns the cached mappings, reading them from the kernel first
+// when needed (first use, or after an error).
+func (m *Manager) loaded(c *nftables.Conn) (map[string][]Mapping, error) {
+	if m.pods != nil {
+		return m.pods, nil
+	}
+	pods, _, err := m.listPods(c)
+	if err != nil {
+		m.drop()
+		return nil, err
+	}
+	m.pods = pods
+	return pods, nil
+}
+
 // AddPod publishes a sandbox's mappings. It fails with runtime.ErrConflict,
 // naming the holder, when another sandbox holds one of the host ports; the
 // caller retries once that sandbox is gone. Adding the same mappings again
@@ -386,14 +448,15 @@ func (m *Manager) AddPod(sandboxID string, maps []Mapping) error {
 	if err != nil {
 		return err
 	}
-	pods, jumps, err := m.listPods(c)
+	pods, err := m.loaded(c)
 	if err != nil {
 		return err
 	}
 	if err := conflicts(sandboxID, maps, pods); err != nil {
 		return err
 	}
-	if old, ok := pods[sandboxID]; ok && sameMappings(old, maps) {
+	old, had := pods[sandboxID]
+	if had && sameMappings(old, maps) {
 		return nil
 	}
 	if len(maps) > 0 {
@@ -401,7 +464,11 @@ func (m *Manager) AddPod(sandboxID string, maps []Mapping) error {
 			return fmt.Errorf("nft: sandbox %s: %w", sandboxID, err)
 		}
 	}
-	m.delPodLocked(c, sandboxID, jumps[sandboxID])
+	if had {
+		if err := m.queueDelPod(c, sandboxID); err != nil {
+			return err
+		}
+	}
 	if len(maps) > 0 {
 		ch := c.AddChain(m.chain(PodChain(sandboxID)))
 		for _, mp := range maps {
@@ -412,8 +479,13 @@ func (m *Manager) AddPod(sandboxID string, maps []Mapping) error {
 			Exprs:    []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name}},
 			UserData: userdata.AppendString(nil, userdata.TypeComment, commentPrefix+sandboxID)})
 	}
-	if err := c.Flush(); err != nil {
+	if err := m.flush(c); err != nil {
 		return fmt.Errorf("nft: sandbox %s: publish ports in table %s: %w", sandboxID, m.cfg.Table, err)
+	}
+	if len(maps) > 0 {
+		pods[sandboxID] = slices.Clone(maps)
+	} else {
+		delete(pods, sandboxID)
 	}
 	return nil
 }
@@ -431,7 +503,7 @@ func (m *Manager) Check(sandboxID string, maps []Mapping) error {
 	if err != nil {
 		return err
 	}
-	pods, _, err := m.listPods(c)
+	pods, err := m.loaded(c)
 	if err != nil {
 		return err
 	}
@@ -469,33 +541,40 @@ func (m *Manager) RemovePod(sandboxID string) error {
 	if err != nil {
 		return err
 	}
-	_, jumps, err := m.listPods(c)
+	pods, err := m.loaded(c)
 	if err != nil {
 		return err
 	}
-	if !m.delPodLocked(c, sandboxID, jumps[sandboxID]) {
+	if _, ok := pods[sandboxID]; !ok {
 		return nil
 	}
-	if err := c.Flush(); err != nil {
+	if err := m.queueDelPod(c, sandboxID); err != nil {
+		return err
+	}
+	if err := m.flush(c); err != nil {
 		return fmt.Errorf("nft: sandbox %s: remove published ports from table %s: %w", sandboxID, m.cfg.Table, err)
 	}
+	delete(pods, sandboxID)
 	return nil
 }
 
-// delPodLocked queues the deletion of a pod's jump rules and chain and
-// reports whether there was anything to delete.
-func (m *Manager) delPodLocked(c *nftables.Conn, sandboxID string, jumps []*nftables.Rule) bool {
-	for _, r := range jumps {
-		_ = c.DelRule(r) // only fails without a handle, and listed rules have one
+// queueDelPod queues the deletion of a pod's jump rules (found by their
+// comment; the kernel needs their handles) and of its chain.
+func (m *Manager) queueDelPod(c *nftables.Conn, sandboxID string) error {
+	rules, err := c.GetRules(m.table, m.chain(chainHostports))
+	if err != nil {
+		m.drop()
+		return fmt.Errorf("nft: sandbox %s: list chain %s of table %s: %w", sandboxID, chainHostports, m.cfg.Table, err)
 	}
-	chains, err := m.podChains(c)
-	if err == nil && chains[PodChain(sandboxID)] {
-		ch := m.chain(PodChain(sandboxID))
-		c.FlushChain(ch)
-		c.DelChain(ch)
-		return true
+	for _, r := range rules {
+		if cm, _ := userdata.GetString(r.UserData, userdata.TypeComment); cm == commentPrefix+sandboxID {
+			_ = c.DelRule(r) // only fails without a handle, and listed rules have one
+		}
 	}
-	return len(jumps) > 0
+	ch := m.chain(PodChain(sandboxID))
+	c.FlushChain(ch)
+	c.DelChain(ch)
+	return nil
 }
 
 // Pods returns the published mappings per sandbox ID, read from the kernel.
@@ -507,12 +586,16 @@ func (m *Manager) Pods() (map[string][]Mapping, error) {
 		return nil, err
 	}
 	pods, _, err := m.listPods(c)
+	if err != nil {
+		m.drop()
+	}
 	return pods, err
 }
 
 // GC removes the rules of every sandbox for which live returns false, and any
 // pod chain no jump leads to (left by a crash of an older version or by hand),
-// and returns one line per removed object.
+// and returns one line per removed object. It re-reads the kernel rather
+// than trust the cache.
 func (m *Manager) GC(live func(sandboxID string) bool) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -522,13 +605,14 @@ func (m *Manager) GC(live func(sandboxID string) bool) ([]string, error) {
 	}
 	pods, jumps, err := m.listPods(c)
 	if err != nil {
+		m.drop()
 		return nil, err
 	}
 	chains, err := m.podChains(c)
 	if err != nil {
+		m.drop()
 		return nil, err
 	}
-	reached := map[string]bool{}
 	var removed []string
 	ids := make([]string, 0, len(jumps))
 	for id := range jumps {
@@ -536,29 +620,34 @@ func (m *Manager) GC(live func(sandboxID string) bool) ([]string, error) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
+		delete(chains, PodChain(id))
 		if live(id) {
-			reached[PodChain(id)] = true
 			continue
 		}
-		m.delPodLocked(c, id, jumps[id])
-		removed = append(removed, fmt.Sprintf("nftables: table %s: rules of sandbox %s (%d ports)", m.cfg.Table, id, len(pods[id])))
-		reached[PodChain(id)] = true // deleted above
+		for _, r := range jumps[id] {
+			_ = c.DelRule(r)
+		}
+		if pods[id] != nil || chains[PodChain(id)] {
+			ch := m.chain(PodChain(id))
+			c.FlushChain(ch)
+			c.DelChain(ch)
+		}
+		delete(pods, id)
+		removed = append(removed, fmt.Sprintf("nftables: table %s: rules of sandbox %s", m.cfg.Table, id))
 	}
 	for name := range chains {
-		if reached[name] {
-			continue
-		}
 		ch := m.chain(name)
 		c.FlushChain(ch)
 		c.DelChain(ch)
 		removed = append(removed, fmt.Sprintf("nftables: table %s: orphaned chain %s", m.cfg.Table, name))
 	}
-	if len(removed) == 0 {
-		return nil, nil
+	sort.Strings(removed)
+	if len(removed) > 0 {
+		if err := m.flush(c); err != nil {
+			return nil, fmt.Errorf("nft: GC of table %s: %w", m.cfg.Table, err)
+		}
 	}
-	if err := c.Flush(); err != nil {
-		return nil, fmt.Errorf("nft: GC of table %s: %w", m.cfg.Table, err)
-	}
+	m.pods = pods
 	return removed, nil
 }
 
@@ -567,11 +656,14 @@ func (m *Manager) GC(live func(sandboxID string) bool) ([]string, error) {
 func (m *Manager) listPods(c *nftables.Conn) (map[string][]Mapping, map[string][]*nftables.Rule, error) {
 	pods := map[string][]Mapping{}
 	jumps := map[string][]*nftables.Rule{}
-	rules, err := c.GetRules(m.table, m.chain(chainHostports))
-	if err != nil {
+	if _, err := c.ListTableOfFamily(m.cfg.Table, nftables.TableFamilyIPv4); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return pods, jumps, nil
 		}
+		return nil, nil, fmt.Errorf("nft: look up table %s: %w", m.cfg.Table, err)
+	}
+	rules, err := c.GetRules(m.table, m.chain(chainHostports))
+	if err != nil {
 		return nil, nil, fmt.Errorf("nft: list chain %s of table %s: %w", chainHostports, m.cfg.Table, err)
 	}
 	for _, r := range rules {
@@ -582,12 +674,16 @@ func (m *Manager) listPods(c *nftables.Conn) (map[string][]Mapping, map[string][
 		}
 		jumps[id] = append(jumps[id], r)
 	}
+	chains, err := m.podChains(c)
+	if err != nil {
+		return nil, nil, err
+	}
 	for id := range jumps {
+		if !chains[PodChain(id)] {
+			continue
+		}
 		prules, err := c.GetRules(m.table, m.chain(PodChain(id)))
 		if err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
 			return nil, nil, fmt.Errorf("nft: list chain %s of table %s: %w", PodChain(id), m.cfg.Table, err)
 		}
 		for _, r := range prules {
@@ -616,9 +712,14 @@ func (m *Manager) podChains(c *nftables.Conn) (map[string]bool, error) {
 
 // Census lists what the table holds, for leak checks: the table itself, every
 // chain, and per chain the number of rules. An absent table gives nil.
-func (m *Manager) Census() (map[string]int, error) {
+func (m *Manager) Census() (_ map[string]int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer func() {
+		if err != nil {
+			m.drop()
+		}
+	}()
 	c, err := m.conn()
 	if err != nil {
 		return nil, err

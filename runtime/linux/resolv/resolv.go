@@ -214,7 +214,9 @@ func mergeOptions(host, pod []string) []string {
 }
 
 // WriteFile writes a file the containers of a pod bind-mount. A new file is
-// written atomically (temp file, fsync, rename). An existing one is
+// written atomically (temp file, rename; no fsync: these files live under
+// the volatile run root and are rebuilt from the records, so durability
+// would buy nothing and cost milliseconds per pod). An existing one is
 // rewritten in place instead, because a rename would leave every existing
 // bind mount on the old inode and the update would never be seen; the
 // content is written with a single write before truncating, so a reader
@@ -265,11 +267,9 @@ func writeFile(path string, data []byte, mode os.FileMode, create bool) error {
 		return fmt.Errorf("resolv: write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Chmod(mode)
-	}
+	_, err = tmp.Write(data)
 	if err == nil {
-		err = tmp.Sync()
+		err = tmp.Chmod(mode)
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
