@@ -443,4 +443,3 @@ func TestPodNetworkingGCAfterCrash(t *testing.T) {
 		t.Errorf("table %s after teardown: %v, %v", e.cfg.NFTable, got, err)
 	}
 }
-
