@@ -201,6 +201,13 @@ func TestRemoveAndPrune(t *testing.T) {
 	if err := s.RemoveImage(ctx, "a:1", false); err != nil {
 		t.Fatalf("removing a missing image: %v", err)
 	}
+	// Still in use: prune keeps the untagged image and its layers.
+	if _, err := s.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.LayerDirs(ctx, imgA.ID); err != nil {
+		t.Fatalf("layers of an image in use pruned after a forced rm: %v", err)
+	}
 	s.SetInUse(nil)
 	freed, err = s.Prune(ctx)
 	if err != nil {

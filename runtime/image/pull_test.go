@@ -130,6 +130,15 @@ func TestPullPolicies(t *testing.T) {
 	if got.Digest != mustDigest(t, img2) {
 		t.Errorf("Always kept %s after the tag moved to %s", got.Digest, mustDigest(t, img2))
 	}
+	// By digest: the old image is still in the registry.
+	byDigest := reg.Host + "/policy@" + mustDigest(t, img)
+	got, err = s.EnsureImage(ctx, byDigest, runtime.PullOptions{})
+	if err != nil || got.Digest != mustDigest(t, img) {
+		t.Fatalf("pull by digest: %+v, %v", got, err)
+	}
+	if _, err := s.GetImage(ctx, byDigest); err != nil {
+		t.Errorf("GetImage by digest reference: %v", err)
+	}
 	if _, err := s.EnsureImage(ctx, ref, runtime.PullOptions{Policy: "Sometimes"}); !errors.Is(err, runtime.ErrInvalidConfig) {
 		t.Errorf("unknown policy: %v, want ErrInvalidConfig", err)
 	}

@@ -420,7 +420,9 @@ func (s *Store) RemoveImage(_ context.Context, ref string, force bool) error {
 		for _, d := range drop {
 			delete(idx.Refs, d)
 		}
-		if remaining <= 0 {
+		// A forced removal of an image in use keeps the untagged record,
+		// so Prune leaves the layers a running container has mounted.
+		if remaining <= 0 && !s.isInUse(r.ID) {
 			delete(idx.Images, r.Digest)
 		}
 		return nil

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,10 +18,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
 )
-
-// ErrHostileLayer: a layer tried to write outside its directory or through
-// a link, or exceeded a limit. The layer is refused as a whole.
-var ErrHostileLayer = errors.New("layer refused")
 
 // UnpackOptions tunes Unpack.
 type UnpackOptions struct {
@@ -152,6 +147,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	if err != nil {
 		return st, err
 	}
+	u.stream = cr
 	defer u.close()
 	tr := tar.NewReader(cr)
 	for {
@@ -190,6 +186,25 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	return st, nil
 }
 
+// backedReader refuses file data that the tar stream does not carry: a
+// sparse entry makes archive/tar invent holes, so a few bytes of layer
+// could otherwise fill the disk with zeros.
+type backedReader struct {
+	r      io.Reader
+	stream *countReader
+	start  int64
+	n      int64
+}
+
+func (b *backedReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.n > b.stream.n-b.start {
+		return n, fmt.Errorf("file data not present in the layer (sparse entry): %w", ErrHostileLayer)
+	}
+	return n, err
+}
+
 type countReader struct {
 	r io.Reader
 	n int64
@@ -202,6 +217,7 @@ func (c *countReader) Read(b []byte) (int, error) {
 }
 
 type unpacker struct {
+	stream   *countReader // the uncompressed tar, to check file data is backed by it
 	path     string
 	root     int
 	cacheDir string
@@ -228,24 +244,6 @@ func (u *unpacker) dropCache() {
 		unix.Close(u.cacheFd)
 	}
 	u.cacheFd, u.cacheDir = -1, ""
-}
-
-// cleanName validates a tar path: relative, no ".." component. "" is the
-// layer root.
-func cleanName(n string) (string, error) {
-	if strings.HasPrefix(n, "/") {
-		return "", fmt.Errorf("absolute path: %w", ErrHostileLayer)
-	}
-	for _, c := range strings.Split(n, "/") {
-		if c == ".." {
-			return "", fmt.Errorf("parent directory component: %w", ErrHostileLayer)
-		}
-	}
-	c := path.Clean(n)
-	if c == "." {
-		return "", nil
-	}
-	return c, nil
 }
 
 // openBeneath opens dir (relative to the layer root) without following
@@ -453,7 +451,13 @@ func (u *unpacker) file(pfd int, name, base string, mode uint32, hdr *tar.Header
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, body, u.buf); err != nil {
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return fmt.Errorf("sparse file: %w", ErrHostileLayer)
+		}
+	}
+	guard := &backedReader{r: body, stream: u.stream, start: u.stream.n}
+	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, guard, u.buf); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	// chown clears setuid/setgid, so the mode comes after the owner.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -284,4 +285,87 @@ func TestCorruptLayerLeavesNothing(t *testing.T) {
 			assertNoLitter(t, s, 0)
 		})
 	}
+}
+
+// rawHeader returns a 512-byte tar header block built by archive/tar and
+// then patched: typeflag and optional extra fields, checksum recomputed.
+func rawHeader(t *testing.T, hdr tar.Header, typeflag byte, patch func(b []byte)) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&hdr); err != nil {
+		t.Fatal(err)
+	}
+	b := slices.Clone(buf.Bytes()[:512])
+	b[156] = typeflag
+	if patch != nil {
+		patch(b)
+	}
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return b
+}
+
+func pad512(b []byte) []byte {
+	if r := len(b) % 512; r != 0 {
+		b = append(b, make([]byte, 512-r)...)
+	}
+	return b
+}
+
+// TestSparseBombsRefused: a sparse entry lets a few hundred bytes of layer
+// declare a gigabyte of zeros; both GNU and PAX sparse forms are refused
+// before they fill the disk.
+func TestSparseBombsRefused(t *testing.T) {
+	const realSize = 1 << 30
+	gnu := rawHeader(t, tar.Header{Name: "bomb", Mode: 0o644, Format: tar.FormatGNU}, 'S', func(b []byte) {
+		copy(b[386:398], fmt.Sprintf("%011o\x00", realSize-1)) // one empty data fragment at the end
+		copy(b[398:410], fmt.Sprintf("%011o\x00", 0))
+		copy(b[483:495], fmt.Sprintf("%011o\x00", realSize))
+	})
+	records := ""
+	for _, kv := range [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", "bomb"},
+		{"GNU.sparse.realsize", fmt.Sprint(realSize)}} {
+		records += paxRecord(kv[0], kv[1])
+	}
+	sparseMap := pad512([]byte(fmt.Sprintf("1\n%d\n0\n", realSize-1)))
+	var pax []byte
+	pax = append(pax, rawHeader(t, tar.Header{Name: "PaxHeaders/bomb", Mode: 0o644, Size: int64(len(records)), Format: tar.FormatUSTAR}, 'x', nil)...)
+	pax = append(pax, pad512([]byte(records))...)
+	pax = append(pax, rawHeader(t, tar.Header{Name: "GNUSparseFile.0/bomb", Mode: 0o644, Size: int64(len(sparseMap)), Format: tar.FormatUSTAR}, '0', nil)...)
+	pax = append(pax, sparseMap...)
+	for name, layer := range map[string][]byte{"gnu": gnu, "pax": pax} {
+		t.Run(name, func(t *testing.T) {
+			layer = append(slices.Clone(layer), make([]byte, 1024)...) // end-of-archive
+			dir := t.TempDir()
+			_, err := image.Unpack(context.Background(), bytes.NewReader(layer), dir, image.UnpackOptions{})
+			if !errors.Is(err, image.ErrHostileLayer) {
+				t.Fatalf("unpack of a %d-byte sparse bomb: %v, want ErrHostileLayer", len(layer), err)
+			}
+			var used int64
+			filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+				if err == nil {
+					used += info.Size()
+				}
+				return nil
+			})
+			if used > 1<<20 {
+				t.Errorf("the refused layer still wrote %d bytes", used)
+			}
+		})
+	}
+}
+
+// paxRecord formats "LEN key=value\n", where LEN counts itself.
+func paxRecord(k, v string) string {
+	body := " " + k + "=" + v + "\n"
+	n := len(body)
+	for len(fmt.Sprint(n))+len(body) != n {
+		n = len(fmt.Sprint(n)) + len(body)
+	}
+	return fmt.Sprint(n) + body
 }
