@@ -255,7 +255,10 @@ func ValidatePod(p *Pod) FieldErrors {
 	}
 
 	names := map[string]string{}
-	hostPorts := map[string]string{}
+	// Published ports by "port/protocol"; an empty or unspecified hostIP
+	// binds every address, so it clashes with any hostIP on that port.
+	type published struct{ ip, path string }
+	hostPorts := map[string][]published{}
 	for _, group := range []struct {
 		field string
 		list  []Container
@@ -272,12 +275,15 @@ func ValidatePod(p *Pod) FieldErrors {
 				if pt.HostPort == 0 {
 					continue
 				}
-				key := fmt.Sprintf("%s/%d/%s", pt.HostIP, pt.HostPort, pt.Protocol)
+				key := fmt.Sprintf("%d/%s", pt.HostPort, pt.Protocol)
 				pp := cp.Field("ports").Index(j)
-				if prev, dup := hostPorts[key]; dup {
-					l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev)
+				for _, prev := range hostPorts[key] {
+					if prev.ip == pt.HostIP || wildcardIP(prev.ip) || wildcardIP(pt.HostIP) {
+						l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev.path)
+						break
+					}
 				}
-				hostPorts[key] = pp.String()
+				hostPorts[key] = append(hostPorts[key], published{pt.HostIP, pp.String()})
 				if s.HostNetwork && pt.HostPort != pt.ContainerPort {
 					l.add(pp.Field("hostPort"), "must equal containerPort (%d) when hostNetwork is true", pt.ContainerPort)
 				}
@@ -336,6 +342,14 @@ func ValidatePod(p *Pod) FieldErrors {
 	errs = append(errs, l.errs...)
 	sortErrors(errs)
 	return errs
+}
+
+func wildcardIP(ip string) bool {
+	if ip == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsUnspecified()
 }
 
 func sortErrors(errs FieldErrors) {

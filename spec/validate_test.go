@@ -70,6 +70,15 @@ func TestValidatePod(t *testing.T) {
 			p.Spec.Containers = append(p.Spec.Containers, Container{Name: "b", Image: "busybox:1.36",
 				Ports: []ContainerPort{{ContainerPort: 80, HostPort: 8080, Protocol: ProtocolUDP}}})
 		}, nil, ""},
+		{"same hostPort on a specific and on every address", func(p *Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, Container{Name: "b", Image: "busybox:1.36",
+				Ports: []ContainerPort{{ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.1"}}})
+		}, []string{"spec.containers[1].ports[0].hostPort"}, "already used"},
+		{"same hostPort on two specific addresses is fine", func(p *Pod) {
+			p.Spec.Containers[0].Ports[0].HostIP = "127.0.0.1"
+			p.Spec.Containers = append(p.Spec.Containers, Container{Name: "b", Image: "busybox:1.36",
+				Ports: []ContainerPort{{ContainerPort: 80, HostPort: 8080, HostIP: "127.0.0.2"}}})
+		}, nil, ""},
 		{"bad protocol", func(p *Pod) { p.Spec.Containers[0].Ports[0].Protocol = "ICMP" }, []string{"spec.containers[0].ports[0].protocol"}, "not one of"},
 		{"bad hostIP", func(p *Pod) { p.Spec.Containers[0].Ports[0].HostIP = "1.2.3" }, []string{"spec.containers[0].ports[0].hostIP"}, "not an IP address"},
 		{"hostNetwork needs hostPort == containerPort", func(p *Pod) { p.Spec.HostNetwork = true; p.Spec.Containers[0].Ports[0].HostPort = 9090 }, []string{"spec.containers[0].ports[0].hostPort"}, "must equal containerPort"},
