@@ -118,7 +118,7 @@ type node struct {
 
 func (n *node) ip(net string, host int) string { return fmt.Sprintf("10.%s.%d.%d", net, n.s, host) }
 
-func newNode(t *testing.T) *node {
+func newNode(t testing.TB) *node {
 	t.Helper()
 	linuxtest.RequireRoot(t)
 	tag := fmt.Sprintf("%05x", rand.IntN(1<<20))
