@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -144,6 +145,7 @@ func runValidate(stdout io.Writer, args []string, o *validateOptions) error {
 		}
 		files = append(files, manifest.LoadFile(arg, opts))
 	}
+	files = uniqueFiles(files)
 	crossFileDuplicates(files)
 	problems := len(report.Errors)
 	for _, fr := range files {
@@ -218,6 +220,25 @@ func crossFileDuplicates(files []*manifest.FileResult) {
 	for _, fr := range files {
 		sort.SliceStable(fr.Errs, func(i, j int) bool { return docOf(fr.Errs[i]) < docOf(fr.Errs[j]) })
 	}
+}
+
+// uniqueFiles drops a file named twice (as itself and through its
+// directory, say), which would otherwise be reported as its own duplicate.
+func uniqueFiles(files []*manifest.FileResult) []*manifest.FileResult {
+	seen := map[string]bool{}
+	out := files[:0]
+	for _, fr := range files {
+		key, err := filepath.Abs(fr.Path)
+		if err != nil {
+			key = fr.Path
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, fr)
+	}
+	return out
 }
 
 func docOf(err error) int {

@@ -162,6 +162,9 @@ func TestValidateFilesAndUsage(t *testing.T) {
 	if code != 1 || !strings.Contains(out, b+": doc 1: metadata.name: pod default/web is already defined in "+a) {
 		t.Errorf("duplicate across file arguments: exit %d\n%s", code, out)
 	}
+	if out, _, code := validateRun(t, "validate", a, dir+"/../"+filepath.Base(dir)+"/a.yaml"); code != 0 {
+		t.Errorf("one file named twice is not its own duplicate: exit %d\n%s", code, out)
+	}
 	if out, _, code := validateRun(t, "validate", filepath.Join(dir, "missing.yaml")); code != 1 || !strings.Contains(out, "missing.yaml: cannot stat") {
 		t.Errorf("missing file: exit %d\n%s", code, out)
 	}
