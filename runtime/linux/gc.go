@@ -42,6 +42,13 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		}
 	}
 
+	// Directories a crash left hidden (being published or retired).
+	hidden, err := r.gcHiddenDirs()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
+	rep.Removed = append(rep.Removed, hidden...)
+
 	// What is recorded after pass 1 is what the kernel may keep.
 	ids, err = r.recordIDs()
 	if err != nil {
@@ -53,8 +60,9 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	for _, id := range ids {
 		rec, err := r.sandboxRecord(id)
 		if err != nil {
-			// A directory without a record: a creation between mkdir and
-			// its first write, here or in another process. Keep its names.
+			// A directory whose record cannot be read: published
+			// directories always hold one, so this is damage for a person
+			// to look at. Keep its names rather than guess.
 			netnsNames[r.cfg.NetNSPrefix+id] = true
 			veths[netconf.VethName(r.cfg.NetNSPrefix+id)] = true
 			recorded[id] = nil

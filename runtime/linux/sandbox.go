@@ -231,11 +231,8 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		rec.NetNSPath = filepath.Join(netconf.NetNSDir, rec.NetNSName)
 		rec.VethHost = netconf.VethName(rec.NetNSName)
 	}
-	if err := os.Mkdir(rec.Dir, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("create sandbox %s: being created or removed by another process: %w", id, runtime.ErrAlreadyExists)
-		}
-		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	if err := r.publishRecord(rec); err != nil {
+		return nil, err
 	}
 	defer func() {
 		// A failed creation undoes itself; a simulated crash must not.
@@ -245,9 +242,6 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 			}
 		}
 	}()
-	if err := r.writeRecord(rec); err != nil {
-		return nil, err
-	}
 	if err := r.crash(stepRecorded); err != nil {
 		return nil, err
 	}
@@ -413,7 +407,7 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		}
 	}
 	if len(errs) == 0 {
-		if err := removeDir(rec.Dir); err != nil {
+		if err := r.retireDir(rec); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -478,3 +478,40 @@ func TestSandboxLeaseReconcileAtStart(t *testing.T) {
 	}
 	e.check(t)
 }
+
+// TestSandboxGCHiddenDirs: directories a crash left while publishing (its
+// creator gone) or retiring a sandbox are removed by GC; one being
+// published by a live process is not.
+func TestSandboxGCHiddenDirs(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	dir := r.sandboxesDir()
+	dead := dir + "/" + deadDirPrefix + "abc-0123"
+	orphan := fmt.Sprintf("%s/%sdef-%d-%d", dir, newDirPrefix, 999999999, 1)
+	live := fmt.Sprintf("%s/%sghi-%d-%d", dir, newDirPrefix, os.Getppid(), must(procStart(os.Getppid())))
+	for _, d := range []string{dead, orphan, live} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(d+"/sandbox.json", []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := r.GC(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Removed) != 2 {
+		t.Errorf("GC removed %v; want the retired and the orphaned directory", rep.Removed)
+	}
+	for _, d := range []string{dead, orphan} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s survived GC: %v", d, err)
+		}
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("GC removed a directory a live process is publishing: %v", err)
+	}
+	os.RemoveAll(live)
+	e.check(t)
+}

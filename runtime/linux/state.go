@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -105,11 +108,15 @@ func (r *Runtime) sandboxRecord(id string) (*sandboxRecord, error) {
 // a reboot wipes, so fsync would buy nothing: rename alone gives readers
 // either the old or the new record.
 func (r *Runtime) writeRecord(rec *sandboxRecord) error {
+	return writeRecordIn(rec.Dir, rec)
+}
+
+func writeRecordIn(dir string, rec *sandboxRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("write sandbox %s record: %w", rec.ID, err)
 	}
-	path := recordPath(rec.Dir)
+	path := recordPath(dir)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return fmt.Errorf("write sandbox %s record: %w", rec.ID, err)
@@ -119,6 +126,87 @@ func (r *Runtime) writeRecord(rec *sandboxRecord) error {
 		return fmt.Errorf("write sandbox %s record: %w", rec.ID, err)
 	}
 	return nil
+}
+
+// Hidden entries of the sandboxes directory. Their names never pass
+// validID, so listings skip them.
+const (
+	newDirPrefix  = ".new-" // .new-<id>-<pid>-<start>: a directory being published
+	deadDirPrefix = ".del-" // .del-<id>-<random>: a removed directory being deleted
+)
+
+// publishRecord makes the sandbox directory appear with its intent record
+// already inside: the record is written into a hidden directory that is
+// then renamed into place. A visible sandbox directory therefore always has
+// a record, and the rename fails if the ID is taken, which keeps two
+// processes creating the same ID apart.
+func (r *Runtime) publishRecord(rec *sandboxRecord) error {
+	tmp := filepath.Join(r.sandboxesDir(), fmt.Sprintf("%s%s-%d-%d", newDirPrefix, rec.ID, r.self.PID, r.self.Start))
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	err := writeRecordIn(tmp, rec)
+	if err == nil {
+		if err = os.Rename(tmp, rec.Dir); errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			err = fmt.Errorf("create sandbox %s: being created or removed by another process: %w", rec.ID, runtime.ErrAlreadyExists)
+		}
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	return nil
+}
+
+// retireDir removes a sandbox directory, record included. It is renamed
+// out of sight first, so a crash midway never leaves a visible directory
+// without its record; GC deletes what a crash leaves hidden.
+func (r *Runtime) retireDir(rec *sandboxRecord) error {
+	dead := filepath.Join(r.sandboxesDir(), deadDirPrefix+rec.ID+"-"+newSandboxID())
+	if err := os.Rename(rec.Dir, dead); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("remove sandbox %s directory: %w", rec.ID, err)
+	}
+	return removeDir(dead)
+}
+
+// gcHiddenDirs deletes directories left by crashes: retired ones, and
+// unpublished ones whose creator is gone (or, for this process, is no
+// longer creating them).
+func (r *Runtime) gcHiddenDirs() ([]string, error) {
+	ents, err := os.ReadDir(r.sandboxesDir())
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, deadDirPrefix):
+		case strings.HasPrefix(name, newDirPrefix):
+			var creator procID
+			parts := strings.Split(strings.TrimPrefix(name, newDirPrefix), "-")
+			if len(parts) >= 3 {
+				creator.PID, _ = strconv.Atoi(parts[len(parts)-2])
+				creator.Start, _ = strconv.ParseUint(parts[len(parts)-1], 10, 64)
+			}
+			if creator == r.self || creator.alive() {
+				// In flight: publishing takes one write and a rename.
+				continue
+			}
+		default:
+			continue
+		}
+		if err := removeDir(filepath.Join(r.sandboxesDir(), name)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "directory "+name)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // recordIDs lists the IDs that have a sandbox directory.
