@@ -61,6 +61,7 @@ func (l Limits) orDefault() Limits {
 type Document struct {
 	Index     int    // 1-based among the file's non-empty documents
 	Line      int    // line of the document's first byte in the file
+	NameLine  int    // line of metadata.name in the file; 0 if unknown
 	Kind      string // the document's kind, as written; may be empty
 	Pod       *Pod
 	ConfigMap *ConfigMap
@@ -328,6 +329,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
 		}
 	}()
+	doc.NameLine = d.lineOf(fieldPath{}.Field("metadata").Field("name"))
 	var verrs FieldErrors
 	switch {
 	case doc.Pod != nil:

@@ -207,10 +207,10 @@ func crossFileDuplicates(files []*manifest.FileResult) {
 				kept = append(kept, ps)
 				continue
 			}
-			fr.Errs = append(fr.Errs, &spec.FieldError{File: fr.Path, Doc: ps.Doc, Path: "metadata.name", Line: ps.Line,
+			fr.Errs = append(fr.Errs, &spec.FieldError{File: fr.Path, Doc: ps.Doc, Path: "metadata.name", Line: ps.NameLine,
 				Msg: fmt.Sprintf("pod %s is already defined in %s doc %d, which wins; this one is ignored", key, prev.src.File, prev.src.Doc),
 				Err: manifest.ErrDuplicate})
-			prev.fr.Errs = append(prev.fr.Errs, &spec.FieldError{File: prev.fr.Path, Doc: prev.src.Doc, Path: "metadata.name", Line: prev.src.Line,
+			prev.fr.Errs = append(prev.fr.Errs, &spec.FieldError{File: prev.fr.Path, Doc: prev.src.Doc, Path: "metadata.name", Line: prev.src.NameLine,
 				Msg: fmt.Sprintf("pod %s is also defined in %s doc %d; this one wins", key, fr.Path, ps.Doc),
 				Err: manifest.ErrDuplicate})
 		}

@@ -99,8 +99,8 @@ func TestValidateRefusals(t *testing.T) {
 			"a.yaml": fmt.Sprintf(validatePod, "web"),
 			"b.yaml": fmt.Sprintf(validatePod, "web"),
 		}, nil, []string{
-			`DIR/a.yaml: doc 1: metadata.name: pod default/web is also defined in DIR/b.yaml doc 1; this one wins (line 1)`,
-			`DIR/b.yaml: doc 1: metadata.name: pod default/web is already defined in DIR/a.yaml doc 1, which wins; this one is ignored (line 1)`,
+			`DIR/a.yaml: doc 1: metadata.name: pod default/web is also defined in DIR/b.yaml doc 1; this one wins (line 4)`,
+			`DIR/b.yaml: doc 1: metadata.name: pod default/web is already defined in DIR/a.yaml doc 1, which wins; this one is ignored (line 4)`,
 		}},
 		{"path-traversal name", map[string]string{
 			"evil.yaml": fmt.Sprintf(validatePod, `"../../etc/cron.d/x"`),

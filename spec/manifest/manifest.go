@@ -27,10 +27,10 @@
 //     (the CLI's --insecure-skip-trust-check) turns this off for development.
 //   - A file larger than Options.MaxFileSize is refused after reading at most
 //     MaxFileSize+1 bytes.
-//   - Two documents defining the same namespace/name: the one in the
-//     lexically first file (or earlier in the same file) wins; the loser is
-//     left out of its FileResult.Pods, and both files get an error naming the
-//     other.
+//   - Two documents defining the same kind and namespace/name (pods,
+//     ConfigMaps, Secrets): the one in the lexically first file (or earlier
+//     in the same file) wins; the loser is left out of its FileResult, and
+//     both files get an error naming the other.
 //
 // Every problem is a *spec.FieldError whose File is the manifest's path, so
 // it prints as "pods/web.yaml: doc 2: spec.containers[0].image: is required".
@@ -91,10 +91,11 @@ func (o Options) limits() spec.Limits {
 
 // PodSource is a valid, defaulted pod and where it came from.
 type PodSource struct {
-	Pod  *spec.Pod
-	File string // path of the manifest, as in FileResult.Path
-	Doc  int    // 1-based document index in File
-	Line int    // line where the document starts
+	Pod      *spec.Pod
+	File     string // path of the manifest, as in FileResult.Path
+	Doc      int    // 1-based document index in File
+	Line     int    // line where the document starts
+	NameLine int    // line of metadata.name (0 if unknown)
 }
 
 // ConfigMapSource is a valid ConfigMap and where it came from.
@@ -102,13 +103,15 @@ type ConfigMapSource struct {
 	ConfigMap *spec.ConfigMap
 	File      string
 	Doc       int
+	NameLine  int
 }
 
 // SecretSource is a valid Secret and where it came from.
 type SecretSource struct {
-	Secret *spec.Secret
-	File   string
-	Doc    int
+	Secret   *spec.Secret
+	File     string
+	Doc      int
+	NameLine int
 }
 
 // FileResult is what one manifest file yielded. Pods, ConfigMaps and
@@ -135,10 +138,19 @@ func (f *FileResult) fail(err error, format string, args ...any) {
 
 // Snapshot is one listing of the manifest directory.
 type Snapshot struct {
-	Dir     string
-	Files   map[string]*FileResult // keyed by FileResult.Path
-	Pods    map[spec.PodKey]*PodSource
-	Ignored []string // entry names skipped by the name rules, sorted
+	Dir   string
+	Files map[string]*FileResult // keyed by FileResult.Path
+	// Pods, ConfigMaps and Secrets are the valid objects of all files by
+	// namespace/name, duplicates resolved (the lexically first file wins).
+	Pods       map[spec.PodKey]*PodSource
+	ConfigMaps map[spec.PodKey]*ConfigMapSource
+	Secrets    map[spec.PodKey]*SecretSource
+	Ignored    []string // entry names skipped by the name rules, sorted
+}
+
+func newSnapshot(dir string) *Snapshot {
+	return &Snapshot{Dir: dir, Files: map[string]*FileResult{}, Pods: map[spec.PodKey]*PodSource{},
+		ConfigMaps: map[spec.PodKey]*ConfigMapSource{}, Secrets: map[spec.PodKey]*SecretSource{}}
 }
 
 // SortedPods returns the valid pods ordered by namespace/name.
@@ -230,7 +242,7 @@ func LoadDir(dir string, opts Options) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest directory %s: list: %w", dir, err)
 	}
-	snap := &Snapshot{Dir: dir, Files: map[string]*FileResult{}, Pods: map[spec.PodKey]*PodSource{}}
+	snap := newSnapshot(dir)
 	for _, e := range entries { // ReadDir sorts by name
 		name := e.Name()
 		if !IsManifestName(name) {
@@ -269,7 +281,8 @@ func LoadFile(path string, opts Options) *FileResult {
 		}
 	}
 	fr := loadEntry(path, st.Mode().Type(), opts)
-	snap := &Snapshot{Files: map[string]*FileResult{path: fr}, Pods: map[spec.PodKey]*PodSource{}}
+	snap := newSnapshot(filepath.Dir(path))
+	snap.Files[path] = fr
 	resolveDuplicates(snap)
 	return fr
 }
@@ -337,11 +350,11 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 		}
 		switch {
 		case d.Pod != nil:
-			fr.Pods = append(fr.Pods, &PodSource{Pod: d.Pod, File: path, Doc: d.Index, Line: d.Line})
+			fr.Pods = append(fr.Pods, &PodSource{Pod: d.Pod, File: path, Doc: d.Index, Line: d.Line, NameLine: d.NameLine})
 		case d.ConfigMap != nil:
-			fr.ConfigMaps = append(fr.ConfigMaps, &ConfigMapSource{ConfigMap: d.ConfigMap, File: path, Doc: d.Index})
+			fr.ConfigMaps = append(fr.ConfigMaps, &ConfigMapSource{ConfigMap: d.ConfigMap, File: path, Doc: d.Index, NameLine: d.NameLine})
 		case d.Secret != nil:
-			fr.Secrets = append(fr.Secrets, &SecretSource{Secret: d.Secret, File: path, Doc: d.Index})
+			fr.Secrets = append(fr.Secrets, &SecretSource{Secret: d.Secret, File: path, Doc: d.Index, NameLine: d.NameLine})
 		}
 	}
 	return fr
@@ -407,33 +420,63 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// resolveDuplicates applies "lexically first wins, both are told" to pods,
+// ConfigMaps and Secrets (each kind on its own), removes the losers from
+// their files and fills the snapshot's maps.
 func resolveDuplicates(snap *Snapshot) {
+	paths := snap.Paths()
+	dedupe(snap, paths, "pod", func(fr *FileResult) *[]*PodSource { return &fr.Pods },
+		func(ps *PodSource) origin {
+			return origin{ps.Pod.Key(), ps.File, ps.Doc, ps.NameLine}
+		}, func(k spec.PodKey, ps *PodSource) { snap.Pods[k] = ps })
+	dedupe(snap, paths, "ConfigMap", func(fr *FileResult) *[]*ConfigMapSource { return &fr.ConfigMaps },
+		func(cs *ConfigMapSource) origin {
+			m := cs.ConfigMap.Metadata
+			return origin{spec.PodKey{Namespace: m.Namespace, Name: m.Name}, cs.File, cs.Doc, cs.NameLine}
+		}, func(k spec.PodKey, cs *ConfigMapSource) { snap.ConfigMaps[k] = cs })
+	dedupe(snap, paths, "Secret", func(fr *FileResult) *[]*SecretSource { return &fr.Secrets },
+		func(ss *SecretSource) origin {
+			m := ss.Secret.Metadata
+			return origin{spec.PodKey{Namespace: m.Namespace, Name: m.Name}, ss.File, ss.Doc, ss.NameLine}
+		}, func(k spec.PodKey, ss *SecretSource) { snap.Secrets[k] = ss })
+}
+
+// origin is where one object was defined.
+type origin struct {
+	key  spec.PodKey
+	file string
+	doc  int
+	line int
+}
+
+func dedupe[T any](snap *Snapshot, paths []string, kind string, list func(*FileResult) *[]T, where func(T) origin, keep func(spec.PodKey, T)) {
 	type owner struct {
-		src *PodSource
-		fr  *FileResult
+		o  origin
+		fr *FileResult
 	}
 	first := map[spec.PodKey]owner{}
-	for _, path := range snap.Paths() {
+	for _, path := range paths {
 		fr := snap.Files[path]
-		kept := fr.Pods[:0]
-		for _, ps := range fr.Pods {
-			key := ps.Pod.Key()
-			prev, dup := first[key]
+		items := list(fr)
+		kept := (*items)[:0]
+		for _, it := range *items {
+			o := where(it)
+			prev, dup := first[o.key]
 			if !dup {
-				first[key] = owner{ps, fr}
-				snap.Pods[key] = ps
-				kept = append(kept, ps)
+				first[o.key] = owner{o, fr}
+				keep(o.key, it)
+				kept = append(kept, it)
 				continue
 			}
-			fr.Errs = append(fr.Errs, &spec.FieldError{File: fr.Path, Doc: ps.Doc, Path: "metadata.name", Line: ps.Line,
-				Msg: fmt.Sprintf("pod %s is already defined in %s doc %d, which wins; this one is ignored", key, prev.src.File, prev.src.Doc),
+			fr.Errs = append(fr.Errs, &spec.FieldError{File: fr.Path, Doc: o.doc, Path: "metadata.name", Line: o.line,
+				Msg: fmt.Sprintf("%s %s is already defined in %s doc %d, which wins; this one is ignored", kind, o.key, prev.o.file, prev.o.doc),
 				Err: ErrDuplicate})
 			if prev.fr != fr {
-				prev.fr.Errs = append(prev.fr.Errs, &spec.FieldError{File: prev.fr.Path, Doc: prev.src.Doc, Path: "metadata.name", Line: prev.src.Line,
-					Msg: fmt.Sprintf("pod %s is also defined in %s doc %d; this one wins", key, fr.Path, ps.Doc),
+				prev.fr.Errs = append(prev.fr.Errs, &spec.FieldError{File: prev.fr.Path, Doc: prev.o.doc, Path: "metadata.name", Line: prev.o.line,
+					Msg: fmt.Sprintf("%s %s is also defined in %s doc %d; this one wins", kind, o.key, fr.Path, o.doc),
 					Err: ErrDuplicate})
 			}
 		}
-		fr.Pods = kept
+		*items = kept
 	}
 }

@@ -175,6 +175,12 @@ func TestLoadDir(t *testing.T) {
 			loaderWrite(t, filepath.Join(dir, "big.yaml"), loaderPodYAML("big")+"# "+strings.Repeat("x", 2048)+"\n", 0o644)
 			loaderWrite(t, filepath.Join(dir, "small.yaml"), loaderPodYAML("small"), 0o644)
 		}, []string{"default/small@small.yaml"}, map[string][]string{"big.yaml": {"too-large"}}, nil},
+		{"duplicate ConfigMap and Secret", func(t *testing.T, dir string) {
+			cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n"
+			sec := "apiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {k: v}\n"
+			loaderWrite(t, filepath.Join(dir, "a.yaml"), cm+"---\n"+sec, 0o644)
+			loaderWrite(t, filepath.Join(dir, "b.yaml"), cm, 0o644)
+		}, nil, map[string][]string{"a.yaml": {"duplicate"}, "b.yaml": {"duplicate"}}, nil},
 		{"ConfigMaps and Secrets are collected", func(t *testing.T, dir string) {
 			loaderWrite(t, filepath.Join(dir, "all.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: v}\n---\n"+
 				"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: v}\n---\n"+loaderPodYAML("p"), 0o644)
@@ -193,6 +199,11 @@ func TestLoadDir(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.errs, loaderErrorsOf(snap)); diff != "" {
 				t.Errorf("errors (-want +got):\n%s\nall: %v", diff, snap.Errors())
+			}
+			for key, cs := range snap.ConfigMaps {
+				if filepath.Base(cs.File) != "a.yaml" && filepath.Base(cs.File) != "all.yaml" {
+					t.Errorf("ConfigMap %s taken from %s, want the lexically first file", key, cs.File)
+				}
 			}
 			if diff := cmp.Diff(tc.ignored, snap.Ignored); diff != "" {
 				t.Errorf("ignored (-want +got):\n%s", diff)
@@ -220,8 +231,8 @@ func TestLoadDirMessages(t *testing.T) {
 	}
 	a, b, ww := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml"), filepath.Join(dir, "ww.yaml")
 	want := []string{
-		a + ": doc 1: metadata.name: pod default/web is also defined in " + b + " doc 1; this one wins (line 1)",
-		b + ": doc 1: metadata.name: pod default/web is already defined in " + a + " doc 1, which wins; this one is ignored (line 1)",
+		a + ": doc 1: metadata.name: pod default/web is also defined in " + b + " doc 1; this one wins (line 4)",
+		b + ": doc 1: metadata.name: pod default/web is already defined in " + a + " doc 1, which wins; this one is ignored (line 4)",
 		ww + ": " + ww + " is world-writable (mode 0666): untrusted",
 	}
 	var got []string
