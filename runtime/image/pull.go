@@ -148,12 +148,20 @@ func (b *remoteBlob) CompressedFrom(off int64) (io.ReadCloser, bool, error) {
 	return resp.Body, false, nil
 }
 
-// classifyRemote maps a registry's "no such manifest" to ErrNotFound so
-// callers can tell a typo from an outage.
+// classifyRemote maps a registry's "no such manifest/repository" to
+// ErrNotFound so callers can tell a typo from an outage.
 func classifyRemote(err error) error {
-	var te interface{ Error() string }
-	if errors.As(err, &te) && (strings.Contains(err.Error(), "MANIFEST_UNKNOWN") || strings.Contains(err.Error(), "NAME_UNKNOWN")) {
-		return fmt.Errorf("%v: %w", err, runtime.ErrNotFound)
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return err
+	}
+	if terr.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("%w: %w", err, runtime.ErrNotFound)
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
+			return fmt.Errorf("%w: %w", err, runtime.ErrNotFound)
+		}
 	}
 	return err
 }
