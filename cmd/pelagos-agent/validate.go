@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -145,8 +144,13 @@ func runValidate(stdout io.Writer, args []string, o *validateOptions) error {
 		}
 		files = append(files, manifest.LoadFile(arg, opts))
 	}
-	files = uniqueFiles(files)
-	crossFileDuplicates(files)
+	// The directory rule (first path wins, both files told) also holds
+	// across the paths named on the command line.
+	merged := manifest.Merge(uniqueFiles(files)...)
+	files = files[:0]
+	for _, p := range merged.Paths() {
+		files = append(files, merged.Files[p])
+	}
 	problems := len(report.Errors)
 	for _, fr := range files {
 		vf := validateFile{Path: fr.Path, Valid: fr.OK(), Pods: len(fr.Pods), ConfigMaps: len(fr.ConfigMaps),
@@ -187,41 +191,6 @@ func runValidate(stdout io.Writer, args []string, o *validateOptions) error {
 	return nil
 }
 
-// crossFileDuplicates applies the directory rule (first path wins, both get
-// an error) across the files named on the command line. Within one
-// directory LoadDir has done it already, so a pod is only compared with pods
-// of other arguments' files.
-func crossFileDuplicates(files []*manifest.FileResult) {
-	type owner struct {
-		fr  *manifest.FileResult
-		src *manifest.PodSource
-	}
-	first := map[spec.PodKey]owner{}
-	for _, fr := range files {
-		kept := fr.Pods[:0]
-		for _, ps := range fr.Pods {
-			key := ps.Pod.Key()
-			prev, dup := first[key]
-			if !dup {
-				first[key] = owner{fr, ps}
-				kept = append(kept, ps)
-				continue
-			}
-			fr.Errs = append(fr.Errs, &spec.FieldError{File: fr.Path, Doc: ps.Doc, Path: "metadata.name", Line: ps.NameLine,
-				Msg: fmt.Sprintf("pod %s is already defined in %s doc %d, which wins; this one is ignored", key, prev.src.File, prev.src.Doc),
-				Err: manifest.ErrDuplicate})
-			prev.fr.Errs = append(prev.fr.Errs, &spec.FieldError{File: prev.fr.Path, Doc: prev.src.Doc, Path: "metadata.name", Line: prev.src.NameLine,
-				Msg: fmt.Sprintf("pod %s is also defined in %s doc %d; this one wins", key, fr.Path, ps.Doc),
-				Err: manifest.ErrDuplicate})
-		}
-		fr.Pods = kept
-	}
-	// Keep each file's errors in a stable order after the additions.
-	for _, fr := range files {
-		sort.SliceStable(fr.Errs, func(i, j int) bool { return docOf(fr.Errs[i]) < docOf(fr.Errs[j]) })
-	}
-}
-
 // uniqueFiles drops a file named twice (as itself and through its
 // directory, say), which would otherwise be reported as its own duplicate.
 func uniqueFiles(files []*manifest.FileResult) []*manifest.FileResult {
@@ -239,12 +208,4 @@ func uniqueFiles(files []*manifest.FileResult) []*manifest.FileResult {
 		out = append(out, fr)
 	}
 	return out
-}
-
-func docOf(err error) int {
-	var fe *spec.FieldError
-	if errors.As(err, &fe) {
-		return fe.Doc
-	}
-	return 0
 }

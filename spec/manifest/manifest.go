@@ -420,6 +420,21 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// Merge combines FileResults loaded separately (LoadFile on several paths,
+// or several directories) into one Snapshot and applies the duplicate rule
+// across all of them, by lexical path order. It changes the FileResults
+// (losers are removed, errors added); a path given twice counts once.
+func Merge(files ...*FileResult) *Snapshot {
+	snap := newSnapshot("")
+	for _, fr := range files {
+		if _, seen := snap.Files[fr.Path]; !seen {
+			snap.Files[fr.Path] = fr
+		}
+	}
+	resolveDuplicates(snap)
+	return snap
+}
+
 // resolveDuplicates applies "lexically first wins, both are told" to pods,
 // ConfigMaps and Secrets (each kind on its own), removes the losers from
 // their files and fills the snapshot's maps.

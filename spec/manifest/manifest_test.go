@@ -397,3 +397,25 @@ func TestExamplesLoad(t *testing.T) {
 		t.Fatalf("want at least 8 example files and pods, got %d and %d", len(snap.Files), len(snap.Pods))
 	}
 }
+
+func TestMerge(t *testing.T) {
+	d1, d2 := t.TempDir(), t.TempDir()
+	a, b := filepath.Join(d1, "x.yaml"), filepath.Join(d2, "y.yaml")
+	loaderWrite(t, a, loaderPodYAML("web"), 0o644)
+	loaderWrite(t, b, loaderPodYAML("web")+"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", 0o644)
+	fa, fb := LoadFile(a, Options{}), LoadFile(b, Options{})
+	snap := Merge(fb, fa, fa)
+	first, second := a, b
+	if b < a {
+		first, second = b, a
+	}
+	if got := snap.Pods[spec.PodKey{Namespace: "default", Name: "web"}]; got == nil || got.File != first {
+		t.Fatalf("pod taken from %v, want the lexically first path %s", got, first)
+	}
+	if len(snap.Files[second].Pods) != 0 || len(snap.Files[first].Errs) != 1 || len(snap.Files[second].Errs) != 1 {
+		t.Errorf("want the loser removed and one error in each file: %v", snap.Errors())
+	}
+	if len(snap.ConfigMaps) != 1 || len(snap.Files) != 2 {
+		t.Errorf("ConfigMaps %d, files %d; want 1 and 2", len(snap.ConfigMaps), len(snap.Files))
+	}
+}
