@@ -116,3 +116,31 @@ func (m *Manager) Hairpin(veth string) error {
 		return nil
 	})
 }
+
+// flushUDP deletes the conntrack entries of UDP flows to the given host
+// ports. UDP has no connection end: a client that keeps sending keeps its
+// entry alive, still DNATed to a pod that may be gone, so the new owner of
+// a port would never see that client. TCP needs no flush: a new connection
+// is a new entry.
+func (m *Manager) flushUDP(ports []uint16) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	return m.inNetNS(func() error {
+		var filters []netlink.CustomConntrackFilter
+		for _, p := range ports {
+			f := &netlink.ConntrackFilter{}
+			if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
+				return err
+			}
+			if err := f.AddPort(netlink.ConntrackOrigDstPort, p); err != nil {
+				return err
+			}
+			filters = append(filters, f)
+		}
+		if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...); err != nil {
+			return fmt.Errorf("nft: flush conntrack of UDP ports %v: %w", ports, err)
+		}
+		return nil
+	})
+}

@@ -487,6 +487,15 @@ func (m *Manager) AddPod(sandboxID string, maps []Mapping) error {
 	} else {
 		delete(pods, sandboxID)
 	}
+	var udp []uint16
+	for _, mp := range maps {
+		if mp.Protocol == runtime.ProtocolUDP {
+			udp = append(udp, mp.HostPort)
+		}
+	}
+	if err := m.flushUDP(udp); err != nil {
+		return fmt.Errorf("nft: sandbox %s: %w", sandboxID, err)
+	}
 	return nil
 }
 

@@ -356,3 +356,31 @@ func TestGCAfterCrash(t *testing.T) {
 		t.Errorf("census after teardown: %v %v", got, err)
 	}
 }
+
+func TestUDPPortChangesOwnerForAnOngoingFlow(t *testing.T) {
+	n := newNode(t)
+	n.podA.Serve(t, "podA", 53)
+	n.podB.Serve(t, "podB", 53)
+	udp := runtime.PortMapping{Protocol: runtime.ProtocolUDP, ContainerPort: 53, HostPort: 5353}
+	if err := n.publish(t, "sbA", n.ip("204", 2), udp); err != nil {
+		t.Fatal(err)
+	}
+	target := n.ip("214", 1) + ":5353"
+	// One client flow, same source port throughout, as a chatty UDP client.
+	expectAnswerFrom := func(want string) {
+		t.Helper()
+		who, _, err := n.outside.AskFrom("udp4", ":40053", target)
+		if err != nil || who != want {
+			t.Errorf("outside -> %s: %q, %v; want %s", target, who, err, want)
+		}
+	}
+	expectAnswerFrom("podA")
+	if err := n.mgr.RemovePod("sbA"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.publish(t, "sbB", n.ip("204", 3), udp); err != nil {
+		t.Fatal(err)
+	}
+	// Without the conntrack flush the flow would still go to podA's address.
+	expectAnswerFrom("podB")
+}

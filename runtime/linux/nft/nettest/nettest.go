@@ -308,10 +308,28 @@ func (ns *NS) Serve(t testing.TB, name string, port int) {
 // returns the server's one-line answer: who answered and the source address
 // it saw. The deadline only bounds a broken test; it asserts no speed.
 func (ns *NS) Ask(network, addr string) (who string, seen netip.AddrPort, err error) {
+	return ns.AskFrom(network, "", addr)
+}
+
+// AskFrom is Ask from a fixed local address ("ip:port" or ":port"), so a
+// test can reuse one UDP flow.
+func (ns *NS) AskFrom(network, local, addr string) (who string, seen netip.AddrPort, err error) {
 	var c net.Conn
 	err = ns.Do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		if local != "" {
+			var err error
+			if network == "udp4" {
+				d.LocalAddr, err = net.ResolveUDPAddr(network, local)
+			} else {
+				d.LocalAddr, err = net.ResolveTCPAddr(network, local)
+			}
+			if err != nil {
+				return err
+			}
+		}
 		var err error
-		c, err = net.DialTimeout(network, addr, 5*time.Second)
+		c, err = d.Dial(network, addr)
 		return err
 	})
 	if err != nil {
