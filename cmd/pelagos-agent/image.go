@@ -11,14 +11,32 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 )
 
 func init() { registerCommand(newImageCommand) }
 
-// imageInUse, when set, tells `image rm` which images containers use (by
-// image ID). The runtime's container records are the truth; whoever wires
-// the Linux runtime into the CLI sets this. Unset, no image counts as used.
-var imageInUse func(ctx context.Context, g *globalOptions) (func(imageID string) bool, error)
+// imageInUse tells `image rm` and `image prune` which images containers use
+// (by image ID). Tests replace it.
+var imageInUse = containerImages
+
+// containerImages reads the runtime's container records under the run
+// root: every container there, running or exited, holds its image.
+func containerImages(ctx context.Context, g *globalOptions) (func(imageID string) bool, error) {
+	rt, err := linux.New(g.linuxConfig())
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	cs, err := rt.ListContainers(ctx, runtime.ContainerFilter{})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	used := map[string]bool{}
+	for _, c := range cs {
+		used[c.ImageID] = true
+	}
+	return func(id string) bool { return used[id] }, nil
+}
 
 type imageOptions struct {
 	insecure     []string
@@ -172,13 +190,11 @@ image prune.`,
 			if err != nil {
 				return err
 			}
-			if imageInUse != nil {
-				inUse, err := imageInUse(cmd.Context(), g)
-				if err != nil {
-					return err
-				}
-				s.SetInUse(inUse)
+			inUse, err := imageInUse(cmd.Context(), g)
+			if err != nil {
+				return err
 			}
+			s.SetInUse(inUse)
 			var errs []error
 			for _, ref := range args {
 				if _, err := s.GetImage(cmd.Context(), ref); err != nil {
@@ -211,13 +227,11 @@ func newImagePruneCommand(g *globalOptions, o *imageOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if imageInUse != nil {
-				inUse, err := imageInUse(cmd.Context(), g)
-				if err != nil {
-					return err
-				}
-				s.SetInUse(inUse)
+			inUse, err := imageInUse(cmd.Context(), g)
+			if err != nil {
+				return err
 			}
+			s.SetInUse(inUse)
 			freed, err := s.Prune(cmd.Context())
 			if err != nil {
 				return err

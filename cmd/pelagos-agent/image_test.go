@@ -9,20 +9,30 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
+
+// imageRunRoot keeps the runtime the CLI consults for containers away
+// from the host's /run/pelagos.
+var imageRunRoot string
 
 func runImageCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	if imageRunRoot == "" {
+		t.Fatal("imageRunRoot unset")
+	}
 	var out, errb bytes.Buffer
-	err := run(context.Background(), append([]string{"--log-format", "json"}, args...), &out, &errb)
+	err := run(context.Background(), append([]string{"--log-format", "json", "--run-root", imageRunRoot}, args...), &out, &errb)
 	return out.String() + errb.String(), err
 }
 
 func TestImageCommands(t *testing.T) {
 	root := t.TempDir()
+	imageRunRoot = t.TempDir()
 	reg := imagetest.ServeRegistry(t, imagetest.RegistryOptions{})
 	img := imagetest.Image(t, v1.Config{Cmd: []string{"/hello"}}, imagetest.Gzip,
 		[]imagetest.Entry{imagetest.File("hello", 0o755, []byte("hi"))},
@@ -68,8 +78,20 @@ func TestImageCommands(t *testing.T) {
 	if out, err := runImageCLI(t, "--root", root, "image", "rm", "absent:1"); err == nil || !strings.Contains(out, "not found") {
 		t.Errorf("rm of a missing image: %v\n%s", err, out)
 	}
-	if out, err := runImageCLI(t, "--root", root, "image", "rm", ref); err != nil {
-		t.Fatalf("rm: %v\n%s", err, out)
+	// In use by a container: refused without --force.
+	imageID := details[0].ID
+	defer func(orig func(context.Context, *globalOptions) (func(string) bool, error)) { imageInUse = orig }(imageInUse)
+	imageInUse = func(context.Context, *globalOptions) (func(string) bool, error) {
+		return func(id string) bool { return id == imageID }, nil
+	}
+	if out, err := runImageCLI(t, "--root", root, "image", "rm", ref); err == nil || !strings.Contains(out, "--force") {
+		t.Errorf("rm of an image in use: %v\n%s", err, out)
+	}
+	if out, err := runImageCLI(t, "--root", root, "image", "rm", "--force", ref); err != nil {
+		t.Fatalf("rm --force: %v\n%s", err, out)
+	}
+	imageInUse = func(context.Context, *globalOptions) (func(string) bool, error) {
+		return func(string) bool { return false }, nil
 	}
 	out, err = runImageCLI(t, "--root", root, "image", "prune")
 	if err != nil || !strings.Contains(out, "Total reclaimed space:") || strings.Contains(out, "space: 0 B") {
@@ -87,5 +109,19 @@ func TestImageCommands(t *testing.T) {
 	out, _ = runImageCLI(t, "--root", root, "image", "ls")
 	if !strings.Contains(out, "hello ") {
 		t.Errorf("ls after import:\n%s", out)
+	}
+}
+
+// TestContainerImagesReadsRuntime: the real in-use source lists the
+// runtime's containers under the configured run root (none here).
+func TestContainerImagesReadsRuntime(t *testing.T) {
+	linuxtest.RequireRoot(t)
+	g := &globalOptions{Root: t.TempDir(), RunRoot: t.TempDir(), Subnet: "10.88.0.0/16", log: zerolog.Nop()}
+	inUse, err := containerImages(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inUse("sha256:" + strings.Repeat("0", 64)) {
+		t.Error("an image is in use with no containers")
 	}
 }
