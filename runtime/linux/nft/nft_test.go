@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
@@ -383,4 +385,60 @@ func TestUDPPortChangesOwnerForAnOngoingFlow(t *testing.T) {
 	}
 	// Without the conntrack flush the flow would still go to podA's address.
 	expectAnswerFrom("podB")
+}
+
+// TestPodsCannotReachHostLoopback shows the input guard is what keeps a
+// pod from reaching a service bound to the node's 127.0.0.1 once
+// route_localnet is on for the bridge: with the guard the pod gets
+// nothing; with the input chain flushed, the same packets get an answer.
+func TestPodsCannotReachHostLoopback(t *testing.T) {
+	n := newNode(t)
+	// Any published port turns route_localnet on for the bridge.
+	if err := n.publish(t, "sbA", n.ip("204", 2), runtime.PortMapping{ContainerPort: 80, HostPort: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	n.node.Serve(t, "node-loopback", 7000) // listens on every node address, 127.0.0.1 included
+	// Make pod A send 127.0.0.1 to its gateway, as a hostile pod would:
+	// drop its own local 127/8 route and route 127.0.0.1 via the bridge.
+	h := n.podA.H
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Taking 127.0.0.1/8 off lo removes both local routes (127.0.0.0/8 and
+	// 127.0.0.1) that would keep the packets inside the pod.
+	loAddr, err := netlink.ParseAddr("127.0.0.1/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrDel(lo, loAddr); err != nil {
+		t.Fatalf("pod A: remove 127.0.0.1/8 from lo: %v", err)
+	}
+	_, one, _ := net.ParseCIDR("127.0.0.1/32")
+	if err := h.RouteAdd(&netlink.Route{Dst: one, Gw: net.ParseIP(n.ip("204", 1)), LinkIndex: eth.Attrs().Index}); err != nil {
+		t.Fatalf("pod A: route 127.0.0.1 via the bridge: %v", err)
+	}
+	n.podA.Sysctl(t, "net.ipv4.conf.eth0.route_localnet", "1") // accept the answer's 127.0.0.1 source
+
+	expectNoAnswer(t, n.podA, "tcp4", "127.0.0.1:7000")
+
+	// The control: without the guard the very same attempt succeeds.
+	c, err := n.mgr.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.FlushChain(n.mgr.chain(chainInput))
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectAnswer(t, n.podA, "tcp4", "127.0.0.1:7000", "node-loopback", "")
+	// Setup restores the guard.
+	if err := n.mgr.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	expectNoAnswer(t, n.podA, "tcp4", "127.0.0.1:7000")
 }
