@@ -52,17 +52,17 @@ var (
 // buildProbe compiles testdata/ctrprobe statically, once per test binary.
 func buildProbe(t testing.TB) string {
 	probeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ctrprobe")
-		if err != nil {
-			probeErr = err
-			return
-		}
-		probePath = filepath.Join(dir, "ctrprobe")
-		cmd := exec.Command("go", "build", "-o", probePath, "./testdata/ctrprobe")
+		// One well-known path, replaced atomically: concurrent test binaries
+		// share it and nothing accumulates in the temporary directory.
+		probePath = filepath.Join(os.TempDir(), "pelagos-ctrprobe")
+		tmp := fmt.Sprintf("%s.%d", probePath, os.Getpid())
+		cmd := exec.Command("go", "build", "-o", tmp, "./testdata/ctrprobe")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			probeErr = fmt.Errorf("build probe: %v\n%s", err, out)
+			return
 		}
+		probeErr = os.Rename(tmp, probePath)
 	})
 	if probeErr != nil {
 		t.Fatal(probeErr)

@@ -302,29 +302,17 @@ func readLimited(path string, n int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, n))
 }
 
-// writeJSONAtomic writes v to path with a temporary file, fsync and rename,
-// so a reader sees the old record or the new one, never a torn one.
+// writeJSONAtomic writes v to path through a temporary file and a rename,
+// so a reader sees the old record or the new one, never a torn one. There
+// is no fsync: these records live under the run root, which a reboot wipes
+// anyway, and a crashed process cannot lose a completed write.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := path + ".tmp." + strconv.Itoa(os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -346,4 +334,5 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
+// errShimStart marks a start that the shim or the init reported as failed.
 var errShimStart = errors.New("container start failed")

@@ -1,0 +1,103 @@
+package linux
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func ctrMedian(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ctrMs(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// smapsKiB returns the Pss and the private (clean + dirty) memory of pid.
+func smapsKiB(pid int) (pss, private int, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "Pss":
+			pss = n
+		case "Private_Clean", "Private_Dirty":
+			private += n
+		}
+	}
+	return pss, private, sc.Err()
+}
+
+// BenchmarkContainer measures, in one existing sandbox, "StartContainer
+// until the workload runs" and "stop + remove", next to a bare
+// unshare(mnt+pid)+exec of the same binary measured in the same run, and
+// reports the shim's proportional memory.
+//
+//	go test -run '^$' -bench BenchmarkContainer -benchtime 30x ./runtime/linux/
+func BenchmarkContainer(b *testing.B) {
+	e := newCtrEnv(b, nil)
+	ctx := context.Background()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		b.Fatal("unshare(1) is needed for the baseline")
+	}
+	var start, stop, base []time.Duration
+	var pss, priv []int
+	for i := 0; b.Loop(); i++ {
+		t0 := time.Now()
+		c, err := e.rt.StartContainer(ctx, e.config(fmt.Sprintf("bench-%d", i), "/bin/sleep", "1000"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = append(start, time.Since(t0))
+		rec, _ := e.rt.containerRecord(c.ID)
+		if st, err := rec.state(); err == nil {
+			if p, pr, err := smapsKiB(st.Shim.PID); err == nil {
+				pss, priv = append(pss, p), append(priv, pr)
+			}
+		}
+		t0 = time.Now()
+		if err := e.rt.StopContainer(ctx, c.ID, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.rt.RemoveContainer(ctx, c.ID); err != nil {
+			b.Fatal(err)
+		}
+		stop = append(stop, time.Since(t0))
+
+		t0 = time.Now()
+		if out, err := exec.Command(unshare, "--mount", "--pid", "--fork", "/bin/true").CombinedOutput(); err != nil {
+			b.Fatalf("baseline: %v %s", err, out)
+		}
+		base = append(base, time.Since(t0))
+	}
+	b.ReportMetric(ctrMs(ctrMedian(start)), "start-ms")
+	b.ReportMetric(ctrMs(ctrMedian(stop)), "stop+rm-ms")
+	b.ReportMetric(ctrMs(ctrMedian(base)), "unshare-ms")
+	b.ReportMetric(float64(ctrMedian(start))/float64(ctrMedian(base)), "start/unshare")
+	if len(pss) > 0 {
+		slices.Sort(pss)
+		slices.Sort(priv)
+		b.ReportMetric(float64(pss[len(pss)/2]), "shim-pss-KiB")
+		b.ReportMetric(float64(priv[len(priv)/2]), "shim-private-KiB")
+	}
+	b.ReportMetric(0, "ns/op") // the medians above are the figures
+	e.check(b)
+}

@@ -1,0 +1,137 @@
+package linux
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	"github.com/pelagos-containers/pelagos-agent/runtime/image"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
+)
+
+// starterName is a stand-in agent: it starts one container, prints its ID
+// and waits to be killed.
+const starterName = "pelagos-test-starter"
+
+func init() { reexec.Register(starterName, starterMain) }
+
+func starterMain() {
+	var in struct {
+		Config Config
+		Ctr    runtime.ContainerConfig
+	}
+	if err := json.Unmarshal([]byte(os.Getenv("PELAGOS_TEST_STARTER")), &in); err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	rt, err := New(in.Config)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	store, err := image.Open(image.Options{Root: in.Config.StateRoot})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	rt.SetImageStore(store)
+	c, err := rt.StartContainer(context.Background(), &in.Ctr)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(c.ID)
+	select {}
+}
+
+func parentPID(t testing.TB, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var ppid int
+	fmt.Sscan(f[1], &ppid)
+	return ppid
+}
+
+// TestContainerSurvivesAgentKill kills -9 the process that started a
+// container: the container keeps running and logging, a new Runtime finds
+// it, and its exit is still recorded and reported.
+func TestContainerSurvivesAgentKill(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	in := map[string]any{
+		"Config": e.cfg,
+		"Ctr": e.config("survivor", "/bin/sh", "-c",
+			"echo started; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after-agent-death; exit 7"),
+	}
+	b, _ := json.Marshal(in)
+	cmd := reexec.Command(starterName)
+	cmd.Env = append(os.Environ(), "PELAGOS_TEST_STARTER="+string(b))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	id := strings.TrimSpace(line)
+	if strings.HasPrefix(id, "error") || id == "" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("starter: %q", line)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+
+	rt := e.rt // a Runtime object that did not start the container
+	c, err := rt.GetContainer(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != runtime.ContainerRunning {
+		t.Fatalf("after the agent died: state %s, want running", c.State)
+	}
+	rec, _ := rt.containerRecord(id)
+	st, _ := rec.state()
+	if pp := parentPID(t, st.Shim.PID); pp == cmd.Process.Pid || pp == os.Getpid() {
+		t.Errorf("shim %d is a child of the agent (%d)", st.Shim.PID, pp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	exits, err := rt.WatchExits(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := rt.Exec(ctx, id, runtime.ExecOptions{Cmd: []string{"touch", "/tmp/go"}}); err != nil || code != 0 {
+		t.Fatalf("exec touch: %d %v", code, err)
+	}
+	select {
+	case ev := <-exits:
+		if ev.ContainerID != id || ev.SandboxID != e.sb.ID || ev.Pod != e.sb.Pod {
+			t.Errorf("exit event %+v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no exit event")
+	}
+	c, _ = rt.GetContainer(ctx, id)
+	if c.State != runtime.ContainerExited || c.ExitCode != 7 || c.Reason != runtime.ReasonError {
+		t.Errorf("exit: %s %d %s, want exited 7 Error", c.State, c.ExitCode, c.Reason)
+	}
+	var logs bytes.Buffer
+	crilog.Read(c.LogPath, &logs, crilog.ReadOptions{})
+	if logs.String() != "started\nafter-agent-death\n" {
+		t.Errorf("log %q", logs.String())
+	}
+	e.check(t)
+}
