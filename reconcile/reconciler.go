@@ -542,6 +542,9 @@ func (r *Reconciler) recordStatus(key runtime.PodKey, d *DesiredPod, obs Observe
 	r.mu.Lock()
 	m := r.mem[key]
 	if d == nil && len(obs.Sandboxes) == 0 && len(obs.Containers) == 0 {
+		if _, known := r.status[key]; known {
+			defer r.events.Record(EventNormal, "Removed", podRef(key), "Pod removed: its containers and sandbox are gone")
+		}
 		delete(r.status, key)
 		delete(r.mem, key)
 		if t, ok := r.changedAt[key]; ok {
