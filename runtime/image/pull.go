@@ -37,11 +37,13 @@ func (s *Store) EnsureImage(ctx context.Context, ref string, opts runtime.PullOp
 	canon := canonical(r)
 	switch opts.Policy {
 	case runtime.PullNever, runtime.PullIfNotPresent, "":
-		img, err := s.GetImage(ctx, canon)
+		// Present means indexed with every layer unpacked: a layer lost
+		// from disk is pulled (or re-unpacked from its blob) again.
+		_, img, err := s.LayerDirs(ctx, canon)
 		if err == nil {
 			return img, nil
 		}
-		if !errors.Is(err, runtime.ErrNotFound) {
+		if !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 		if opts.Policy == runtime.PullNever {

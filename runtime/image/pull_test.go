@@ -139,6 +139,28 @@ func TestPullPolicies(t *testing.T) {
 	if _, err := s.GetImage(ctx, byDigest); err != nil {
 		t.Errorf("GetImage by digest reference: %v", err)
 	}
+	// A layer lost from disk makes the image not present: IfNotPresent
+	// restores it (from the stored blob, without a download).
+	dirs, _, err := s.LayerDirs(ctx, byDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnsureImage(ctx, byDigest, runtime.PullOptions{Policy: runtime.PullNever}); err == nil {
+		t.Error("Never with a layer missing succeeded")
+	}
+	blobs = reg.BlobGets()
+	if _, err := s.EnsureImage(ctx, byDigest, runtime.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dirs[0]); err != nil {
+		t.Errorf("lost layer not restored: %v", err)
+	}
+	if n := reg.BlobGets() - blobs; n != 0 {
+		t.Errorf("restoring a layer from its stored blob downloaded %d blobs", n)
+	}
 	if _, err := s.EnsureImage(ctx, ref, runtime.PullOptions{Policy: "Sometimes"}); !errors.Is(err, runtime.ErrInvalidConfig) {
 		t.Errorf("unknown policy: %v, want ErrInvalidConfig", err)
 	}

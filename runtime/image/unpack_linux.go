@@ -115,7 +115,9 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 		}
 		return zr, nil
 	case "zstd":
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		// 128 MiB is the largest window the zstd CLI decodes without
+		// --long; a hostile frame must not make the agent allocate more.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(128<<20))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
 		}
