@@ -26,6 +26,10 @@ type Limits struct {
 	MaxNodes int
 	// MaxDepth caps the nesting of mappings and sequences.
 	MaxDepth int
+	// Validation carries the operator's relaxations of validation rules; it
+	// travels with the limits because both are the agent's policy for
+	// what a manifest may ask.
+	Validation ValidationOptions
 }
 
 // DefaultLimits are the limits the agent and `validate` use.
@@ -50,6 +54,7 @@ func (l Limits) orDefault() Limits {
 	if l.MaxDepth > 0 {
 		d.MaxDepth = l.MaxDepth
 	}
+	d.Validation = l.Validation
 	return d
 }
 
@@ -334,7 +339,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	switch {
 	case doc.Pod != nil:
 		SetDefaults(doc.Pod)
-		verrs = ValidatePod(doc.Pod)
+		verrs = ValidatePodWithOptions(doc.Pod, lim.Validation)
 	case doc.ConfigMap != nil:
 		SetConfigMapDefaults(doc.ConfigMap)
 		verrs = ValidateConfigMap(doc.ConfigMap)

@@ -233,9 +233,37 @@ func (l *errList) unsupported(p fieldPath, format string, args ...any) {
 	l.errs = append(l.errs, &FieldError{Path: p.String(), Msg: fmt.Sprintf(format, args...), Err: ErrUnsupported})
 }
 
-// ValidatePod checks a defaulted pod and returns every problem, with field
-// paths but without File or Doc (ParseFile fills those).
-func ValidatePod(p *Pod) FieldErrors {
+// ValidationOptions relax rules that an operator may opt out of.
+type ValidationOptions struct {
+	// AllowUnsafeSysctls admits namespaced sysctls outside the safe set
+	// (the agent's --allow-unsafe-sysctls). Sysctls that are not namespaced
+	// are refused regardless: they would change the whole node.
+	AllowUnsafeSysctls bool
+}
+
+// sysctlName is Kubernetes' sysctl name syntax, dotted form.
+var sysctlName = regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
+
+// sysctlNamespace says which namespace isolates a sysctl: "net", "ipc" or
+// "" for none (a node-wide setting).
+func sysctlNamespace(name string) string {
+	switch {
+	case strings.HasPrefix(name, "net."):
+		return "net"
+	case name == "kernel.sem", strings.HasPrefix(name, "kernel.shm"), strings.HasPrefix(name, "kernel.msg"),
+		strings.HasPrefix(name, "fs.mqueue."):
+		return "ipc"
+	}
+	return ""
+}
+
+// ValidatePod checks a defaulted pod with the default (strict) options and
+// returns every problem, with field paths but without File or Doc
+// (ParseFile fills those).
+func ValidatePod(p *Pod) FieldErrors { return ValidatePodWithOptions(p, ValidationOptions{}) }
+
+// ValidatePodWithOptions is ValidatePod with relaxations.
+func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 	errs := structErrors(p)
 	l := &errList{}
 	root := fieldPath{}
@@ -313,14 +341,17 @@ func ValidatePod(p *Pod) FieldErrors {
 		seen := map[string]bool{}
 		for i, sy := range sc.Sysctls {
 			syp := scp.Field("sysctls").Index(i)
+			ns := sysctlNamespace(sy.Name)
 			switch {
-			case !safeSysctls[sy.Name]:
-				l.unsupported(syp.Field("name"), "%q is not in the namespaced safe set (%s)", sy.Name, strings.Join(SafeSysctls(), ", "))
+			case !safeSysctls[sy.Name] && !o.AllowUnsafeSysctls:
+				l.unsupported(syp.Field("name"), "%q is not in the namespaced safe set (%s); the agent's --allow-unsafe-sysctls admits other namespaced sysctls", sy.Name, strings.Join(SafeSysctls(), ", "))
+			case !safeSysctls[sy.Name] && (!sysctlName.MatchString(sy.Name) || ns == ""):
+				l.add(syp.Field("name"), "%q is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*): it would change the whole node", sy.Name)
 			case seen[sy.Name]:
 				l.add(syp.Field("name"), "duplicate sysctl %q", sy.Name)
-			case s.HostNetwork && strings.HasPrefix(sy.Name, "net."):
+			case s.HostNetwork && ns == "net":
 				l.add(syp.Field("name"), "%q would change the node's network namespace: not allowed with hostNetwork", sy.Name)
-			case s.HostIPC && strings.HasPrefix(sy.Name, "kernel."):
+			case s.HostIPC && ns == "ipc":
 				l.add(syp.Field("name"), "%q would change the node's IPC namespace: not allowed with hostIPC", sy.Name)
 			}
 			seen[sy.Name] = true

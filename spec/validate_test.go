@@ -224,3 +224,43 @@ func TestValidateConfigMapAndSecret(t *testing.T) {
 		t.Errorf("stringData not merged as the API server does (-want +got):\n%s type=%q", diff, s.Type)
 	}
 }
+
+func TestValidateSysctlOptions(t *testing.T) {
+	tests := []struct {
+		name        string
+		mutate      func(p *Pod)
+		want        []string
+		msg         string
+		allowUnsafe bool
+	}{
+		{"unsafe namespaced sysctl allowed by the operator", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{Name: "net.core.somaxconn", Value: "1024"}, {Name: "kernel.msgmax", Value: "65536"}}}
+		}, nil, "", true},
+		{"node-wide sysctl refused even when unsafe ones are allowed", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{Name: "kernel.panic", Value: "1"}, {Name: "vm.swappiness", Value: "1"}}}
+		}, []string{"spec.securityContext.sysctls[0].name", "spec.securityContext.sysctls[1].name"}, "not a namespaced sysctl", true},
+		{"IPC sysctl with hostIPC", func(p *Pod) {
+			p.Spec.HostIPC = true
+			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{Name: "kernel.shm_rmid_forced", Value: "1"}}}
+		}, []string{"spec.securityContext.sysctls[0].name"}, "node's IPC namespace", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := basePod()
+			tc.mutate(p)
+			SetDefaults(p)
+			errs := ValidatePodWithOptions(p, ValidationOptions{AllowUnsafeSysctls: tc.allowUnsafe})
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Path)
+			}
+			sort.Strings(got)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("error paths (-want +got):\n%s\nerrors:\n%v", diff, errs)
+			}
+			if tc.msg != "" && !strings.Contains(errs[0].Msg, tc.msg) {
+				t.Errorf("first error %q does not contain %q", errs[0].Msg, tc.msg)
+			}
+		})
+	}
+}

@@ -44,7 +44,7 @@ Exit status: 0 when everything is valid, 1 when anything is invalid,
 			if o.maxFileSize < 0 {
 				return &exitError{code: exitUsage, err: fmt.Errorf("--max-file-size: %d is negative", o.maxFileSize)}
 			}
-			return runValidate(g.stdout, args, o)
+			return runValidate(g.stdout, args, o, g.AllowUnsafeSysctls)
 		},
 	}
 	f := cmd.Flags()
@@ -121,8 +121,8 @@ func toProblem(err error) validateProblem {
 	return p
 }
 
-func runValidate(stdout io.Writer, args []string, o *validateOptions) error {
-	opts := manifest.Options{SkipTrustCheck: o.skipTrustCheck, MaxFileSize: o.maxFileSize}
+func runValidate(stdout io.Writer, args []string, o *validateOptions, allowUnsafeSysctls bool) error {
+	opts := manifest.Options{SkipTrustCheck: o.skipTrustCheck, MaxFileSize: o.maxFileSize, AllowUnsafeSysctls: allowUnsafeSysctls}
 	report := validateReport{Valid: true, Files: []validateFile{}, Errors: []validateProblem{}, Pods: []validatePodEntry{}}
 	var files []*manifest.FileResult
 	for _, arg := range args {

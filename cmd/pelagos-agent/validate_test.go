@@ -215,3 +215,16 @@ func TestValidateJSON(t *testing.T) {
 		t.Errorf("error entry: %+v", e)
 	}
 }
+
+func TestValidateUnsafeSysctls(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tuned.yaml")
+	validateWrite(t, f, fmt.Sprintf(validatePod, "tuned")+"  securityContext:\n    sysctls:\n    - name: net.core.somaxconn\n      value: \"1024\"\n")
+	out, _, code := validateRun(t, "validate", f)
+	if code != 1 || !strings.Contains(out, "spec.securityContext.sysctls[0].name: \"net.core.somaxconn\" is not in the namespaced safe set") {
+		t.Errorf("without the flag: exit %d\n%s", code, out)
+	}
+	if out, _, code := validateRun(t, "--allow-unsafe-sysctls", "validate", f); code != 0 {
+		t.Errorf("with --allow-unsafe-sysctls: exit %d\n%s", code, out)
+	}
+}

@@ -79,6 +79,9 @@ type Options struct {
 	// Cache, when set, skips re-parsing files whose bytes did not change
 	// since the last load with the same Cache.
 	Cache *Cache
+	// AllowUnsafeSysctls admits namespaced sysctls outside Kubernetes' safe
+	// set (the agent's --allow-unsafe-sysctls).
+	AllowUnsafeSysctls bool
 }
 
 func (o Options) limits() spec.Limits {
@@ -86,6 +89,7 @@ func (o Options) limits() spec.Limits {
 	if o.MaxFileSize > 0 {
 		l.MaxBytes = o.MaxFileSize
 	}
+	l.Validation.AllowUnsafeSysctls = o.AllowUnsafeSysctls
 	return l
 }
 
