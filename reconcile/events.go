@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -86,7 +87,16 @@ func (e *Events) Record(typ, reason string, obj ObjectRef, message string) {
 	if typ == EventWarning {
 		lev = e.log.Warn()
 	}
-	lev.Str("event", reason).Str("pod", obj.Namespace+"/"+obj.Name).Str("object", obj.FieldPath).Int("count", ev.Count).Msg(message)
+	lev = lev.Str("event", reason)
+	if obj.Kind == "Pod" {
+		lev = lev.Str("pod", obj.Namespace+"/"+obj.Name)
+		if obj.FieldPath != "" {
+			lev = lev.Str("object", obj.FieldPath)
+		}
+	} else {
+		lev = lev.Str("object", strings.ToLower(obj.Kind)+" "+obj.Name)
+	}
+	lev.Int("count", ev.Count).Msg(message)
 }
 
 func (e *Events) lastLocked() *Event {

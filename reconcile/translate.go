@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"slices"
 	"sort"
@@ -51,6 +52,17 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 	paths := snap.Paths()
 	for _, p := range paths {
 		fr := snap.Files[p]
+		if vanished(fr) {
+			// Removed between the listing and the read: the file is gone,
+			// which is the truth the next listing will show too.
+			delete(snap.Files, p)
+			for k, ps := range snap.Pods {
+				if ps.File == p {
+					delete(snap.Pods, k)
+				}
+			}
+			continue
+		}
 		for _, c := range fr.ConfigMaps {
 			docs.ConfigMaps[spec.PodKey{Namespace: nsOr(c.ConfigMap.Metadata.Namespace), Name: c.ConfigMap.Metadata.Name}] = c.ConfigMap
 		}
@@ -77,6 +89,15 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		set.Pods = append(set.Pods, d)
 	}
 	return set
+}
+
+func vanished(fr *manifest.FileResult) bool {
+	for _, err := range fr.Errs {
+		if errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	return false
 }
 
 func nsOr(ns string) string {

@@ -153,3 +153,22 @@ func TestTranslateEmptyFileKeepsPods(t *testing.T) {
 		t.Fatalf("an empty file must be an error (unfinished write), got %+v", set.Errors)
 	}
 }
+
+func TestTranslateVanishedFileIsAbsent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "web.yaml")
+	if err := os.WriteFile(path, []byte(webPod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := manifest.LoadDir(dir, manifest.Options{SkipTrustCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if the file went between LoadDir's listing and its read.
+	os.Remove(path)
+	snap.Files[path] = manifest.LoadFile(path, manifest.Options{SkipTrustCheck: true})
+	set := Translator{}.FromSnapshot(snap, nil)
+	if len(set.Errors) != 0 || len(set.Pods) != 0 {
+		t.Errorf("a vanished file must count as removed: pods %d errors %+v", len(set.Pods), set.Errors)
+	}
+}
