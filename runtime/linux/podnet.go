@@ -118,7 +118,26 @@ func (r *Runtime) podNetCheck(id string, cfg *runtime.SandboxConfig, ns runtime.
 	if err := r.net.ensureNFT(); err != nil {
 		return fmt.Errorf("sandbox %s: %w", id, err)
 	}
-	return r.net.nft.Check(id, maps)
+	return r.namedConflict(r.net.nft.Check(id, maps))
+}
+
+// namedConflict rewrites a port conflict for people: the holder's pod name
+// is what a user can act on, its sandbox ID is not.
+func (r *Runtime) namedConflict(err error) error {
+	var ce *nft.ConflictError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	holder := "sandbox " + ce.Holder
+	if rec, rerr := r.sandboxRecord(ce.Holder); rerr == nil {
+		holder = fmt.Sprintf("pod %s (sandbox %s)", rec.Pod, ce.Holder)
+	}
+	host := "every address"
+	if ce.Want.HostIP.IsValid() {
+		host = ce.Want.HostIP.String()
+	}
+	return fmt.Errorf("sandbox %s: hostPort %d/%s on %s is held by %s: %w",
+		ce.Sandbox, ce.Want.HostPort, ce.Want.Protocol, host, holder, runtime.ErrConflict)
 }
 
 // podNetAttach finishes a sandbox's networking once its namespaces exist
@@ -176,7 +195,7 @@ func (r *Runtime) podNetAttach(rec *sandboxRecord) error {
 				}
 			}
 			if err := r.net.nft.AddPod(rec.ID, maps); err != nil {
-				return err // names the sandbox and, for a conflict, the holder
+				return r.namedConflict(err)
 			}
 		}
 	}

@@ -343,7 +343,7 @@ func TestPodNetworking(t *testing.T) {
 			}
 			before := linuxtest.NetNS(e.cfg.NetNSPrefix)
 			_, err := rt.CreateSandbox(ctx, second)
-			if !errors.Is(err, runtime.ErrConflict) || !strings.Contains(err.Error(), web.ID) {
+			if !errors.Is(err, runtime.ErrConflict) || !strings.Contains(err.Error(), web.ID) || !strings.Contains(err.Error(), "pod shop/web ") {
 				t.Fatalf("second claim of hostPort %d: %v, want ErrConflict naming %s", hp, err, web.ID)
 			}
 			if after := linuxtest.NetNS(e.cfg.NetNSPrefix); !slices.Equal(before, after) {

@@ -532,14 +532,29 @@ func conflicts(sandboxID string, maps []Mapping, pods map[string][]Mapping) erro
 		for _, want := range maps {
 			for _, h := range pods[id] {
 				if want.overlaps(h) {
-					return fmt.Errorf("nft: sandbox %s: host port %d/%s is held by sandbox %s (%s): %w",
-						sandboxID, want.HostPort, want.Protocol, id, h, runtime.ErrConflict)
+					return &ConflictError{Sandbox: sandboxID, Want: want, Holder: id, Held: h}
 				}
 			}
 		}
 	}
 	return nil
 }
+
+// ConflictError says which sandbox holds a host port another one wants. It
+// is runtime.ErrConflict (errors.Is).
+type ConflictError struct {
+	Sandbox string  // the sandbox that was refused
+	Want    Mapping // its mapping
+	Holder  string  // the sandbox holding the port
+	Held    Mapping // the holder's mapping
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("nft: sandbox %s: host port %d/%s is held by sandbox %s (%s): %v",
+		e.Sandbox, e.Want.HostPort, e.Want.Protocol, e.Holder, e.Held, runtime.ErrConflict)
+}
+
+func (e *ConflictError) Unwrap() error { return runtime.ErrConflict }
 
 // RemovePod deletes a sandbox's rules and chain in one transaction.
 // Removing a pod that has none succeeds.
