@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/vishvananda/netlink"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
+)
+
+// TestContainerCLI drives `container run|ls|inspect|logs|exec|stop|rm`
+// through the built binary and ends with a census.
+func TestContainerCLI(t *testing.T) {
+	linuxtest.RequireRoot(t)
+	bin := filepath.Join(t.TempDir(), "pelagos-agent")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	tag := linuxtest.RandomName("pc", 4)
+	runRoot, stateRoot := t.TempDir(), t.TempDir()
+	subnet := fmt.Sprintf("10.202.%d.0/24", 251+rand.IntN(4))
+	cgParent := "pelagos-test-" + tag
+	global := []string{"--bridge", tag, "--subnet", subnet, "--netns-prefix", tag + "-", "--cgroup-parent", cgParent,
+		"--run-root", runRoot, "--root", stateRoot, "--nft-table", tag, "--log-level", "error"}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(tag); err == nil {
+			netlink.LinkDel(l)
+		}
+		exec.Command("nft", "delete", "table", "inet", tag).Run()
+		if m, err := cgroups.New(cgParent); err == nil {
+			if err := m.RemoveParent(); err != nil {
+				t.Errorf("census: cgroup parent: %v", err)
+			}
+		}
+	})
+	agent := func(args ...string) (string, string, int) {
+		cmd := exec.Command(bin, append(append([]string{}, global...), args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("run %v: %v", args, err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	archive := filepath.Join(t.TempDir(), "busybox.tar")
+	if err := imagetest.WriteDockerArchive(archive, map[string]v1.Image{"pelagos.test/busybox:1": imagetest.Busybox(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := agent("image", "import", archive); code != 0 {
+		t.Fatalf("image import: %d %s", code, errOut)
+	}
+	out, errOut, code := agent("sandbox", "create", "--name", "web")
+	if code != 0 {
+		t.Fatalf("sandbox create: %d %s", code, errOut)
+	}
+	sbID := strings.TrimSpace(out)
+
+	out, errOut, code = agent("container", "run", "--sandbox", "web", "--name", "app", "--env", "GREETING=hi there",
+		"--memory", "64Mi", "--cpus", "0.5", "pelagos.test/busybox:1", "--", "/bin/sh", "-c", `echo "$GREETING"; echo err >&2; exec sleep 1000`)
+	if code != 0 {
+		t.Fatalf("container run: %d %s", code, errOut)
+	}
+	id := strings.TrimSpace(out)
+
+	out, _, code = agent("container", "ls")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME SANDBOX IMAGE STATE PID EXIT CODE" ||
+		!strings.Contains(lines[1], id) || !strings.Contains(lines[1], "running") {
+		t.Errorf("ls:\n%s", out)
+	}
+	out, _, _ = agent("container", "ls", "--sandbox", sbID, "--json")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
+		t.Errorf("ls --json: %v %s", err, out)
+	}
+	out, _, code = agent("container", "inspect", id)
+	var info map[string]any
+	if err := json.Unmarshal([]byte(out), &info); err != nil || code != 0 {
+		t.Fatalf("inspect: %v %s", err, out)
+	}
+	for _, k := range []string{"id", "name", "sandbox_id", "image", "state", "pid", "exit_code", "reason", "started_at", "finished_at", "log_path", "cgroup_path"} {
+		if _, ok := info[k]; !ok {
+			t.Errorf("inspect lacks %q: %s", k, out)
+		}
+	}
+	if info["state"] != "running" || info["sandbox_id"] != sbID || info["name"] != "app" {
+		t.Errorf("inspect: %s", out)
+	}
+	// The limits reached the cgroup.
+	memDir, _ := cgroupDir(t, cgParent, "memory", info["cgroup_path"].(string))
+	if b, err := os.ReadFile(filepath.Join(memDir, "memory.limit_in_bytes")); err == nil && strings.TrimSpace(string(b)) != "67108864" {
+		t.Errorf("memory limit %s", b)
+	}
+
+	out, _, code = agent("container", "logs", id)
+	if code != 0 || (out != "hi there\nerr\n" && out != "err\nhi there\n") {
+		t.Errorf("logs: %d %q", code, out)
+	}
+	out, _, code = agent("container", "exec", id, "--", "/bin/sh", "-c", "echo in-exec; exit 3")
+	if code != 3 || out != "in-exec\n" {
+		t.Errorf("exec: %d %q", code, out)
+	}
+	if _, errOut, code := agent("container", "rm", id); code == 0 || !strings.Contains(errOut, "running") {
+		t.Errorf("rm of a running container: %d %s", code, errOut)
+	}
+	if _, errOut, code := agent("container", "stop", "--time", "1", id); code != 0 {
+		t.Fatalf("stop: %d %s", code, errOut)
+	}
+	out, _, _ = agent("container", "inspect", id)
+	json.Unmarshal([]byte(out), &info)
+	if info["state"] != "exited" || info["exit_code"] == nil {
+		t.Errorf("after stop: %s", out)
+	}
+	out, _, code = agent("container", "logs", "-f", id) // exited: prints and returns
+	if code != 0 || !strings.Contains(out, "hi there") {
+		t.Errorf("logs -f of an exited container: %d %q", code, out)
+	}
+	if _, errOut, code := agent("container", "rm", id); code != 0 {
+		t.Fatalf("rm: %d %s", code, errOut)
+	}
+	if _, _, code := agent("container", "inspect", id); code != 1 {
+		t.Errorf("inspect after rm: exit %d, want 1", code)
+	}
+	if _, _, code := agent("container", "run", "pelagos.test/busybox:1"); code != 2 {
+		t.Errorf("run without --sandbox: exit %d, want 2", code)
+	}
+	if _, errOut, code := agent("sandbox", "rm", sbID); code != 0 {
+		t.Fatalf("sandbox rm: %d %s", code, errOut)
+	}
+	census := linuxtest.Census{NetNSPrefix: tag + "-", ProcessArg: runRoot, MountDirs: []string{runRoot, stateRoot}}
+	census.Check(t, 10e9)
+}
+
+func cgroupDir(t *testing.T, parent, controller, path string) (string, error) {
+	m, err := cgroups.New(parent)
+	if err != nil {
+		return "", err
+	}
+	rel := strings.TrimPrefix(path, m.Parent()+"/")
+	return m.Dir(controller, rel)
+}
