@@ -513,10 +513,15 @@ spec:
 		if len(seen) == 0 {
 			t.Errorf("CrashLoopBackOff never shown")
 		}
-		out, _, _ := e.cli("get", "pods", "crash")
-		if !strings.Contains(out, "CrashLoopBackOff") && !strings.Contains(out, "Error") {
-			t.Errorf("get pods crash:\n%s", out)
-		}
+		// Between back-offs the container runs for a moment: wait for the
+		// table to show the back-off, as a person watching would see it.
+		e.eventually("CrashLoopBackOff in get pods", func() error {
+			out, _, _ := e.cli("get", "pods", "crash")
+			if !strings.Contains(out, "CrashLoopBackOff") {
+				return fmt.Errorf("get pods crash:\n%s", out)
+			}
+			return nil
+		})
 		// The agent never restarts before the back-off: 400ms, 800ms,
 		// 1.6s, 2s (capped). Lower bounds only; a busy machine may be late.
 		p, _ := e.pod("crash")
