@@ -225,7 +225,8 @@ func (p procID) terminate() (wait func(grace time.Duration) error) {
 		return gone
 	}
 	fd, err := unix.PidfdOpen(p.PID, 0)
-	if errors.Is(err, unix.ESRCH) {
+	if errors.Is(err, unix.ESRCH) || (err != nil && !p.alive()) {
+		// Gone, or the PID is now another process's thread (ENOENT).
 		return gone
 	}
 	if err != nil {
@@ -247,7 +248,14 @@ func (p procID) terminate() (wait func(grace time.Duration) error) {
 		}
 		return false, nil
 	}
-	exited, err := signal(unix.SIGTERM)
+	// PID 1 of a PID namespace ignores signals it has no handler for, and
+	// a pause still initialising its runtime has none yet: it holds
+	// nothing worth a graceful exit, so it gets SIGKILL at once.
+	first := unix.SIGTERM
+	if !catches(p.PID, unix.SIGTERM) {
+		first = unix.SIGKILL
+	}
+	exited, err := signal(first)
 	return func(grace time.Duration) error {
 		defer unix.Close(fd)
 		if exited || err != nil {
@@ -264,6 +272,22 @@ func (p procID) terminate() (wait func(grace time.Duration) error) {
 		}
 		return fmt.Errorf("stop pid %d: still running after SIGKILL", p.PID)
 	}
+}
+
+// catches reports whether the process has a handler for sig (SigCgt in
+// /proc/PID/status).
+func catches(pid int, sig unix.Signal) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
 }
 
 // waitPidfd waits up to d for the process behind fd to exit.

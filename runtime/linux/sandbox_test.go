@@ -515,3 +515,25 @@ func TestSandboxGCHiddenDirs(t *testing.T) {
 	os.RemoveAll(live)
 	e.check(t)
 }
+
+// TestSandboxSharedPIDRemovedAtOnce: a PID-1 pause removed before its
+// runtime installed a SIGTERM handler (which PID 1 needs to see TERM) is
+// still removed, without waiting out the grace period.
+func TestSandboxSharedPIDRemovedAtOnce(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	r.stopGrace = time.Hour // a wait for TERM would hang the test
+	ctx := context.Background()
+	for i := range 5 {
+		cfg := podConfig(fmt.Sprintf("pid1-%d", i))
+		cfg.Namespaces.PID = rt.NamespacePod
+		sb, err := r.CreateSandbox(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.check(t)
+}

@@ -101,6 +101,9 @@ func (r *Runtime) sandboxRecord(id string) (*sandboxRecord, error) {
 	if err := json.Unmarshal(b, rec); err != nil {
 		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
 	}
+	// Where the record was found is where the sandbox lives, whatever the
+	// record says (a run root may be moved or bind-mounted elsewhere).
+	rec.Dir = r.sandboxDir(id)
 	return rec, nil
 }
 
