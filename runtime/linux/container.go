@@ -292,7 +292,18 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
 	if sb.Phase != phaseReady || !sb.Pause.alive() {
-		return nil, fmt.Errorf("start container %q: sandbox %s is not ready", cfg.Name, sb.ID)
+		return nil, fmt.Errorf("start container %q: sandbox %s is not ready: %w", cfg.Name, sb.ID, runtime.ErrConflict)
+	}
+	// A name and attempt is one container in a sandbox: a retry after a
+	// lost reply must not start the same container twice.
+	recs, err := r.containerRecords()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range recs {
+		if o.SandboxID == cfg.SandboxID && o.Config.Name == cfg.Name && o.Config.Attempt == cfg.Attempt {
+			return nil, fmt.Errorf("start container %q attempt %d in sandbox %s: held by %s: %w", cfg.Name, cfg.Attempt, cfg.SandboxID, o.ID, runtime.ErrAlreadyExists)
+		}
 	}
 	imgs, err := r.imageStore()
 	if err != nil {
