@@ -46,6 +46,11 @@ type Runner struct {
 
 	// Sleep waits d or until ctx ends; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// BeforeStop, when set, hears of every container the reconciler is
+	// about to stop, before its preStop hook (prober.Bridge.Stopping: a
+	// container shutting down must not fail its liveness probe into a
+	// second kill).
+	BeforeStop func(ctr *runtime.Container)
 }
 
 // New returns a runner that execs and finds pod IPs through rt.
@@ -100,6 +105,9 @@ func (r *Runner) PostStart(ctx context.Context, pod *reconcile.DesiredPod, _ *re
 // still running at the deadline is abandoned (and reported), as the kubelet
 // does, so the container is killed on time.
 func (r *Runner) PreStop(ctx context.Context, pod *reconcile.DesiredPod, ctr *runtime.Container) error {
+	if r.BeforeStop != nil {
+		r.BeforeStop(ctr)
+	}
 	ck := containerKey{ctr.Pod, ctr.ID}
 	r.mu.Lock()
 	remembered := r.seen[ck]

@@ -127,6 +127,10 @@ func NewBridge(rt SandboxExecer, opts Options) (*Bridge, error) {
 	return b, nil
 }
 
+// Stopping tells the bridge the reconciler is about to stop the container
+// (hooks.Runner.BeforeStop): its probes stop judging it.
+func (b *Bridge) Stopping(ctr *runtime.Container) { b.m.Suspend(ctr.ID) }
+
 // Manager exposes the underlying manager (status queries, tests).
 func (b *Bridge) Manager() *Manager { return b.m }
 

@@ -180,6 +180,20 @@ func (m *Manager) Remove(containerID string) {
 	})
 }
 
+// Suspend stops judging a container that is being stopped on purpose: its
+// workers keep their state but probe no more, so a probe failing while the
+// container shuts down (preStop, SIGTERM) cannot kill it a second time with
+// a fresh grace period. It does not wait; Remove still ends the workers.
+func (m *Manager) Suspend(containerID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.byID[containerID]; ok {
+		for _, w := range c.workers {
+			w.onHold = true
+		}
+	}
+}
+
 // Close stops every worker.
 func (m *Manager) Close() {
 	m.mu.Lock()

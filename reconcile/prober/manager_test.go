@@ -243,3 +243,28 @@ func TestAddValidatesAndIsIdempotent(t *testing.T) {
 		t.Fatalf("containers %v", ids)
 	}
 }
+
+func TestSuspendStopsJudging(t *testing.T) {
+	ex := newScriptExec(map[string][]int{"live": {1}})
+	m, rec, _ := newTestManager(t, ex)
+	if err := m.Add(Target{Namespace: "ns", Pod: "p", ContainerName: "c", ContainerID: "c1", StartedAt: time.Now()},
+		Probes{Liveness: execProbe("live", 1000000, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	for ex.count("live") < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	m.Suspend("c1")
+	n := ex.count("live")
+	// Many periods pass; at most the attempt already under way completes.
+	time.Sleep(50 * time.Millisecond)
+	m.Remove("c1")
+	if got := ex.count("live"); got > n+1 {
+		t.Fatalf("%d attempts after Suspend (had %d)", got, n)
+	}
+	select {
+	case u := <-rec:
+		t.Fatalf("unexpected update %v", u)
+	default:
+	}
+}

@@ -28,6 +28,23 @@ const lifecycleImage = "pelagos.test/busybox-lifecycle:1"
 // /24 of 10.205.0.0/16, with one sandbox made from sbCfg.
 func newLifecycleEnv(t *testing.T, sbCfg *runtime.SandboxConfig) *ctrEnv {
 	t.Helper()
+	e := lifecycleRuntime(t)
+	if sbCfg == nil {
+		sbCfg = &runtime.SandboxConfig{}
+	}
+	sbCfg.Pod = runtime.PodKey{Namespace: "default", Name: "life-" + e.cfg.Bridge}
+	var err error
+	e.sb, err = e.rt.CreateSandbox(context.Background(), sbCfg)
+	if err != nil {
+		t.Fatalf("create sandbox: %v", err)
+	}
+	return e
+}
+
+// lifecycleRuntime is the environment without a sandbox: runtime, image
+// store with busybox, cgroup parent, census and cleanup.
+func lifecycleRuntime(t *testing.T) *ctrEnv {
+	t.Helper()
 	linuxtest.RequireRoot(t)
 	imagetest.RequireBusybox(t)
 	tag := linuxtest.RandomName("pl", 4)
@@ -78,14 +95,6 @@ func newLifecycleEnv(t *testing.T, sbCfg *runtime.SandboxConfig) *ctrEnv {
 			t.Errorf("census: cgroup parent %s: %v", cg.Parent(), err)
 		}
 	})
-	if sbCfg == nil {
-		sbCfg = &runtime.SandboxConfig{}
-	}
-	sbCfg.Pod = runtime.PodKey{Namespace: "default", Name: "life-" + tag}
-	e.sb, err = r.CreateSandbox(context.Background(), sbCfg)
-	if err != nil {
-		t.Fatalf("create sandbox: %v", err)
-	}
 	return e
 }
 
@@ -252,7 +261,7 @@ func TestLifecycleProbeActionsAgainstRealContainer(t *testing.T) {
 	run := func(p *prober.Probe) (prober.Result, string) {
 		t.Helper()
 		if p.Timeout == 0 {
-			p.Timeout = 2 * time.Second
+			p.Timeout = 20 * time.Second
 		}
 		res, msg, err := prober.Run(context.Background(), e.rt, target, p)
 		if err != nil {
@@ -314,7 +323,7 @@ func TestLifecycleProbeActionsAgainstRealContainer(t *testing.T) {
 	}
 	defer m.Close()
 	fast := func(p *prober.Probe) *prober.Probe {
-		p.Period, p.Timeout, p.FailureThreshold = 100*time.Millisecond, 2*time.Second, 2
+		p.Period, p.Timeout, p.FailureThreshold = 100*time.Millisecond, 20*time.Second, 2
 		return p
 	}
 	if err := m.Add(*target, prober.Probes{
