@@ -204,7 +204,8 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	a.metrics = metrics.New()
 	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
 	var h reconcile.Hooks
-	hooks.New(a.rt).Install(&h)
+	runner := hooks.New(a.rt)
+	runner.Install(&h)
 	if withProbes {
 		a.bridge, err = prober.NewBridge(a.rt, prober.Options{Registerer: a.metrics.Registry()})
 		if err != nil {
@@ -212,6 +213,8 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 			return nil, fmt.Errorf("prober: %w", err)
 		}
 		h.Prober = a.bridge
+		// A container being stopped is no longer judged by its probes.
+		runner.BeforeStop = a.bridge.Stopping
 	}
 	a.rec = reconcile.New(reconcile.Config{
 		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync,
