@@ -74,11 +74,12 @@ type pauseSpec struct {
 }
 
 // threadFlags are the namespaces made on the agent's thread before the
-// fork; the pause inherits them.
+// fork; the pause inherits them. The UTS namespace follows the network, as
+// in Kubernetes: a hostNetwork pod has the node's hostname.
 func (s pauseSpec) threadFlags() int {
-	f := unix.CLONE_NEWUTS
+	f := 0
 	if s.ns.Network == runtime.NamespacePod {
-		f |= unix.CLONE_NEWNET
+		f |= unix.CLONE_NEWNET | unix.CLONE_NEWUTS
 	}
 	if s.ns.IPC == runtime.NamespacePod {
 		f |= unix.CLONE_NEWIPC
@@ -136,11 +137,16 @@ func startPause(s pauseSpec) (procID, error) {
 
 // forkPause runs on a locked thread that it moves into new namespaces.
 func forkPause(s pauseSpec) (procID, error) {
-	if err := unix.Unshare(s.threadFlags()); err != nil {
-		return procID{}, os.NewSyscallError("unshare", err)
+	flags := s.threadFlags()
+	if flags != 0 {
+		if err := unix.Unshare(flags); err != nil {
+			return procID{}, os.NewSyscallError("unshare", err)
+		}
 	}
-	if err := unix.Sethostname([]byte(s.hostname)); err != nil {
-		return procID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
+	if flags&unix.CLONE_NEWUTS != 0 {
+		if err := unix.Sethostname([]byte(s.hostname)); err != nil {
+			return procID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
+		}
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
