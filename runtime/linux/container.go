@@ -533,8 +533,12 @@ func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, 
 	return nil
 }
 
-// startShim starts the shim and waits for its report: the workload runs,
-// or the step that failed.
+// startShim starts the shim daemon and waits for its report: the workload
+// runs, or the step that failed. The daemon must not be the agent's child.
+// It is cloned with CLONE_PARENT, which makes it a child of the agent's
+// parent (systemd, a shell) at the cost of one process start; where the
+// kernel refuses that (the agent is PID 1 of its namespace), the launcher
+// starts it and exits, and the daemon is reparented.
 func startShim(rec *containerRecord) error {
 	rd, wr, err := os.Pipe()
 	if err != nil {
@@ -547,19 +551,27 @@ func startShim(rec *containerRecord) error {
 		return err
 	}
 	defer devnull.Close()
-	proc, err := os.StartProcess(reexec.Self, []string{ShimName, rec.RunRoot, rec.ID}, &os.ProcAttr{
+	attr := &os.ProcAttr{
 		Dir:   "/",
 		Env:   shimEnv,
 		Files: []*os.File{devnull, devnull, devnull, wr},
-		Sys:   &syscall.SysProcAttr{Setsid: true},
-	})
+		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_PARENT},
+	}
+	proc, err := os.StartProcess(reexec.Self, []string{ShimDaemonName, rec.RunRoot, rec.ID}, attr)
+	if err == nil {
+		// Not our child: never waited for here.
+		proc.Release()
+	} else {
+		attr.Sys = &syscall.SysProcAttr{Setsid: true}
+		proc, err = os.StartProcess(reexec.Self, []string{ShimName, rec.RunRoot, rec.ID}, attr)
+		if err == nil {
+			// The launcher exits as soon as the daemon runs; reaping it
+			// here keeps the daemon out of our process tree.
+			_, err = proc.Wait()
+		}
+	}
 	wr.Close()
 	if err != nil {
-		return fmt.Errorf("start shim: %w", err)
-	}
-	// The launcher exits as soon as the daemon runs; reaping it here keeps
-	// the daemon out of our process tree.
-	if _, err := proc.Wait(); err != nil {
 		return fmt.Errorf("start shim: %w", err)
 	}
 	var rep shimReady
