@@ -345,3 +345,34 @@ func TestDocsListRefusedFields(t *testing.T) {
 		}
 	}
 }
+
+func TestSyntaxErrorLineIsTheFileLine(t *testing.T) {
+	// yaml.v3 places this error on the line of the enclosing mapping
+	// ("metadata:", line 3 of the document); the message must say 15, its
+	// line in the file, not 3.
+	src := validPodYAML + "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n"
+	got, _ := docErrs(t, src)
+	if len(got) != 1 || got[0].Doc != 2 || !strings.Contains(got[0].Msg, "line 15:") {
+		t.Fatalf("got %v, want one doc 2 error naming file line 15", got)
+	}
+}
+
+func TestIntOrStringJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want IntOrString
+	}{{`8080`, FromInt(8080)}, {`"http"`, FromString("http")}} {
+		var v IntOrString
+		if err := v.UnmarshalJSON([]byte(tc.in)); err != nil || v != tc.want {
+			t.Errorf("UnmarshalJSON(%s) = %+v, %v; want %+v", tc.in, v, err, tc.want)
+		}
+		out, err := v.MarshalJSON()
+		if err != nil || string(out) != tc.in {
+			t.Errorf("MarshalJSON(%+v) = %s, %v; want %s", v, out, err, tc.in)
+		}
+	}
+	var v IntOrString
+	if err := v.UnmarshalJSON([]byte(`1.5`)); err == nil {
+		t.Error("a fractional port must not decode")
+	}
+}
