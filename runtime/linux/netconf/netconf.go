@@ -74,8 +74,9 @@ type Pod struct {
 // brings lo and eth0 up with the address and a default route. A host end
 // left over by an earlier sandbox of the same name is replaced.
 func Setup(p Pod) error {
+	// The host end is created up, saving a round trip.
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth, MasterIndex: p.BridgeIndex},
+		LinkAttrs:     netlink.LinkAttrs{Name: p.HostVeth, MasterIndex: p.BridgeIndex, Flags: net.FlagUp},
 		PeerName:      PodInterface,
 		PeerNamespace: netlink.NsFd(int(p.NetNS.Fd())),
 	}
@@ -91,18 +92,13 @@ func Setup(p Pod) error {
 	if err != nil {
 		return fmt.Errorf("create veth %s: %w", p.HostVeth, err)
 	}
-	if err := netlink.LinkSetUp(veth); err != nil {
-		return fmt.Errorf("veth %s: set up: %w", p.HostVeth, err)
-	}
 	h, err := netlink.NewHandleAt(netns.NsHandle(int(p.NetNS.Fd())), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("netlink in pod netns %s: %w", p.NetNS.Name(), err)
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("pod netns %s: find lo: %w", p.NetNS.Name(), err)
-	}
+	// lo is always index 1 in a new namespace; no lookup needed.
+	lo := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}
 	if err := h.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("pod netns %s: set lo up: %w", p.NetNS.Name(), err)
 	}
