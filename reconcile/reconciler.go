@@ -619,6 +619,17 @@ func (r *Reconciler) Kill(ctx context.Context, key runtime.PodKey, containerID, 
 		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
 	}
 	r.events.Record(EventNormal, "Killing", containerObj(key, c.Name, false), "Stopping container "+c.Name+": "+reason)
+	// As the kubelet does, a probe kill runs the preStop hook too, and
+	// the hook's time comes out of the grace (issue 8).
+	if r.cfg.Hooks.PreStop != nil && c.State == runtime.ContainerRunning {
+		deadline := time.Now().Add(grace)
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		if err := r.cfg.Hooks.PreStop(hctx, r.Desired(key), c); err != nil {
+			r.events.Record(EventWarning, "FailedPreStopHook", containerObj(key, c.Name, false), err.Error())
+		}
+		cancel()
+		grace = max(0, time.Until(deadline))
+	}
 	if err := r.rt.StopContainer(ctx, containerID, grace); err != nil {
 		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
 	}

@@ -257,3 +257,36 @@ func TestPreStopSleepCutAtDeadline(t *testing.T) {
 		t.Fatalf("an hour-long preStop sleep under a short grace: %v", err)
 	}
 }
+
+func TestProbeKillRunsPreStop(t *testing.T) {
+	f := fake.New()
+	f.AddImage("example.test/app:1", runtime.ImageConfig{})
+	j := &journal{Runtime: f}
+	runner := New(j)
+	runner.Sleep = func(ctx context.Context, d time.Duration) error {
+		j.add(fmt.Sprintf("prestop sleep %s", d))
+		return sleep(ctx, d)
+	}
+	var stopping []string
+	runner.BeforeStop = func(c *runtime.Container) { stopping = append(stopping, c.Name) }
+	var hooks reconcile.Hooks
+	runner.Install(&hooks)
+	r := reconcile.New(reconcile.Config{Runtime: j, Images: f, Log: zerolog.Nop(), Hooks: hooks})
+	d := podFrom(t, hookPod)
+	r.SetDesired(reconcile.DesiredSet{Pods: []*reconcile.DesiredPod{d}})
+	syncUntil(t, r, d.Key, func() bool { return running(f) == 1 })
+	cs, _ := f.ListContainers(context.Background(), runtime.ContainerFilter{})
+	if err := r.Kill(context.Background(), d.Key, cs[0].ID, "Container app failed liveness probe", 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := j.snapshot()
+	if want := []string{"prestop sleep 1s", "stop"}; !slices.Equal(got, want) {
+		t.Fatalf("calls %q, want %q", got, want)
+	}
+	if j.grace[0] > 2*time.Second {
+		t.Fatalf("stop grace %v after a 1 s preStop out of 3 s", j.grace[0])
+	}
+	if !slices.Equal(stopping, []string{"app"}) {
+		t.Fatalf("BeforeStop heard %q", stopping)
+	}
+}
