@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/mattn/go-isatty"
 )
 
 // progress reports a pull to a person. On a terminal it redraws one line
@@ -36,10 +36,8 @@ func newProgress(w io.Writer, title string) *progress {
 		return nil
 	}
 	p := &progress{w: w, title: title, layers: map[string]*layerProgress{}}
-	if f, ok := w.(*os.File); ok {
-		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
-			p.tty = true
-		}
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		p.tty = true
 	}
 	if !p.tty {
 		fmt.Fprintf(w, "%s: resolving\n", title)
