@@ -9,7 +9,9 @@
 //     itself; spec/manifest lists, trust-checks and reads the directory.
 //   - SetDefaults(*Pod) applies Kubernetes' defaults in place (idempotent).
 //   - ValidatePod / ValidateConfigMap / ValidateSecret return every problem
-//     at once as FieldErrors.
+//     at once as FieldErrors; ValidatePodWithOptions (and Limits.Validation
+//     for ParseFile) relaxes what an operator may opt out of (unsafe
+//     namespaced sysctls).
 //   - SandboxHash(*Pod) and ContainerHash(*Pod, *Container) are the versioned
 //     hashes the reconciler compares: a new sandbox hash recreates the sandbox,
 //     a new container hash restarts one container. hash.go lists the fields.

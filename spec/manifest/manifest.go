@@ -12,8 +12,9 @@
 //
 // Rules:
 //   - Only regular files named *.yaml, *.yml or *.json are read. Dotfiles,
-//     editor and package-manager artifacts (*~, .#*, #*#, *.swp, *.swx, *.tmp,
-//     *.dpkg-*, *.rpmnew, *.rpmsave, vim's 4913) and other names are ignored
+//     editor and package-manager artifacts (*~, .#*, #*#, *.swp, *.swx, *.swo,
+//     *.tmp, *.bak, *.orig, *.dpkg-*, *.rpmnew, *.rpmsave, vim's 4913) and
+//     other names are ignored
 //     (listed in Snapshot.Ignored). A directory, FIFO, socket or device with
 //     a manifest name is reported and never opened, so nothing can block.
 //   - Symlinks are followed (git-sync and ConfigMap "..data" layouts), and
