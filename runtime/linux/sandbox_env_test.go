@@ -54,7 +54,8 @@ func newTestEnv(t testing.TB) *testEnv {
 		NetNSPrefix: cfg.NetNSPrefix,
 		Bridge:      cfg.Bridge,
 		ProcessArg:  cfg.RunRoot,
-		EmptyDirs:   []string{cfg.RunRoot, cfg.StateRoot + "/ipam/10.201." + fmt.Sprint(n+1) + ".0_24/ip"},
+		EmptyDirs:   []string{cfg.RunRoot},
+		StateRoot:   cfg.StateRoot,
 	}}
 	t.Cleanup(func() {
 		// Whatever a failed test left is removed, after the census has

@@ -362,8 +362,15 @@ func TestSandboxConcurrent100(t *testing.T) {
 		}
 		ips[sbs[i].IP] = sbs[i].ID
 	}
-	if got := len(e.census.Leaks()); got < n {
-		t.Errorf("census counts %d objects for %d sandboxes; the census is blind", got, n)
+	// The census must see what is live, or its silence later means nothing.
+	seen := map[string]int{}
+	for _, l := range e.census.Leaks() {
+		seen[strings.Fields(l)[0]]++
+	}
+	for _, kind := range []string{"netns", "bridge", "process", "lease", "file"} {
+		if seen[kind] < n {
+			t.Errorf("census sees %d %s objects for %d live sandboxes; it is blind", seen[kind], kind, n)
+		}
 	}
 	list, err := e.open(t).ListSandboxes(ctx)
 	if err != nil || len(list) != n {

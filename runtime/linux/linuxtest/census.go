@@ -153,6 +153,19 @@ func Files(dir string) []string {
 	return out
 }
 
+// Leases lists the IP leases held under a state root: the lease files of
+// every pool in <state root>/ipam/<subnet>/ip/, as "<subnet>/<addr>".
+func Leases(stateRoot string) []string {
+	var out []string
+	pools, _ := os.ReadDir(filepath.Join(stateRoot, "ipam"))
+	for _, p := range pools {
+		for _, f := range Files(filepath.Join(stateRoot, "ipam", p.Name(), "ip")) {
+			out = append(out, p.Name()+"/"+f)
+		}
+	}
+	return out
+}
+
 // Census is what one test could leak. Zero fields are not checked.
 type Census struct {
 	NetNSPrefix string   // named netns under /run/netns
@@ -160,7 +173,8 @@ type Census struct {
 	Bridge      string   // interfaces attached to this bridge
 	MountDirs   []string // mounts below these directories
 	ProcessArg  string   // processes with this argument (a run root)
-	EmptyDirs   []string // directories that must hold no regular file (lease, record dirs)
+	EmptyDirs   []string // directories that must hold no regular file (record dirs)
+	StateRoot   string   // IP leases under this state root
 }
 
 // Leaks returns one line per leaked object.
@@ -187,6 +201,9 @@ func (c Census) Leaks() []string {
 		for _, pid := range ProcessesWithArg(c.ProcessArg) {
 			out = append(out, "process "+strconv.Itoa(pid))
 		}
+	}
+	if c.StateRoot != "" {
+		add("lease", Leases(c.StateRoot))
 	}
 	for _, d := range c.EmptyDirs {
 		for _, f := range Files(d) {
