@@ -6,6 +6,41 @@
 // host: the mount namespace dies with the container and takes them along.
 package rootfs
 
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// maxOverlayOptions is the page size: mount(2) copies at most one page of
+// options.
+const maxOverlayOptions = 4096
+
+// overlayOptions returns the overlay mount options for s: lowerdir wants the
+// highest layer first, the reverse of the image's order.
+func overlayOptions(s *Spec) (string, error) {
+	if len(s.Lower) == 0 {
+		return "", errors.New("image has no layers")
+	}
+	lower := make([]string, len(s.Lower))
+	for i, l := range s.Lower {
+		if strings.ContainsAny(l, ":,") {
+			return "", fmt.Errorf("layer path %q holds ':' or ','", l)
+		}
+		lower[len(s.Lower)-1-i] = l
+	}
+	for _, d := range []string{s.Upper, s.Work} {
+		if strings.ContainsAny(d, ":,") {
+			return "", fmt.Errorf("overlay directory %q holds ':' or ','", d)
+		}
+	}
+	data := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + s.Upper + ",workdir=" + s.Work
+	if len(data) >= maxOverlayOptions {
+		return "", fmt.Errorf("%d layers make %d bytes of mount options, over the page size", len(lower), len(data))
+	}
+	return data, nil
+}
+
 // Bind is one bind mount into the container.
 type Bind struct {
 	Source      string `json:"source"`      // host path

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -82,20 +81,9 @@ func Setup(s *Spec) error {
 }
 
 func mountOverlay(s *Spec) error {
-	if len(s.Lower) == 0 {
-		return errors.New("image has no layers")
-	}
-	// overlayfs wants the highest layer first.
-	lower := make([]string, len(s.Lower))
-	for i, l := range s.Lower {
-		if strings.ContainsAny(l, ":,") {
-			return fmt.Errorf("layer path %q holds ':' or ','", l)
-		}
-		lower[len(s.Lower)-1-i] = l
-	}
-	data := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + s.Upper + ",workdir=" + s.Work
-	if len(data) >= os.Getpagesize() {
-		return fmt.Errorf("%d layers make %d bytes of mount options, over the page size", len(lower), len(data))
+	data, err := overlayOptions(s)
+	if err != nil {
+		return err
 	}
 	return mount("overlay", s.Rootfs, "overlay", 0, data)
 }
