@@ -334,7 +334,7 @@ func layoutImage(ii v1.ImageIndex, d v1.Descriptor) (v1.Image, error) {
 	return nil, fmt.Errorf("no image for platform %s: %w", platformString(want), runtime.ErrNotFound)
 }
 
-// AutoImport imports every file dropped into Root/images/import, once:
+// AutoImport imports every regular file dropped into Root/images/import, once:
 // each is moved to import/done/ after success, or to import/failed/ beside
 // a .error file saying why. Names starting with "." or ending in ".part"
 // or ".tmp" are skipped as still being written; drop files by writing them
@@ -357,8 +357,10 @@ func (s *Store) autoImport(ctx context.Context, settle time.Duration) ([]*runtim
 	pending := false
 	for _, e := range entries {
 		n := e.Name()
+		// Directories are skipped: a layout being copied in cannot be told
+		// from a finished one (use image import DIR for layouts).
 		if strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".part") || strings.HasSuffix(n, ".tmp") ||
-			n == "done" || n == "failed" {
+			!e.Type().IsRegular() {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

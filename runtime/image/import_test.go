@@ -141,6 +141,10 @@ func TestAutoImport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(inbox, "next.tar.part"), []byte("junk"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A directory (perhaps a layout mid-copy): skipped.
+	if err := os.Mkdir(filepath.Join(inbox, "layout"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	imgs, err := s.AutoImport(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "broken.tar") {
 		t.Errorf("AutoImport error %v, want one naming broken.tar", err)
@@ -148,7 +152,7 @@ func TestAutoImport(t *testing.T) {
 	if len(imgs) != 1 || imgs[0].References[0] != "docker.io/library/app:1" {
 		t.Fatalf("AutoImport imported %+v", imgs)
 	}
-	if got := strings.Join(dirNames(t, inbox), " "); got != "done failed next.tar.part" {
+	if got := strings.Join(dirNames(t, inbox), " "); got != "done failed layout next.tar.part" {
 		t.Errorf("inbox holds %q after the pass", got)
 	}
 	if got := strings.Join(dirNames(t, filepath.Join(inbox, "done")), " "); got != "app.tar" {
