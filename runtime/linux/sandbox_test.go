@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	rt "github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 )
 
 func podConfig(name string) *rt.SandboxConfig {
@@ -536,6 +537,36 @@ func TestSandboxSharedPIDRemovedAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.check(t)
+}
+
+// TestSandboxAddressExhaustion: a full pool is a clear error, and the
+// failed creation leaves nothing behind.
+func TestSandboxAddressExhaustion(t *testing.T) {
+	e := newTestEnv(t)
+	e.cfg.Subnet = "10.201.0.16/29" // .18-.22: five pods; outside the /24s other tests take
+	r := e.open(t)
+	ctx := context.Background()
+	var ids []string
+	for i := range 5 {
+		sb, err := r.CreateSandbox(ctx, podConfig(fmt.Sprintf("fill%d", i)))
+		if err != nil {
+			t.Fatalf("create %d of 5: %v", i, err)
+		}
+		ids = append(ids, sb.ID)
+	}
+	_, err := r.CreateSandbox(ctx, podConfig("one-too-many"))
+	if !errors.Is(err, ipam.ErrExhausted) || !strings.Contains(err.Error(), "10.201.0.16/29") {
+		t.Fatalf("sixth create: err = %v; want ipam.ErrExhausted naming the subnet", err)
+	}
+	if list, _ := r.ListSandboxes(ctx); len(list) != 5 {
+		t.Errorf("the failed creation left a sandbox: %d listed", len(list))
+	}
+	for _, id := range ids {
+		if err := r.RemoveSandbox(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
