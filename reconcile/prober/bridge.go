@@ -96,8 +96,11 @@ type SandboxExecer interface {
 type Bridge struct {
 	rt       SandboxExecer
 	Reporter Reporter
-	Log      func(Update)
-	m        *Manager
+	// OnError, when set, hears why a running container could not be put
+	// under probes (its sandbox could not be read, its probe is invalid);
+	// the next pass tries again.
+	OnError func(key runtime.PodKey, container string, err error)
+	m       *Manager
 
 	mu    sync.Mutex
 	pods  map[runtime.PodKey]map[string]string // container ID -> name
@@ -234,7 +237,8 @@ func (b *Bridge) Update(key runtime.PodKey, d *reconcile.DesiredPod, running []*
 		}
 		sb, err := b.rt.GetSandbox(context.Background(), c.SandboxID)
 		if err != nil {
-			continue // the next pass tries again
+			b.fail(key, c.Name, fmt.Errorf("probe container %s of pod %s: %w", c.Name, key, err))
+			continue
 		}
 		ps := Probes{Liveness: FromSpec(sc.LivenessProbe), Readiness: FromSpec(sc.ReadinessProbe), Startup: FromSpec(sc.StartupProbe)}
 		if ps.Readiness != nil || ps.Startup != nil {
@@ -251,6 +255,7 @@ func (b *Bridge) Update(key runtime.PodKey, d *reconcile.DesiredPod, running []*
 			t.StartedAt = c.CreatedAt
 		}
 		if err := b.m.Add(t, ps); err != nil {
+			b.fail(key, c.Name, err)
 			continue
 		}
 		b.mu.Lock()
@@ -260,6 +265,12 @@ func (b *Bridge) Update(key runtime.PodKey, d *reconcile.DesiredPod, running []*
 		b.pods[key][c.ID] = c.Name
 		b.grace[c.ID] = d.Grace
 		b.mu.Unlock()
+	}
+}
+
+func (b *Bridge) fail(key runtime.PodKey, container string, err error) {
+	if b.OnError != nil {
+		b.OnError(key, container, err)
 	}
 }
 

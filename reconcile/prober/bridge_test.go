@@ -156,3 +156,35 @@ spec:
 		t.Fatalf("still probing %v after the pod went", ids)
 	}
 }
+
+type noSandbox struct{ bridgeRuntime }
+
+func (noSandbox) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, error) {
+	return nil, fmt.Errorf("sandbox %s: %w", id, runtime.ErrNotFound)
+}
+
+func TestBridgeReportsWhatItCannotProbe(t *testing.T) {
+	d := desired(t, `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    image: example.test/web:1
+    livenessProbe: {tcpSocket: {port: 80}}
+`)
+	b, err := NewBridge(noSandbox{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var got []error
+	b.OnError = func(key runtime.PodKey, container string, err error) { got = append(got, err) }
+	b.Update(d.Key, d, []*runtime.Container{{ID: "w1", SandboxID: "gone", Name: "web", State: runtime.ContainerRunning}})
+	if len(got) != 1 || !strings.Contains(got[0].Error(), "container web") {
+		t.Fatalf("errors %v", got)
+	}
+	if ids := b.Manager().Containers(); len(ids) != 0 {
+		t.Fatalf("probing %v without a sandbox", ids)
+	}
+}
