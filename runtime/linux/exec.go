@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -54,7 +55,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	extra = append(extra, opts.Env...)
 	envVars := make([]runtime.EnvVar, 0, len(proc.Env))
 	for _, kv := range proc.Env {
-		k, v, _ := cut(kv)
+		k, v, _ := strings.Cut(kv, "=")
 		envVars = append(envVars, runtime.EnvVar{Name: k, Value: v})
 	}
 	proc.Env = mergeEnv(nil, append(envVars, extra...), "", "")
@@ -144,15 +145,6 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		return 128 + int(ws.Signal()), nil
 	}
 	return ws.ExitStatus(), nil
-}
-
-func cut(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return kv, "", false
 }
 
 // limitWriter passes on the first n bytes and swallows the rest.
