@@ -215,6 +215,10 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		h.Prober = a.bridge
 		// A container being stopped is no longer judged by its probes.
 		runner.BeforeStop = a.bridge.Stopping
+		a.bridge.Events = events
+		a.bridge.OnError = func(key runtime.PodKey, container string, err error) {
+			g.log.Warn().Str("pod", key.String()).Str("container", container).Err(err).Msg("probes not started")
+		}
 	}
 	a.rec = reconcile.New(reconcile.Config{
 		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync,

@@ -100,7 +100,10 @@ type Bridge struct {
 	// under probes (its sandbox could not be read, its probe is invalid);
 	// the next pass tries again.
 	OnError func(key runtime.PodKey, container string, err error)
-	m       *Manager
+	// Events, when set, receives a Warning "Unhealthy" event for each probe
+	// that crosses its failure threshold, as the kubelet records them.
+	Events *reconcile.Events
+	m      *Manager
 
 	mu    sync.Mutex
 	pods  map[runtime.PodKey]map[string]string // container ID -> name
@@ -142,6 +145,11 @@ func (b *Bridge) Close() { b.m.Close() }
 
 func (b *Bridge) handle(u Update) {
 	key := runtime.PodKey{Namespace: u.Namespace, Name: u.Pod}
+	if b.Events != nil && u.Result == Failure {
+		b.Events.Record(reconcile.EventWarning, "Unhealthy",
+			reconcile.ObjectRef{Kind: "Pod", Namespace: u.Namespace, Name: u.Pod, FieldPath: "spec.containers{" + u.ContainerName + "}"},
+			fmt.Sprintf("%s probe failed: %s", u.Kind, u.Message))
+	}
 	rep := b.Reporter
 	if rep == nil {
 		return

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
@@ -120,6 +122,8 @@ spec:
 	}
 	defer b.Close()
 	b.Reporter = rep
+	events := reconcile.NewEvents(32, zerolog.Nop())
+	b.Events = events
 	key := runtime.PodKey{Namespace: "probes", Name: "web"}
 	now := time.Now()
 	running := []*runtime.Container{
@@ -142,6 +146,16 @@ spec:
 	k := wait(t, rep.kill)
 	if k.id != "w1" || k.grace != 9*time.Second || !strings.Contains(k.reason, "failed liveness probe") || !strings.Contains(k.reason, "500") {
 		t.Fatalf("kill %+v", k)
+	}
+	var unhealthy []string
+	for _, ev := range events.List() {
+		if ev.Reason == "Unhealthy" {
+			unhealthy = append(unhealthy, ev.Message)
+		}
+	}
+	if len(unhealthy) != 2 || !strings.HasPrefix(unhealthy[0], "Readiness probe failed: HTTP probe failed with statuscode: 503") ||
+		!strings.HasPrefix(unhealthy[1], "Liveness probe failed:") {
+		t.Fatalf("Unhealthy events %q", unhealthy)
 	}
 	if ids := b.Manager().Containers(); len(ids) != 1 || ids[0] != "w1" {
 		t.Fatalf("probed containers %v, want only w1 (plain has no probes)", ids)
