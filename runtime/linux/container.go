@@ -51,6 +51,18 @@ type containers struct {
 	mu      sync.Mutex
 	images  ImageLayers
 	cgroups map[string]*cgroups.Manager // by configured parent
+
+	// spares, when enabled, keeps one shim daemon started ahead of need,
+	// which takes a Go process start off the critical path of a start.
+	spares bool
+	spare  *spareShim
+}
+
+// spareShim is a shim daemon waiting for its container.
+type spareShim struct {
+	ctl   *os.File // write end of its control pipe
+	ready *os.File // read end of its ready pipe
+	pid   int      // the daemon, or its launcher
 }
 
 // runtimeOf returns the Runtime that embeds c as its ctr field. The sandbox
@@ -341,7 +353,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		r.removeContainer(ctx, rec)
 		return nil, fmt.Errorf("start container %q (%s): %w", cfg.Name, id, err)
 	}
-	if err := startShim(rec); err != nil {
+	if err := r.startShim(rec); err != nil {
 		r.removeContainer(ctx, rec)
 		return nil, fmt.Errorf("start container %q (%s): %w", cfg.Name, id, err)
 	}
@@ -533,47 +545,159 @@ func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, 
 	return nil
 }
 
-// startShim starts the shim daemon and waits for its report: the workload
-// runs, or the step that failed. The daemon must not be the agent's child.
-// It is cloned with CLONE_PARENT, which makes it a child of the agent's
-// parent (systemd, a shell) at the cost of one process start; where the
-// kernel refuses that (the agent is PID 1 of its namespace), the launcher
-// starts it and exits, and the daemon is reparented.
-func startShim(rec *containerRecord) error {
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		return err
+// EnableSpareShim makes the runtime keep one shim daemon started ahead of
+// need (a long-running agent wants this; a one-shot CLI does not). A spare
+// exits when this process does: its control pipe then reaches EOF.
+func (r *Runtime) EnableSpareShim() {
+	r.ctr.mu.Lock()
+	r.ctr.spares = true
+	r.ctr.mu.Unlock()
+	go r.refillSpare()
+}
+
+// DisableSpareShim stops keeping a spare; the current one exits.
+func (r *Runtime) DisableSpareShim() {
+	r.ctr.mu.Lock()
+	defer r.ctr.mu.Unlock()
+	r.ctr.spares = false
+	if sp := r.ctr.spare; sp != nil {
+		sp.ctl.Close()
+		sp.ready.Close()
+		r.ctr.spare = nil
 	}
-	defer rd.Close()
+}
+
+// spareReady reports whether a spare is waiting, and its PID (0 when it
+// was started through the launcher), for tests and benchmarks.
+func (r *Runtime) spareReady() (bool, int) {
+	r.ctr.mu.Lock()
+	defer r.ctr.mu.Unlock()
+	if r.ctr.spare == nil {
+		return false, 0
+	}
+	return true, r.ctr.spare.pid
+}
+
+func (r *Runtime) refillSpare() {
+	r.ctr.mu.Lock()
+	if !r.ctr.spares || r.ctr.spare != nil {
+		r.ctr.mu.Unlock()
+		return
+	}
+	r.ctr.mu.Unlock()
+	sp, err := startSpare()
+	if err != nil {
+		r.log.Warn().Err(err).Msg("start spare shim")
+		return
+	}
+	r.ctr.mu.Lock()
+	defer r.ctr.mu.Unlock()
+	if r.ctr.spare != nil {
+		sp.ctl.Close()
+		sp.ready.Close()
+		return
+	}
+	r.ctr.spare = sp
+}
+
+func (r *Runtime) takeSpare() *spareShim {
+	r.ctr.mu.Lock()
+	defer r.ctr.mu.Unlock()
+	sp := r.ctr.spare
+	r.ctr.spare = nil
+	if r.ctr.spares {
+		go r.refillSpare()
+	}
+	return sp
+}
+
+func startSpare() (*spareShim, error) {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		readyR.Close()
+		readyW.Close()
+		return nil, err
+	}
+	pid, err := spawnShim([]string{spareArg}, readyW, ctlR)
+	readyW.Close()
+	ctlR.Close()
+	if err != nil {
+		readyR.Close()
+		ctlW.Close()
+		return nil, err
+	}
+	return &spareShim{ctl: ctlW, ready: readyR, pid: pid}, nil
+}
+
+// spawnShim starts the shim daemon with args. The daemon must not be the
+// agent's child. It is cloned with CLONE_PARENT, which makes it a child of
+// the agent's parent (systemd, a shell) at the cost of one process start;
+// where the kernel refuses that (the agent is PID 1 of its namespace), the
+// launcher starts it and exits, and the daemon is reparented.
+func spawnShim(args []string, ready, ctl *os.File) (int, error) {
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		wr.Close()
-		return err
+		return 0, err
 	}
 	defer devnull.Close()
+	files := []*os.File{devnull, devnull, devnull, ready}
+	if ctl != nil {
+		files = append(files, ctl)
+	}
 	attr := &os.ProcAttr{
 		Dir:   "/",
 		Env:   shimEnv,
-		Files: []*os.File{devnull, devnull, devnull, wr},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_PARENT},
 	}
-	proc, err := os.StartProcess(reexec.Self, []string{ShimDaemonName, rec.RunRoot, rec.ID}, attr)
+	proc, err := os.StartProcess(reexec.Self, append([]string{ShimDaemonName}, args...), attr)
 	if err == nil {
 		// Not our child: never waited for here.
-		proc.Release()
-	} else {
-		attr.Sys = &syscall.SysProcAttr{Setsid: true}
-		proc, err = os.StartProcess(reexec.Self, []string{ShimName, rec.RunRoot, rec.ID}, attr)
+		pid := proc.Pid
+		return pid, proc.Release()
+	}
+	attr.Sys = &syscall.SysProcAttr{Setsid: true}
+	proc, err = os.StartProcess(reexec.Self, append([]string{ShimName}, args...), attr)
+	if err != nil {
+		return 0, err
+	}
+	// The launcher exits as soon as the daemon runs; reaping it here keeps
+	// the daemon out of our process tree.
+	_, err = proc.Wait()
+	return 0, err
+}
+
+// startShim has a shim daemon start the container and waits for its
+// report: the workload runs, or the step that failed.
+func (r *Runtime) startShim(rec *containerRecord) error {
+	var rd *os.File
+	if sp := r.takeSpare(); sp != nil {
+		_, err := sp.ctl.WriteString(rec.RunRoot + "\x00" + rec.ID)
+		sp.ctl.Close()
 		if err == nil {
-			// The launcher exits as soon as the daemon runs; reaping it
-			// here keeps the daemon out of our process tree.
-			_, err = proc.Wait()
+			rd = sp.ready
+		} else {
+			sp.ready.Close() // the spare is gone: start one the usual way
 		}
 	}
-	wr.Close()
-	if err != nil {
-		return fmt.Errorf("start shim: %w", err)
+	if rd == nil {
+		var wr *os.File
+		var err error
+		if rd, wr, err = os.Pipe(); err != nil {
+			return err
+		}
+		_, err = spawnShim([]string{rec.RunRoot, rec.ID}, wr, nil)
+		wr.Close()
+		if err != nil {
+			rd.Close()
+			return fmt.Errorf("start shim: %w", err)
+		}
 	}
+	defer rd.Close()
 	var rep shimReady
 	b, err := io.ReadAll(rd)
 	if err != nil {

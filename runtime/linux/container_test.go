@@ -403,3 +403,58 @@ func TestContainerExec(t *testing.T) {
 	}
 	e.check(t)
 }
+
+// TestContainerSpareShim starts a container through a spare shim daemon
+// started ahead of need; the spare is replaced, and the replacement exits
+// when spares are disabled.
+func TestContainerSpareShim(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	e.rt.EnableSpareShim()
+	waitSpare := func(not int) int {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if ok, pid := e.rt.spareReady(); ok && pid != not {
+				return pid
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatal("no spare shim after a minute")
+		return 0
+	}
+	first := waitSpare(-1)
+	c, out := e.run(t, e.config("via-spare", "/bin/sh", "-c", "echo through the spare"))
+	if c.ExitCode != 0 || out != "through the spare\n" {
+		t.Errorf("exit %d log %q", c.ExitCode, out)
+	}
+	rec, _ := e.rt.containerRecord(c.ID)
+	st, _ := rec.state()
+	if first != 0 && st.Shim.PID != first {
+		t.Errorf("container shim %d, want the spare %d", st.Shim.PID, first)
+	}
+	second := waitSpare(first)
+	e.rt.DisableSpareShim()
+	if second != 0 {
+		deadline := time.Now().Add(time.Minute)
+		for (procID{PID: second, Start: ctrProcStart(second)}).alive() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", second)); err == nil {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", second)); strings.Contains(string(b), spareArg) {
+				t.Errorf("spare %d still running after DisableSpareShim", second)
+			}
+		}
+	}
+	if err := e.rt.RemoveContainer(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.check(t)
+}
+
+func ctrProcStart(pid int) uint64 {
+	st, err := procStart(pid)
+	if err != nil {
+		return 0
+	}
+	return st
+}

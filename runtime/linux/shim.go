@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +35,14 @@ const (
 // then EOF.
 const shimReadyFD = 3
 
+// A spare shim daemon is started ahead of need with spareArg as its only
+// argument and reads "<run root>\x00<container id>" from shimControlFD;
+// the write end closing without that means the agent went away.
+const (
+	shimControlFD = 4
+	spareArg      = "spare"
+)
+
 func init() {
 	reexec.Register(ShimName, shimLauncherMain)
 	reexec.Register(ShimDaemonName, shimMain)
@@ -48,9 +57,11 @@ type shimReady struct {
 	PID   int    `json:"pid,omitempty"`
 }
 
-// shimLauncherMain starts the shim daemon and exits at once.
+// shimLauncherMain starts the shim daemon with the same arguments and
+// descriptors and exits at once.
 func shimLauncherMain() {
-	if len(os.Args) != 3 {
+	args := os.Args[1:]
+	if len(args) != 2 && !(len(args) == 1 && args[0] == spareArg) {
 		os.Exit(2)
 	}
 	ready := os.NewFile(shimReadyFD, "ready")
@@ -58,10 +69,14 @@ func shimLauncherMain() {
 	if err != nil {
 		os.Exit(1)
 	}
-	_, err = os.StartProcess(reexec.Self, []string{ShimDaemonName, os.Args[1], os.Args[2]}, &os.ProcAttr{
+	files := []*os.File{devnull, devnull, devnull, ready}
+	if len(args) == 1 {
+		files = append(files, os.NewFile(shimControlFD, "control"))
+	}
+	_, err = os.StartProcess(reexec.Self, append([]string{ShimDaemonName}, args...), &os.ProcAttr{
 		Dir:   "/",
 		Env:   shimEnv,
-		Files: []*os.File{devnull, devnull, devnull, ready},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
@@ -75,11 +90,24 @@ func shimLauncherMain() {
 // namespaces and the container's cgroup, reports the start, logs the
 // output, waits for the exit and records it.
 func shimMain() {
-	if len(os.Args) != 3 {
+	args := os.Args[1:]
+	if len(args) == 1 && args[0] == spareArg {
+		// A spare: wait for the agent to hand over a container, or for
+		// the agent to go (EOF), in which case there is nothing to do.
+		ctl := os.NewFile(shimControlFD, "control")
+		b, err := io.ReadAll(ctl)
+		ctl.Close()
+		runRoot, id, ok := strings.Cut(string(b), "\x00")
+		if err != nil || !ok {
+			os.Exit(0)
+		}
+		args = []string{runRoot, id}
+	}
+	if len(args) != 2 {
 		os.Exit(2)
 	}
 	ready := os.NewFile(shimReadyFD, "ready")
-	dir := filepath.Join(os.Args[1], "containers", os.Args[2])
+	dir := filepath.Join(args[0], "containers", args[1])
 	rec, err := readContainerRecord(dir)
 	if err != nil {
 		json.NewEncoder(ready).Encode(shimReady{Error: err.Error()})
@@ -89,7 +117,7 @@ func shimMain() {
 	os.Exit(code)
 }
 
-// errf reports a start failure to the agent.
+// reportFailure reports a start failure to the agent.
 func reportFailure(ready *os.File, err error) int {
 	json.NewEncoder(ready).Encode(shimReady{Error: err.Error()})
 	ready.Close()
