@@ -49,6 +49,28 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 	rep.Removed = append(rep.Removed, hidden...)
 
+	// Snapshot the kernel objects first and read the records after: a
+	// record is always published before its sandbox's objects are made, so
+	// a creation racing with this pass either made nothing we saw or has
+	// its record in the listing below.
+	pauses, err := findPauses(r.cfg.RunRoot)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	names, err := netconf.ListNetNS(r.cfg.NetNSPrefix)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	var ports []string
+	br, err := netconf.BridgeIndex(r.cfg.Bridge)
+	if err != nil {
+		errs = append(errs, err)
+	} else if br != 0 {
+		if ports, err = netconf.BridgePorts(br); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
 	// What is recorded after pass 1 is what the kernel may keep.
 	ids, err = r.recordIDs()
 	if err != nil {
@@ -74,10 +96,6 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 
 	// Pass 2: pauses of this run root that no record owns.
-	pauses, err := findPauses(r.cfg.RunRoot)
-	if err != nil {
-		errs = append(errs, err)
-	}
 	for _, p := range pauses {
 		rec, ok := recorded[p.id]
 		if ok && (rec == nil || rec.Phase != phaseReady || rec.Pause == p.proc) {
@@ -120,10 +138,6 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	rep.Removed = append(rep.Removed, volRemoved...)
 
 	// Pass 3: netns pinned with our prefix that no record names.
-	names, err := netconf.ListNetNS(r.cfg.NetNSPrefix)
-	if err != nil {
-		errs = append(errs, err)
-	}
 	for _, n := range names {
 		if netnsNames[n] {
 			continue
@@ -136,23 +150,15 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 
 	// Pass 4: veths on our bridge that no record names.
-	if br, err := netconf.BridgeIndex(r.cfg.Bridge); err != nil {
-		errs = append(errs, err)
-	} else if br != 0 {
-		ports, err := netconf.BridgePorts(br)
-		if err != nil {
-			errs = append(errs, err)
+	for _, v := range ports {
+		if veths[v] || !strings.HasPrefix(v, "pv") {
+			continue
 		}
-		for _, v := range ports {
-			if veths[v] || !strings.HasPrefix(v, "pv") {
-				continue
-			}
-			if err := netconf.Teardown(v); err != nil {
-				errs = append(errs, fmt.Errorf("gc: %w", err))
-				continue
-			}
-			rep.Removed = append(rep.Removed, "veth "+v)
+		if err := netconf.Teardown(v); err != nil {
+			errs = append(errs, fmt.Errorf("gc: %w", err))
+			continue
 		}
+		rep.Removed = append(rep.Removed, "veth "+v)
 	}
 
 	// Pass 5: leases without a sandbox.

@@ -572,3 +572,59 @@ func TestSandboxAddressExhaustion(t *testing.T) {
 	}
 	e.check(t)
 }
+
+// TestSandboxGCConcurrentWithCreate runs GC passes while sandboxes are
+// being created: GC must never take anything from a creation in flight.
+func TestSandboxGCConcurrentWithCreate(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	const n = 30
+	stop := make(chan struct{})
+	gcDone := make(chan []string)
+	go func() {
+		var removed []string
+		gc := e.open(t) // another Runtime object, as a second agent pass would be
+		for {
+			select {
+			case <-stop:
+				gcDone <- removed
+				return
+			default:
+			}
+			rep, err := gc.GC(ctx)
+			if err != nil {
+				t.Errorf("GC: %v", err)
+			}
+			if rep != nil {
+				removed = append(removed, rep.Removed...)
+			}
+		}
+	}()
+	var ids []string
+	for i := range n {
+		sb, err := r.CreateSandbox(ctx, podConfig(fmt.Sprintf("race%d", i)))
+		if err != nil {
+			t.Errorf("create %d: %v", i, err)
+			continue
+		}
+		ids = append(ids, sb.ID)
+	}
+	close(stop)
+	if removed := <-gcDone; len(removed) != 0 {
+		t.Errorf("GC removed objects of healthy sandboxes: %v", removed)
+	}
+	for _, id := range ids {
+		sb, err := r.GetSandbox(ctx, id)
+		if err != nil || sb.State != rt.SandboxReady {
+			t.Errorf("sandbox %s after concurrent GC: %+v, %v", id, sb, err)
+		}
+		if err := ping("", sb.IP); err != nil {
+			t.Errorf("sandbox %s unreachable after concurrent GC: %v", id, err)
+		}
+		if err := r.RemoveSandbox(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.check(t)
+}

@@ -142,6 +142,11 @@ func Teardown(hostVeth string) error {
 // the candidates a garbage collector may own.
 func BridgePorts(bridgeIndex int) ([]string, error) {
 	links, err := netlink.LinkList()
+	// A dump that links came or went during is flagged as interrupted;
+	// links change all the time on a busy node, so try again.
+	for i := 0; i < 10 && errors.Is(err, netlink.ErrDumpInterrupted); i++ {
+		links, err = netlink.LinkList()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
