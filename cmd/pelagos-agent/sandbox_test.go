@@ -38,7 +38,11 @@ func TestSandboxCLI(t *testing.T) {
 		if l, err := netlink.LinkByName(tag); err == nil {
 			netlink.LinkDel(l)
 		}
-		exec.Command("nft", "delete", "table", "inet", tag).Run()
+		// The networking code keeps its table across restarts by design;
+		// a test's table goes with the test, whatever family it used.
+		for _, family := range []string{"ip", "inet"} {
+			exec.Command("nft", "delete", "table", family, tag).Run()
+		}
 	})
 	agent := func(args ...string) (string, string, int) {
 		cmd := exec.Command(bin, append(append([]string{}, global...), args...)...)
