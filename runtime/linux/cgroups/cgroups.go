@@ -68,7 +68,7 @@ const cgroupRoot = "/sys/fs/cgroup"
 // New detects the host's cgroup layout and returns a Manager for parent. An
 // empty parent means "pelagos" below the calling process's own cgroup; a
 // relative parent is taken below the own cgroup; an absolute one from the
-// hierarchy root. The parent is created if missing.
+// hierarchy root. The parent is created by the first Create.
 func New(parent string) (*Manager, error) {
 	unified, err := isUnified(cgroupRoot)
 	if err != nil {
@@ -115,17 +115,8 @@ func newManager(unified bool, mounts, own map[string]string, parent string) (*Ma
 		}
 		m.dirs[h] = filepath.Join(mnt, p)
 	}
-	if unified {
-		if err := m.enableControllers(""); err != nil {
-			return nil, err
-		}
-	} else {
-		for _, d := range m.dirs {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return nil, fmt.Errorf("cgroup parent: %w", err)
-			}
-		}
-	}
+	// The parent is made by the first Create, not here: looking at cgroups
+	// (removal, GC, stats) must not leave a parent behind.
 	return m, nil
 }
 
@@ -255,7 +246,11 @@ func (m *Manager) enableControllers(rel string) error {
 // limits.
 func (m *Manager) Create(rel string, res Resources) error {
 	if m.Unified {
-		// Every ancestor below the parent must delegate the controllers.
+		// The parent and every ancestor below it must delegate the
+		// controllers.
+		if err := m.enableControllers(""); err != nil {
+			return err
+		}
 		parts := strings.Split(strings.Trim(path.Clean("/"+rel), "/"), "/")
 		for i := 1; i < len(parts); i++ {
 			if err := m.enableControllers(path.Join(parts[:i]...)); err != nil {
@@ -488,6 +483,9 @@ func (m *Manager) RemoveParent() error {
 // hierarchy, for censuses and GC.
 func (m *Manager) Children() ([]string, error) {
 	entries, err := os.ReadDir(m.dirs[m.hierarchies()[0]])
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

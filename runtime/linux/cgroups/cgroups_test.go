@@ -41,9 +41,6 @@ func TestV2ValuesWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(parentDir, "cgroup.subtree_control")); got != "+memory +cpu +pids" {
-		t.Errorf("parent subtree_control = %q", got)
-	}
 	if err := m.Create("pod-a/ctr-1", Resources{MemoryMax: 64 << 20, CPULimitMilli: 500, CPURequestMilli: 250, PidsMax: 100}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +54,9 @@ func TestV2ValuesWritten(t *testing.T) {
 		if got := readFile(t, filepath.Join(d, file)); got != want {
 			t.Errorf("%s = %q, want %q", file, got, want)
 		}
+	}
+	if got := readFile(t, filepath.Join(parentDir, "cgroup.subtree_control")); got != "+memory +cpu +pids" {
+		t.Errorf("parent subtree_control = %q", got)
 	}
 	if got := readFile(t, filepath.Join(parentDir, "pod-a", "cgroup.subtree_control")); got != "+memory +cpu +pids" {
 		t.Errorf("pod subtree_control = %q", got)
@@ -125,6 +125,17 @@ func TestHostCgroups(t *testing.T) {
 	m, err := New(parent)
 	if err != nil {
 		t.Fatal(err)
+	}
+	h := "pids"
+	if m.Unified {
+		h = ""
+	}
+	probe, _ := m.Dir(h, "probe")
+	if _, err := os.Stat(filepath.Dir(probe)); err == nil {
+		t.Errorf("New made the parent %s", filepath.Dir(probe))
+	}
+	if kids, err := m.Children(); err != nil || len(kids) != 0 {
+		t.Errorf("children of a missing parent: %v %v", kids, err)
 	}
 	t.Cleanup(func() {
 		if err := m.RemoveParent(); err != nil {
