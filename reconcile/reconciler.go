@@ -98,6 +98,12 @@ type Reconciler struct {
 	ready      bool
 	passes     uint64
 	lastResync time.Time
+	// index: sandbox IDs per pod key, with when each was added; nil until
+	// the first full listing.
+	index map[runtime.PodKey]map[string]time.Time
+	// unsure: keys whose last step failed midway (a create that may have
+	// left a half-made sandbox); their next observation lists everything.
+	unsure map[runtime.PodKey]bool
 }
 
 // New returns a Reconciler; Run starts it.
@@ -129,6 +135,7 @@ func New(cfg Config) *Reconciler {
 		q:       newQueue(),
 		desired: map[runtime.PodKey]*DesiredPod{}, mem: map[runtime.PodKey]*podMemory{},
 		status: map[runtime.PodKey]PodStatus{}, changedAt: map[runtime.PodKey]time.Time{},
+		unsure: map[runtime.PodKey]bool{},
 	}
 }
 
@@ -364,9 +371,9 @@ func (r *Reconciler) Ready() bool {
 
 // Resync queues every pod that is desired or observed.
 func (r *Reconciler) Resync(ctx context.Context) error {
-	boxes, err := r.rt.ListSandboxes(ctx)
+	boxes, err := r.listAll(ctx)
 	if err != nil {
-		return fmt.Errorf("resync: list sandboxes: %w", err)
+		return fmt.Errorf("resync: %w", err)
 	}
 	keys := map[runtime.PodKey]bool{}
 	for _, s := range boxes {
@@ -446,6 +453,7 @@ func (r *Reconciler) pass(ctx context.Context, key runtime.PodKey) {
 
 func (r *Reconciler) retry(key runtime.PodKey) {
 	r.mu.Lock()
+	r.unsure[key] = true
 	m := r.memLocked(key)
 	m.failures++
 	d := r.cfg.StepBackoff.Delay(m.failures)
@@ -456,14 +464,11 @@ func (r *Reconciler) retry(key runtime.PodKey) {
 // Observe reads what the runtime has for key.
 func (r *Reconciler) Observe(ctx context.Context, key runtime.PodKey) (ObservedPod, error) {
 	var obs ObservedPod
-	boxes, err := r.rt.ListSandboxes(ctx)
+	boxes, err := r.sandboxesOf(ctx, key)
 	if err != nil {
-		return obs, fmt.Errorf("observe pod %s: list sandboxes: %w", key, err)
+		return obs, fmt.Errorf("observe pod %s: %w", key, err)
 	}
 	for _, s := range boxes {
-		if s.Pod != key {
-			continue
-		}
 		obs.Sandboxes = append(obs.Sandboxes, s)
 		cs, err := r.rt.ListContainers(ctx, runtime.ContainerFilter{SandboxID: s.ID})
 		if err != nil {
@@ -472,6 +477,112 @@ func (r *Reconciler) Observe(ctx context.Context, key runtime.PodKey) (ObservedP
 		obs.Containers = append(obs.Containers, cs...)
 	}
 	return obs, nil
+}
+
+// sandboxesOf returns the pod's sandboxes. Listing every sandbox on every
+// pass would make a batch of N pods cost O(N^2) record reads, so the
+// reconciler keeps an index of sandbox IDs per pod key: built from a full
+// listing (at start and on every resync), extended by its own creations and
+// trimmed by its removals. Entries a listing does not show are dropped only
+// if they predate it, so a resync racing a creation cannot hide a sandbox.
+func (r *Reconciler) sandboxesOf(ctx context.Context, key runtime.PodKey) ([]*runtime.Sandbox, error) {
+	r.mu.Lock()
+	indexed := r.index != nil && !r.unsure[key]
+	delete(r.unsure, key)
+	var ids []string
+	for id := range r.index[key] {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	if !indexed {
+		all, err := r.listAll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []*runtime.Sandbox
+		for _, s := range all {
+			if s.Pod == key {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	slices.Sort(ids)
+	var out []*runtime.Sandbox
+	for _, id := range ids {
+		s, err := r.rt.GetSandbox(ctx, id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			r.unindex(key, id)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get sandbox %s: %w", id, err)
+		}
+		if s.Pod != key {
+			r.unindex(key, id)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// listAll lists every sandbox and refreshes the index from the listing.
+func (r *Reconciler) listAll(ctx context.Context) ([]*runtime.Sandbox, error) {
+	started := time.Now()
+	all, err := r.rt.ListSandboxes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list sandboxes: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	listed := map[string]bool{}
+	if r.index == nil {
+		r.index = map[runtime.PodKey]map[string]time.Time{}
+	}
+	for _, s := range all {
+		listed[s.ID] = true
+		if r.index[s.Pod] == nil {
+			r.index[s.Pod] = map[string]time.Time{}
+		}
+		if _, ok := r.index[s.Pod][s.ID]; !ok {
+			r.index[s.Pod][s.ID] = started
+		}
+	}
+	for key, ids := range r.index {
+		for id, added := range ids {
+			if !listed[id] && added.Before(started) {
+				delete(ids, id)
+			}
+		}
+		if len(ids) == 0 {
+			delete(r.index, key)
+		}
+	}
+	return all, nil
+}
+
+func (r *Reconciler) indexAdd(key runtime.PodKey, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.index == nil {
+		return // the first full listing will find it
+	}
+	if r.index[key] == nil {
+		r.index[key] = map[string]time.Time{}
+	}
+	r.index[key][id] = time.Now()
+}
+
+func (r *Reconciler) unindex(key runtime.PodKey, id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ids := r.index[key]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(r.index, key)
+		}
+	}
 }
 
 // Plan computes the plan for key without applying it.
@@ -517,6 +628,11 @@ func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error)
 		r.mu.Unlock()
 	}
 	applyErr := r.apply(ctx, d, obs, &plan)
+	if applyErr != nil {
+		r.mu.Lock()
+		r.unsure[key] = true
+		r.mu.Unlock()
+	}
 	if !plan.Empty() {
 		if obs2, err := r.Observe(ctx, key); err == nil {
 			obs = obs2
@@ -696,6 +812,9 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			}
 		case ActRemoveSandbox:
 			err = r.rt.RemoveSandbox(ctx, a.SandboxID)
+			if err == nil {
+				r.unindex(key, a.SandboxID)
+			}
 			if err != nil {
 				err = fmt.Errorf("pod %s: remove sandbox %s: %w", key, a.SandboxID, err)
 			} else if d != nil {
@@ -712,6 +831,9 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			cfg.Annotations[runtime.AnnotationSourceFile] = d.Source
 			cfg.Annotations[AnnotationGracePeriod] = strconv.Itoa(int(d.Grace / time.Second))
 			box, err = r.rt.CreateSandbox(ctx, &cfg)
+			if err == nil {
+				r.indexAdd(key, box.ID)
+			}
 			if err != nil {
 				err = fmt.Errorf("pod %s: create sandbox: %w", key, err)
 				r.events.Record(EventWarning, "FailedCreatePodSandBox", podRef(key), err.Error())
