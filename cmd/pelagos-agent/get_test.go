@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
+)
+
+func TestPodStatusColumn(t *testing.T) {
+	waiting := func(r string) reconcile.ContainerStatus {
+		return reconcile.ContainerStatus{State: reconcile.ContainerState{Waiting: &reconcile.StateWaiting{Reason: r}}}
+	}
+	running := reconcile.ContainerStatus{State: reconcile.ContainerState{Running: &reconcile.StateRunning{}}, Ready: true}
+	term := func(code int, reason string) reconcile.ContainerStatus {
+		return reconcile.ContainerStatus{State: reconcile.ContainerState{Terminated: &reconcile.StateTerminated{ExitCode: code, Reason: reason}}}
+	}
+	for _, tc := range []struct {
+		name string
+		st   reconcile.PodStatus
+		want string
+	}{
+		{"running", reconcile.PodStatus{Phase: "Running", ContainerStatuses: []reconcile.ContainerStatus{running}}, "Running"},
+		{"crash loop", reconcile.PodStatus{Phase: "Running", ContainerStatuses: []reconcile.ContainerStatus{running, waiting("CrashLoopBackOff")}}, "CrashLoopBackOff"},
+		{"creating", reconcile.PodStatus{Phase: "Pending", ContainerStatuses: []reconcile.ContainerStatus{waiting("ContainerCreating")}}, "ContainerCreating"},
+		{"init running", reconcile.PodStatus{Phase: "Pending",
+			InitContainerStatuses: []reconcile.ContainerStatus{term(0, "Completed"), running},
+			ContainerStatuses:     []reconcile.ContainerStatus{waiting("PodInitializing")}}, "Init:1/2"},
+		{"init failed", reconcile.PodStatus{Phase: "Failed", InitContainerStatuses: []reconcile.ContainerStatus{term(1, "Error")}}, "Init:Error"},
+		{"completed", reconcile.PodStatus{Phase: "Succeeded", ContainerStatuses: []reconcile.ContainerStatus{term(0, "Completed")}}, "Completed"},
+		{"oom", reconcile.PodStatus{Phase: "Failed", ContainerStatuses: []reconcile.ContainerStatus{term(137, "OOMKilled")}}, "OOMKilled"},
+		{"terminating", reconcile.PodStatus{Phase: "Running", Reason: "Terminating"}, "Terminating"},
+	} {
+		if got := podStatus(reconcile.Pod{Status: tc.st}); got != tc.want {
+			t.Errorf("%s: STATUS %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPrintPodsTable(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	created := now.Add(-90 * time.Second)
+	p := reconcile.Pod{Metadata: reconcile.ObjectMeta{Name: "web", Namespace: "default", CreationTimestamp: &created},
+		Status: reconcile.PodStatus{Phase: "Running", PodIP: "10.88.0.2", ContainerStatuses: []reconcile.ContainerStatus{
+			{Ready: true, State: reconcile.ContainerState{Running: &reconcile.StateRunning{}}, RestartCount: 2,
+				LastState: reconcile.ContainerState{Terminated: &reconcile.StateTerminated{FinishedAt: now.Add(-30 * time.Second)}}},
+			{State: reconcile.ContainerState{Waiting: &reconcile.StateWaiting{Reason: "CrashLoopBackOff"}}},
+		}}}
+	var b bytes.Buffer
+	printPods(&b, []reconcile.Pod{p}, false, false, now)
+	want := "NAME   READY   STATUS             RESTARTS      AGE   IP\nweb    1/2     CrashLoopBackOff   2 (30s ago)   90s   10.88.0.2\n"
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+func TestConfigFileFlagsWin(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	root, g := newRootCommand(&stdout, &stderr)
+	var run *cobra.Command
+	for _, c := range root.Commands() {
+		if c.Name() == "run" {
+			run = c
+		}
+	}
+	if run == nil {
+		t.Fatal("no run command")
+	}
+	cfg := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(cfg, []byte("manifests: /from/config\nresync: 30s\nlog-level: debug\nmetrics-addr: 127.0.0.1:9464\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.ParseFlags([]string{"--config", cfg, "--resync", "5s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.PersistentFlags().Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	o := &agentOptions{}
+	o.Config, _ = run.Flags().GetString("config")
+	if err := loadConfigFile(run, g, o); err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) string { return run.Flags().Lookup(name).Value.String() }
+	if get("manifests") != "/from/config" || get("resync") != "5s" || get("metrics-addr") != "127.0.0.1:9464" || g.LogLevel != "debug" {
+		t.Errorf("manifests=%s resync=%s metrics=%s log=%s", get("manifests"), get("resync"), get("metrics-addr"), g.LogLevel)
+	}
+	if err := os.WriteFile(cfg, []byte("manifestz: /x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := loadConfigFile(run, g, o); err == nil || !strings.Contains(err.Error(), `unknown setting "manifestz"`) {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestSingleInstanceLock(t *testing.T) {
+	root := t.TempDir()
+	f, err := lockStateRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockStateRoot(root); err == nil || !strings.Contains(err.Error(), "already uses the state root") ||
+		!strings.Contains(err.Error(), "pid ") {
+		t.Errorf("second lock: %v", err)
+	}
+	f.Close()
+	g, err := lockStateRoot(root)
+	if err != nil {
+		t.Errorf("lock after release: %v", err)
+	}
+	g.Close()
+}
