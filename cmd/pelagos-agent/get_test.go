@@ -116,3 +116,15 @@ func TestSingleInstanceLock(t *testing.T) {
 	}
 	g.Close()
 }
+
+func TestClientCommandsWithoutAgent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	for _, args := range [][]string{{"get", "pods"}, {"describe", "pod", "web"}, {"logs", "web"}, {"events"}, {"exec", "web", "--", "true"}} {
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), append([]string{"--socket", sock}, args...), &stdout, &stderr)
+		if exitCode(err) != exitFailure || !strings.Contains(stderr.String(), "the agent is not running") ||
+			strings.Contains(stderr.String(), "goroutine") {
+			t.Errorf("%v: exit %d, stderr %q", args, exitCode(err), stderr.String())
+		}
+	}
+}
