@@ -759,6 +759,17 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *containerRecord, grace
 	if err := waitGone(ctx, st.Shim, 10*time.Second); err != nil {
 		return fmt.Errorf("stop container %s: shim: %w", rec.ID, err)
 	}
+	if _, err := rec.exit(); err != nil {
+		// The shim died before the workload (killed from outside): nobody
+		// knows the status. Record that, so the container reads as exited
+		// rather than unknown forever.
+		ex := &exitRecord{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
+			Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
+			StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
+		if err := writeJSONAtomic(exitPath(rec.RunRoot, rec.ID), ex); err != nil {
+			return fmt.Errorf("stop container %s: %w", rec.ID, err)
+		}
+	}
 	return nil
 }
 

@@ -137,3 +137,35 @@ func TestContainerSurvivesAgentKill(t *testing.T) {
 	}
 	e.check(t)
 }
+
+// TestContainerShimLost kills the shim from outside: the container is
+// still found running, and stopping it records an exit instead of leaving
+// it unknown.
+func TestContainerShimLost(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	ctx := context.Background()
+	c := e.startSleeper(t, "orphaned", nil)
+	rec, _ := e.rt.containerRecord(c.ID)
+	st, _ := rec.state()
+	if err := syscall.Kill(st.Shim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitGone(ctx, st.Shim, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.rt.GetContainer(ctx, c.ID)
+	if got.State != runtime.ContainerRunning || got.PID != c.PID {
+		t.Errorf("without its shim: %s pid %d, want running %d", got.State, got.PID, c.PID)
+	}
+	if err := e.rt.StopContainer(ctx, c.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = e.rt.GetContainer(ctx, c.ID)
+	if got.State != runtime.ContainerExited || !strings.Contains(got.Message, "shim lost") {
+		t.Errorf("after stop: %s %q, want exited with the shim-lost message", got.State, got.Message)
+	}
+	if err := e.rt.RemoveContainer(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.check(t)
+}
