@@ -458,3 +458,27 @@ func ctrProcStart(pid int) uint64 {
 	}
 	return st
 }
+
+// TestContainerHostNamespaces: hostNetwork, hostIPC and hostPID containers
+// share the node's namespaces; the mount namespace is still their own.
+func TestContainerHostNamespaces(t *testing.T) {
+	e := newCtrEnv(t, &runtime.SandboxConfig{Namespaces: runtime.NamespaceOptions{
+		Network: runtime.NamespaceNode, IPC: runtime.NamespaceNode, PID: runtime.NamespaceNode}})
+	c := e.startSleeper(t, "host-ns", nil)
+	self := os.Getpid()
+	for _, ns := range []string{"net", "ipc", "pid"} {
+		if a, b := ctrNS(t, c.PID, ns), ctrNS(t, self, ns); a != b {
+			t.Errorf("%s: container %s, host %s", ns, a, b)
+		}
+	}
+	if a, b := ctrNS(t, c.PID, "mnt"), ctrNS(t, self, "mnt"); a == b {
+		t.Error("mount namespace shared with the host")
+	}
+	if a, b := ctrNS(t, c.PID, "uts"), ctrNS(t, e.sb.PausePID, "uts"); a != b {
+		t.Errorf("uts: container %s, pause %s", a, b)
+	}
+	if err := e.rt.RemoveContainer(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.check(t)
+}
