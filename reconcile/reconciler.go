@@ -104,6 +104,8 @@ type Reconciler struct {
 	// unsure: keys whose last step failed midway (a create that may have
 	// left a half-made sandbox); their next observation lists everything.
 	unsure map[runtime.PodKey]bool
+	// started is closed once start-up recovery has been queued.
+	started chan struct{}
 }
 
 // New returns a Reconciler; Run starts it.
@@ -135,7 +137,7 @@ func New(cfg Config) *Reconciler {
 		q:       newQueue(),
 		desired: map[runtime.PodKey]*DesiredPod{}, mem: map[runtime.PodKey]*podMemory{},
 		status: map[runtime.PodKey]PodStatus{}, changedAt: map[runtime.PodKey]time.Time{},
-		unsure: map[runtime.PodKey]bool{},
+		unsure: map[runtime.PodKey]bool{}, started: make(chan struct{}),
 	}
 }
 
@@ -345,6 +347,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ready = true
 	r.mu.Unlock()
+	close(r.started)
 	t := time.NewTicker(r.cfg.Resync)
 	defer t.Stop()
 	for {
@@ -368,6 +371,9 @@ func (r *Reconciler) Ready() bool {
 	defer r.mu.Unlock()
 	return r.ready && r.loaded
 }
+
+// Started is closed once Run has queued start-up recovery.
+func (r *Reconciler) Started() <-chan struct{} { return r.started }
 
 // Resync queues every pod that is desired or observed.
 func (r *Reconciler) Resync(ctx context.Context) error {

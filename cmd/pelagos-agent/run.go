@@ -329,11 +329,19 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	case <-loaded:
 	case <-ctx.Done():
 	}
-	for !a.rec.Ready() && ctx.Err() == nil {
-		time.Sleep(time.Millisecond) // once, at start-up: the first resync is being queued
+	select {
+	case <-a.rec.Started():
+	case <-ctx.Done():
 	}
-	log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
-	sdNotify("READY=1\nSTATUS=watching " + o.Manifests)
+	if err := a.rec.DirError(); err != nil {
+		// Up, adopting what runs, but without a truth to converge to: say
+		// so; readiness (/readyz) waits for the first good load.
+		log.Warn().Err(err).Msg("agent started; waiting for the manifest directory")
+		sdNotify("READY=1\nSTATUS=waiting for " + o.Manifests)
+	} else {
+		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
+		sdNotify("READY=1\nSTATUS=watching " + o.Manifests)
+	}
 
 	for {
 		select {

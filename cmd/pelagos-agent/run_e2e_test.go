@@ -550,6 +550,50 @@ spec:
 		e.gone("crash")
 	})
 
+	t.Run("the manifest directory disappears: every pod is kept", func(t *testing.T) {
+		before := ids(e.running("db"))
+		swap := func(target string) {
+			t.Helper()
+			if err := os.Symlink(target, e.current+".tmp"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(e.current+".tmp", e.current); err != nil {
+				t.Fatal(err)
+			}
+		}
+		swap("not-synced-yet") // a dangling link: no truth
+		e.eventually("ManifestsUnavailable", func() error {
+			evs, err := e.client.Events(context.Background(), "", "")
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				if ev.Reason == "ManifestsUnavailable" {
+					return nil
+				}
+			}
+			return errors.New("no ManifestsUnavailable event")
+		})
+		out, _, _ := e.cli("get", "pods")
+		if !strings.Contains(out, "manifest directory") {
+			t.Errorf("get pods does not say the directory is missing:\n%s", out)
+		}
+		if after := ids(e.running("db")); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("a missing directory changed the pod: %v -> %v", before, after)
+		}
+		swap("rev2")
+		e.eventually("error cleared", func() error {
+			out, _, _ := e.cli("get", "pods")
+			if strings.Contains(out, "manifest directory") {
+				return errors.New(out)
+			}
+			return nil
+		})
+		if after := ids(e.running("db")); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("the directory coming back changed the pod: %v -> %v", before, after)
+		}
+	})
+
 	t.Run("50 pods at once converge, then all go", func(t *testing.T) {
 		rev := "rev3"
 		for i := range 50 {
