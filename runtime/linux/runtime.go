@@ -25,11 +25,6 @@ type Runtime struct {
 	cfg Config
 	log zerolog.Logger
 
-	// locks serialises operations on one sandbox ID within this process;
-	// different sandboxes proceed in parallel.
-	locksMu sync.Mutex
-	locks   map[string]*idLock
-
 	// Sandbox side: the address pool, the bridge (made on first use) and
 	// this process's identity, recorded as the creator of sandboxes.
 	pool      *ipam.Pool
@@ -79,7 +74,6 @@ func New(cfg Config) (*Runtime, error) {
 	r := &Runtime{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		locks:     map[string]*idLock{},
 		stopGrace: 2 * time.Second,
 	}
 	if err := r.initSandboxes(); err != nil {
@@ -105,24 +99,35 @@ func (c *Config) applyDefaults() {
 	def(&c.NFTable, DefaultNFTable)
 }
 
-// lockID takes the in-process lock of one sandbox ID and returns its release.
+// idLocks serialise operations on one object ID (a sandbox, or
+// "container/<id>") within this process; different IDs proceed in parallel.
+// They are per process, not per Runtime object, and keyed by run root, so
+// that two Runtime objects over the same run root (an agent's GC pass and
+// its workers, say) exclude each other too.
+var idLocks = struct {
+	sync.Mutex
+	m map[string]*idLock
+}{m: map[string]*idLock{}}
+
+// lockID takes the in-process lock of one ID and returns its release.
 func (r *Runtime) lockID(id string) func() {
-	r.locksMu.Lock()
-	l := r.locks[id]
+	key := r.cfg.RunRoot + "\x00" + id
+	idLocks.Lock()
+	l := idLocks.m[key]
 	if l == nil {
 		l = &idLock{}
-		r.locks[id] = l
+		idLocks.m[key] = l
 	}
 	l.refs++
-	r.locksMu.Unlock()
+	idLocks.Unlock()
 	l.mu.Lock()
 	return func() {
 		l.mu.Unlock()
-		r.locksMu.Lock()
+		idLocks.Lock()
 		l.refs--
 		if l.refs == 0 {
-			delete(r.locks, id)
+			delete(idLocks.m, key)
 		}
-		r.locksMu.Unlock()
+		idLocks.Unlock()
 	}
 }
