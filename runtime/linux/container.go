@@ -289,6 +289,14 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if err := validID(id); err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
+	if err := validID(cfg.SandboxID); err != nil {
+		return nil, fmt.Errorf("start container %q: sandbox %q: %w", cfg.Name, cfg.SandboxID, runtime.ErrNotFound)
+	}
+	// The sandbox lock first, as RemoveSandbox takes it before removing
+	// containers: a start never races the sandbox's teardown, and two
+	// starts of one name and attempt cannot both pass the check below.
+	unlockSandbox := r.lockID(cfg.SandboxID)
+	defer unlockSandbox()
 	unlock := r.lockID("container/" + id)
 	defer unlock()
 	if rec, err := r.containerRecord(id); err == nil {
