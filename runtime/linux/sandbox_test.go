@@ -618,6 +618,7 @@ func TestSandboxGCConcurrentWithCreate(t *testing.T) {
 		sb, err := r.GetSandbox(ctx, id)
 		if err != nil || sb.State != rt.SandboxReady {
 			t.Errorf("sandbox %s after concurrent GC: %+v, %v", id, sb, err)
+			continue
 		}
 		if err := ping("", sb.IP); err != nil {
 			t.Errorf("sandbox %s unreachable after concurrent GC: %v", id, err)
