@@ -97,6 +97,9 @@ func (c *Config) applyDefaults() {
 	def(&c.Subnet, DefaultSubnet)
 	def(&c.NetNSPrefix, DefaultNetNSPrefix)
 	def(&c.NFTable, DefaultNFTable)
+	// Paths are compared (lock keys, pause arguments in /proc): one
+	// spelling per directory.
+	c.StateRoot, c.RunRoot = filepath.Clean(c.StateRoot), filepath.Clean(c.RunRoot)
 }
 
 // idLocks serialise operations on one object ID (a sandbox, or
