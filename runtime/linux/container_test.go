@@ -138,13 +138,24 @@ func ctrNS(t testing.TB, pid int, ns string) string {
 }
 
 func TestContainerNamespaces(t *testing.T) {
-	for _, shared := range []bool{false, true} {
-		t.Run(fmt.Sprintf("sharedPID=%v", shared), func(t *testing.T) {
+	for _, tc := range []struct{ shared, spare bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		shared := tc.shared
+		t.Run(fmt.Sprintf("sharedPID-%v-spare-%v", tc.shared, tc.spare), func(t *testing.T) {
 			sbCfg := &runtime.SandboxConfig{}
 			if shared {
 				sbCfg.Namespaces.PID = runtime.NamespacePod
 			}
 			e := newCtrEnv(t, sbCfg)
+			if tc.spare {
+				// A spare shim with a pre-started init: the init joins the
+				// pod's namespaces itself (or is replaced when the PID
+				// namespace is shared).
+				e.rt.EnableSpareShim()
+				defer e.rt.DisableSpareShim()
+				for ok, _ := e.rt.spareReady(); !ok; ok, _ = e.rt.spareReady() {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
 			c := e.startSleeper(t, "ns", nil)
 			pause := e.sb.PausePID
 			for _, ns := range []string{"net", "ipc", "uts"} {

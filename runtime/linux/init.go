@@ -53,7 +53,11 @@ type initSpec struct {
 	// ChrootPID is set for exec: the container's init PID (host view),
 	// whose root the process enters through /proc/<pid>/root.
 	ChrootPID int         `json:"chrootPID,omitempty"`
-	Process   processSpec `json:"process"`
+	// Join lists namespaces the init enters itself, on the thread that
+	// will execve (a pre-started init joins the pod's UTS, network and IPC
+	// namespaces this way; the workload inherits that thread's).
+	Join    []nsJoin    `json:"join,omitempty"`
+	Process processSpec `json:"process"`
 }
 
 // initEnv keeps the helper's own Go runtime small; the workload gets only
@@ -83,6 +87,11 @@ func initMain() {
 // runInit prepares the process and execs; it only returns on failure.
 func runInit(spec *initSpec) error {
 	p := &spec.Process
+	for _, j := range spec.Join {
+		if err := j.enter(); err != nil {
+			return err
+		}
+	}
 	switch {
 	case spec.Rootfs != nil:
 		if err := rootfs.Setup(spec.Rootfs); err != nil {

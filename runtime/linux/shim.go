@@ -91,14 +91,18 @@ func shimLauncherMain() {
 // output, waits for the exit and records it.
 func shimMain() {
 	args := os.Args[1:]
+	var pre *initProc
 	if len(args) == 1 && args[0] == spareArg {
-		// A spare: wait for the agent to hand over a container, or for
-		// the agent to go (EOF), in which case there is nothing to do.
+		// A spare: start the init ahead too (in fresh mount and PID
+		// namespaces; it joins the pod's others itself), then wait for the
+		// agent to hand over a container, or to go away (EOF).
+		pre, _ = preStartInit()
 		ctl := os.NewFile(shimControlFD, "control")
 		b, err := io.ReadAll(ctl)
 		ctl.Close()
 		runRoot, id, ok := strings.Cut(string(b), "\x00")
 		if err != nil || !ok {
+			pre.discard()
 			os.Exit(0)
 		}
 		args = []string{runRoot, id}
@@ -110,11 +114,42 @@ func shimMain() {
 	dir := filepath.Join(args[0], "containers", args[1])
 	rec, err := readContainerRecord(dir)
 	if err != nil {
+		pre.discard()
 		json.NewEncoder(ready).Encode(shimReady{Error: err.Error()})
 		os.Exit(1)
 	}
-	code := runShim(rec, ready)
+	code := runShim(rec, ready, pre)
 	os.Exit(code)
+}
+
+// preStartInit starts an init for a container not known yet: stdio pipes
+// made now, fresh mount and PID namespaces, waiting for its spec.
+func preStartInit() (*initProc, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := spawnInit(nil, unix.CLONE_NEWNS|unix.CLONE_NEWPID, []*os.File{devnull, outW, errW})
+	devnull.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	ip.stdout, ip.stderr = outR, errR
+	return ip, nil
 }
 
 // reportFailure reports a start failure to the agent.
@@ -124,41 +159,41 @@ func reportFailure(ready *os.File, err error) int {
 	return 1
 }
 
-func runShim(rec *containerRecord, ready *os.File) int {
+func runShim(rec *containerRecord, ready *os.File, pre *initProc) int {
 	self := procID{PID: os.Getpid()}
 	self.Start, _ = procStart(self.PID)
 
 	cg, err := cgroups.New(rec.CgroupParent)
 	if err != nil {
+		pre.discard()
 		return reportFailure(ready, err)
 	}
 	logw, err := crilog.NewWriter(rec.LogPath, crilog.Options{MaxSize: rec.LogMaxSize, MaxFiles: rec.LogMaxFiles})
 	if err != nil {
-		return reportFailure(ready, err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return reportFailure(ready, err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return reportFailure(ready, err)
-	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
+		pre.discard()
 		return reportFailure(ready, err)
 	}
 	spec := &initSpec{Rootfs: &rec.Rootfs, Process: rec.Process}
-	proc, failure := startInit(spec, rec.nsJoin(), rec.cloneFlags(), cg, rec.CgroupRel, []*os.File{devnull, outW, errW})
-	outW.Close()
-	errW.Close()
-	devnull.Close()
+	ip := pre
+	if ip != nil && rec.cloneFlags() == unix.CLONE_NEWNS|unix.CLONE_NEWPID {
+		// The pre-started init has the right mount and PID namespaces;
+		// it enters the pod's UTS, network and IPC namespaces itself,
+		// on the thread that will execve.
+		spec.Join = rec.nsJoin()
+	} else {
+		pre.discard()
+		if ip, err = newInit(rec.nsJoin(), rec.cloneFlags()); err != nil {
+			closeLogs(logw)
+			return reportFailure(ready, err)
+		}
+	}
+	outR, errR := ip.stdout, ip.stderr
 	go logw.Copy(crilog.Stdout, outR)
 	go logw.Copy(crilog.Stderr, errR)
-	if failure != nil {
-		if proc != nil {
-			proc.Wait()
-		}
+	proc := ip.proc
+	if failure := ip.configure(spec, cg, rec.CgroupRel); failure != nil {
+		proc.Kill()
+		proc.Wait()
 		killCgroup(cg, rec.CgroupRel)
 		closeLogs(logw, outR, errR)
 		return reportFailure(ready, failure)
@@ -212,22 +247,71 @@ func runShim(rec *containerRecord, ready *os.File) int {
 	return 0
 }
 
-// startInit starts the init on a thread that has joined the sandbox's
-// namespaces, puts it in the cgroup, then sends it its spec and waits for
-// the execve. The thread is never unlocked: it dies with its goroutine, so
+// initProc is a started init waiting for its spec.
+type initProc struct {
+	proc           *os.Process
+	specW, errR    *os.File
+	stdout, stderr *os.File // read ends of its output, when the shim made them
+}
+
+// newInit starts an init with fresh output pipes.
+func newInit(join []nsJoin, cloneFlags uintptr) (*initProc, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := spawnInit(join, cloneFlags, []*os.File{devnull, outW, errW})
+	devnull.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	ip.stdout, ip.stderr = outR, errR
+	return ip, nil
+}
+
+// discard ends an init that will not be used.
+func (ip *initProc) discard() {
+	if ip == nil {
+		return
+	}
+	ip.proc.Kill()
+	ip.proc.Wait()
+	for _, f := range []*os.File{ip.specW, ip.errR, ip.stdout, ip.stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// spawnInit starts the init on a thread that has joined the given
+// namespaces. The thread is never unlocked: it dies with its goroutine, so
 // no other goroutine ever runs in the sandbox's namespaces by accident.
-func startInit(spec *initSpec, join []nsJoin, cloneFlags uintptr, cg *cgroups.Manager, cgRel string, stdio []*os.File) (*os.Process, error) {
+func spawnInit(join []nsJoin, cloneFlags uintptr, stdio []*os.File) (*initProc, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer specR.Close()
-	defer specW.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
+		specW.Close()
 		return nil, err
 	}
-	defer errR.Close()
+	defer errW.Close()
 	type started struct {
 		proc *os.Process
 		err  error
@@ -252,24 +336,45 @@ func startInit(spec *initSpec, join []nsJoin, cloneFlags uintptr, cg *cgroups.Ma
 		ch <- started{proc: p, err: err}
 	}()
 	s := <-ch
-	errW.Close()
 	if s.err != nil {
+		specW.Close()
+		errR.Close()
 		return nil, fmt.Errorf("start container init: %w", s.err)
 	}
-	if err := cg.Join(cgRel, s.proc.Pid); err != nil {
-		s.proc.Kill()
-		return s.proc, fmt.Errorf("join cgroup: %w", err)
+	return &initProc{proc: s.proc, specW: specW, errR: errR}, nil
+}
+
+// configure puts the init in the cgroup, sends its spec and waits for the
+// execve (EOF on the error pipe) or the failure it reports.
+func (ip *initProc) configure(spec *initSpec, cg *cgroups.Manager, cgRel string) error {
+	defer ip.errR.Close()
+	defer ip.specW.Close()
+	if err := cg.Join(cgRel, ip.proc.Pid); err != nil {
+		return fmt.Errorf("join cgroup: %w", err)
 	}
-	if err := json.NewEncoder(specW).Encode(spec); err != nil {
-		s.proc.Kill()
-		return s.proc, fmt.Errorf("send spec to container init: %w", err)
+	if err := json.NewEncoder(ip.specW).Encode(spec); err != nil {
+		return fmt.Errorf("send spec to container init: %w", err)
 	}
-	specW.Close()
-	msg, _ := io.ReadAll(errR)
+	ip.specW.Close()
+	msg, _ := io.ReadAll(ip.errR)
 	if len(msg) > 0 {
-		return s.proc, fmt.Errorf("container init: %s", msg)
+		return fmt.Errorf("container init: %s", msg)
 	}
-	return s.proc, nil
+	return nil
+}
+
+// startInit starts an init with the given stdio and configures it; used by
+// exec, whose output goes to the caller.
+func startInit(spec *initSpec, join []nsJoin, cloneFlags uintptr, cg *cgroups.Manager, cgRel string, stdio []*os.File) (*os.Process, error) {
+	ip, err := spawnInit(join, cloneFlags, stdio)
+	if err != nil {
+		return nil, err
+	}
+	if err := ip.configure(spec, cg, cgRel); err != nil {
+		ip.proc.Kill()
+		return ip.proc, err
+	}
+	return ip.proc, nil
 }
 
 // nsJoin is a namespace a thread enters before starting the init.
