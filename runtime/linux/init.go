@@ -52,7 +52,7 @@ type initSpec struct {
 	Rootfs *rootfs.Spec `json:"rootfs,omitempty"`
 	// ChrootPID is set for exec: the container's init PID (host view),
 	// whose root the process enters through /proc/<pid>/root.
-	ChrootPID int         `json:"chrootPID,omitempty"`
+	ChrootPID int `json:"chrootPID,omitempty"`
 	// Join lists namespaces the init enters itself, on the thread that
 	// will execve (a pre-started init joins the pod's UTS, network and IPC
 	// namespaces this way; the workload inherits that thread's).
