@@ -83,7 +83,13 @@ func TestHTTPGet(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			status.Store(tc.status)
-			p := &Probe{HTTPGet: &tc.a, Timeout: 200 * time.Millisecond}
+			// Generous, except where the timeout is what is tested: a
+			// loaded CI machine may take a while for a TLS handshake.
+			timeout := 10 * time.Second
+			if tc.a.Path == "/slow" {
+				timeout = 200 * time.Millisecond
+			}
+			p := &Probe{HTTPGet: &tc.a, Timeout: timeout}
 			res, msg, err := Run(context.Background(), nil, target, p)
 			if err != nil {
 				t.Fatalf("Run: %v", err)
@@ -225,7 +231,7 @@ func TestGRPC(t *testing.T) {
 	target := &Target{ContainerName: "c", PodIP: "127.0.0.1"}
 	run := func(service string) (Result, string) {
 		t.Helper()
-		res, msg, err := Run(context.Background(), nil, target, &Probe{GRPC: &GRPCAction{Port: port, Service: service}, Timeout: 2 * time.Second})
+		res, msg, err := Run(context.Background(), nil, target, &Probe{GRPC: &GRPCAction{Port: port, Service: service}, Timeout: 10 * time.Second})
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}

@@ -221,8 +221,8 @@ func (b *Bridge) Update(key runtime.PodKey, d *reconcile.DesiredPod, running []*
 		}
 	}
 	var fresh []*runtime.Container
-	for id, c := range live {
-		if _, ok := known[id]; !ok {
+	for _, c := range running { // in the reconciler's order, not the map's
+		if _, ok := known[c.ID]; !ok && live[c.ID] != nil {
 			fresh = append(fresh, c)
 		}
 	}
@@ -240,6 +240,12 @@ func (b *Bridge) Update(key runtime.PodKey, d *reconcile.DesiredPod, running []*
 	}
 	for _, c := range fresh {
 		sc := findContainer(pod, c.Name)
+		if sc != nil && sc.ReadinessProbe == nil && sc.StartupProbe == nil && b.Reporter != nil {
+			// Nothing gates readiness: clear a not-ready verdict left by an
+			// earlier container of this name whose manifest had a probe.
+			// SetReady is a no-op when nothing changes.
+			b.Reporter.SetReady(key, c.Name, true)
+		}
 		if sc == nil || (sc.LivenessProbe == nil && sc.ReadinessProbe == nil && sc.StartupProbe == nil) {
 			continue
 		}

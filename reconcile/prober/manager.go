@@ -65,6 +65,10 @@ type Manager struct {
 }
 
 type container struct {
+	// emit orders a container's updates: a state change and its OnUpdate
+	// happen together, so a startup success is always reported before the
+	// readiness or liveness results it unlocks.
+	emit    sync.Mutex
 	target  Target
 	started bool
 	ready   bool
@@ -299,6 +303,8 @@ func (w *worker) once(ctx context.Context) bool {
 	t := &w.c.target
 	m.total.WithLabelValues(string(w.kind), res.String(), t.Namespace, t.Pod, t.ContainerName).Inc()
 
+	w.c.emit.Lock()
+	defer w.c.emit.Unlock()
 	m.mu.Lock()
 	if res == w.last {
 		w.streak++
@@ -338,12 +344,6 @@ func (w *worker) once(ctx context.Context) bool {
 	}
 	m.mu.Unlock()
 
-	for _, o := range others {
-		select {
-		case o.kick <- struct{}{}:
-		default:
-		}
-	}
 	if changed && m.opts.OnUpdate != nil {
 		u := Update{
 			Namespace: t.Namespace, Pod: t.Pod, ContainerName: t.ContainerName, ContainerID: t.ContainerID,
@@ -356,6 +356,12 @@ func (w *worker) once(ctx context.Context) bool {
 			}
 		}
 		m.opts.OnUpdate(u)
+	}
+	for _, o := range others {
+		select {
+		case o.kick <- struct{}{}:
+		default:
+		}
 	}
 	return !(w.kind == Startup && res == Success)
 }
