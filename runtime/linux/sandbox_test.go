@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -626,6 +627,48 @@ func TestSandboxGCConcurrentWithCreate(t *testing.T) {
 		if err := r.RemoveSandbox(ctx, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	e.check(t)
+}
+
+// TestSandboxPauseReapsOrphans: with a shared PID namespace the pause is
+// PID 1 there, inherits orphans and reaps them when they exit.
+func TestSandboxPauseReapsOrphans(t *testing.T) {
+	e := newTestEnv(t)
+	r := e.open(t)
+	ctx := context.Background()
+	cfg := podConfig("reaper")
+	cfg.Namespaces.PID = rt.NamespacePod
+	sb, err := r.CreateSandbox(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := func() string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", sb.PausePID, sb.PausePID))
+		return strings.TrimSpace(string(b))
+	}
+	// The shell exits at once; its background child is orphaned into the
+	// pause, and exits after a moment that the shell's exit certainly
+	// precedes.
+	err = onThreadIn(map[string]string{"pid": fmt.Sprintf("/proc/%d/ns/pid", sb.PausePID)}, func() error {
+		cmd := exec.Command("/bin/sh", "-c", "sleep 1 </dev/null >/dev/null 2>&1 & exit 0")
+		return cmd.Run()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if children() == "" {
+		t.Fatal("the orphan was not reparented to the pause")
+	}
+	// Bounded only so a broken pause fails instead of hanging.
+	for deadline := time.Now().Add(30 * time.Second); children() != ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("pause still has child(ren) %s: orphans are not reaped", children())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
 	}
 	e.check(t)
 }
