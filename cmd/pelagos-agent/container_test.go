@@ -40,7 +40,9 @@ func TestContainerCLI(t *testing.T) {
 		if l, err := netlink.LinkByName(tag); err == nil {
 			netlink.LinkDel(l)
 		}
-		exec.Command("nft", "delete", "table", "inet", tag).Run()
+		for _, family := range []string{"ip", "inet"} {
+			exec.Command("nft", "delete", "table", family, tag).Run()
+		}
 		if m, err := cgroups.New(cgParent); err == nil {
 			if err := m.RemoveParent(); err != nil {
 				t.Errorf("census: cgroup parent: %v", err)
@@ -148,6 +150,11 @@ func TestContainerCLI(t *testing.T) {
 	}
 	census := linuxtest.Census{NetNSPrefix: tag + "-", ProcessArg: runRoot, MountDirs: []string{runRoot, stateRoot}}
 	census.Check(t, 10e9)
+	if m, err := cgroups.New(cgParent); err == nil {
+		if kids, _ := m.Children(); len(kids) != 0 {
+			t.Errorf("census: cgroups left below %s: %v", m.Parent(), kids)
+		}
+	}
 }
 
 func cgroupDir(t *testing.T, parent, controller, path string) (string, error) {
