@@ -162,3 +162,29 @@ func TestFollowAcrossRotation(t *testing.T) {
 		t.Errorf("followed:\n%s\nwant:\n%s", g, want.String())
 	}
 }
+
+// FuzzParseRoundTrip: any content written by the writer parses back to the
+// same stream, tag and bytes, and Parse never panics on arbitrary input.
+func FuzzParseRoundTrip(f *testing.F) {
+	f.Add([]byte("hello"), true, false)
+	f.Add([]byte(""), false, true)
+	f.Add([]byte("2026-01-02T03:04:05Z stdout F nested"), false, false)
+	f.Fuzz(func(t *testing.T, content []byte, stderr, partial bool) {
+		Parse(content) // must not panic
+		if bytes.ContainsAny(content, "\n") {
+			return // the writer never puts a newline inside an entry
+		}
+		stream := Stdout
+		if stderr {
+			stream = Stderr
+		}
+		line := format(nil, entry{stream: stream, partial: partial, data: content, at: time.Unix(1700000000, 5)})
+		e, err := Parse(line[:len(line)-1])
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", line, err)
+		}
+		if e.Stream != stream || e.Partial != partial || !bytes.Equal(e.Content, content) {
+			t.Fatalf("round trip of %q: got %+v", content, e)
+		}
+	})
+}
