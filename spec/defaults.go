@@ -15,6 +15,11 @@ const (
 	DefaultProbeSuccessThreshold         = int32(1)
 	DefaultProbeFailureThreshold         = int32(3)
 	DefaultVolumeMode                    = int32(0o644)
+	// DefaultSecretVolumeMode is stricter than Kubernetes' 0644: a secret's
+	// files are readable by their owner only unless defaultMode says otherwise.
+	DefaultSecretVolumeMode = int32(0o600)
+	// DefaultTerminationMessagePolicy is Kubernetes' default.
+	DefaultTerminationMessagePolicy = "File"
 )
 
 // SetDefaults fills every defaulted field of p in place, as the Kubernetes
@@ -52,7 +57,7 @@ func SetDefaults(p *Pod) {
 			v.HostPath.Type = &t
 		}
 		if v.Secret != nil && v.Secret.DefaultMode == nil {
-			m := DefaultVolumeMode
+			m := DefaultSecretVolumeMode
 			v.Secret.DefaultMode = &m
 		}
 		if v.ConfigMap != nil && v.ConfigMap.DefaultMode == nil {
@@ -68,6 +73,9 @@ func setContainerDefaults(c *Container, hostNetwork bool) {
 	}
 	if c.TerminationMessagePath == "" {
 		c.TerminationMessagePath = DefaultTerminationMessagePath
+	}
+	if c.TerminationMessagePolicy == "" {
+		c.TerminationMessagePolicy = DefaultTerminationMessagePolicy
 	}
 	for i := range c.Env {
 		if vf := c.Env[i].ValueFrom; vf != nil && vf.FieldRef != nil && vf.FieldRef.APIVersion == "" {

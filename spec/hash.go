@@ -80,6 +80,8 @@ type containerFields struct {
 	Stdin                  bool                 `json:"stdin"`
 	TTY                    bool                 `json:"tty"`
 	TerminationMessagePath string               `json:"terminationMessagePath"`
+	// Empty for the default policy, so adding the field kept every hash.
+	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty"`
 }
 
 // SandboxHash returns the versioned hash of p's sandbox-level fields, such
@@ -146,6 +148,9 @@ func containerHash(p *Pod, c *Container) string {
 		LivenessProbe: c.LivenessProbe, ReadinessProbe: c.ReadinessProbe, StartupProbe: c.StartupProbe,
 		Lifecycle: c.Lifecycle, SecurityContext: EffectiveSecurityContext(p, c),
 		Stdin: c.Stdin, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath,
+	}
+	if c.TerminationMessagePolicy != DefaultTerminationMessagePolicy {
+		f.TerminationMessagePolicy = c.TerminationMessagePolicy
 	}
 	return ContainerHashVersion + "-" + digest(f)
 }

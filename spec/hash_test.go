@@ -65,7 +65,8 @@ func TestSetDefaults(t *testing.T) {
 		{"httpGet scheme", c.LivenessProbe.HTTPGet.Scheme, URISchemeHTTP},
 		{"fieldRef apiVersion", c.Env[0].ValueFrom.FieldRef.APIVersion, "v1"},
 		{"request copied from limit", quantityString(c.Resources.Requests, ResourceCPU), "500m"},
-		{"secret defaultMode", *p.Spec.Volumes[0].Secret.DefaultMode, int32(0o644)},
+		{"secret defaultMode", *p.Spec.Volumes[0].Secret.DefaultMode, int32(0o600)},
+		{"terminationMessagePolicy", c.TerminationMessagePolicy, DefaultTerminationMessagePolicy},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

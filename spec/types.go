@@ -117,6 +117,10 @@ type Container struct {
 	Stdin                  bool                 `json:"stdin,omitempty"`
 	TTY                    bool                 `json:"tty,omitempty"`
 	TerminationMessagePath string               `json:"terminationMessagePath,omitempty" validate:"omitempty,abspath"`
+	// TerminationMessagePolicy is File (default) or FallbackToLogsOnError:
+	// the tail of the log becomes the message when the file is empty and
+	// the container failed.
+	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty" validate:"omitempty,oneof=File FallbackToLogsOnError"`
 }
 
 // EnvVar is one environment variable: a literal value or a reference.
@@ -228,6 +232,9 @@ type Probe struct {
 	PeriodSeconds       int32 `json:"periodSeconds,omitempty" validate:"min=0"`
 	SuccessThreshold    int32 `json:"successThreshold,omitempty" validate:"min=0"`
 	FailureThreshold    int32 `json:"failureThreshold,omitempty" validate:"min=0"`
+	// TerminationGracePeriodSeconds replaces the pod's grace period when this
+	// probe's failure kills the container (liveness and startup only).
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty" validate:"omitempty,min=1"`
 }
 
 // ProbeHandler is the check a probe runs.

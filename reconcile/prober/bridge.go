@@ -23,6 +23,10 @@ func FromSpec(p *spec.Probe) *Probe {
 		SuccessThreshold: int(p.SuccessThreshold),
 		FailureThreshold: int(p.FailureThreshold),
 	}
+	if p.TerminationGracePeriodSeconds != nil {
+		g := time.Duration(*p.TerminationGracePeriodSeconds) * time.Second
+		out.TerminationGracePeriod = &g
+	}
 	switch h := p.ProbeHandler; {
 	case h.Exec != nil:
 		out.Exec = &ExecAction{Command: append([]string(nil), h.Exec.Command...)}
