@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
@@ -48,6 +47,7 @@ const DefaultPidsLimit = 4096
 // containers holds the container half of the Runtime: handles that are
 // cheap to rebuild, never state (records under the run root are the truth).
 type containers struct {
+	rt      *Runtime // the Runtime holding this as its ctr field
 	mu      sync.Mutex
 	images  ImageLayers
 	cgroups map[string]*cgroups.Manager // by configured parent
@@ -63,14 +63,6 @@ type spareShim struct {
 	ctl   *os.File // write end of its control pipe
 	ready *os.File // read end of its ready pipe
 	pid   int      // the daemon, or its launcher
-}
-
-// runtimeOf returns the Runtime that embeds c as its ctr field. The sandbox
-// half calls c.removeAllInSandbox without passing the Runtime; this finds it
-// without a change to the shared constructor. containers is only ever used
-// as Runtime.ctr, so the arithmetic stays inside one allocation.
-func (c *containers) runtimeOf() *Runtime {
-	return (*Runtime)(unsafe.Add(unsafe.Pointer(c), -int(unsafe.Offsetof(Runtime{}.ctr))))
 }
 
 // SetImageStore sets where images come from. Without it the runtime opens
@@ -910,7 +902,7 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *containerRecord) err
 // removeAllInSandbox stops and removes every container of the sandbox, its
 // pod cgroup and its logs. The sandbox half calls it during teardown.
 func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) error {
-	r := c.runtimeOf()
+	r := c.rt
 	recs, err := r.containerRecords()
 	if err != nil {
 		return err

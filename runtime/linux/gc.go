@@ -137,6 +137,14 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 	rep.Removed = append(rep.Removed, volRemoved...)
 
+	// Pass 2d: container leftovers (container_gc.go): records, shims,
+	// cgroups, rootfs mounts and upper dirs of containers whose sandbox is gone.
+	ctrRemoved, err := r.GCContainers(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = append(rep.Removed, ctrRemoved...)
+
 	// Pass 3: netns pinned with our prefix that no record names.
 	for _, n := range names {
 		if netnsNames[n] {

@@ -76,6 +76,7 @@ func New(cfg Config) (*Runtime, error) {
 		log:       cfg.Logger,
 		stopGrace: 2 * time.Second,
 	}
+	r.ctr.rt = r
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
 	}
