@@ -17,7 +17,7 @@ func init() { registerCommand(newApplyCommand) }
 func newApplyCommand(g *globalOptions) *cobra.Command {
 	o := &agentOptions{}
 	var once bool
-	var timeout time.Duration
+	var timeout, settle time.Duration
 	cmd := &cobra.Command{
 		Use:   "apply --once DIR",
 		Short: "Converge the node to DIR once, without a daemon; exit 0 when every pod runs",
@@ -31,7 +31,7 @@ It takes the same lock as ` + "`run`" + `, so it refuses to run beside an agent.
 				return &exitError{code: exitUsage, err: fmt.Errorf("apply needs --once (the daemon is `pelagos-agent run`)")}
 			}
 			o.Manifests = args[0]
-			return applyOnce(cmd.Context(), g, o, timeout)
+			return applyOnce(cmd.Context(), g, o, timeout, settle)
 		},
 	}
 	f := cmd.Flags()
@@ -39,10 +39,11 @@ It takes the same lock as ` + "`run`" + `, so it refuses to run beside an agent.
 	f.Lookup("manifests").Hidden = true
 	f.BoolVar(&once, "once", false, "converge once and exit (required)")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up waiting after this long")
+	f.DurationVar(&settle, "settle", 2*time.Second, "how long every pod must stay running, without restarts, to count")
 	return cmd
 }
 
-func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout time.Duration) error {
+func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, settle time.Duration) error {
 	snap, err := manifest.LoadDir(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck})
 	if err != nil {
 		return fmt.Errorf("no truth to apply: %w", err)
@@ -90,9 +91,24 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout t
 	for _, d := range set.Pods {
 		want[d.Key] = true
 	}
+	// A container that crashes right after starting is "Running" for a
+	// moment: success needs the pods to stay as they are for --settle.
+	var stableSince time.Time
+	var stableKey string
 	for {
 		pods := a.rec.Pods()
 		settled, bad := summarize(pods, want)
+		if settled {
+			key := restartsKey(pods)
+			if key != stableKey || stableSince.IsZero() {
+				stableKey, stableSince = key, time.Now()
+			}
+			if time.Since(stableSince) < settle {
+				settled = false
+			}
+		} else {
+			stableSince = time.Time{}
+		}
 		if settled {
 			boxes, _ := a.rt.ListSandboxes(ctx)
 			extra := 0
@@ -150,6 +166,18 @@ func summarize(pods []reconcile.Pod, want map[runtime.PodKey]bool) (bool, []stri
 		}
 	}
 	return settled && seen == len(want), bad
+}
+
+// restartsKey summarises every container's state and restart count, so a
+// restart or a state change during the settle time is noticed.
+func restartsKey(pods []reconcile.Pod) string {
+	var b []byte
+	for _, p := range pods {
+		for _, c := range p.Status.ContainerStatuses {
+			b = fmt.Appendf(b, "%s/%s/%s:%d:%v;", p.Metadata.Namespace, p.Metadata.Name, c.Name, c.RestartCount, c.State.Running != nil)
+		}
+	}
+	return string(b)
 }
 
 func lastErr(p reconcile.Pod) string {

@@ -661,6 +661,25 @@ spec:
 	})
 
 	e.stop(syscall.SIGTERM)
+
+	t.Run("apply --once: converge without a daemon, exit status says how it went", func(t *testing.T) {
+		dir := filepath.Join(e.repo, "once")
+		e.write("once", "web.yaml", podYAML("web", "web", "once"))
+		out, errOut, code := e.cli("apply", "--once", "--settle", "500ms", dir)
+		if code != 0 || !strings.Contains(out, "Running") {
+			t.Errorf("apply --once: exit %d\n%s%s", code, out, errOut)
+		}
+		e.write("once", "crash.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: crash}\nspec:\n  containers:\n  - {name: c, image: \"busybox:1.36\", command: [sh, -c, exit 2]}\n")
+		out, errOut, code = e.cli("apply", "--once", "--settle", "500ms", "--backoff-initial", "100ms", dir)
+		if code != 1 || !strings.Contains(errOut, "pod default/crash: CrashLoopBackOff") {
+			t.Errorf("apply --once with a crashing pod: exit %d\n%s%s", code, out, errOut)
+		}
+		empty := filepath.Join(e.repo, "empty")
+		if out, errOut, code := e.cli("apply", "--once", empty); code != 0 {
+			t.Errorf("apply --once to nothing: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+
 	e.census().Check(t, 10*time.Second)
 	if procs := e.podProcesses(); len(procs) != 0 {
 		t.Errorf("census: processes left in pod cgroups: %v", procs)
