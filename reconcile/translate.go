@@ -354,15 +354,16 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		lookup[e.Name] = e.Value
 	}
 	cfg := runtime.ContainerConfig{
-		Name:                   c.Name,
-		Image:                  c.Image,
-		Command:                expandAll(c.Command, lookup),
-		Args:                   expandAll(c.Args, lookup),
-		WorkingDir:             c.WorkingDir,
-		Env:                    env,
-		TTY:                    c.TTY,
-		Stdin:                  c.Stdin,
-		TerminationMessagePath: c.TerminationMessagePath,
+		Name:                       c.Name,
+		Image:                      c.Image,
+		Command:                    expandAll(c.Command, lookup),
+		Args:                       expandAll(c.Args, lookup),
+		WorkingDir:                 c.WorkingDir,
+		Env:                        env,
+		TTY:                        c.TTY,
+		Stdin:                      c.Stdin,
+		TerminationMessagePath:     c.TerminationMessagePath,
+		TerminationMessageFromLogs: c.TerminationMessagePolicy == "FallbackToLogsOnError",
 	}
 	for _, m := range c.VolumeMounts {
 		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})

@@ -261,6 +261,10 @@ type ContainerConfig struct {
 	TTY                    bool              `json:"tty,omitempty"`
 	Stdin                  bool              `json:"stdin,omitempty"`
 	TerminationMessagePath string            `json:"terminationMessagePath,omitempty"`
+	// TerminationMessageFromLogs is Kubernetes' FallbackToLogsOnError: when
+	// the container fails and its message file is empty, the tail of its
+	// log (80 lines, 2 KiB at most) becomes the message.
+	TerminationMessageFromLogs bool `json:"terminationMessageFromLogs,omitempty"`
 }
 
 // ContainerState is the observed state of a container.

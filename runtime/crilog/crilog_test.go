@@ -188,3 +188,31 @@ func FuzzParseRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	var lines []string
+	for i := range 100 {
+		lines = append(lines, fmt.Sprintf("2026-11-28T10:00:00.000000000Z stderr F line %d", i))
+	}
+	lines = append(lines, "2026-11-28T10:00:00.000000000Z stdout P part-", "2026-11-28T10:00:00.000000000Z stdout F end")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		lines, bytes int
+		want         string
+	}{
+		{3, 1 << 10, "line 98\nline 99\npart-end"},
+		{80, 12, "99\npart-end"},
+		{1, 1 << 10, "part-end"},
+	} {
+		got, err := Tail(path, tc.lines, tc.bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("Tail(%d lines, %d bytes) = %q, want %q", tc.lines, tc.bytes, got, tc.want)
+		}
+	}
+}

@@ -242,3 +242,37 @@ func inode(path string) uint64 {
 	}
 	return fileIno(st)
 }
+
+// Tail returns the end of the log's content (both streams, partial entries
+// joined): at most maxLines lines and maxBytes bytes. It backs the
+// FallbackToLogsOnError termination message policy.
+func Tail(path string, maxLines, maxBytes int) ([]byte, error) {
+	t := &tailBuffer{max: maxBytes}
+	if err := Read(path, t, ReadOptions{}); err != nil {
+		return nil, err
+	}
+	b := bytes.TrimSuffix(t.buf, []byte{'\n'})
+	for i, n := len(b)-1, 0; i >= 0; i-- {
+		if b[i] == '\n' {
+			if n++; n == maxLines {
+				b = b[i+1:]
+				break
+			}
+		}
+	}
+	return b, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}

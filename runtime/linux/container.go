@@ -153,6 +153,8 @@ type containerRecord struct {
 	StopSignal string                   `json:"stopSignal,omitempty"`
 	// TerminationLog is the host file bound at terminationMessagePath.
 	TerminationLog string `json:"terminationLog,omitempty"`
+	// MessageFromLogs: FallbackToLogsOnError (see runtime.ContainerConfig).
+	MessageFromLogs bool `json:"messageFromLogs,omitempty"`
 }
 
 // containerStateRecord is written by the shim once the workload runs.
@@ -461,6 +463,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 			return nil, res, fmt.Errorf("terminationMessagePath %q: not absolute: %w", cfg.TerminationMessagePath, runtime.ErrInvalidConfig)
 		}
 		rec.TerminationLog = filepath.Join(rec.Dir, termLogFile)
+		rec.MessageFromLogs = cfg.TerminationMessageFromLogs
 		rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: rec.TerminationLog, Destination: cfg.TerminationMessagePath})
 	}
 	res = cgroups.Resources{

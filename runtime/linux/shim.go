@@ -241,6 +241,12 @@ func runShim(rec *containerRecord, ready *os.File, pre *initProc) int {
 			ex.Message = string(b)
 		}
 	}
+	if ex.Message == "" && ex.ExitCode != 0 && rec.MessageFromLogs {
+		// The log writer is closed above, so the tail is complete.
+		if b, err := crilog.Tail(rec.LogPath, 80, 2048); err == nil {
+			ex.Message = string(b)
+		}
+	}
 	if err := writeJSONAtomic(exitPath(rec.RunRoot, rec.ID), ex); err != nil {
 		return 1
 	}
