@@ -56,7 +56,11 @@ func SafeSysctls() []string {
 
 // sysctlValue allows numbers, words and ranges separated by blanks; nothing
 // that could end the line written to /proc/sys or start another command.
-var sysctlValue = regexp.MustCompile(`^[A-Za-z0-9_.:/+ \t-]{1,256}$`)
+// The length bound is checked apart: a counted repetition such as {1,256}
+// compiles into a large program at every process start, pause and shim too.
+var sysctlValue = regexp.MustCompile(`^[A-Za-z0-9_.:/+ \t-]+$`)
+
+const maxSysctlValue = 256
 
 // knownCapabilities are the Linux capability names (without CAP_).
 var knownCapabilities = map[string]bool{}
@@ -355,7 +359,7 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 				l.add(syp.Field("name"), "%q would change the node's IPC namespace: not allowed with hostIPC", sy.Name)
 			}
 			seen[sy.Name] = true
-			if !sysctlValue.MatchString(sy.Value) {
+			if len(sy.Value) > maxSysctlValue || !sysctlValue.MatchString(sy.Value) {
 				l.add(syp.Field("value"), "%q must be 1-256 characters of letters, digits, blanks and . _ : / + -", sy.Value)
 			}
 		}

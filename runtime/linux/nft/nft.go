@@ -85,11 +85,13 @@ type Manager struct {
 	pods map[string][]Mapping
 }
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+// The length is checked apart: a counted repetition compiles into a large
+// program at every start of the binary, pause and shim included.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // New checks cfg and returns a Manager. It touches nothing until Setup.
 func New(cfg Config) (*Manager, error) {
-	if !validName.MatchString(cfg.Table) {
+	if len(cfg.Table) > 64 || !validName.MatchString(cfg.Table) {
 		return nil, fmt.Errorf("nft: table name %q: want 1-64 of [A-Za-z0-9_.-]: %w", cfg.Table, runtime.ErrInvalidConfig)
 	}
 	if cfg.Bridge == "" || len(cfg.Bridge) > unix.IFNAMSIZ-1 {
