@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -38,7 +39,23 @@ type Translator struct {
 	NodeName string
 	// Extra runs after the built-in translation, in order.
 	Extra []TranslateFunc
+	// Cache, when set, reuses the translation of a pod whose file bytes
+	// and the directory's ConfigMaps and Secrets did not change since the
+	// last load: a watched directory is reloaded whole on every change, and
+	// hashing every pod again each time would make a batch of N file
+	// events cost O(N^2).
+	Cache *TranslateCache
 }
+
+// TranslateCache holds translated pods between loads; see Translator.Cache.
+type TranslateCache struct {
+	mu   sync.Mutex
+	docs string
+	pods map[string]*DesiredPod
+}
+
+// NewTranslateCache returns an empty cache.
+func NewTranslateCache() *TranslateCache { return &TranslateCache{pods: map[string]*DesiredPod{}} }
 
 // FromSnapshot translates a whole load of the manifest directory. loadErr
 // is LoadDir's error: the directory itself is missing or untrusted, so
@@ -79,8 +96,41 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 			set.Errors = append(set.Errors, FileError{File: p, Message: "file is empty; keeping what it defined until it is written or removed"})
 		}
 	}
+	// The cache is valid only for the same ConfigMaps and Secrets.
+	var docsKey strings.Builder
+	for _, p := range paths {
+		if fr := snap.Files[p]; fr != nil && (len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0) {
+			docsKey.WriteString(p + "\x00" + fr.Digest + "\x00")
+		}
+	}
+	var fresh map[string]*DesiredPod
+	if t.Cache != nil {
+		t.Cache.mu.Lock()
+		defer t.Cache.mu.Unlock()
+		if t.Cache.docs != docsKey.String() {
+			t.Cache.docs, t.Cache.pods = docsKey.String(), map[string]*DesiredPod{}
+		}
+		fresh = map[string]*DesiredPod{}
+		defer func() { t.Cache.pods = fresh }()
+	}
 	for _, ps := range snap.SortedPods() {
+		var ck string
+		if t.Cache != nil {
+			digest := ""
+			if fr := snap.Files[ps.File]; fr != nil {
+				digest = fr.Digest
+			}
+			ck = fmt.Sprintf("%s\x00%s\x00%d\x00%s", ps.File, digest, ps.Doc, ps.Pod.Key())
+			if d, ok := t.Cache.pods[ck]; ok && digest != "" {
+				fresh[ck] = d
+				set.Pods = append(set.Pods, d)
+				continue
+			}
+		}
 		d, err := t.Pod(ps.Pod, ps.File, docs)
+		if err == nil && t.Cache != nil {
+			fresh[ck] = d
+		}
 		if err != nil {
 			k := runtime.PodKey(ps.Pod.Key())
 			set.Errors = append(set.Errors, FileError{File: ps.File, Pod: &k, Message: err.Error()})

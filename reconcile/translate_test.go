@@ -172,3 +172,34 @@ func TestTranslateVanishedFileIsAbsent(t *testing.T) {
 		t.Errorf("a vanished file must count as removed: pods %d errors %+v", len(set.Pods), set.Errors)
 	}
 }
+
+func TestTranslateCache(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("web.yaml", webPod)
+	tr := Translator{Cache: NewTranslateCache()}
+	load := func() DesiredSet {
+		snap, err := manifest.LoadDir(dir, manifest.Options{SkipTrustCheck: true})
+		return tr.FromSnapshot(snap, err)
+	}
+	a := load()
+	b := load()
+	if len(a.Pods) != 1 || a.Pods[0] != b.Pods[0] {
+		t.Fatalf("unchanged file not served from the cache")
+	}
+	// Another file's ConfigMap changes what web's env resolves to: the
+	// cache must not serve the old translation.
+	write("web.yaml", webPod[:len(webPod)-len("data: {color: blue, extra: x}\n")]+"data: {color: red, extra: x}\n")
+	c := load()
+	if c.Pods[0] == a.Pods[0] || c.Pods[0].Containers[0].Hash == a.Pods[0].Containers[0].Hash {
+		t.Fatalf("changed file served from the cache")
+	}
+	write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {k: v}\n")
+	if d := load(); d.Pods[0] == c.Pods[0] {
+		t.Errorf("a new ConfigMap must invalidate the cache")
+	}
+}

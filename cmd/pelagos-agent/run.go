@@ -279,11 +279,15 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		go func() { <-ctx.Done(); ms.Close() }()
 	}
 
-	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck}, manifest.WatchOptions{Debounce: o.Debounce})
+	// Every change reloads the whole directory; the caches keep that to
+	// the files whose bytes changed.
+	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, Cache: manifest.NewCache()},
+		manifest.WatchOptions{Debounce: o.Debounce})
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", o.Manifests, err)
 	}
 	tr := translator()
+	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	var once sync.Once
 	wg.Go(func() {
