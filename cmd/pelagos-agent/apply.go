@@ -44,7 +44,7 @@ It takes the same lock as ` + "`run`" + `, so it refuses to run beside an agent.
 }
 
 func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, settle time.Duration) error {
-	snap, err := manifest.LoadDir(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck})
+	snap, err := manifest.LoadDir(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls})
 	if err != nil {
 		return fmt.Errorf("no truth to apply: %w", err)
 	}

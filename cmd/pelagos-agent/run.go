@@ -256,6 +256,13 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	defer a.close()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// A long-running agent keeps one shim (and container init) started
+	// ahead of need, which takes both Go process starts off a container
+	// start. The spare exits with the agent.
+	if !o.DryRun {
+		a.rt.EnableSpareShim()
+		defer a.rt.DisableSpareShim()
+	}
 
 	l, err := api.Listen(g.Socket)
 	if err != nil {
@@ -281,7 +288,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 
 	// Every change reloads the whole directory; the caches keep that to
 	// the files whose bytes changed.
-	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, Cache: manifest.NewCache()},
+	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls, Cache: manifest.NewCache()},
 		manifest.WatchOptions{Debounce: o.Debounce})
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", o.Manifests, err)
@@ -304,6 +311,21 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		})
 		if err != nil && ctx.Err() == nil {
 			log.Error().Err(err).Msg("manifest watch stopped; relying on the periodic resync")
+		}
+	})
+	// Offline edge boxes receive images as archives dropped into
+	// <root>/images/import: each is imported once and moved aside.
+	wg.Go(func() {
+		err := a.images.WatchImports(ctx, 0, func(imgs []*runtime.Image, err error) {
+			for _, img := range imgs {
+				log.Info().Strs("references", img.References).Str("id", img.ID).Msg("image imported from the import directory")
+			}
+			if err != nil {
+				log.Warn().Err(err).Msg("image import directory")
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("image import watch stopped")
 		}
 	})
 	recDone := make(chan struct{})
