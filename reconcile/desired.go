@@ -43,7 +43,9 @@ type DesiredPod struct {
 	Containers  []DesiredContainer
 	Restart     RestartPolicy
 	Grace       time.Duration
-	PullAuth    []runtime.RegistryAuth
+	// PullAuth holds credentials from imagePullSecrets: never printed,
+	// serialised or logged.
+	PullAuth []runtime.RegistryAuth `json:"-"`
 	// Manifest is the pod as written (for status output); opaque here.
 	Manifest any
 }

@@ -3,9 +3,11 @@ package reconcile
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -248,6 +250,11 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 		sb.Volumes = append(sb.Volumes, vc)
 	}
 	d.Sandbox = sb
+	for _, ref := range s.ImagePullSecrets {
+		// As the kubelet does, a missing pull secret is not an error: the
+		// pull is tried without it and fails only if the registry says so.
+		d.PullAuth = append(d.PullAuth, pullAuth(docs.Secrets[spec.PodKey{Namespace: key.Namespace, Name: ref.Name}])...)
+	}
 
 	var errs []error
 	for i := range s.InitContainers {
@@ -652,4 +659,43 @@ func expand(s string, lookup map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// pullAuth reads registry credentials from a kubernetes.io/dockerconfigjson
+// (or the older kubernetes.io/dockercfg) Secret; anything else yields none.
+func pullAuth(sec *spec.Secret) []runtime.RegistryAuth {
+	if sec == nil {
+		return nil
+	}
+	type entry struct {
+		Username      string `json:"username"`
+		Password      string `json:"password"`
+		Auth          string `json:"auth"`
+		IdentityToken string `json:"identitytoken"`
+		RegistryToken string `json:"registrytoken"`
+	}
+	var auths map[string]entry
+	switch sec.Type {
+	case "kubernetes.io/dockerconfigjson":
+		var cfg struct {
+			Auths map[string]entry `json:"auths"`
+		}
+		if json.Unmarshal(sec.Data[".dockerconfigjson"], &cfg) != nil {
+			return nil
+		}
+		auths = cfg.Auths
+	case "kubernetes.io/dockercfg":
+		if json.Unmarshal(sec.Data[".dockercfg"], &auths) != nil {
+			return nil
+		}
+	default:
+		return nil
+	}
+	out := make([]runtime.RegistryAuth, 0, len(auths))
+	for _, reg := range slices.Sorted(maps.Keys(auths)) {
+		e := auths[reg]
+		out = append(out, runtime.RegistryAuth{Registry: reg, Username: e.Username, Password: e.Password,
+			Auth: e.Auth, IdentityToken: e.IdentityToken, RegistryToken: e.RegistryToken})
+	}
+	return out
 }

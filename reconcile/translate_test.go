@@ -203,3 +203,41 @@ func TestTranslateCache(t *testing.T) {
 		t.Errorf("a new ConfigMap must invalidate the cache")
 	}
 }
+
+func TestTranslatePullSecrets(t *testing.T) {
+	// {"auths":{"registry.local:5000":{"username":"u","password":"p"}}} and a legacy dockercfg.
+	set := loadOne(t, `apiVersion: v1
+kind: Pod
+metadata: {name: private}
+spec:
+  imagePullSecrets: [{name: regcred}, {name: oldcred}, {name: missing}, {name: opaque}]
+  containers: [{name: app, image: "registry.local:5000/app:1"}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: regcred}
+type: kubernetes.io/dockerconfigjson
+data: {.dockerconfigjson: eyJhdXRocyI6eyJyZWdpc3RyeS5sb2NhbDo1MDAwIjp7InVzZXJuYW1lIjoidSIsInBhc3N3b3JkIjoicCJ9fX0=}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: oldcred}
+type: kubernetes.io/dockercfg
+stringData: {.dockercfg: '{"old.local":{"auth":"dTpw"}}'}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: opaque}
+stringData: {.dockerconfigjson: '{"auths":{"ignored.local":{"username":"x"}}}'}
+`)
+	if len(set.Errors) > 0 || len(set.Pods) != 1 {
+		t.Fatalf("errors %v, pods %d", set.Errors, len(set.Pods))
+	}
+	want := []runtime.RegistryAuth{
+		{Registry: "registry.local:5000", Username: "u", Password: "p"},
+		{Registry: "old.local", Auth: "dTpw"},
+	}
+	if diff := cmp.Diff(want, set.Pods[0].PullAuth); diff != "" {
+		t.Errorf("pull auth (-want +got):\n%s", diff)
+	}
+}
