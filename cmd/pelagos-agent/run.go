@@ -399,7 +399,7 @@ func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptio
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	a.rec.SetDesired(reconcile.DesiredSet{})
-	if err := removeAll(ctx, a.rec, a.rt); err != nil {
+	if err := removeAll(ctx, a.rec, a.rt, o.Workers); err != nil {
 		return fmt.Errorf("stop pods on exit: %w", err)
 	}
 	g.log.Info().Msg("agent stopped; every pod removed")
@@ -407,8 +407,13 @@ func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptio
 }
 
 // removeAll runs passes until the runtime holds no pod; the desired state
-// must already be empty.
-func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtime) error {
+// must already be empty. Pods are removed in parallel (at most workers at
+// once): each may take its whole grace period, and one slow pod must not
+// hold up the others.
+func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtime, workers int) error {
+	if workers <= 0 {
+		workers = 16
+	}
 	for attempt := 0; ; attempt++ {
 		boxes, err := rt.ListSandboxes(ctx)
 		if err != nil {
@@ -421,16 +426,29 @@ func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtim
 			return fmt.Errorf("%d sandboxes remain after %d passes", len(boxes), attempt)
 		}
 		seen := map[runtime.PodKey]bool{}
-		var errs []error
+		var (
+			mu   sync.Mutex
+			errs []error
+			wg   sync.WaitGroup
+		)
+		slots := make(chan struct{}, workers)
 		for _, b := range boxes {
 			if seen[b.Pod] {
 				continue
 			}
 			seen[b.Pod] = true
-			if _, err := rec.Sync(ctx, b.Pod); err != nil {
-				errs = append(errs, err)
-			}
+			key := b.Pod
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				if _, err := rec.Sync(ctx, key); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
 		}
+		wg.Wait()
 		if ctx.Err() != nil {
 			return errors.Join(append(errs, ctx.Err())...)
 		}
