@@ -4,7 +4,7 @@
 # It builds the example image busybox:1.36 from Debian's busybox-static (no
 # registry is needed), imports it offline, copies the examples into a
 # root-owned manifest directory and runs the agent in the foreground. Once the
-# pods have converged it prints `get pods -o wide`. Ctrl-C stops the agent and,
+# pods have converged it prints `get pods -A -o wide`. Ctrl-C stops the agent and,
 # because the demo passes --stop-pods-on-exit, removes the demo's pods.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,13 +33,13 @@ install -m 0644 examples/pods/*.yaml "$demo/pods/"
 (
 	for _ in $(seq 1 60); do
 		sleep 0.5
-		out=$("$bin" "${global[@]}" get pods -o wide 2>/dev/null) || continue
+		out=$("$bin" "${global[@]}" get pods -A -o wide 2>/dev/null) || continue
 		if ! grep -qE 'Pending|ContainerCreating|PodInitializing|Init:' <<<"$out"; then
 			break
 		fi
 	done
 	echo
-	"$bin" "${global[@]}" get pods -o wide || true
+	"$bin" "${global[@]}" get pods -A -o wide || true
 	echo
 	echo "The agent is running. Try, in another terminal:"
 	echo "  $bin --socket $demo/agent.sock describe pod web"
