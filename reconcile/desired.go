@@ -18,6 +18,10 @@ const (
 	// AnnotationGracePeriod: the pod's termination grace period in seconds,
 	// stored on the sandbox so a removed manifest still stops gracefully.
 	AnnotationGracePeriod = "pelagos.io/grace-period-seconds"
+	// AnnotationPreStop: the container's preStop hook (its name, ports and
+	// handler as manifest JSON), stored on the container so the hook still
+	// runs when the manifest is gone, even after an agent restart.
+	AnnotationPreStop = "pelagos.io/pre-stop"
 )
 
 // DesiredContainer is one container of a desired pod, translated to the

@@ -422,6 +422,14 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		TerminationMessagePath:     c.TerminationMessagePath,
 		TerminationMessageFromLogs: c.TerminationMessagePolicy == "FallbackToLogsOnError",
 	}
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+		hook := spec.Container{Name: c.Name, Ports: c.Ports, Lifecycle: &spec.Lifecycle{PreStop: c.Lifecycle.PreStop}}
+		b, err := json.Marshal(hook)
+		if err != nil {
+			return dc, fmt.Errorf("lifecycle.preStop: %w", err)
+		}
+		cfg.Annotations = map[string]string{AnnotationPreStop: string(b)}
+	}
 	for _, m := range c.VolumeMounts {
 		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
 	}

@@ -13,10 +13,10 @@ package hooks
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
@@ -37,13 +37,6 @@ const defaultHTTPTimeout = 30 * time.Second
 type Runner struct {
 	rt prober.SandboxExecer
 
-	// The reconciler calls PreStop with a nil pod once the manifest is
-	// gone, the commonest time to stop; the runner remembers each started
-	// container's manifest entry (bounded by the running containers) so the
-	// hook still runs then.
-	mu   sync.Mutex
-	seen map[containerKey]*spec.Container
-
 	// Sleep waits d or until ctx ends; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// BeforeStop, when set, hears of every container the reconciler is
@@ -55,12 +48,7 @@ type Runner struct {
 
 // New returns a runner that execs and finds pod IPs through rt.
 func New(rt prober.SandboxExecer) *Runner {
-	return &Runner{rt: rt, Sleep: sleep, seen: map[containerKey]*spec.Container{}}
-}
-
-type containerKey struct {
-	pod runtime.PodKey
-	id  string
+	return &Runner{rt: rt, Sleep: sleep}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -85,11 +73,6 @@ func (r *Runner) Install(h *reconcile.Hooks) {
 // FailedPostStartHook with the message.
 func (r *Runner) PostStart(ctx context.Context, pod *reconcile.DesiredPod, _ *reconcile.DesiredContainer, ctr *runtime.Container) error {
 	sc := manifestContainer(pod, ctr.Name)
-	if sc != nil && sc.Lifecycle != nil && sc.Lifecycle.PreStop != nil {
-		r.mu.Lock()
-		r.seen[containerKey{ctr.Pod, ctr.ID}] = sc
-		r.mu.Unlock()
-	}
 	if sc == nil || sc.Lifecycle == nil || sc.Lifecycle.PostStart == nil {
 		return nil
 	}
@@ -108,14 +91,16 @@ func (r *Runner) PreStop(ctx context.Context, pod *reconcile.DesiredPod, ctr *ru
 	if r.BeforeStop != nil {
 		r.BeforeStop(ctr)
 	}
-	ck := containerKey{ctr.Pod, ctr.ID}
-	r.mu.Lock()
-	remembered := r.seen[ck]
-	delete(r.seen, ck)
-	r.mu.Unlock()
+	// The hook the container was started with, stored on it by the
+	// reconciler: the manifest may be gone (the commonest time to stop),
+	// changed, or read by an agent that restarted since. A container
+	// without one (started by hand) falls back to the manifest.
 	sc := manifestContainer(pod, ctr.Name)
-	if pod == nil {
-		sc = remembered
+	if js, ok := ctr.Annotations[reconcile.AnnotationPreStop]; ok {
+		sc = &spec.Container{}
+		if err := json.Unmarshal([]byte(js), sc); err != nil {
+			return fmt.Errorf("container %s of pod %s: stored preStop hook: %w", ctr.Name, ctr.Pod, err)
+		}
 	}
 	key := ctr.Pod
 	if sc == nil || sc.Lifecycle == nil || sc.Lifecycle.PreStop == nil {

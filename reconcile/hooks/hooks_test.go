@@ -136,6 +136,36 @@ func TestPreStopBeforeStopAndCountedAgainstGrace(t *testing.T) {
 	}
 }
 
+// An agent that restarted knows nothing of the containers it adopts, yet
+// their preStop hooks run when their manifest goes: the hook is stored on
+// the container.
+func TestPreStopAfterAgentRestart(t *testing.T) {
+	f := fake.New()
+	f.AddImage("example.test/app:1", runtime.ImageConfig{})
+	j := &journal{Runtime: f}
+	newAgent := func() *reconcile.Reconciler {
+		runner := New(j)
+		runner.Sleep = func(ctx context.Context, d time.Duration) error {
+			j.add(fmt.Sprintf("prestop sleep %s", d))
+			return nil
+		}
+		var hooks reconcile.Hooks
+		runner.Install(&hooks)
+		return reconcile.New(reconcile.Config{Runtime: j, Images: f, Log: zerolog.Nop(), Hooks: hooks})
+	}
+	d := podFrom(t, hookPod)
+	first := newAgent()
+	first.SetDesired(reconcile.DesiredSet{Pods: []*reconcile.DesiredPod{d}})
+	syncUntil(t, first, d.Key, func() bool { return running(f) == 1 })
+
+	second := newAgent() // the restart: a new runner, a new reconciler
+	second.SetDesired(reconcile.DesiredSet{})
+	syncUntil(t, second, d.Key, func() bool { return running(f) == 0 })
+	if got := j.snapshot(); !slices.Contains(got, "prestop sleep 1s") {
+		t.Fatalf("calls %q: the adopted container's preStop did not run", got)
+	}
+}
+
 func TestFailedPostStartKillsContainer(t *testing.T) {
 	f := fake.New()
 	f.AddImage("example.test/app:1", runtime.ImageConfig{})
