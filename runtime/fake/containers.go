@@ -140,7 +140,7 @@ func (f *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 	}
 	c, ok := f.containers[id]
 	if !ok {
-		return fmt.Errorf("stop container %s: %w", id, runtime.ErrNotFound)
+		return nil // stopping what is gone succeeds, as in runtime/linux
 	}
 	if c.State == runtime.ContainerRunning || c.State == runtime.ContainerCreated {
 		f.exit(c, StopExitCode, "SIGTERM")

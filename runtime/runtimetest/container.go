@@ -174,6 +174,13 @@ func testContainerNotFoundAndInvalid(t *testing.T, h Harness, env *Env) {
 	if _, err := rt.Exec(ctx, "no-such-container", runtime.ExecOptions{Cmd: []string{"true"}}); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("Exec(missing): %v; want ErrNotFound", err)
 	}
+	// Idempotent removal: stopping and removing what is gone succeed.
+	if err := rt.StopContainer(ctx, "no-such-container", 0); err != nil {
+		t.Errorf("StopContainer(missing): %v; want success", err)
+	}
+	if err := rt.RemoveContainer(ctx, "no-such-container"); err != nil {
+		t.Errorf("RemoveContainer(missing): %v; want success", err)
+	}
 	cfg := containerConfig(env, sb, "lost")
 	cfg.SandboxID = "no-such-sandbox"
 	if _, err := rt.StartContainer(ctx, cfg); !errors.Is(err, runtime.ErrNotFound) {
