@@ -358,6 +358,10 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 		}
 		vc.Files = &runtime.ProjectedVolume{Files: files, Sensitive: true}
 	}
+	if vc.Files != nil && p.Spec.SecurityContext != nil && p.Spec.SecurityContext.FSGroup != nil {
+		g := *p.Spec.SecurityContext.FSGroup
+		vc.Files.FSGroup = &g
+	}
 	return vc, nil
 }
 

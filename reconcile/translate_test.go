@@ -241,3 +241,28 @@ stringData: {.dockerconfigjson: '{"auths":{"ignored.local":{"username":"x"}}}'}
 		t.Errorf("pull auth (-want +got):\n%s", diff)
 	}
 }
+
+func TestTranslateFSGroupOwnsProjectedVolumes(t *testing.T) {
+	set := loadOne(t, `apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  securityContext: {fsGroup: 2000, runAsUser: 1000}
+  volumes:
+  - {name: cfg, configMap: {name: cfg}}
+  - {name: scratch, emptyDir: {}}
+  containers: [{name: app, image: "busybox:1.36", volumeMounts: [{name: cfg, mountPath: /cfg}, {name: scratch, mountPath: /scratch}]}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {k: v}
+`)
+	if len(set.Errors) > 0 || len(set.Pods) != 1 {
+		t.Fatalf("errors %v, pods %d", set.Errors, len(set.Pods))
+	}
+	vols := set.Pods[0].Sandbox.Volumes
+	if len(vols) != 2 || vols[0].Files == nil || vols[0].Files.FSGroup == nil || *vols[0].Files.FSGroup != 2000 {
+		t.Fatalf("configMap volume: %+v", vols)
+	}
+}

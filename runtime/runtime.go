@@ -131,6 +131,10 @@ type HostPathVolume struct {
 type ProjectedVolume struct {
 	Files     []ProjectedFile `json:"-"`
 	Sensitive bool            `json:"sensitive,omitempty"`
+	// FSGroup, when set (the pod's securityContext.fsGroup), owns the files
+	// and may read them, as the kubelet does, so a non-root container can
+	// read a 0600 Secret.
+	FSGroup *int64 `json:"fsGroup,omitempty"`
 }
 
 // ProjectedFile is one file of a projected volume.

@@ -30,14 +30,14 @@ func BenchmarkProjectedUpdate(b *testing.B) {
 			{Path: "nested/rules.yaml", Data: []byte("rules: []\n"), Mode: 0o644},
 		}
 		t0 := time.Now()
-		if err := writeAtomic(dir, files); err != nil {
+		if err := writeAtomic(dir, files, -1); err != nil {
 			b.Fatal(err)
 		}
 		upd = append(upd, time.Since(t0))
 		t0 = time.Now()
 		for _, f := range files {
 			p := filepath.Join(plain, filepath.Base(f.Path))
-			if err := writeFile(p+".tmp", f.Data, 0o644); err != nil {
+			if err := writeFile(p+".tmp", f.Data, 0o644, -1); err != nil {
 				b.Fatal(err)
 			}
 			if err := os.Rename(p+".tmp", p); err != nil {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -43,7 +44,15 @@ func (m *Manager) setupProjected(sandboxID string, v *runtime.VolumeConfig) erro
 			return err
 		}
 	}
-	return writeAtomic(dir, v.Files.Files)
+	return writeAtomic(dir, v.Files.Files, fsGroup(v.Files))
+}
+
+// fsGroup is the group that owns a projected volume's files, or -1.
+func fsGroup(p *runtime.ProjectedVolume) int {
+	if p.FSGroup == nil {
+		return -1
+	}
+	return int(*p.FSGroup)
 }
 
 // tmpfsSize leaves room for two versions during a swap plus slack for the
@@ -77,7 +86,7 @@ func (m *Manager) UpdateVolume(sandboxID string, v *runtime.VolumeConfig) error 
 			return fmt.Errorf("sandbox %s: volume %q: %w", sandboxID, v.Name, err)
 		}
 	}
-	if err := writeAtomic(dir, v.Files.Files); err != nil {
+	if err := writeAtomic(dir, v.Files.Files, fsGroup(v.Files)); err != nil {
 		return fmt.Errorf("sandbox %s: volume %q: %w", sandboxID, v.Name, err)
 	}
 	return nil
@@ -93,7 +102,9 @@ func checkRelPath(p string) error {
 
 // writeAtomic writes one version of the files and swaps ..data to it. Errors
 // name paths, never contents: a projected file may be a secret.
-func writeAtomic(dir string, files []runtime.ProjectedFile) error {
+// gid, unless -1, becomes the files' group, with group read added to their
+// modes (the kubelet's fsGroup rule for read-only volumes).
+func writeAtomic(dir string, files []runtime.ProjectedFile, gid int) error {
 	seen := map[string]bool{}
 	tops := map[string]bool{}
 	for _, f := range files {
@@ -115,7 +126,7 @@ func writeAtomic(dir string, files []runtime.ProjectedFile) error {
 	old, _ := os.Readlink(filepath.Join(dir, dataLink))
 	// Skip the swap when nothing changed, so a resync does not churn
 	// inotify watchers in the container.
-	if old != "" && sameContent(filepath.Join(dir, old), files) {
+	if old != "" && sameContent(filepath.Join(dir, old), files, gid) {
 		return nil
 	}
 	tsDir, err := os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05.")) // ..<timestamp><random>
@@ -131,7 +142,11 @@ func writeAtomic(dir string, files []runtime.ProjectedFile) error {
 			_ = os.RemoveAll(tsDir)
 			return err
 		}
-		if err := writeFile(p, f.Data, fs.FileMode(f.Mode&0o777)); err != nil {
+		mode := fs.FileMode(f.Mode & 0o777)
+		if gid >= 0 {
+			mode |= 0o440
+		}
+		if err := writeFile(p, f.Data, mode, gid); err != nil {
 			_ = os.RemoveAll(tsDir)
 			return err
 		}
@@ -183,10 +198,16 @@ func writeAtomic(dir string, files []runtime.ProjectedFile) error {
 	return syncDir(dir)
 }
 
-func writeFile(p string, data []byte, mode fs.FileMode) error {
+func writeFile(p string, data []byte, mode fs.FileMode, gid int) error {
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 	if err != nil {
 		return err
+	}
+	if gid >= 0 {
+		if err := f.Chown(-1, gid); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
@@ -213,7 +234,7 @@ func syncDir(dir string) error {
 }
 
 // sameContent reports whether version dir holds exactly files.
-func sameContent(dir string, files []runtime.ProjectedFile) bool {
+func sameContent(dir string, files []runtime.ProjectedFile, gid int) bool {
 	var have []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -232,7 +253,14 @@ func sameContent(dir string, files []runtime.ProjectedFile) bool {
 	for _, f := range files {
 		p := filepath.Join(dir, f.Path)
 		fi, err := os.Lstat(p)
-		if err != nil || !fi.Mode().IsRegular() || uint32(fi.Mode().Perm()) != f.Mode&0o777 {
+		want := f.Mode & 0o777
+		if gid >= 0 {
+			want |= 0o440
+		}
+		if err != nil || !fi.Mode().IsRegular() || uint32(fi.Mode().Perm()) != want {
+			return false
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); gid >= 0 && (!ok || int(st.Gid) != gid) {
 			return false
 		}
 		b, err := os.ReadFile(p)

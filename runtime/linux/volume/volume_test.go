@@ -561,3 +561,43 @@ func TestBindIntoStaysInRootAndIsReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With the pod's fsGroup, projected files belong to that group and are
+// group-readable, so a non-root container in the group reads a 0600 Secret;
+// a changed fsGroup alone rewrites the files.
+func TestProjectedFSGroup(t *testing.T) {
+	m, _ := newManager(t)
+	gid := int64(2345)
+	secret := runtime.ProjectedFile{Path: "token", Data: []byte("t0k3n"), Mode: 0o600}
+	v := runtime.VolumeConfig{Name: "sec", Files: &runtime.ProjectedVolume{Sensitive: true, FSGroup: &gid, Files: []runtime.ProjectedFile{secret}}}
+	paths, err := m.Setup("sb9", []runtime.VolumeConfig{v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(wantGID int64, wantMode os.FileMode) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(paths["sec"], "token"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if int64(st.Gid) != wantGID || os.FileMode(st.Mode).Perm() != wantMode {
+			t.Errorf("token: gid %d mode %v, want gid %d mode %v", st.Gid, os.FileMode(st.Mode).Perm(), wantGID, wantMode)
+		}
+	}
+	check(gid, 0o640)
+	other := int64(3456)
+	v.Files.FSGroup = &other
+	if err := m.UpdateVolume("sb9", &v); err != nil {
+		t.Fatal(err)
+	}
+	check(other, 0o640)
+	v.Files.FSGroup = nil
+	if err := m.UpdateVolume("sb9", &v); err != nil {
+		t.Fatal(err)
+	}
+	check(0, 0o600)
+	if err := m.Teardown("sb9"); err != nil {
+		t.Fatal(err)
+	}
+	census(t, m, "sb9")
+}
