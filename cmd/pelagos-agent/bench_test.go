@@ -329,9 +329,7 @@ func (e *benchEnv) close() {
 	}
 	for _, name := range []string{e.tag, e.tag + "d"} {
 		_ = exec.Command("ip", "link", "del", name).Run()
-		for _, fam := range []string{"inet", "ip"} {
-			_ = exec.Command("nft", "delete", "table", fam, name).Run()
-		}
+		_ = linuxtest.DeleteNFTable(name)
 		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
 		dirs2, _ := filepath.Glob("/sys/fs/cgroup/" + name)
 		for _, d := range append(dirs, dirs2...) {

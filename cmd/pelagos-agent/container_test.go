@@ -40,8 +40,8 @@ func TestContainerCLI(t *testing.T) {
 		if l, err := netlink.LinkByName(tag); err == nil {
 			netlink.LinkDel(l)
 		}
-		for _, family := range []string{"ip", "inet"} {
-			exec.Command("nft", "delete", "table", family, tag).Run()
+		if err := linuxtest.DeleteNFTable(tag); err != nil {
+			t.Errorf("cleanup: nftables table %s: %v", tag, err)
 		}
 		if m, err := cgroups.New(cgParent); err == nil {
 			if err := m.RemoveParent(); err != nil {

@@ -239,8 +239,8 @@ func (e *agentEnv) cleanup() {
 	if l, err := netlink.LinkByName(e.tag); err == nil {
 		_ = netlink.LinkDel(l)
 	}
-	for _, fam := range []string{"inet", "ip"} {
-		_ = exec.Command("nft", "delete", "table", fam, e.tag).Run()
+	if err := linuxtest.DeleteNFTable(e.tag); err != nil {
+		e.t.Errorf("cleanup: nftables table %s: %v", e.tag, err)
 	}
 	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + e.tag)
 	dirs2, _ := filepath.Glob("/sys/fs/cgroup/" + e.tag)

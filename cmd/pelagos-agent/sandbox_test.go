@@ -40,8 +40,8 @@ func TestSandboxCLI(t *testing.T) {
 		}
 		// The networking code keeps its table across restarts by design;
 		// a test's table goes with the test, whatever family it used.
-		for _, family := range []string{"ip", "inet"} {
-			exec.Command("nft", "delete", "table", family, tag).Run()
+		if err := linuxtest.DeleteNFTable(tag); err != nil {
+			t.Errorf("cleanup: nftables table %s: %v", tag, err)
 		}
 	})
 	agent := func(args ...string) (string, string, int) {
