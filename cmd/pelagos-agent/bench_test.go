@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 	if reexec.Init() {
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 const benchPod = `apiVersion: v1
@@ -137,12 +141,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		os.Chmod(d, 0o755)
 	}
 	e.sock = filepath.Join(e.runRoot, "agent.sock")
-	e.bin = filepath.Join(e.mkdir(b), "pelagos-agent")
-	build := exec.Command("go", "build", "-o", e.bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	e.bin = buildAgentBinary(b)
 	st, err := image.Open(image.Options{Root: e.stateRoot})
 	if err != nil {
 		b.Fatal(err)

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,12 +21,7 @@ import (
 // through the built binary and ends with a census.
 func TestContainerCLI(t *testing.T) {
 	linuxtest.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "pelagos-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildAgentBinary(t)
 	tag := linuxtest.RandomName("pc", 4)
 	runRoot, stateRoot := t.TempDir(), t.TempDir()
 	subnet := fmt.Sprintf("10.202.%d.0/24", 251+rand.IntN(4))
@@ -50,18 +42,7 @@ func TestContainerCLI(t *testing.T) {
 		}
 	})
 	agent := func(args ...string) (string, string, int) {
-		cmd := exec.Command(bin, append(append([]string{}, global...), args...)...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("run %v: %v", args, err)
-		}
-		return stdout.String(), stderr.String(), code
+		return runCLI(t, bin, append(append([]string{}, global...), args...)...)
 	}
 	archive := filepath.Join(t.TempDir(), "busybox.tar")
 	if err := imagetest.WriteDockerArchive(archive, map[string]v1.Image{"pelagos.test/busybox:1": imagetest.Busybox(t)}); err != nil {

@@ -38,17 +38,6 @@ type agentEnv struct {
 	client              *api.Client
 }
 
-func buildAgentBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pelagos-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func newAgentEnv(t *testing.T, extra ...string) *agentEnv {
 	t.Helper()
 	linuxtest.RequireRoot(t)
@@ -111,17 +100,7 @@ func (e *agentEnv) stop(sig syscall.Signal) {
 // cli runs the binary as a user would.
 func (e *agentEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
-	cmd := exec.Command(e.bin, append(e.global(), args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return out.String(), errb.String(), ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("run %v: %v", args, err)
-	}
-	return out.String(), errb.String(), 0
+	return runCLI(e.t, e.bin, append(e.global(), args...)...)
 }
 
 // eventually polls cond until it holds. The deadline only bounds a hang

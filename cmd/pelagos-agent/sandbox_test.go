@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,12 +20,7 @@ import (
 // refusals, ls after the pause is killed, gc, and a census at the end.
 func TestSandboxCLI(t *testing.T) {
 	linuxtest.RequireRoot(t)
-	bin := filepath.Join(t.TempDir(), "pelagos-agent")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildAgentBinary(t)
 	tag := linuxtest.RandomName("pt", 4)
 	runRoot, stateRoot := t.TempDir(), t.TempDir()
 	subnet := fmt.Sprintf("10.201.%d.0/24", 251+rand.IntN(4))
@@ -45,18 +37,7 @@ func TestSandboxCLI(t *testing.T) {
 		}
 	})
 	agent := func(args ...string) (string, string, int) {
-		cmd := exec.Command(bin, append(append([]string{}, global...), args...)...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		code := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("run %v: %v", args, err)
-		}
-		return stdout.String(), stderr.String(), code
+		return runCLI(t, bin, append(append([]string{}, global...), args...)...)
 	}
 
 	out, errOut, code := agent("sandbox", "create", "--name", "web")
