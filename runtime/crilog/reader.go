@@ -245,11 +245,45 @@ func inode(path string) uint64 {
 
 // Tail returns the end of the log's content (both streams, partial entries
 // joined): at most maxLines lines and maxBytes bytes. It backs the
-// FallbackToLogsOnError termination message policy.
+// FallbackToLogsOnError termination message policy, so it reads only the end
+// of the live file (as the kubelet does), never the whole rotated history.
 func Tail(path string, maxLines, maxBytes int) ([]byte, error) {
-	t := &tailBuffer{max: maxBytes}
-	if err := Read(path, t, ReadOptions{}); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	// Each CRI line adds a timestamp, stream and tag (~40 bytes) to its
+	// content: this window holds maxLines lines of maxBytes content.
+	window := int64(maxBytes + maxLines*64)
+	off := max(0, st.Size()-window)
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(f)
+	if off > 0 {
+		// The window starts inside a line: skip to the next whole one.
+		if _, err := br.ReadBytes('\n'); err != nil {
+			return nil, nil
+		}
+	}
+	t := &tailBuffer{max: maxBytes}
+	p := &printer{w: t, midLine: map[string]bool{}}
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			_ = p.line(line[:len(line)-1]) // tailBuffer never fails
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	b := bytes.TrimSuffix(t.buf, []byte{'\n'})
 	for i, n := len(b)-1, 0; i >= 0; i-- {
