@@ -260,7 +260,8 @@ func sameContent(dir string, files []runtime.ProjectedFile, gid int) bool {
 		if err != nil || !fi.Mode().IsRegular() || uint32(fi.Mode().Perm()) != want {
 			return false
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); gid >= 0 && (!ok || int(st.Gid) != gid) {
+		// Without an fsGroup the agent's own group (root) owns the files.
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Gid) != max(gid, 0) {
 			return false
 		}
 		b, err := os.ReadFile(p)
