@@ -264,6 +264,14 @@ type ContainerConfig struct {
 	Resources              Resources         `json:"resources"`
 	TTY                    bool              `json:"tty,omitempty"`
 	Stdin                  bool              `json:"stdin,omitempty"`
+	// StdinOnce closes the container's stdin after the first attach ends
+	// (Kubernetes stdinOnce).
+	StdinOnce bool `json:"stdinOnce,omitempty"`
+	// OOMScoreAdj is the workload's oom_score_adj (the reconciler derives it
+	// from the pod's QoS class as kubelet does); nil leaves the runtime's
+	// default. A value the kernel refuses to lower to is clamped to the
+	// lowest allowed, never an error.
+	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 	TerminationMessagePath string            `json:"terminationMessagePath,omitempty"`
 	// TerminationMessageFromLogs is Kubernetes' FallbackToLogsOnError: when
 	// the container fails and its message file is empty, the tail of its
@@ -320,15 +328,68 @@ type ContainerFilter struct {
 	SandboxID string
 }
 
+// TermSize is a terminal window size in character cells.
+type TermSize struct {
+	Width  uint16 `json:"width"`
+	Height uint16 `json:"height"`
+}
+
 // ExecOptions runs a process inside a running container.
 type ExecOptions struct {
-	Cmd     []string
-	Env     []EnvVar
-	TTY     bool
-	Stdin   io.Reader
-	Stdout  io.Writer
-	Stderr  io.Writer
+	Cmd   []string
+	Env   []EnvVar
+	TTY   bool
+	Stdin io.Reader
+	// Stdout receives the process's output; with TTY it receives the
+	// terminal's output and Stderr is unused.
+	Stdout io.Writer
+	Stderr io.Writer
+	// Resize, with TTY, delivers window size changes; the first value is
+	// the initial size. Nil keeps the default size.
+	Resize  <-chan TermSize
 	Timeout time.Duration // 0: until ctx ends
+}
+
+// AttachOptions connects a client to the stdio of a running container's
+// main process (kubectl attach, CRI Attach, a tty: true container).
+type AttachOptions struct {
+	Stdin  io.Reader // nil: no input
+	Stdout io.Writer
+	Stderr io.Writer // unused with TTY
+	TTY    bool
+	Resize <-chan TermSize
+}
+
+// Attacher is an optional Runtime ability: attach to a running container.
+// It returns when the client's streams end or the container exits.
+type Attacher interface {
+	Attach(ctx context.Context, id string, opts AttachOptions) error
+}
+
+// PortForwarder is an optional Runtime ability: connect stream to a TCP
+// port inside the sandbox's network namespace (kubectl port-forward, CRI
+// PortForward). It returns when either side closes.
+type PortForwarder interface {
+	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
+}
+
+// RecordProblem is a state record the runtime could not use (unparsable,
+// an unknown future version, inconsistent) and set aside instead of
+// failing every listing: it was renamed to Path, and what the record named
+// is cleaned up from the live kernel objects by GC.
+type RecordProblem struct {
+	Kind   string    `json:"kind"` // "sandbox" or "container"
+	ID     string    `json:"id"`
+	Pod    *PodKey   `json:"pod,omitempty"` // when still known
+	Path   string    `json:"path"`          // where the record was moved
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+}
+
+// ProblemReporter is an optional Runtime ability: the records set aside
+// since the last call, so the reconciler can report them (events, status).
+type ProblemReporter interface {
+	TakeProblems() []RecordProblem
 }
 
 // GCReport lists what a GC pass removed, one human-readable line per object.
