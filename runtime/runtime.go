@@ -256,14 +256,14 @@ type ContainerConfig struct {
 	Args       []string `json:"args,omitempty"`
 	WorkingDir string   `json:"workingDir,omitempty"`
 	// Env is appended after the image's environment (later entries win).
-	Env                    []EnvVar          `json:"env,omitempty"`
-	Mounts                 []Mount           `json:"mounts,omitempty"`
-	Labels                 map[string]string `json:"labels,omitempty"`
-	Annotations            map[string]string `json:"annotations,omitempty"`
-	Security               SecurityConfig    `json:"security"`
-	Resources              Resources         `json:"resources"`
-	TTY                    bool              `json:"tty,omitempty"`
-	Stdin                  bool              `json:"stdin,omitempty"`
+	Env         []EnvVar          `json:"env,omitempty"`
+	Mounts      []Mount           `json:"mounts,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Security    SecurityConfig    `json:"security"`
+	Resources   Resources         `json:"resources"`
+	TTY         bool              `json:"tty,omitempty"`
+	Stdin       bool              `json:"stdin,omitempty"`
 	// StdinOnce closes the container's stdin after the first attach ends
 	// (Kubernetes stdinOnce).
 	StdinOnce bool `json:"stdinOnce,omitempty"`
@@ -271,8 +271,8 @@ type ContainerConfig struct {
 	// from the pod's QoS class as kubelet does); nil leaves the runtime's
 	// default. A value the kernel refuses to lower to is clamped to the
 	// lowest allowed, never an error.
-	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
-	TerminationMessagePath string            `json:"terminationMessagePath,omitempty"`
+	OOMScoreAdj            *int   `json:"oomScoreAdj,omitempty"`
+	TerminationMessagePath string `json:"terminationMessagePath,omitempty"`
 	// TerminationMessageFromLogs is Kubernetes' FallbackToLogsOnError: when
 	// the container fails and its message file is empty, the tail of its
 	// log (80 lines, 2 KiB at most) becomes the message.
