@@ -314,14 +314,7 @@ func TestPodNetworking(t *testing.T) {
 				t.Errorf("hostNetwork sandbox got netns %q ip %q veth %q", sb.NetNSPath, sb.IP, sb.VethHost)
 			}
 			pns := nettest.Open(t, "hostnet", fmt.Sprintf("/proc/%d/ns/net", sb.PausePID))
-			links, err := pns.H.LinkList()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, l := range links {
-				names = append(names, l.Attrs().Name)
-			}
+			names := pns.LinkNames(t)
 			if !slices.Contains(names, e.cfg.Bridge) {
 				t.Errorf("hostNetwork pod sees %v, not the host's bridge %s", names, e.cfg.Bridge)
 			}

@@ -6,6 +6,7 @@ package nettest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -152,6 +153,25 @@ func (ns *NS) Delete(t testing.TB) {
 	if err := os.Remove(ns.Path); err != nil && !os.IsNotExist(err) {
 		t.Errorf("remove %s: %v", ns.Path, err)
 	}
+}
+
+// LinkNames lists the namespace's interface names. A dump interrupted by a
+// concurrent change (other tests add and remove links all the time in the
+// host namespace) is retried.
+func (ns *NS) LinkNames(t testing.TB) []string {
+	t.Helper()
+	links, err := ns.H.LinkList()
+	for i := 0; i < 20 && errors.Is(err, netlink.ErrDumpInterrupted); i++ {
+		links, err = ns.H.LinkList()
+	}
+	if err != nil {
+		t.Fatalf("list links in %s: %v", ns.Name, err)
+	}
+	names := make([]string, 0, len(links))
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	return names
 }
 
 // FD is the namespace handle (valid until Delete).
