@@ -477,6 +477,9 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	if res.PidsMax == 0 {
 		res.PidsMax = DefaultPidsLimit
 	}
+	if err := res.Validate(); err != nil {
+		return nil, res, fmt.Errorf("%w: %w", err, runtime.ErrInvalidConfig)
+	}
 	return rec, res, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,7 +20,10 @@ import (
 	"syscall"
 )
 
-// Resources are the limits written to a cgroup. Zero means unset.
+// Resources are the limits written to a cgroup. Zero means unset; a
+// negative value is refused (Validate), never taken as "no limit". Values
+// beyond what the kernel can express saturate at the largest finite limit
+// it takes (see the Max* bounds), so a huge limit stays a limit.
 type Resources struct {
 	MemoryMax       int64 // bytes
 	CPULimitMilli   int64 // millicores: quota over a 100 ms period
@@ -29,6 +33,47 @@ type Resources struct {
 	// controller): a container with CAP_MKNOD can make a node for a host
 	// disk, but not open it.
 	RestrictDevices bool
+}
+
+// Kernel bounds the conversions saturate at.
+const (
+	// CFSPeriod is the CFS period the agent uses, in µs.
+	CFSPeriod = 100000
+	// MinCFSQuota is the kernel's smallest quota (1 ms), in µs.
+	MinCFSQuota = 1000
+	// MaxCFSQuota is the kernel's largest quota in µs: it keeps CFS
+	// bandwidth in 44 bits and refuses more with EINVAL.
+	MaxCFSQuota = 1<<44 - 1
+	// MinShares and MaxShares bound v1 cpu.shares (the kernel clamps to
+	// them too); cpu.weight maps the same range onto [1, 10000].
+	MinShares = 2
+	MaxShares = 262144
+	// MaxPids is the kernel's PID_MAX_LIMIT on 64-bit hosts, the largest
+	// pids.max it accepts as a number.
+	MaxPids = 4 << 20
+)
+
+// MaxMemory is the largest finite memory limit: the kernel counts a limit
+// in pages up to LONG_MAX/PAGE_SIZE, and that many pages means "no limit"
+// (v1 reads it back as 9223372036854771712, v2 as "max"). One page less is
+// the most a limit can be and still be one.
+func MaxMemory() int64 {
+	ps := int64(os.Getpagesize())
+	return (math.MaxInt64/ps - 1) * ps
+}
+
+// Validate refuses negative limits: a value that wrapped on its way here
+// must fail the container, not run it without a limit.
+func (r Resources) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"memory limit", r.MemoryMax}, {"CPU limit", r.CPULimitMilli}, {"CPU request", r.CPURequestMilli}, {"pids limit", r.PidsMax}} {
+		if f.v < 0 {
+			return fmt.Errorf("cgroup: %s %d is negative", f.name, f.v)
+		}
+	}
+	return nil
 }
 
 // AllowedDevices is the v1 devices whitelist of a restricted container:
@@ -245,6 +290,9 @@ func (m *Manager) enableControllers(rel string) error {
 // hierarchy and writes res to it. Creating an existing cgroup rewrites its
 // limits.
 func (m *Manager) Create(rel string, res Resources) error {
+	if err := res.Validate(); err != nil {
+		return err
+	}
 	if m.Unified {
 		// The parent and every ancestor below it must delegate the
 		// controllers.
@@ -258,6 +306,7 @@ func (m *Manager) Create(rel string, res Resources) error {
 			}
 		}
 	}
+	dirs := map[string]string{}
 	for _, h := range m.hierarchies() {
 		d, err := m.dir(h, rel)
 		if err != nil {
@@ -266,15 +315,36 @@ func (m *Manager) Create(rel string, res Resources) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("create cgroup %s: %w", d, err)
 		}
+		dirs[h] = d
 	}
-	return m.set(rel, res)
+	return m.set(dirs, res)
 }
 
-func (m *Manager) set(rel string, res Resources) error {
+// LimitParent creates the parent if needed and writes res to it: limits
+// that every pod below it shares (all pods together).
+func (m *Manager) LimitParent(res Resources) error {
+	if err := res.Validate(); err != nil {
+		return err
+	}
 	if m.Unified {
-		d, _ := m.dir("", rel)
+		if err := m.enableControllers(""); err != nil {
+			return err
+		}
+	}
+	for _, h := range m.hierarchies() {
+		if err := os.MkdirAll(m.dirs[h], 0o755); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", m.dirs[h], err)
+		}
+	}
+	return m.set(m.dirs, res)
+}
+
+// set writes res into the directories of one cgroup, by hierarchy.
+func (m *Manager) set(dirs map[string]string, res Resources) error {
+	if m.Unified {
+		d := dirs[""]
 		if res.MemoryMax > 0 {
-			if err := write(d, "memory.max", strconv.FormatInt(res.MemoryMax, 10)); err != nil {
+			if err := write(d, "memory.max", strconv.FormatInt(memoryLimit(res.MemoryMax), 10)); err != nil {
 				return err
 			}
 			// Kubernetes without swap: a memory limit is a hard limit.
@@ -283,7 +353,7 @@ func (m *Manager) set(rel string, res Resources) error {
 			}
 		}
 		if res.CPULimitMilli > 0 {
-			if err := write(d, "cpu.max", fmt.Sprintf("%d 100000", quota(res.CPULimitMilli))); err != nil {
+			if err := write(d, "cpu.max", fmt.Sprintf("%d %d", Quota(res.CPULimitMilli), CFSPeriod)); err != nil {
 				return err
 			}
 		}
@@ -293,45 +363,42 @@ func (m *Manager) set(rel string, res Resources) error {
 			}
 		}
 		if res.PidsMax > 0 {
-			if err := write(d, "pids.max", strconv.FormatInt(res.PidsMax, 10)); err != nil {
+			if err := write(d, "pids.max", strconv.FormatInt(min(res.PidsMax, MaxPids), 10)); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	if res.MemoryMax > 0 {
-		d, _ := m.dir("memory", rel)
-		if err := write(d, "memory.limit_in_bytes", strconv.FormatInt(res.MemoryMax, 10)); err != nil {
+		v := strconv.FormatInt(memoryLimit(res.MemoryMax), 10)
+		if err := write(dirs["memory"], "memory.limit_in_bytes", v); err != nil {
 			return err
 		}
 		// memsw exists only with swap accounting; it must be >= the limit.
-		if err := writeIfExists(d, "memory.memsw.limit_in_bytes", strconv.FormatInt(res.MemoryMax, 10)); err != nil {
+		if err := writeIfExists(dirs["memory"], "memory.memsw.limit_in_bytes", v); err != nil {
 			return err
 		}
 	}
 	if res.CPULimitMilli > 0 {
-		d, _ := m.dir("cpu", rel)
-		if err := write(d, "cpu.cfs_period_us", "100000"); err != nil {
+		if err := write(dirs["cpu"], "cpu.cfs_period_us", strconv.Itoa(CFSPeriod)); err != nil {
 			return err
 		}
-		if err := write(d, "cpu.cfs_quota_us", strconv.FormatInt(quota(res.CPULimitMilli), 10)); err != nil {
+		if err := write(dirs["cpu"], "cpu.cfs_quota_us", strconv.FormatInt(Quota(res.CPULimitMilli), 10)); err != nil {
 			return err
 		}
 	}
 	if res.CPURequestMilli > 0 {
-		d, _ := m.dir("cpu", rel)
-		if err := write(d, "cpu.shares", strconv.FormatUint(Shares(res.CPURequestMilli), 10)); err != nil {
+		if err := write(dirs["cpu"], "cpu.shares", strconv.FormatUint(Shares(res.CPURequestMilli), 10)); err != nil {
 			return err
 		}
 	}
 	if res.PidsMax > 0 {
-		d, _ := m.dir("pids", rel)
-		if err := write(d, "pids.max", strconv.FormatInt(res.PidsMax, 10)); err != nil {
+		if err := write(dirs["pids"], "pids.max", strconv.FormatInt(min(res.PidsMax, MaxPids), 10)); err != nil {
 			return err
 		}
 	}
 	if res.RestrictDevices {
-		d, _ := m.dir("devices", rel)
+		d := dirs["devices"]
 		if err := write(d, "devices.deny", "a"); err != nil {
 			return err
 		}
@@ -344,31 +411,33 @@ func (m *Manager) set(rel string, res Resources) error {
 	return nil
 }
 
-// quota is the CFS quota in µs per 100 ms period, with the kernel's 1 ms floor.
-func quota(milli int64) int64 {
-	q := milli * 100000 / 1000
-	if q < 1000 {
-		q = 1000
+// memoryLimit saturates a memory limit at the largest finite one.
+func memoryLimit(b int64) int64 { return min(b, MaxMemory()) }
+
+// Quota is the CFS quota in µs per 100 ms period of a CPU limit, within
+// the kernel's [1 ms, MaxCFSQuota]. It saturates: a limit too large to
+// express is the largest quota, never a wrapped small one.
+func Quota(milli int64) int64 {
+	// milli/1000 CPUs for CFSPeriod µs is milli*100 µs.
+	if milli > MaxCFSQuota/100 {
+		return MaxCFSQuota
 	}
-	return q
+	return max(milli*100, MinCFSQuota)
 }
 
-// Shares converts a CPU request to v1 cpu.shares as the kubelet does.
+// Shares converts a CPU request to v1 cpu.shares as the kubelet does,
+// within [MinShares, MaxShares]; it saturates instead of overflowing.
 func Shares(milli int64) uint64 {
-	s := milli * 1024 / 1000
-	if s < 2 {
-		s = 2
+	if milli >= MaxShares*1000/1024 {
+		return MaxShares
 	}
-	if s > 262144 {
-		s = 262144
-	}
-	return uint64(s)
+	return uint64(max(milli*1024/1000, MinShares))
 }
 
 // Weight converts a CPU request to v2 cpu.weight with the kubelet's mapping
 // of shares [2, 262144] onto weight [1, 10000].
 func Weight(milli int64) uint64 {
-	return 1 + ((Shares(milli)-2)*9999)/262142
+	return 1 + ((Shares(milli)-MinShares)*9999)/(MaxShares-MinShares)
 }
 
 // Join moves pid into rel in every hierarchy.
@@ -607,4 +676,54 @@ func readKV(p string) (map[string]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// BusyChildrenPidsMax sums pids.max over the cgroups directly below rel
+// that hold processes ("max" counts as MaxPids), saturating at MaxPids. A
+// missing rel has none.
+func (m *Manager) BusyChildrenPidsMax(rel string) (int64, error) {
+	h := "pids"
+	if m.Unified {
+		h = ""
+	}
+	d, err := m.dir(h, rel)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(d)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		child := filepath.Join(d, e.Name())
+		cur, err := readUint(filepath.Join(child, "pids.current"))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return 0, err
+		}
+		if cur == 0 {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(child, "pids.max"))
+		if err != nil {
+			return 0, err
+		}
+		v := int64(MaxPids)
+		if s := strings.TrimSpace(string(b)); s != "max" {
+			if v, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return 0, fmt.Errorf("cgroup: parse %s/pids.max: %w", child, err)
+			}
+		}
+		sum = min(sum+min(v, MaxPids), MaxPids)
+	}
+	return sum, nil
 }

@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,11 +110,149 @@ func TestConversions(t *testing.T) {
 	for _, c := range []struct {
 		milli          int64
 		shares, weight uint64
-	}{{0, 2, 1}, {1, 2, 1}, {1000, 1024, 39}, {100000, 102400, 3906}, {10000000, 262144, 10000}} {
+	}{
+		{0, 2, 1}, {1, 2, 1}, {1000, 1024, 39}, {100000, 102400, 3906}, {10000000, 262144, 10000},
+		{255999, 262142, 9999}, {256000, 262144, 10000},
+		// 1e13 cores once wrapped to 2 shares.
+		{1e16, 262144, 10000}, {math.MaxInt64, 262144, 10000},
+	} {
 		if s, w := Shares(c.milli), Weight(c.milli); s != c.shares || w != c.weight {
 			t.Errorf("%dm: shares %d weight %d, want %d %d", c.milli, s, w, c.shares, c.weight)
 		}
 	}
+	for _, c := range []struct{ milli, quota int64 }{
+		{1, MinCFSQuota}, {10, MinCFSQuota}, {11, 1100}, {500, 50000}, {2000, 200000},
+		{MaxCFSQuota / 100, MaxCFSQuota / 100 * 100}, {MaxCFSQuota/100 + 1, MaxCFSQuota},
+		// 1e11 cores once wrapped to 1000 µs: 1 % of one CPU.
+		{1e14, MaxCFSQuota}, {math.MaxInt64, MaxCFSQuota},
+	} {
+		if q := Quota(c.milli); q != c.quota {
+			t.Errorf("Quota(%d) = %d, want %d", c.milli, q, c.quota)
+		}
+	}
+	if ps := int64(os.Getpagesize()); MaxMemory()%ps != 0 || MaxMemory() != math.MaxInt64/ps*ps-ps {
+		t.Errorf("MaxMemory = %d is not one page under the kernel's unlimited", MaxMemory())
+	}
+}
+
+// extremes are limits far beyond what any kernel can express; each must
+// saturate at the largest finite value, never wrap or become unlimited.
+var extremes = Resources{MemoryMax: math.MaxInt64, CPULimitMilli: 1e14, CPURequestMilli: 1e16, PidsMax: math.MaxInt64}
+
+// TestExtremeValuesSaturate checks the exact values written for extreme
+// limits, on fake v1 and v2 trees, and that negative limits are refused
+// before anything is made.
+func TestExtremeValuesSaturate(t *testing.T) {
+	maxMem := fmt.Sprint(MaxMemory())
+	t.Run("v1", func(t *testing.T) {
+		root := t.TempDir()
+		mounts, own := map[string]string{}, map[string]string{}
+		for _, c := range v1Controllers {
+			mounts[c] = filepath.Join(root, c)
+			own[c] = "/"
+		}
+		m, err := newManager(false, mounts, own, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		memDir := filepath.Join(root, "memory/p/pod/ctr")
+		os.MkdirAll(memDir, 0o755)
+		os.WriteFile(filepath.Join(memDir, "memory.memsw.limit_in_bytes"), nil, 0o644)
+		if err := m.Create("pod/ctr", extremes); err != nil {
+			t.Fatal(err)
+		}
+		for file, want := range map[string]string{
+			"memory/p/pod/ctr/memory.limit_in_bytes":       maxMem,
+			"memory/p/pod/ctr/memory.memsw.limit_in_bytes": maxMem,
+			"cpu/p/pod/ctr/cpu.cfs_quota_us":               "17592186044415",
+			"cpu/p/pod/ctr/cpu.cfs_period_us":              "100000",
+			"cpu/p/pod/ctr/cpu.shares":                     "262144",
+			"pids/p/pod/ctr/pids.max":                      "4194304",
+		} {
+			if got := readFile(t, filepath.Join(root, file)); got != want {
+				t.Errorf("%s = %q, want %q", file, got, want)
+			}
+		}
+		for _, bad := range []Resources{{MemoryMax: -1}, {CPULimitMilli: -1}, {CPURequestMilli: math.MinInt64}, {PidsMax: -7}} {
+			if err := m.Create("pod/neg", bad); err == nil || !strings.Contains(err.Error(), "negative") {
+				t.Errorf("Create(%+v) = %v, want a refusal", bad, err)
+			}
+			if err := m.LimitParent(bad); err == nil {
+				t.Errorf("LimitParent(%+v) accepted a negative limit", bad)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, "pids/p/pod/neg")); err == nil {
+			t.Error("a refused Create made its cgroup")
+		}
+	})
+	t.Run("v2", func(t *testing.T) {
+		root := t.TempDir()
+		for _, d := range []string{"p", "p/pod"} {
+			os.MkdirAll(filepath.Join(root, d), 0o755)
+			os.WriteFile(filepath.Join(root, d, "cgroup.controllers"), []byte("cpu memory pids\n"), 0o644)
+		}
+		m, err := newManager(true, map[string]string{"": root}, map[string]string{"": "/"}, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Create("pod/ctr", extremes); err != nil {
+			t.Fatal(err)
+		}
+		for file, want := range map[string]string{
+			"memory.max": maxMem,
+			"cpu.max":    "17592186044415 100000",
+			"cpu.weight": "10000",
+			"pids.max":   "4194304",
+		} {
+			if got := readFile(t, filepath.Join(root, "p/pod/ctr", file)); got != want {
+				t.Errorf("%s = %q, want %q", file, got, want)
+			}
+		}
+		if err := m.Create("pod/neg", Resources{MemoryMax: -1}); err == nil {
+			t.Error("a negative memory limit was accepted")
+		}
+	})
+}
+
+// TestParentLimits: the pids limit of all pods together lands on the
+// parent itself, on v1 and v2.
+func TestParentLimits(t *testing.T) {
+	t.Run("v1", func(t *testing.T) {
+		root := t.TempDir()
+		mounts, own := map[string]string{}, map[string]string{}
+		for _, c := range v1Controllers {
+			mounts[c] = filepath.Join(root, c)
+			own[c] = "/agent"
+		}
+		m, err := newManager(false, mounts, own, "pods")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LimitParent(Resources{PidsMax: 29492}); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(root, "pids/agent/pods/pids.max")); got != "29492" {
+			t.Errorf("parent pids.max = %q", got)
+		}
+	})
+	t.Run("v2", func(t *testing.T) {
+		root := t.TempDir()
+		os.MkdirAll(filepath.Join(root, "agent/pods"), 0o755)
+		os.WriteFile(filepath.Join(root, "agent/pods/cgroup.controllers"), []byte("cpu memory pids\n"), 0o644)
+		m, err := newManager(true, map[string]string{"": root}, map[string]string{"": "/agent"}, "pods")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.LimitParent(Resources{PidsMax: 1000}); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(root, "agent/pods/pids.max")); got != "1000" {
+			t.Errorf("parent pids.max = %q", got)
+		}
+		if got := readFile(t, filepath.Join(root, "agent/pods/cgroup.subtree_control")); got != "+memory +cpu +pids" {
+			t.Errorf("parent subtree_control = %q", got)
+		}
+	})
 }
 
 // TestHostCgroups creates real cgroups below a unique parent, puts a process
@@ -187,5 +326,83 @@ func TestHostCgroups(t *testing.T) {
 	kids, err := m.Children()
 	if err != nil || len(kids) != 0 {
 		t.Errorf("census: children below parent %v, %v", kids, err)
+	}
+}
+
+// TestHostExtremeValues writes extreme limits to real cgroups and reads
+// back what the kernel kept: the largest finite values, never "unlimited"
+// and never a wrapped small number.
+func TestHostExtremeValues(t *testing.T) {
+	linuxtest.RequireRoot(t)
+	m, err := New(fmt.Sprintf("pelagos-cgextreme-%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.RemoveParent(); err != nil {
+			t.Errorf("census: parent cgroup left: %v", err)
+		}
+	})
+	if err := m.Create("pod/ctr", extremes); err != nil {
+		t.Fatal(err)
+	}
+	want := map[[2]string]string{
+		{"pids", "pids.max"}: "4194304",
+	}
+	if m.Unified {
+		want = map[[2]string]string{
+			{"", "memory.max"}: fmt.Sprint(MaxMemory()),
+			{"", "cpu.max"}:    "17592186044415 100000",
+			{"", "cpu.weight"}: "10000",
+			{"", "pids.max"}:   "4194304",
+		}
+	} else {
+		want[[2]string{"memory", "memory.limit_in_bytes"}] = fmt.Sprint(MaxMemory())
+		want[[2]string{"cpu", "cpu.cfs_quota_us"}] = "17592186044415"
+		want[[2]string{"cpu", "cpu.shares"}] = "262144"
+	}
+	for k, v := range want {
+		d, _ := m.Dir(k[0], "pod/ctr")
+		if got := readFile(t, filepath.Join(d, k[1])); got != v {
+			t.Errorf("%s/%s = %q, want %q", k[0], k[1], got, v)
+		}
+	}
+	if err := m.Remove("pod"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBusyChildrenPidsMax: only children with processes count, "max"
+// counts as the kernel's largest, and the sum saturates.
+func TestBusyChildrenPidsMax(t *testing.T) {
+	root := t.TempDir()
+	mounts, own := map[string]string{}, map[string]string{}
+	for _, c := range v1Controllers {
+		mounts[c] = filepath.Join(root, c)
+		own[c] = "/"
+	}
+	m, err := newManager(false, mounts, own, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.BusyChildrenPidsMax("pod"); err != nil || n != 0 {
+		t.Errorf("missing pod: %d, %v", n, err)
+	}
+	child := func(name, current, max string) {
+		d := filepath.Join(root, "pids/p/pod", name)
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "pids.current"), []byte(current+"\n"), 0o644)
+		os.WriteFile(filepath.Join(d, "pids.max"), []byte(max+"\n"), 0o644)
+	}
+	child("ctr-a", "3", "100")
+	child("ctr-exited", "0", "4096")
+	child("ctr-b", "1", "28")
+	if n, err := m.BusyChildrenPidsMax("pod"); err != nil || n != 128 {
+		t.Errorf("sum = %d, %v; want 128", n, err)
+	}
+	child("ctr-unlimited", "1", "max")
+	child("ctr-c", "1", "4194304")
+	if n, err := m.BusyChildrenPidsMax("pod"); err != nil || n != MaxPids {
+		t.Errorf("sum = %d, %v; want it saturated at %d", n, err, MaxPids)
 	}
 }
