@@ -15,6 +15,14 @@ type Config struct {
 	NFTable      string // nftables table name, default "pelagos"
 
 	PidsLimit          int64 // default pids.max per container when the pod sets none
+	// PodPidsLimit is pids.max of each pod cgroup (kubelet's podPidsLimit):
+	// 0 means the sum of what the pod's running containers may use, -1 no
+	// pod-level limit.
+	PodPidsLimit int64
+	// ReservedPids are kept for the host outside all pods: the cgroup
+	// parent's pids.max is the host's PID capacity minus these. 0 means
+	// DefaultReservedPids, -1 no limit on the parent.
+	ReservedPids int64
 	LogMaxSize         int64 // container log rotation size in bytes
 	LogMaxFiles        int   // rotated files kept per container
 	AllowUnsafeSysctls bool

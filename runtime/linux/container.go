@@ -512,7 +512,7 @@ func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, 
 	if err != nil {
 		return err
 	}
-	if err := cg.Create(podCgroup(rec.SandboxID), cgroups.Resources{}); err != nil {
+	if err := r.createPodCgroup(cg, rec.SandboxID, res.PidsMax); err != nil {
 		return err
 	}
 	if err := cg.Create(rec.CgroupRel, res); err != nil {

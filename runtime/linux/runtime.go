@@ -77,6 +77,9 @@ func New(cfg Config) (*Runtime, error) {
 		stopGrace: 2 * time.Second,
 	}
 	r.ctr.rt = r
+	if err := r.checkPidsLimits(); err != nil {
+		return nil, fmt.Errorf("linux runtime: %w", err)
+	}
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
 	}
