@@ -15,6 +15,11 @@ type Config struct {
 	NFTable      string // nftables table name, default "pelagos"
 
 	PidsLimit          int64 // default pids.max per container when the pod sets none
+	LogMaxSize         int64 // container log rotation size in bytes
+	LogMaxFiles        int   // rotated files kept per container
+	AllowUnsafeSysctls bool
+	InsecureRegistries []string // plain HTTP allowed (loopback always is)
+
 	// PodPidsLimit is pids.max of each pod cgroup (kubelet's podPidsLimit):
 	// 0 means the sum of what the pod's running containers may use, -1 no
 	// pod-level limit.
@@ -23,10 +28,6 @@ type Config struct {
 	// parent's pids.max is the host's PID capacity minus these. 0 means
 	// DefaultReservedPids, -1 no limit on the parent.
 	ReservedPids int64
-	LogMaxSize         int64 // container log rotation size in bytes
-	LogMaxFiles        int   // rotated files kept per container
-	AllowUnsafeSysctls bool
-	InsecureRegistries []string // plain HTTP allowed (loopback always is)
 
 	Logger zerolog.Logger
 }
