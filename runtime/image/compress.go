@@ -16,6 +16,11 @@ type UnpackOptions struct {
 	DiffID string
 	// MaxEntries bounds the tar entries; 0 means DefaultMaxLayerEntries.
 	MaxEntries int
+	// MaxSize caps the uncompressed tar in bytes, checked while it is
+	// read: 0 means DefaultMaxLayerSize, -1 no cap.
+	MaxSize int64
+	// budget, when set, is the image's cap shared by its layers.
+	budget *sizeBudget
 }
 
 // UnpackStats describes an unpacked layer.

@@ -81,7 +81,10 @@ func (s *Store) importFile(ctx context.Context, p string) ([]*runtime.Image, err
 	if err != nil {
 		return nil, err
 	}
-	if _, err := io.Copy(out, zr); err != nil {
+	// The image cap bounds the expanded archive too: it holds the image's
+	// layers (compressed or not) and little else.
+	capped := &capReader{r: zr, max: s.opts.MaxImageSize, what: "archive", setting: FlagMaxImageSize}
+	if _, err := io.Copy(out, capped); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("decompress: %w", err)
 	}

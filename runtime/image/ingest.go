@@ -62,12 +62,18 @@ func (s *Store) storeImage(ctx context.Context, img v1.Image, blobs blobOpener, 
 		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
 	configName := manifest.Config.Digest
+	// What this call creates, so that a refusal (a size cap) takes it back.
+	made := &madeSet{}
+	if _, err := os.Lstat(s.blobPath(digest.String())); err != nil {
+		made.blob(digest.String())
+	}
 	if err := s.writeBlobBytes(digest.String(), rawManifest); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
 	// The config is a blob like a layer: fetched with the same retries and
 	// verification when the source is remote, and never twice.
 	if _, err := os.Lstat(s.blobPath(configName.String())); err != nil {
+		made.blob(configName.String())
 		if blobs != nil {
 			cr := layerRecord{Digest: configName.String(), Size: manifest.Config.Size}
 			if err := s.fetchBlob(ctx, blobs(ctx, cr.Digest, cr.Size), cr, nil); err != nil {
@@ -124,25 +130,60 @@ func (s *Store) storeImage(ctx context.Context, img v1.Image, blobs blobOpener, 
 		rec.Size += size
 		prog.addLayer(ld.String(), size)
 	}
+	if err := s.checkDeclaredSizes(rec); err != nil {
+		return nil, s.refused(made, fmt.Errorf("image %s: %w", digest, err))
+	}
+	// Layers this store already holds count against the image's cap with
+	// the size recorded when they were unpacked.
+	known := map[string]int64{}
+	if idx, err := s.readIndex(); err == nil {
+		for _, r := range idx.Images {
+			for _, l := range r.Layers {
+				known[l.DiffID] = max(known[l.DiffID], l.TarSize)
+			}
+		}
+	}
+	budget := newSizeBudget(s.opts.MaxImageSize)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(layerJobs)
 	for i, l := range layers {
 		lr := rec.Layers[i]
 		g.Go(func() error {
-			_, err := s.flights.do(gctx, "layer:"+lr.DiffID, func() (any, error) {
+			unpack := func() (any, error) {
 				var src blobSource = l
 				if blobs != nil {
 					src = blobs(gctx, lr.Digest, lr.Size)
 				}
-				return nil, s.ensureLayer(gctx, src, lr, prog)
-			})
+				return s.ensureLayer(gctx, src, lr, prog, budget, made)
+			}
+			v, err := s.flights.do(gctx, "layer:"+lr.DiffID, unpack)
+			if ce := (*SizeCapError)(nil); errors.As(err, &ce) && ce.budget != nil && ce.budget != budget {
+				// Another image's cap stopped the unpack this one waited
+				// for; this image may still fit under its own.
+				v, err = s.flights.do(gctx, "layer:"+lr.DiffID, unpack)
+			}
 			if err != nil {
 				return fmt.Errorf("image %s: layer %s: %w", digest, lr.Digest, err)
 			}
+			res := v.(layerResult)
+			if res.budget != budget {
+				// Present already, or unpacked for another image: it
+				// counts now, whole.
+				if res.size == 0 {
+					res.size = known[lr.DiffID]
+				}
+				if err := budget.take(res.size); err != nil {
+					return fmt.Errorf("image %s: layer %s: %w", digest, lr.Digest, err)
+				}
+			}
+			rec.Layers[i].TarSize = res.size
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return nil, s.refused(made, err)
+		}
 		return nil, err
 	}
 	rec.StoredAt = time.Now().UTC()
@@ -184,25 +225,50 @@ func imageConfig(c *v1.Config) runtime.ImageConfig {
 // blobOpener returns a source for the blob with this digest and size.
 type blobOpener func(ctx context.Context, digest string, size int64) blobSource
 
-// ensureLayer makes sure the layer blob is stored and unpacked.
-func (s *Store) ensureLayer(ctx context.Context, l blobSource, lr layerRecord, prog *progress) error {
+// layerResult is what ensureLayer reports to the image it works for, and
+// to images that wait for the same layer.
+type layerResult struct {
+	size   int64       // uncompressed tar bytes; 0 when the layer was already there
+	budget *sizeBudget // the image budget the unpack counted against
+}
+
+// ensureLayer makes sure the layer blob is stored and unpacked, counting
+// the uncompressed stream against the layer cap and budget.
+func (s *Store) ensureLayer(ctx context.Context, l blobSource, lr layerRecord, prog *progress, budget *sizeBudget, made *madeSet) (layerResult, error) {
 	if _, err := os.Lstat(s.layerPath(lr.DiffID)); err == nil {
 		prog.skip(lr.Digest)
-		return nil
+		return layerResult{}, nil
 	}
 	if _, err := os.Lstat(s.blobPath(lr.Digest)); err != nil {
 		if err := s.fetchBlob(ctx, l, lr, prog); err != nil {
-			return err
+			return layerResult{}, err
 		}
+		made.blob(lr.Digest)
 	} else {
 		prog.skip(lr.Digest)
 	}
 	f, err := os.Open(s.blobPath(lr.Digest))
 	if err != nil {
-		return fmt.Errorf("unpack: %w", err)
+		return layerResult{}, fmt.Errorf("unpack: %w", err)
 	}
 	defer f.Close()
-	return s.unpackLayer(ctx, f, lr.DiffID)
+	size, created, err := s.unpackLayer(ctx, f, lr.DiffID, budget)
+	if err != nil {
+		return layerResult{}, err
+	}
+	if created {
+		made.layer(lr.DiffID)
+	}
+	return layerResult{size: size, budget: budget}, nil
+}
+
+// refused takes back what a refused image made and returns err, with
+// any failure of that cleanup added.
+func (s *Store) refused(made *madeSet, err error) error {
+	if ferr := s.forget(made); ferr != nil {
+		return fmt.Errorf("%w (cleanup: %v)", err, ferr)
+	}
+	return err
 }
 
 // fetchBlob downloads a blob with a few retries: a registry that drops

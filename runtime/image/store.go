@@ -49,7 +49,14 @@ type Options struct {
 	// MaxLayerEntries bounds the number of tar entries in one layer, so a
 	// hostile layer cannot exhaust inodes. 0 means DefaultMaxLayerEntries.
 	MaxLayerEntries int
-	Logger          zerolog.Logger
+	// MaxLayerSize caps the uncompressed size of one layer and
+	// MaxImageSize that of all layers of one image together (and what a
+	// compressed archive expands to on import), in bytes: a compression
+	// bomb fails the pull or import and leaves nothing. 0 means
+	// DefaultMaxLayerSize / DefaultMaxImageSize, -1 no cap.
+	MaxLayerSize int64
+	MaxImageSize int64
+	Logger       zerolog.Logger
 }
 
 // DefaultMaxLayerEntries is generous: the largest common base images carry
@@ -88,6 +95,9 @@ type layerRecord struct {
 	DiffID    string `json:"diffID"` // uncompressed tar; names the unpacked dir
 	Size      int64  `json:"size"`
 	MediaType string `json:"mediaType"`
+	// TarSize is the uncompressed size, counted against the image cap of
+	// later images that share the layer; 0 when not known.
+	TarSize int64 `json:"tarSize,omitempty"`
 }
 
 // index is the content of index.json.
@@ -104,6 +114,12 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.MaxLayerEntries <= 0 {
 		opts.MaxLayerEntries = DefaultMaxLayerEntries
+	}
+	if opts.MaxLayerSize == 0 {
+		opts.MaxLayerSize = DefaultMaxLayerSize
+	}
+	if opts.MaxImageSize == 0 {
+		opts.MaxImageSize = DefaultMaxImageSize
 	}
 	s := &Store{dir: filepath.Join(opts.Root, "images"), opts: opts, log: opts.Logger}
 	for _, d := range []string{s.dir, s.path("blobs", "sha256"), s.path("layers"), s.path("tmp"), s.importDir()} {

@@ -28,36 +28,40 @@ const (
 // that does is either broken or attacking.
 const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
-func (s *Store) unpackLayer(ctx context.Context, r io.Reader, diffID string) error {
+// unpackLayer unpacks a layer blob into layers/<diffID> and returns the
+// size of its uncompressed tar, and whether this call made the directory
+// (another process may have finished the same layer first).
+func (s *Store) unpackLayer(ctx context.Context, r io.Reader, diffID string, budget *sizeBudget) (int64, bool, error) {
 	tmp, err := os.MkdirTemp(s.path("tmp"), "layer-*")
 	if err != nil {
-		return fmt.Errorf("unpack %s: %w", diffID, err)
+		return 0, false, fmt.Errorf("unpack %s: %w", diffID, err)
 	}
-	if _, err := Unpack(ctx, r, tmp, UnpackOptions{DiffID: diffID, MaxEntries: s.opts.MaxLayerEntries}); err != nil {
+	st, err := Unpack(ctx, r, tmp, UnpackOptions{DiffID: diffID, MaxEntries: s.opts.MaxLayerEntries, MaxSize: s.opts.MaxLayerSize, budget: budget})
+	if err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("unpack %s: %w", diffID, err)
+		return 0, false, fmt.Errorf("unpack %s: %w", diffID, err)
 	}
 	// One syncfs instead of an fsync per file: the layer is named only
 	// after all of it is on disk.
 	if err := syncFS(tmp); err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("unpack %s: %w", diffID, err)
+		return 0, false, fmt.Errorf("unpack %s: %w", diffID, err)
 	}
 	// Layer directories are lowerdirs: 0755 so that non-root container
 	// users can traverse the root.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		os.RemoveAll(tmp)
-		return fmt.Errorf("unpack %s: %w", diffID, err)
+		return 0, false, fmt.Errorf("unpack %s: %w", diffID, err)
 	}
 	dst := s.layerPath(diffID)
 	if err := os.Rename(tmp, dst); err != nil {
 		os.RemoveAll(tmp)
 		if _, serr := os.Lstat(dst); serr == nil {
-			return nil // another process finished the same layer first
+			return st.TarSize, false, nil // another process finished the same layer first
 		}
-		return fmt.Errorf("unpack %s: %w", diffID, err)
+		return 0, false, fmt.Errorf("unpack %s: %w", diffID, err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return st.TarSize, true, syncDir(filepath.Dir(dst))
 }
 
 func syncFS(dir string) error {
@@ -84,13 +88,17 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultMaxLayerEntries
 	}
+	if opts.MaxSize == 0 {
+		opts.MaxSize = DefaultMaxLayerSize
+	}
 	zr, err := Decompress(r)
 	if err != nil {
 		return st, err
 	}
 	defer zr.Close()
 	h := sha256.New()
-	cr := &countReader{r: io.TeeReader(zr, h)}
+	capped := &capReader{r: zr, max: opts.MaxSize, budget: opts.budget, what: "layer", setting: FlagMaxLayerSize}
+	cr := &countReader{r: io.TeeReader(capped, h)}
 	u, err := newUnpacker(dir)
 	if err != nil {
 		return st, err
@@ -123,6 +131,9 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return st, fmt.Errorf("read tar trailer: %w", err)
 	}
+	if beforeFinish != nil {
+		beforeFinish()
+	}
 	if err := u.finish(); err != nil {
 		return st, err
 	}
@@ -133,6 +144,10 @@ func Unpack(ctx context.Context, r io.Reader, dir string, opts UnpackOptions) (U
 	}
 	return st, nil
 }
+
+// beforeFinish, set by tests only, runs when every entry is written and
+// the unpacker still holds what it keeps for the end.
+var beforeFinish func()
 
 // backedReader refuses file data that the tar stream does not carry: a
 // sparse entry makes archive/tar invent holes, so a few bytes of layer
@@ -326,7 +341,9 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
 			return &os.PathError{Op: "fchmodat", Path: name, Err: err}
 		}
-		u.dirs = append(u.dirs, hdr)
+		// Only what finish needs: a header keeps its PAX records (up to
+		// 1 MiB each), and a layer may hold a million directories.
+		u.dirs = append(u.dirs, &tar.Header{Name: hdr.Name, AccessTime: hdr.AccessTime, ModTime: hdr.ModTime})
 		return nil
 	case tar.TypeReg, tar.TypeRegA:
 		if err := u.removeExisting(pfd, dir, base); err != nil {

@@ -14,6 +14,6 @@ func Unpack(context.Context, io.Reader, string, UnpackOptions) (UnpackStats, err
 	return UnpackStats{}, fmt.Errorf("unpack layer: unsupported on %s", goruntime.GOOS)
 }
 
-func (s *Store) unpackLayer(context.Context, io.Reader, string) error {
-	return fmt.Errorf("unpack layer: unsupported on %s", goruntime.GOOS)
+func (s *Store) unpackLayer(context.Context, io.Reader, string, *sizeBudget) (int64, bool, error) {
+	return 0, false, fmt.Errorf("unpack layer: unsupported on %s", goruntime.GOOS)
 }
