@@ -47,6 +47,7 @@ type DesiredPod struct {
 	Containers  []DesiredContainer
 	Restart     RestartPolicy
 	Grace       time.Duration
+	QOSClass    string // Guaranteed, Burstable or BestEffort
 	// PullAuth holds credentials from imagePullSecrets: never printed,
 	// serialised or logged.
 	PullAuth []runtime.RegistryAuth `json:"-"`

@@ -66,6 +66,7 @@ type PodStatus struct {
 	StartTime             *time.Time        `json:"startTime,omitempty"`
 	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
 	ContainerStatuses     []ContainerStatus `json:"containerStatuses,omitempty"`
+	QOSClass              string            `json:"qosClass,omitempty"`
 	Pelagos               AgentPodStatus    `json:"pelagos"`
 }
 

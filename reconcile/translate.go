@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
@@ -39,6 +41,9 @@ type TranslateFunc func(pod *spec.Pod, d *DesiredPod, docs *Documents) error
 type Translator struct {
 	// NodeName answers spec.nodeName field references (the host name).
 	NodeName string
+	// NodeMemory is the node's memory in bytes, for the OOM score of
+	// Burstable pods (see OOMScoreAdj); 0 when unknown.
+	NodeMemory int64
 	// Extra runs after the built-in translation, in order.
 	Extra []TranslateFunc
 	// Cache, when set, reuses the translation of a pod whose file bytes
@@ -277,6 +282,7 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("pod %s: %w", key, errors.Join(errs...))
 	}
+	setQoS(p, d, t.NodeMemory)
 	for _, f := range t.Extra {
 		if err := f(p, d, docs); err != nil {
 			return nil, fmt.Errorf("pod %s: %w", key, err)
@@ -469,16 +475,16 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 	cfg.Security = sec
 	r := c.Resources
 	if q, ok := r.Requests[spec.ResourceCPU]; ok {
-		cfg.Resources.CPURequestMilli = q.MilliValue()
+		cfg.Resources.CPURequestMilli = saturated(q, resource.Milli)
 	}
 	if q, ok := r.Limits[spec.ResourceCPU]; ok {
-		cfg.Resources.CPULimitMilli = q.MilliValue()
+		cfg.Resources.CPULimitMilli = saturated(q, resource.Milli)
 	}
 	if q, ok := r.Requests[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryRequest = q.Value()
+		cfg.Resources.MemoryRequest = saturated(q, 0)
 	}
 	if q, ok := r.Limits[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryLimit = q.Value()
+		cfg.Resources.MemoryLimit = saturated(q, 0)
 	}
 	dc.Config = cfg
 	dc.Hash = spec.ContainerHash(p, c)

@@ -67,6 +67,9 @@ func (r *Reconciler) podLocked(k runtime.PodKey) Pod {
 		st.Pelagos.LastError = m.lastErr
 		st.Pelagos.Stale = m.stale
 	}
+	if d != nil {
+		st.QOSClass = d.QOSClass
+	}
 	p.Status = st
 	if st.StartTime != nil {
 		t := *st.StartTime
