@@ -44,7 +44,7 @@ func (g *globalOptions) containerRuntime() (*linux.Runtime, *image.Store, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	store, err := image.Open(image.Options{Root: g.Root, Logger: g.log})
+	store, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, Logger: g.log}))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -44,12 +44,12 @@ type imageOptions struct {
 }
 
 func (o *imageOptions) open(g *globalOptions) (*image.Store, error) {
-	return image.Open(image.Options{
+	return image.Open(g.withImageCaps(image.Options{
 		Root:               g.Root,
 		InsecureRegistries: o.insecure,
 		DockerConfig:       o.dockerConfig,
 		Logger:             g.log,
-	})
+	}))
 }
 
 func newImageCommand(g *globalOptions) *cobra.Command {

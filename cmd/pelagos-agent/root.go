@@ -36,6 +36,7 @@ type globalOptions struct {
 	// AllowUnsafeSysctls lets pods set namespaced sysctls outside
 	// Kubernetes' safe list (never non-namespaced ones).
 	AllowUnsafeSysctls bool
+	Limits             limitOptions
 
 	stdout, stderr io.Writer
 	log            zerolog.Logger
@@ -74,6 +75,7 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	f.StringVar(&g.CgroupParent, "cgroup-parent", "", "cgroup under which pod cgroups are made (default: below the agent's own cgroup)")
 	f.StringVar(&g.NFTable, "nft-table", "pelagos", "nftables table holding the agent's rules")
 	f.BoolVar(&g.AllowUnsafeSysctls, "allow-unsafe-sysctls", false, "let pods set namespaced sysctls beyond Kubernetes' safe list")
+	addLimitFlags(f, &g.Limits)
 	for _, newCmd := range commandFactories {
 		root.AddCommand(newCmd(g))
 	}
@@ -136,6 +138,8 @@ func (g *globalOptions) linuxConfig() linux.Config {
 		NFTable:      g.NFTable,
 
 		AllowUnsafeSysctls: g.AllowUnsafeSysctls,
+		PodPidsLimit:       g.Limits.PodPidsLimit,
+		ReservedPids:       g.Limits.ReservedPids,
 		Logger:             g.log,
 	}
 }

@@ -183,7 +183,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		a.close()
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
-	a.images, err = image.Open(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log})
+	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log}))
 	if err != nil {
 		a.close()
 		return nil, fmt.Errorf("image store: %w", err)
@@ -244,11 +244,12 @@ func (a *agent) close() {
 
 func translator() reconcile.Translator {
 	host, _ := os.Hostname()
-	return reconcile.Translator{NodeName: host}
+	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory()}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
 	log := g.log
+	setAgentOOMScore(log)
 	a, err := buildAgent(g, o, true)
 	if err != nil {
 		return err
