@@ -181,3 +181,20 @@ func TestTranslateSetsQoS(t *testing.T) {
 		}
 	}
 }
+
+// TestTranslateSaturates: quantities beyond an int64 become the largest
+// limit, never 0 ("no limit") or a wrapped number.
+func TestTranslateSaturates(t *testing.T) {
+	p := &spec.Pod{}
+	p.Metadata.Name = "huge"
+	p.Spec.Containers = []spec.Container{{Name: "c", Image: "busybox:1.36",
+		Resources: res("cpu=1e13", "memory=1e30", "|", "cpu=1e16", "memory=1e30")}}
+	d, err := Translator{}.Pod(p, "/m/huge.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runtime.Resources{CPURequestMilli: 1e16, CPULimitMilli: math.MaxInt64, MemoryRequest: math.MaxInt64, MemoryLimit: math.MaxInt64}
+	if got := d.Containers[0].Config.Resources; got != want {
+		t.Errorf("resources %+v, want %+v", got, want)
+	}
+}
