@@ -54,6 +54,7 @@ func describePod(w io.Writer, p *reconcile.Pod, evs []reconcile.Event, now time.
 	kv("Status", podStatus(*p))
 	kv("Phase", st.Phase)
 	kv("IP", dashIfEmpty(st.PodIP))
+	kv("QoS Class", dashIfEmpty(st.QOSClass))
 	kv("Source", dashIfEmpty(st.Pelagos.SourceFile))
 	kv("Sandbox", dashIfEmpty(st.Pelagos.SandboxID))
 	kv("Netns", dashIfEmpty(st.Pelagos.NetNS))

@@ -147,6 +147,9 @@ func TestAgentLimitsEndToEnd(t *testing.T) {
 		if calm.Status.QOSClass != reconcile.QOSGuaranteed {
 			t.Errorf("calm qosClass %q, want Guaranteed", calm.Status.QOSClass)
 		}
+		if out, _, _ := e.cli("describe", "pod", "calm"); !strings.Contains(strings.Join(strings.Fields(out), " "), "QoS Class: Guaranteed") {
+			t.Errorf("describe pod calm does not show the QoS class:\n%s", out)
+		}
 		if out := e.exec("calm", "app", "sh", "-c", "echo calm"); out != "calm" {
 			t.Errorf("exec in calm: %q", out)
 		}
