@@ -17,6 +17,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
 
 // podPidsDir is the pids cgroup directory of a pod the test's agent made
@@ -58,15 +59,6 @@ func readInt(t *testing.T, p string) int {
 		t.Fatalf("%s: %v", p, err)
 	}
 	return n
-}
-
-func hasCapSysResource(t *testing.T) bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		t.Fatal(err)
-	}
-	return data[unix.CAP_SYS_RESOURCE/32].Effective&(1<<(unix.CAP_SYS_RESOURCE%32)) != 0
 }
 
 const bombPod = `apiVersion: v1
@@ -112,7 +104,7 @@ func TestAgentLimitsEndToEnd(t *testing.T) {
 	t.Run("the agent's OOM score", func(t *testing.T) {
 		adj := readInt(t, fmt.Sprintf("/proc/%d/oom_score_adj", e.cmd.Process.Pid))
 		log, _ := os.ReadFile(e.logPath)
-		if hasCapSysResource(t) {
+		if linuxtest.HasCapability(t, unix.CAP_SYS_RESOURCE) {
 			if adj != -998 {
 				t.Errorf("agent oom_score_adj = %d, want -998", adj)
 			}

@@ -9,8 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // Caps on what compressed content may expand to. A gzip or zstd stream of
@@ -153,39 +151,32 @@ func (m *madeSet) layer(diffID string) {
 // next prune. An image being stored at this very moment that shares such
 // a layer finds it missing at first use and pulls it again.
 func (s *Store) forget(m *madeSet) error {
-	unlock, err := s.lock("index.lock", unix.LOCK_EX)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	idx, err := s.readIndex()
-	if err != nil {
-		return err
-	}
-	used := map[string]bool{}
-	for _, r := range idx.Images {
-		used[r.Digest], used[r.ID] = true, true
-		for _, l := range r.Layers {
-			used[l.Digest], used[l.DiffID] = true, true
+	return s.updateIndex(func(idx *index) error {
+		used := map[string]bool{}
+		for _, r := range idx.Images {
+			used[r.Digest], used[r.ID] = true, true
+			for _, l := range r.Layers {
+				used[l.Digest], used[l.DiffID] = true, true
+			}
 		}
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var errs []error
-	for _, d := range m.blobs {
-		if used[d] {
-			continue
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var errs []error
+		for _, d := range m.blobs {
+			if used[d] {
+				continue
+			}
+			if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
-		if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
+		for _, d := range m.layers {
+			if !used[d] {
+				errs = append(errs, os.RemoveAll(s.layerPath(d)))
+			}
 		}
-	}
-	for _, d := range m.layers {
-		if !used[d] {
-			errs = append(errs, os.RemoveAll(s.layerPath(d)))
-		}
-	}
-	return errors.Join(errs...)
+		return errors.Join(errs...)
+	})
 }
 
 // checkDeclaredSizes refuses, before any download, an image whose

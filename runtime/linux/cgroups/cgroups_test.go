@@ -135,6 +135,40 @@ func TestConversions(t *testing.T) {
 	}
 }
 
+// fakeV1 is a Manager for parent over plain directories standing in for
+// the v1 hierarchies, the agent's own cgroup being own in each; it returns
+// the root of the fake tree.
+func fakeV1(t *testing.T, own, parent string) (*Manager, string) {
+	t.Helper()
+	root := t.TempDir()
+	mounts, owns := map[string]string{}, map[string]string{}
+	for _, c := range v1Controllers {
+		mounts[c] = filepath.Join(root, c)
+		owns[c] = own
+	}
+	m, err := newManager(false, mounts, owns, parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, root
+}
+
+// fakeV2 is a Manager for parent over a plain directory tree standing in
+// for the unified hierarchy; dirs are made and offer the controllers.
+func fakeV2(t *testing.T, own, parent string, dirs ...string) (*Manager, string) {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range dirs {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+		os.WriteFile(filepath.Join(root, d, "cgroup.controllers"), []byte("cpu memory pids\n"), 0o644)
+	}
+	m, err := newManager(true, map[string]string{"": root}, map[string]string{"": own}, parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, root
+}
+
 // extremes are limits far beyond what any kernel can express; each must
 // saturate at the largest finite value, never wrap or become unlimited.
 var extremes = Resources{MemoryMax: math.MaxInt64, CPULimitMilli: 1e14, CPURequestMilli: 1e16, PidsMax: math.MaxInt64}
@@ -145,16 +179,7 @@ var extremes = Resources{MemoryMax: math.MaxInt64, CPULimitMilli: 1e14, CPUReque
 func TestExtremeValuesSaturate(t *testing.T) {
 	maxMem := fmt.Sprint(MaxMemory())
 	t.Run("v1", func(t *testing.T) {
-		root := t.TempDir()
-		mounts, own := map[string]string{}, map[string]string{}
-		for _, c := range v1Controllers {
-			mounts[c] = filepath.Join(root, c)
-			own[c] = "/"
-		}
-		m, err := newManager(false, mounts, own, "p")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, root := fakeV1(t, "/", "p")
 		memDir := filepath.Join(root, "memory/p/pod/ctr")
 		os.MkdirAll(memDir, 0o755)
 		os.WriteFile(filepath.Join(memDir, "memory.memsw.limit_in_bytes"), nil, 0o644)
@@ -186,15 +211,7 @@ func TestExtremeValuesSaturate(t *testing.T) {
 		}
 	})
 	t.Run("v2", func(t *testing.T) {
-		root := t.TempDir()
-		for _, d := range []string{"p", "p/pod"} {
-			os.MkdirAll(filepath.Join(root, d), 0o755)
-			os.WriteFile(filepath.Join(root, d, "cgroup.controllers"), []byte("cpu memory pids\n"), 0o644)
-		}
-		m, err := newManager(true, map[string]string{"": root}, map[string]string{"": "/"}, "p")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, root := fakeV2(t, "/", "p", "p", "p/pod")
 		if err := m.Create("pod/ctr", extremes); err != nil {
 			t.Fatal(err)
 		}
@@ -218,16 +235,7 @@ func TestExtremeValuesSaturate(t *testing.T) {
 // parent itself, on v1 and v2.
 func TestParentLimits(t *testing.T) {
 	t.Run("v1", func(t *testing.T) {
-		root := t.TempDir()
-		mounts, own := map[string]string{}, map[string]string{}
-		for _, c := range v1Controllers {
-			mounts[c] = filepath.Join(root, c)
-			own[c] = "/agent"
-		}
-		m, err := newManager(false, mounts, own, "pods")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, root := fakeV1(t, "/agent", "pods")
 		if err := m.LimitParent(Resources{PidsMax: 29492}); err != nil {
 			t.Fatal(err)
 		}
@@ -236,13 +244,7 @@ func TestParentLimits(t *testing.T) {
 		}
 	})
 	t.Run("v2", func(t *testing.T) {
-		root := t.TempDir()
-		os.MkdirAll(filepath.Join(root, "agent/pods"), 0o755)
-		os.WriteFile(filepath.Join(root, "agent/pods/cgroup.controllers"), []byte("cpu memory pids\n"), 0o644)
-		m, err := newManager(true, map[string]string{"": root}, map[string]string{"": "/agent"}, "pods")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, root := fakeV2(t, "/agent", "pods", "agent/pods")
 		if err := m.LimitParent(Resources{PidsMax: 1000}); err != nil {
 			t.Fatal(err)
 		}
@@ -375,16 +377,7 @@ func TestHostExtremeValues(t *testing.T) {
 // TestBusyChildrenPidsMax: only children with processes count, "max"
 // counts as the kernel's largest, and the sum saturates.
 func TestBusyChildrenPidsMax(t *testing.T) {
-	root := t.TempDir()
-	mounts, own := map[string]string{}, map[string]string{}
-	for _, c := range v1Controllers {
-		mounts[c] = filepath.Join(root, c)
-		own[c] = "/"
-	}
-	m, err := newManager(false, mounts, own, "p")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, root := fakeV1(t, "/", "p")
 	if n, err := m.BusyChildrenPidsMax("pod"); err != nil || n != 0 {
 		t.Errorf("missing pod: %d, %v", n, err)
 	}

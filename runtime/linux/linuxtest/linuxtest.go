@@ -5,6 +5,8 @@ package linuxtest
 import (
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // RequireRoot skips the test when not running as root, except under CI
@@ -30,4 +32,17 @@ func Require(t testing.TB, ok bool, what string) {
 		t.Fatalf("prerequisite missing and CI is set: %s", what)
 	}
 	t.Skipf("prerequisite missing: %s", what)
+}
+
+// HasCapability reports whether this process has capability c (a
+// unix.CAP_* number) in its effective set: root on a development machine
+// may lack some (CAP_SYS_RESOURCE), and tests check either behaviour.
+func HasCapability(t testing.TB, c int) bool {
+	t.Helper()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		t.Fatal(err)
+	}
+	return data[c/32].Effective&(1<<(c%32)) != 0
 }

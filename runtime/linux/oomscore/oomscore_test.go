@@ -14,17 +14,6 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
 
-// hasSysResource reports whether this process may lower oom_score_adj at
-// will (CAP_SYS_RESOURCE in its effective set).
-func hasSysResource(t *testing.T) bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		t.Fatal(err)
-	}
-	return data[unix.CAP_SYS_RESOURCE/32].Effective&(1<<(unix.CAP_SYS_RESOURCE%32)) != 0
-}
-
 // TestSetOnAChild works on a child process, so the test binary keeps its
 // own score: raising always works, lowering to the agent's value works
 // with CAP_SYS_RESOURCE and is otherwise refused with the value kept and
@@ -41,7 +30,7 @@ func TestSetOnAChild(t *testing.T) {
 		t.Fatalf("raise to 500: %d, %v", got, err)
 	}
 	got, err := Set(file, Agent)
-	if hasSysResource(t) {
+	if linuxtest.HasCapability(t, unix.CAP_SYS_RESOURCE) {
 		if err != nil || got != Agent {
 			t.Errorf("with CAP_SYS_RESOURCE: %d, %v; want %d", got, err, Agent)
 		}
