@@ -2,8 +2,10 @@
 // own mount namespace: the overlay of the image layers, /proc, a read-only
 // /sys, a minimal /dev, masked and read-only kernel paths as containerd and
 // CRI-O set them, the pod's hostname/hosts/resolv.conf, volume binds resolved
-// inside the rootfs, then pivot_root. Nothing it mounts is visible on the
-// host: the mount namespace dies with the container and takes them along.
+// inside the rootfs, then pivot_root. Every mount inside the rootfs is made
+// by file descriptor, and an image whose /proc, /sys or /dev is not a real
+// directory is refused. Nothing it mounts is visible on the host: the mount
+// namespace dies with the container and takes them along.
 package rootfs
 
 import (

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -30,6 +30,13 @@ func mount(source, target, fstype string, flags uintptr, data string) error {
 // Setup builds the root filesystem described by s and pivots into it. It
 // runs in the container init, in a fresh mount namespace, as root with all
 // capabilities.
+//
+// Everything inside the rootfs is reached from one descriptor of its root,
+// without following the image's symlinks for /proc, /sys and /dev, and
+// every mount is attached to a descriptor (see fd_linux.go). Masks and
+// read-only paths are applied by descriptor beneath the procfs and sysfs
+// instances Setup itself mounted, never by path, and any failure to apply
+// one fails the start.
 func Setup(s *Spec) error {
 	// Nothing mounted from here may propagate to the host; host unmounts
 	// still propagate in (slave), so we never pin a host mount.
@@ -39,19 +46,18 @@ func Setup(s *Spec) error {
 	if err := step("overlay", mountOverlay(s)); err != nil {
 		return err
 	}
-	root := s.Rootfs
-	flags := uintptr(unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV)
-	if err := step("/proc", mountAt(root, "/proc", "proc", "proc", flags, "")); err != nil {
+	root, err := openRoot(s.Rootfs)
+	if err != nil {
+		return step("overlay", err)
+	}
+	defer root.Close()
+	if err := step("mount /proc", setupProc(root, s.Privileged)); err != nil {
 		return err
 	}
-	sysFlags := flags
-	if !s.Privileged {
-		sysFlags |= unix.MS_RDONLY
-	}
-	if err := step("/sys", mountAt(root, "/sys", "sysfs", "sysfs", sysFlags, "")); err != nil {
+	if err := step("mount /sys", setupSys(root, s.Privileged)); err != nil {
 		return err
 	}
-	if err := step("/dev", setupDev(root, s.ShmSize)); err != nil {
+	if err := step("mount /dev", setupDev(root, s.ShmSize)); err != nil {
 		return err
 	}
 	for _, b := range s.Binds {
@@ -59,22 +65,11 @@ func Setup(s *Spec) error {
 			return err
 		}
 	}
-	if !s.Privileged {
-		for _, p := range MaskedPaths {
-			if err := step("mask "+p, mask(filepath.Join(root, p))); err != nil {
-				return err
-			}
-		}
-		for _, p := range ReadonlyPaths {
-			if err := step("read-only "+p, readonly(filepath.Join(root, p))); err != nil {
-				return err
-			}
-		}
-	}
 	if s.ReadOnly {
 		// Only the root mount: /dev, /proc, volumes keep their own modes.
-		if err := step("read-only rootfs", mount("", root, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")); err != nil {
-			return err
+		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+		if err := unix.MountSetattr(int(root.Fd()), "", unix.AT_EMPTY_PATH, &attr); err != nil {
+			return step("read-only rootfs", &os.PathError{Op: "mount_setattr", Path: s.Rootfs, Err: err})
 		}
 	}
 	return step("pivot_root", pivot(root))
@@ -85,108 +80,258 @@ func mountOverlay(s *Spec) error {
 	if err != nil {
 		return err
 	}
+	// The target is the agent's own directory under its state root, not
+	// a path inside the image, and the overlay is then only reached
+	// through openRoot's descriptor.
 	return mount("overlay", s.Rootfs, "overlay", 0, data)
 }
 
-// mountAt mounts fstype at dest inside root, creating the directory. The
-// destinations are fixed paths (/proc, /sys, /dev...), but the image could
-// have planted symlinks there: MountTarget resolves them inside the root.
-func mountAt(root, dest, source, fstype string, flags uintptr, data string) error {
-	h, err := volume.MountTarget(root, dest, true)
+// openRoot opens the overlay just mounted at dir, and checks it is one.
+func openRoot(dir string) (*os.File, error) {
+	root, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(root.Fd()), &st); err != nil {
+		root.Close()
+		return nil, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	if st.Type != unix.OVERLAYFS_SUPER_MAGIC {
+		root.Close()
+		return nil, fmt.Errorf("%s: not the overlay just mounted (filesystem %#x)", dir, st.Type)
+	}
+	return root, nil
+}
+
+const (
+	noSUIDExecDev = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NODEV
+)
+
+// setupProc mounts a new procfs on the image's /proc directory, then masks
+// and makes read-only what containers must not see or change.
+func setupProc(root *os.File, privileged bool) error {
+	target, err := imageDir(root, "proc")
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	target := "/proc/self/fd/" + strconv.Itoa(int(h.Fd()))
-	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
-		return &os.PathError{Op: "mount " + fstype, Path: filepath.Join(root, dest), Err: err}
+	defer target.Close()
+	proc, err := newFS("proc", noSUIDExecDev)
+	if err != nil {
+		return err
+	}
+	defer proc.Close()
+	if err := attach(int(proc.Fd()), target); err != nil {
+		return err
+	}
+	if privileged {
+		return nil
+	}
+	return restrict(proc, "/proc")
+}
+
+// setupSys mounts a new sysfs (read-only unless privileged) on the image's
+// /sys directory and masks what containers must not see.
+func setupSys(root *os.File, privileged bool) error {
+	target, err := imageDir(root, "sys")
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	attrs := noSUIDExecDev
+	if !privileged {
+		attrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	sys, err := newFS("sysfs", attrs)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
+	if err := attach(int(sys.Fd()), target); err != nil {
+		return err
+	}
+	if privileged {
+		return nil
+	}
+	return restrict(sys, "/sys")
+}
+
+// restrict applies the masked and read-only paths below prefix ("/proc",
+// "/sys") to the filesystem mnt that was just mounted there. Each path is
+// resolved beneath mnt's own root, without symlinks and without crossing
+// onto another mount, so it is always the kernel's file in this very
+// instance. A path this instance does not have (ENOENT) is already hidden;
+// any other failure fails the start.
+func restrict(mnt *os.File, prefix string) error {
+	for _, p := range MaskedPaths {
+		if rel, ok := strings.CutPrefix(p, prefix+"/"); ok {
+			if err := mask(mnt, prefix, rel); err != nil {
+				return fmt.Errorf("mask %s: %w", p, err)
+			}
+		}
+	}
+	for _, p := range ReadonlyPaths {
+		if rel, ok := strings.CutPrefix(p, prefix+"/"); ok {
+			if err := readonly(mnt, prefix, rel); err != nil {
+				return fmt.Errorf("read-only %s: %w", p, err)
+			}
+		}
 	}
 	return nil
 }
 
-func setupDev(root string, shmSize int64) error {
+// mask hides rel beneath mnt: /dev/null over a file, an empty read-only
+// tmpfs over a directory.
+func mask(mnt *os.File, where, rel string) error {
+	h, err := openat2(mnt, where, rel, 0, beneath)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
+		return &os.PathError{Op: "fstat", Path: h.Name(), Err: err}
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		empty, err := newFS("tmpfs", unix.MOUNT_ATTR_RDONLY|noSUIDExecDev)
+		if err != nil {
+			return err
+		}
+		defer empty.Close()
+		return attach(int(empty.Fd()), h)
+	}
+	null, err := devNull()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(null)
+	return attach(null, h)
+}
+
+// devNull returns a detached bind of the host's /dev/null, checked to be
+// the null device so that masking never exposes another file.
+func devNull() (int, error) {
+	fd, err := unix.Open("/dev/null", unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: "/dev/null", Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return -1, &os.PathError{Op: "fstat", Path: "/dev/null", Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) {
+		return -1, errors.New("/dev/null is not the null device")
+	}
+	tree, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return -1, &os.PathError{Op: "open_tree", Path: "/dev/null", Err: err}
+	}
+	return tree, nil
+}
+
+// readonly covers rel beneath mnt with a read-only clone of itself
+// (recursively: whatever is mounted below is read-only too).
+func readonly(mnt *os.File, where, rel string) error {
+	h, err := openat2(mnt, where, rel, 0, beneath)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	tree, err := unix.OpenTree(int(h.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+	if err != nil {
+		return &os.PathError{Op: "open_tree", Path: h.Name(), Err: err}
+	}
+	defer unix.Close(tree)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | noSUIDExecDev}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		return &os.PathError{Op: "mount_setattr", Path: h.Name(), Err: err}
+	}
+	return attach(tree, h)
+}
+
+// setupDev mounts a new tmpfs on the image's /dev directory and fills it:
+// device nodes, pts, shm, mqueue and the usual symlinks, all made beneath
+// the new tmpfs, so whatever the image had in /dev is hidden and unused.
+func setupDev(root *os.File, shmSize int64) error {
 	if shmSize <= 0 {
 		shmSize = 64 << 20
 	}
-	if err := mountAt(root, "/dev", "tmpfs", "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+	target, err := imageDir(root, "dev")
+	if err != nil {
 		return err
 	}
-	dev := filepath.Join(root, "dev")
+	defer target.Close()
+	dev, err := newFS("tmpfs", unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_STRICTATIME, opt("mode", "755"), opt("size", "65536k"))
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	if err := attach(int(dev.Fd()), target); err != nil {
+		return err
+	}
+	dfd := int(dev.Fd())
 	old := unix.Umask(0)
 	defer unix.Umask(old)
 	for _, d := range Devices {
-		p := filepath.Join(root, d.Path)
-		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
-			return &os.PathError{Op: "mknod", Path: p, Err: err}
+		name := strings.TrimPrefix(d.Path, "/dev/")
+		if err := unix.Mknodat(dfd, name, unix.S_IFCHR|0o666, int(unix.Mkdev(d.Major, d.Minor))); err != nil {
+			return &os.PathError{Op: "mknod", Path: d.Path, Err: err}
 		}
 	}
-	for _, d := range []string{"pts", "shm", "mqueue"} {
-		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+	for _, sub := range []struct {
+		name, fstype string
+		attrs        int
+		opts         []fsOption
+	}{
+		{"pts", "devpts", unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC,
+			[]fsOption{flag("newinstance"), opt("ptmxmode", "0666"), opt("mode", "0620"), opt("gid", "5")}},
+		{"shm", "tmpfs", noSUIDExecDev, []fsOption{opt("mode", "1777"), opt("size", strconv.FormatInt(shmSize, 10))}},
+		{"mqueue", "mqueue", noSUIDExecDev, nil},
+	} {
+		if err := unix.Mkdirat(dfd, sub.name, 0o755); err != nil {
+			return &os.PathError{Op: "mkdir", Path: "/dev/" + sub.name, Err: err}
+		}
+		mnt, err := newFS(sub.fstype, sub.attrs, sub.opts...)
+		if err != nil {
 			return err
 		}
-	}
-	if err := mount("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC,
-		"newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
-		return err
-	}
-	if err := mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV,
-		"mode=1777,size="+strconv.FormatInt(shmSize, 10)); err != nil {
-		return err
-	}
-	if err := mount("mqueue", filepath.Join(dev, "mqueue"), "mqueue", unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil {
-		return err
+		err = attachIn(mnt, dev, "/dev", sub.name)
+		mnt.Close()
+		if err != nil {
+			return err
+		}
 	}
 	for link, target := range map[string]string{
 		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
 		"stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore",
 	} {
-		if err := os.Symlink(target, filepath.Join(dev, link)); err != nil {
-			return err
+		if err := unix.Symlinkat(target, dfd, link); err != nil {
+			return &os.PathError{Op: "symlink", Path: "/dev/" + link, Err: err}
 		}
 	}
 	return nil
 }
 
-// mask hides p: /dev/null over a file, an empty read-only tmpfs over a
-// directory. A path the kernel does not have is already hidden.
-func mask(p string) error {
-	st, err := os.Stat(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if st.IsDir() {
-		return mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
-	}
-	return mount("/dev/null", p, "", unix.MS_BIND, "")
-}
-
-// readonly bind-mounts p on itself and makes the bind read-only.
-func readonly(p string) error {
-	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err := mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return err
-	}
-	return mount(p, p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
-}
-
 // pivot makes root the new / and detaches the old root, so the container
 // cannot reach the host's tree (chroot could be escaped).
-func pivot(root string) error {
-	if err := unix.Chdir(root); err != nil {
-		return &os.PathError{Op: "chdir", Path: root, Err: err}
+func pivot(root *os.File) error {
+	if err := unix.Fchdir(int(root.Fd())); err != nil {
+		return &os.PathError{Op: "fchdir", Path: root.Name(), Err: err}
 	}
 	// pivot_root(".", ".") stacks the old root under the new one; detaching
 	// "." afterwards removes it without needing a directory for it.
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return &os.PathError{Op: "pivot_root", Path: root, Err: err}
+		return &os.PathError{Op: "pivot_root", Path: root.Name(), Err: err}
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return &os.PathError{Op: "umount old root", Path: root, Err: err}
+		return &os.PathError{Op: "umount old root", Path: root.Name(), Err: err}
 	}
 	return unix.Chdir("/")
 }

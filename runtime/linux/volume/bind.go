@@ -13,20 +13,19 @@ import (
 )
 
 // MountTarget opens (creating as needed) the mount point for containerPath
-// inside rootfs and returns an O_PATH descriptor for it. Every component is
-// resolved as chroot(2) would (absolute symlinks and ".." stay inside the
-// root, through pathrs-lite's openat2 RESOLVE_IN_ROOT walk), so an image's
-// /var/run -> /run style links work but never lead out of the rootfs. A
-// directory is made when dir is set, otherwise an empty file.
-func MountTarget(rootfs, containerPath string, dir bool) (*os.File, error) {
+// inside the root directory root and returns an O_PATH descriptor for it.
+// Every component is resolved as chroot(2) would (absolute symlinks and ".."
+// stay inside the root, through pathrs-lite's openat2 RESOLVE_IN_ROOT walk),
+// so an image's /var/run -> /run style links work but never lead out of the
+// rootfs. A directory is made when dir is set, otherwise an empty file.
+//
+// The root is a descriptor, not a path: the caller opened the rootfs once,
+// and nothing can swap it between the look-ups of several mounts.
+func MountTarget(root *os.File, containerPath string, dir bool) (*os.File, error) {
 	if !path.IsAbs(containerPath) {
 		return nil, fmt.Errorf("mount target %q: not absolute", containerPath)
 	}
-	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("mount target %q: %w", containerPath, err)
-	}
-	defer root.Close()
+	rootfs := root.Name()
 	clean := path.Clean(containerPath)
 	if dir || clean == "/" {
 		h, err := pathrs.MkdirAllHandle(root, clean, 0o755)
@@ -56,14 +55,15 @@ func MountTarget(rootfs, containerPath string, dir bool) (*os.File, error) {
 	return h, nil
 }
 
-// BindInto bind-mounts source at containerPath inside rootfs. The target is
-// resolved inside the rootfs (MountTarget) and the mount is attached to that
-// descriptor, so a symlink in the image cannot redirect it onto the host.
+// BindInto bind-mounts source at containerPath inside the root directory
+// root. The target is resolved inside the root (MountTarget) and the mount
+// is attached to that descriptor, so a symlink in the image cannot redirect
+// it onto the host.
 // readOnly makes the whole bind read-only, recursively (mount_setattr with
 // AT_RECURSIVE), so submounts of a hostPath are read-only too.
 //
 // It runs in the mount namespace the container will use, before pivot_root.
-func BindInto(rootfs, source, containerPath string, readOnly bool) error {
+func BindInto(root *os.File, source, containerPath string, readOnly bool) error {
 	srcfd, err := unix.Open(source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open mount source", Path: source, Err: err}
@@ -74,7 +74,7 @@ func BindInto(rootfs, source, containerPath string, readOnly bool) error {
 		return &os.PathError{Op: "fstat", Path: source, Err: err}
 	}
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-	tgt, err := MountTarget(rootfs, containerPath, isDir)
+	tgt, err := MountTarget(root, containerPath, isDir)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func BindInto(rootfs, source, containerPath string, readOnly bool) error {
 		}
 	}
 	if err := unix.MoveMount(tree, "", int(tgt.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
-		return fmt.Errorf("bind %s at %s in %s: %w", source, containerPath, rootfs, &os.PathError{Op: "move_mount", Path: tgt.Name(), Err: err})
+		return fmt.Errorf("bind %s at %s in %s: %w", source, containerPath, root.Name(), &os.PathError{Op: "move_mount", Path: tgt.Name(), Err: err})
 	}
 	return nil
 }

@@ -520,14 +520,19 @@ func TestBindIntoStaysInRootAndIsReadOnly(t *testing.T) {
 	if err := os.Symlink(dangling, filepath.Join(rootfs, "dangling")); err != nil {
 		t.Fatal(err)
 	}
-	if err := BindInto(rootfs, src, "/dangling/mnt", false); err == nil {
+	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := BindInto(root, src, "/dangling/mnt", false); err == nil {
 		t.Fatal("mount through a dangling symlink succeeded")
 	}
 	if _, err := os.Lstat(dangling); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the host side of a dangling link was created: %v", err)
 	}
 	for _, target := range []string{"/abs/mnt", "/rel/mnt"} {
-		if err := BindInto(rootfs, src, target, true); err != nil {
+		if err := BindInto(root, src, target, true); err != nil {
 			t.Fatalf("BindInto %s: %v", target, err)
 		}
 	}
@@ -545,7 +550,7 @@ func TestBindIntoStaysInRootAndIsReadOnly(t *testing.T) {
 		}
 	}
 	// A writable file bind.
-	if err := BindInto(rootfs, filepath.Join(src, "f"), "/etc/f", false); err != nil {
+	if err := BindInto(root, filepath.Join(src, "f"), "/etc/f", false); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(rootfs, "etc/f"), []byte("new"), 0o644); err != nil {
