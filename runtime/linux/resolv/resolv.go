@@ -10,11 +10,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
@@ -105,7 +107,7 @@ func isLoopback(s string) bool {
 // unreachable from a pod's network namespace, so they are replaced by the
 // upstreams of h.Upstream when that file exists, and dropped otherwise.
 func HostConf(h Host) (Conf, error) {
-	data, err := os.ReadFile(h.ResolvConf)
+	data, err := ReadHostFile(h.ResolvConf)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Conf{}, nil // a host without resolv.conf: the pod gets none either
 	}
@@ -123,7 +125,7 @@ func HostConf(h Host) (Conf, error) {
 		kept = append(kept, s)
 	}
 	if loop && h.Upstream != "" {
-		up, err := os.ReadFile(h.Upstream)
+		up, err := ReadHostFile(h.Upstream)
 		switch {
 		case err == nil:
 			uc := Parse(up)
@@ -213,6 +215,29 @@ func mergeOptions(host, pod []string) []string {
 	return out
 }
 
+// MaxHostFileSize caps what this package reads of the host's resolver
+// files and the node's /etc/hosts: they are a few hundred bytes, their
+// content ends up on the pod's size-capped tmpfs, and a bigger one is
+// refused rather than read into the agent's memory.
+const MaxHostFileSize = 1 << 20
+
+// ReadHostFile reads a host file of at most MaxHostFileSize bytes.
+func ReadHostFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxHostFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxHostFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxHostFileSize)
+	}
+	return b, nil
+}
+
 // WriteFile writes a file the containers of a pod bind-mount. A new file is
 // written atomically (temp file, rename; no fsync: these files live under
 // the volatile run root and are rebuilt from the records, so durability
@@ -222,6 +247,10 @@ func mergeOptions(host, pod []string) []string {
 // content is written with a single write before truncating, so a reader
 // sees either the old or the new lines, at worst with a stale tail for an
 // instant. Identical content is not rewritten.
+//
+// Containers can write to these files, so the old content is read only as
+// far as it takes to compare it with data (len(data)+1 bytes), whatever a
+// container left there.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
 	return writeFile(path, data, mode, true)
 }
@@ -234,30 +263,26 @@ func UpdateFile(path string, data []byte) error {
 }
 
 func writeFile(path string, data []byte, mode os.FileMode, create bool) error {
-	old, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if err == nil {
+		defer f.Close()
+		old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
+		if err != nil {
+			return fmt.Errorf("resolv: read %s: %w", path, err)
+		}
 		if bytes.Equal(old, data) {
 			return nil
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if errors.Is(err, fs.ErrNotExist) && !create {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("resolv: update %s: %w", path, err)
-		}
 		if _, err := f.WriteAt(data, 0); err != nil {
-			f.Close()
 			return fmt.Errorf("resolv: update %s: %w", path, err)
 		}
 		if err := f.Truncate(int64(len(data))); err != nil {
-			f.Close()
 			return fmt.Errorf("resolv: update %s: %w", path, err)
 		}
-		return f.Close()
+		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("resolv: read %s: %w", path, err)
+		return fmt.Errorf("resolv: open %s: %w", path, err)
 	}
 	if !create {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -200,5 +201,63 @@ func TestUpdateFileNeverCreates(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(p); string(got) != "b\n" {
 		t.Errorf("UpdateFile wrote %q", got)
+	}
+}
+
+// allocated returns how many bytes fn allocated (the whole process's
+// count; nothing else runs in this package's tests).
+func allocated(fn func()) uint64 {
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	fn()
+	goruntime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// A container can write its /etc/hosts and /etc/resolv.conf: the agent's
+// rewrite must read no more of them than its own content, whatever the
+// container left there (64 MiB here, sparse so no disk is used).
+func TestRewriteReadIsBounded(t *testing.T) {
+	for name, write := range map[string]func(p string, data []byte) error{
+		"UpdateFile": UpdateFile,
+		"WriteFile":  func(p string, data []byte) error { return WriteFile(p, data, 0o644) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := writeTemp(t, "hosts", "127.0.0.1\tlocalhost\n")
+			if err := os.Truncate(p, 64<<20); err != nil {
+				t.Fatal(err)
+			}
+			want := []byte("127.0.0.1\tlocalhost\n10.0.0.2\tpeer.default\n")
+			var err error
+			n := allocated(func() { err = write(p, want) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 256<<10 {
+				t.Errorf("rewriting over a 64 MiB file allocated %d bytes", n)
+			}
+			if got, _ := os.ReadFile(p); string(got) != string(want) {
+				t.Errorf("content after rewrite: %d bytes, want %q", len(got), want)
+			}
+		})
+	}
+}
+
+// The host's resolver files are read up to MaxHostFileSize and refused
+// beyond it.
+func TestHostConfRefusesHugeFile(t *testing.T) {
+	p := writeTemp(t, "resolv.conf", "nameserver 192.0.2.1\n")
+	for _, size := range []int64{MaxHostFileSize + 1, 64 << 20} {
+		if err := os.Truncate(p, size); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		n := allocated(func() { _, err = HostConf(Host{ResolvConf: p}) })
+		if err == nil || !strings.Contains(err.Error(), "larger than") {
+			t.Errorf("HostConf of a %d-byte file: %v", size, err)
+		}
+		if n > 8*MaxHostFileSize {
+			t.Errorf("HostConf of a %d-byte file allocated %d bytes", size, n)
+		}
 	}
 }

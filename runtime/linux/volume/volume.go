@@ -8,10 +8,14 @@
 // that cannot escape their volume through symlinks, and bind-mounts a volume
 // into a container root without following symlinks out of it.
 //
-// Everything a sandbox owns lives below <StateRoot>/volumes/<sandbox> and
-// <RunRoot>/volume-subpaths/<sandbox>; Teardown unmounts whatever is mounted
-// there (deepest first, so that removal never crosses into a hostPath) and
-// removes it.
+// It also keeps the pod's own files (hosts, resolv.conf, hostname and the
+// containers' termination logs) on a small size-capped tmpfs per sandbox,
+// since containers write to them (see PodFilesSize).
+//
+// Everything a sandbox owns lives below <StateRoot>/volumes/<sandbox>,
+// <RunRoot>/volume-subpaths/<sandbox> and <RunRoot>/pod-files/<sandbox>;
+// Teardown unmounts whatever is mounted there (deepest first, so that
+// removal never crosses into a hostPath) and removes it.
 package volume
 
 import (
@@ -30,15 +34,17 @@ import (
 
 // Manager owns the volume directories of every sandbox of one runtime.
 type Manager struct {
-	root    string // <StateRoot>/volumes
-	subRoot string // <RunRoot>/volume-subpaths
+	root      string // <StateRoot>/volumes
+	subRoot   string // <RunRoot>/volume-subpaths
+	filesRoot string // <RunRoot>/pod-files
 }
 
 // New returns a manager rooted in the runtime's state and run roots.
 func New(stateRoot, runRoot string) *Manager {
 	return &Manager{
-		root:    filepath.Join(stateRoot, "volumes"),
-		subRoot: filepath.Join(runRoot, "volume-subpaths"),
+		root:      filepath.Join(stateRoot, "volumes"),
+		subRoot:   filepath.Join(runRoot, "volume-subpaths"),
+		filesRoot: filepath.Join(runRoot, "pod-files"),
 	}
 }
 
@@ -211,13 +217,13 @@ func checkHostPath(h *runtime.HostPathVolume) error {
 }
 
 // Teardown unmounts and removes every volume and subPath mount of the
-// sandbox. Removing a sandbox without volumes succeeds.
+// sandbox, and its pod files. Removing a sandbox without volumes succeeds.
 func (m *Manager) Teardown(sandboxID string) error {
 	if err := checkID("sandbox", sandboxID); err != nil {
 		return err
 	}
 	var errs []error
-	for _, dir := range []string{filepath.Join(m.subRoot, sandboxID), filepath.Join(m.root, sandboxID)} {
+	for _, dir := range []string{filepath.Join(m.subRoot, sandboxID), filepath.Join(m.root, sandboxID), m.PodFilesDir(sandboxID)} {
 		if err := unmountAndRemove(dir); err != nil {
 			errs = append(errs, fmt.Errorf("sandbox %s: remove volumes: %w", sandboxID, err))
 		}
@@ -225,10 +231,11 @@ func (m *Manager) Teardown(sandboxID string) error {
 	return errors.Join(errs...)
 }
 
-// Sandboxes lists the sandbox IDs that have volume state, for GC.
+// Sandboxes lists the sandbox IDs that have volume state or pod files,
+// for GC.
 func (m *Manager) Sandboxes() ([]string, error) {
 	seen := map[string]bool{}
-	for _, dir := range []string{m.root, m.subRoot} {
+	for _, dir := range []string{m.root, m.subRoot, m.filesRoot} {
 		ents, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

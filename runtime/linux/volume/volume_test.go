@@ -56,7 +56,7 @@ func census(t *testing.T, m *Manager, sandboxes ...string) {
 			}
 		}
 	}
-	for _, root := range []string{m.root, m.subRoot} {
+	for _, root := range []string{m.root, m.subRoot, m.filesRoot} {
 		if mps, _ := mountsUnder(root); len(mps) > 0 {
 			t.Errorf("census: mounts left under %s: %v", root, mps)
 		}
