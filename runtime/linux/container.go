@@ -151,7 +151,8 @@ type containerRecord struct {
 	Rootfs     rootfs.Spec              `json:"rootfs"`
 	Process    processSpec              `json:"process"`
 	StopSignal string                   `json:"stopSignal,omitempty"`
-	// TerminationLog is the host file bound at terminationMessagePath.
+	// TerminationLog is the host file bound at terminationMessagePath, on
+	// the pod-files tmpfs of the sandbox.
 	TerminationLog string `json:"terminationLog,omitempty"`
 	// MessageFromLogs: FallbackToLogsOnError (see runtime.ContainerConfig).
 	MessageFromLogs bool `json:"messageFromLogs,omitempty"`
@@ -308,6 +309,9 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if sb.Phase != phaseReady || !sb.Pause.alive() {
 		return nil, fmt.Errorf("start container %q: sandbox %s is not ready: %w", cfg.Name, sb.ID, runtime.ErrConflict)
 	}
+	if err := r.ensurePodFiles(sb); err != nil {
+		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
+	}
 	// A name and attempt is one container in a sandbox: a retry after a
 	// lost reply must not start the same container twice.
 	recs, err := r.containerRecords()
@@ -450,19 +454,18 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 			ReadOnly: sec.ReadOnlyRootfs, Privileged: sec.Privileged,
 		},
 	}
+	// Read-write, as the kubelet mounts them: they are on the pod's
+	// size-capped tmpfs (ensurePodFiles), not on the host's disk.
 	for _, f := range []struct{ file, dest string }{
 		{HostsFile, "/etc/hosts"}, {HostnameFile, "/etc/hostname"}, {ResolvConfFile, "/etc/resolv.conf"},
 	} {
-		p := filepath.Join(sb.Dir, f.file)
-		if _, err := os.Stat(p); err == nil {
-			rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: p, Destination: f.dest})
-		}
+		rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: r.podFile(sb.ID, f.file), Destination: f.dest})
 	}
 	if cfg.TerminationMessagePath != "" {
 		if !filepath.IsAbs(cfg.TerminationMessagePath) {
 			return nil, res, fmt.Errorf("terminationMessagePath %q: not absolute: %w", cfg.TerminationMessagePath, runtime.ErrInvalidConfig)
 		}
-		rec.TerminationLog = filepath.Join(rec.Dir, termLogFile)
+		rec.TerminationLog = r.podFile(sb.ID, termLogFile+"-"+id)
 		rec.MessageFromLogs = cfg.TerminationMessageFromLogs
 		rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: rec.TerminationLog, Destination: cfg.TerminationMessagePath})
 	}
@@ -891,6 +894,11 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *containerRecord) err
 	}
 	if err := volume.New(r.cfg.StateRoot, r.cfg.RunRoot).CleanupSubPaths(rec.SandboxID, rec.ID); err != nil {
 		errs = append(errs, err)
+	}
+	if rec.TerminationLog != "" {
+		if err := os.Remove(rec.TerminationLog); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("remove container %s: %w", rec.ID, errors.Join(errs...))

@@ -1,9 +1,9 @@
 package linux
 
 // The pod-networking half of sandboxes: published ports and masquerade
-// (package nft), resolv.conf, /etc/hosts and /etc/hostname in the sandbox
-// directory (package resolv), and sysctls inside the pod's namespaces
-// (package sysctl). The sandbox code calls these hooks at fixed points:
+// (package nft), resolv.conf, /etc/hosts and /etc/hostname on the pod's
+// size-capped pod-files tmpfs (package resolv; volume.PodFiles), and
+// sysctls inside the pod's namespaces (package sysctl). The sandbox code calls these hooks at fixed points:
 //
 //	podNetCheck   before anything is made (invalid config, port conflicts)
 //	podNetAttach  once the netns, veth and address exist
@@ -24,12 +24,70 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/sysctl"
 )
 
-// Files the container half bind-mounts from the sandbox directory.
+// Files the container half bind-mounts from the pod-files tmpfs.
 const (
 	ResolvConfFile = "resolv.conf"
 	HostsFile      = "hosts"
 	HostnameFile   = "hostname"
 )
+
+// podFile is the host path of one of the sandbox's pod files.
+func (r *Runtime) podFile(id, name string) string {
+	return filepath.Join(r.volumes().PodFilesDir(id), name)
+}
+
+// writePodFiles mounts the sandbox's pod-files tmpfs (when it is not) and
+// writes its resolv.conf and hostname; the hosts file is refreshHosts'.
+func (r *Runtime) writePodFiles(rec *sandboxRecord) error {
+	if _, _, err := r.volumes().PodFiles(rec.ID); err != nil {
+		return err
+	}
+	dns, err := resolv.Build(rec.Config.DNS, r.net.host)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", rec.ID, err)
+	}
+	if err := resolv.WriteFile(r.podFile(rec.ID, ResolvConfFile), dns.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("sandbox %s: %w", rec.ID, err)
+	}
+	hostname := rec.Hostname
+	if hostNetwork(rec.Namespaces) {
+		// The pod shares the node's UTS namespace and its names.
+		if h, err := os.Hostname(); err == nil {
+			hostname = h
+		}
+	}
+	if err := resolv.WriteFile(r.podFile(rec.ID, HostnameFile), []byte(hostname+"\n"), 0o644); err != nil {
+		return fmt.Errorf("sandbox %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// ensurePodFiles makes sure a sandbox's pod files are in place before a
+// container mounts them. A sandbox this process did not create (the agent
+// restarted, or was upgraded from a version that kept them in the sandbox
+// directory) may have lost its tmpfs: it is mounted again and the files are
+// rewritten from the record.
+func (r *Runtime) ensurePodFiles(rec *sandboxRecord) error {
+	dir, fresh, err := r.volumes().PodFiles(rec.ID)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		complete := true
+		for _, f := range []string{ResolvConfFile, HostnameFile, HostsFile} {
+			if _, err := os.Lstat(filepath.Join(dir, f)); err != nil {
+				complete = false
+			}
+		}
+		if complete {
+			return nil
+		}
+	}
+	if err := r.writePodFiles(rec); err != nil {
+		return err
+	}
+	return r.refreshHosts(rec.ID, "")
+}
 
 type podNet struct {
 	nft  *nft.Manager
@@ -147,22 +205,8 @@ func (r *Runtime) namedConflict(err error) error {
 // calls podNetRelease.
 func (r *Runtime) podNetAttach(rec *sandboxRecord) error {
 	cfg := &rec.Config
-	dns, err := resolv.Build(cfg.DNS, r.net.host)
-	if err != nil {
-		return fmt.Errorf("sandbox %s: %w", rec.ID, err)
-	}
-	if err := resolv.WriteFile(filepath.Join(rec.Dir, ResolvConfFile), dns.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("sandbox %s: %w", rec.ID, err)
-	}
-	hostname := rec.Hostname
-	if hostNetwork(rec.Namespaces) {
-		// The pod shares the node's UTS namespace and its names.
-		if h, err := os.Hostname(); err == nil {
-			hostname = h
-		}
-	}
-	if err := resolv.WriteFile(filepath.Join(rec.Dir, HostnameFile), []byte(hostname+"\n"), 0o644); err != nil {
-		return fmt.Errorf("sandbox %s: %w", rec.ID, err)
+	if err := r.writePodFiles(rec); err != nil {
+		return err
 	}
 
 	var paths sysctl.Paths
@@ -236,6 +280,11 @@ func (r *Runtime) podNetGC(live func(id string) bool) ([]string, error) {
 // created; other sandboxes' files are only updated in place, never created,
 // so a sandbox being removed does not get files back. gone is a sandbox
 // being removed, left out even while its record still exists.
+//
+// Only a failure on self's file is returned. Another pod's file is that
+// pod's to break (its containers can write it, and fill the tmpfs it is
+// on): a failure there is logged, and never fails the creation or removal
+// of this one.
 func (r *Runtime) refreshHosts(self, gone string) error {
 	r.net.hostsMu.Lock()
 	defer r.net.hostsMu.Unlock()
@@ -267,12 +316,12 @@ func (r *Runtime) refreshHosts(self, gone string) error {
 			Names: resolv.PeerNames(rec.Pod, rec.Hostname, rec.Config.Subdomain)})
 	}
 	var node []byte
-	var errs []error
+	var selfErr error
 	for _, rec := range recs {
 		var data []byte
 		if hostNetwork(rec.Namespaces) {
 			if node == nil {
-				if node, err = os.ReadFile("/etc/hosts"); err != nil && !os.IsNotExist(err) {
+				if node, err = resolv.ReadHostFile("/etc/hosts"); err != nil && !os.IsNotExist(err) {
 					return fmt.Errorf("sandbox %s: read node hosts file: %w", rec.ID, err)
 				}
 			}
@@ -283,15 +332,14 @@ func (r *Runtime) refreshHosts(self, gone string) error {
 				Aliases: rec.Config.HostAliases, Peers: peers, Self: rec.ID,
 			})
 		}
-		path := filepath.Join(rec.Dir, HostsFile)
+		path := r.podFile(rec.ID, HostsFile)
 		if rec.ID == self {
-			err = resolv.WriteFile(path, data, 0o644)
-		} else {
-			err = resolv.UpdateFile(path, data)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("sandbox %s: %w", rec.ID, err))
+			if err := resolv.WriteFile(path, data, 0o644); err != nil {
+				selfErr = fmt.Errorf("sandbox %s: %w", rec.ID, err)
+			}
+		} else if err := resolv.UpdateFile(path, data); err != nil {
+			r.log.Warn().Err(err).Str("sandbox", rec.ID).Msg("update the hosts file of another pod")
 		}
 	}
-	return errors.Join(errs...)
+	return selfErr
 }

@@ -137,10 +137,10 @@ func readFile(t *testing.T, p string) string {
 }
 
 // lookupHosts resolves name the way a container's C library would, from
-// the hosts file the container half bind-mounts from the sandbox dir.
-func lookupHosts(t *testing.T, sandboxDir, name string) string {
+// the hosts file the container half bind-mounts from the pod files.
+func lookupHosts(t *testing.T, podFiles, name string) string {
 	t.Helper()
-	for _, line := range strings.Split(readFile(t, filepath.Join(sandboxDir, HostsFile)), "\n") {
+	for _, line := range strings.Split(readFile(t, filepath.Join(podFiles, HostsFile)), "\n") {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
@@ -219,7 +219,7 @@ func TestPodNetworking(t *testing.T) {
 		t.Run("pod to pod by IP and by name", func(t *testing.T) {
 			expectAnswer(t, clientNS, "tcp4", web.IP+":80", "web", client.IP)
 			for _, name := range []string{"web.shop", "web-0.front.shop", "web-0"} {
-				ip := lookupHosts(t, rt.sandboxDir(client.ID), name)
+				ip := lookupHosts(t, rt.volumes().PodFilesDir(client.ID), name)
 				if ip != web.IP {
 					t.Errorf("client resolves %s to %q, want %s", name, ip, web.IP)
 					continue
@@ -227,13 +227,13 @@ func TestPodNetworking(t *testing.T) {
 				expectAnswer(t, clientNS, "tcp4", ip+":80", "web", client.IP)
 			}
 			// web was created first: its hosts file was updated in place.
-			if ip := lookupHosts(t, rt.sandboxDir(web.ID), "client.shop"); ip != client.IP {
+			if ip := lookupHosts(t, rt.volumes().PodFilesDir(web.ID), "client.shop"); ip != client.IP {
 				t.Errorf("web resolves client.shop to %q, want %s", ip, client.IP)
 			}
-			if ip := lookupHosts(t, rt.sandboxDir(web.ID), "legacy-db"); ip != "192.0.2.250" {
+			if ip := lookupHosts(t, rt.volumes().PodFilesDir(web.ID), "legacy-db"); ip != "192.0.2.250" {
 				t.Errorf("hostAlias legacy-db = %q", ip)
 			}
-			if got := readFile(t, filepath.Join(rt.sandboxDir(web.ID), HostnameFile)); got != "web-0\n" {
+			if got := readFile(t, rt.podFile(web.ID, HostnameFile)); got != "web-0\n" {
 				t.Errorf("hostname file %q", got)
 			}
 		})
@@ -243,15 +243,15 @@ func TestPodNetworking(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := resolv.Conf{Nameservers: hostConf.Nameservers, Searches: append(slices.Clone(hostConf.Searches), "shop.example"), Options: hostConf.Options}
-			if got := readFile(t, filepath.Join(rt.sandboxDir(web.ID), ResolvConfFile)); got != string(want.Bytes()) {
+			if got := readFile(t, rt.podFile(web.ID, ResolvConfFile)); got != string(want.Bytes()) {
 				t.Errorf("Default policy resolv.conf:\n%s\nwant:\n%s", got, want.Bytes())
 			}
-			if got := readFile(t, filepath.Join(rt.sandboxDir(client.ID), ResolvConfFile)); !strings.HasSuffix(got, "nameserver 192.0.2.53\nsearch x.example\noptions ndots:2\n") ||
+			if got := readFile(t, rt.podFile(client.ID, ResolvConfFile)); !strings.HasSuffix(got, "nameserver 192.0.2.53\nsearch x.example\noptions ndots:2\n") ||
 				strings.Count(got, "nameserver") != 1 {
 				t.Errorf("None policy resolv.conf:\n%s", got)
 			}
 			for _, id := range []string{web.ID, client.ID} {
-				for _, ns := range resolv.Parse([]byte(readFile(t, filepath.Join(rt.sandboxDir(id), ResolvConfFile)))).Nameservers {
+				for _, ns := range resolv.Parse([]byte(readFile(t, rt.podFile(id, ResolvConfFile)))).Nameservers {
 					if a, err := netip.ParseAddr(ns); err == nil && a.IsLoopback() {
 						t.Errorf("sandbox %s got a loopback nameserver %s", id, ns)
 					}
@@ -319,7 +319,7 @@ func TestPodNetworking(t *testing.T) {
 				t.Errorf("hostNetwork pod sees %v, not the host's bridge %s", names, e.cfg.Bridge)
 			}
 			node, _ := os.ReadFile("/etc/hosts")
-			if got := readFile(t, filepath.Join(rt.sandboxDir(sb.ID), HostsFile)); got != string(resolv.HostNetworkHosts(node, nil)) {
+			if got := readFile(t, rt.podFile(sb.ID, HostsFile)); got != string(resolv.HostNetworkHosts(node, nil)) {
 				t.Errorf("hostNetwork hosts file:\n%s", got)
 			}
 			if pods, _ := rt.net.nft.Pods(); len(pods[sb.ID]) != 0 {
@@ -351,10 +351,10 @@ func TestPodNetworking(t *testing.T) {
 			}
 			pod(t, sb).Serve(t, "web2", 80)
 			expectAnswer(t, host, "tcp4", "127.0.0.1:"+hpStr, "web2", gw)
-			if ip := lookupHosts(t, rt.sandboxDir(client.ID), "web.shop"); ip != "" {
+			if ip := lookupHosts(t, rt.volumes().PodFilesDir(client.ID), "web.shop"); ip != "" {
 				t.Errorf("removed pod web.shop still resolves to %s", ip)
 			}
-			if ip := lookupHosts(t, rt.sandboxDir(client.ID), "web2.shop"); ip != sb.IP {
+			if ip := lookupHosts(t, rt.volumes().PodFilesDir(client.ID), "web2.shop"); ip != sb.IP {
 				t.Errorf("web2.shop resolves to %q, want %s", ip, sb.IP)
 			}
 		})

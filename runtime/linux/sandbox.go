@@ -264,9 +264,10 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		}
 	}
 
-	// Step 3b: published ports, resolv.conf/hosts/hostname in rec.Dir,
-	// sysctls in the pod's namespaces, peers' hosts files (podnet.go). A
-	// failure here is undone by teardown like any other step.
+	// Step 3b: published ports, resolv.conf/hosts/hostname on the pod's
+	// size-capped tmpfs, sysctls in the pod's namespaces, peers' hosts
+	// files (podnet.go). A failure here is undone by teardown like any
+	// other step (the tmpfs goes with the volumes, step 3c of teardown).
 	if err := r.podNetAttach(rec); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
@@ -393,8 +394,9 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		errs = append(errs, err)
 	}
 
-	// Step 3c: the volumes (volumes.go); the containers that used them are
-	// gone (step 1), so unmounting and removing them is safe.
+	// Step 3c: the volumes and the pod-files tmpfs (volumes.go); the
+	// containers that used them are gone (step 1), so unmounting and
+	// removing them is safe.
 	if err := r.teardownVolumes(rec.ID); err != nil {
 		errs = append(errs, err)
 	}

@@ -54,6 +54,7 @@ func newTestEnv(t testing.TB) *testEnv {
 		NetNSPrefix: cfg.NetNSPrefix,
 		Bridge:      cfg.Bridge,
 		ProcessArg:  cfg.RunRoot,
+		MountDirs:   []string{cfg.RunRoot}, // the pod-files tmpfs
 		EmptyDirs:   []string{cfg.RunRoot},
 		StateRoot:   cfg.StateRoot,
 	}}

@@ -255,7 +255,7 @@ func TestSandboxPauseKilled(t *testing.T) {
 // would, and proves GC (from a new Runtime, as after a restart) removes
 // what was made.
 func TestSandboxCrashMidCreate(t *testing.T) {
-	for _, step := range []string{stepRecorded, stepPause, stepNetNS, stepLease, stepVeth} {
+	for _, step := range []string{stepRecorded, stepPause, stepNetNS, stepLease, stepVeth, stepPorts} {
 		t.Run(step, func(t *testing.T) {
 			e := newTestEnv(t)
 			r := e.open(t)

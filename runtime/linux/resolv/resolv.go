@@ -262,34 +262,35 @@ func UpdateFile(path string, data []byte) error {
 	return writeFile(path, data, 0, false)
 }
 
+// Every error here comes from an *os.File or os call and names the file.
 func writeFile(path string, data []byte, mode os.FileMode, create bool) error {
 	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	if err == nil {
 		defer f.Close()
 		old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
 		if err != nil {
-			return fmt.Errorf("resolv: read %s: %w", path, err)
+			return fmt.Errorf("resolv: %w", err)
 		}
 		if bytes.Equal(old, data) {
 			return nil
 		}
 		if _, err := f.WriteAt(data, 0); err != nil {
-			return fmt.Errorf("resolv: update %s: %w", path, err)
+			return fmt.Errorf("resolv: %w", err)
 		}
 		if err := f.Truncate(int64(len(data))); err != nil {
-			return fmt.Errorf("resolv: update %s: %w", path, err)
+			return fmt.Errorf("resolv: %w", err)
 		}
 		return nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("resolv: open %s: %w", path, err)
+		return fmt.Errorf("resolv: %w", err)
 	}
 	if !create {
 		return nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("resolv: write %s: %w", path, err)
+		return fmt.Errorf("resolv: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.Write(data)
@@ -303,7 +304,7 @@ func writeFile(path string, data []byte, mode os.FileMode, create bool) error {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
-		return fmt.Errorf("resolv: write %s: %w", path, err)
+		return fmt.Errorf("resolv: %w", err)
 	}
 	return nil
 }
