@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/volume"
 )
 
@@ -46,15 +46,6 @@ func diskUsage(t *testing.T, dirs ...string) int64 {
 		})
 	}
 	return total
-}
-
-// allocated is how many bytes fn allocated in this process.
-func allocated(fn func()) uint64 {
-	var before, after goruntime.MemStats
-	goruntime.ReadMemStats(&before)
-	fn()
-	goruntime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
 }
 
 // fillScript is the attacker: it writes 64 MiB into each file the pod can
@@ -151,7 +142,7 @@ func TestAttackPodFilesFill(t *testing.T) {
 		t.Fatalf("hosts filler: exit %d\n%s", c.ExitCode, out)
 	}
 	var err error
-	if n := allocated(func() { err = e.rt.refreshHosts("", "") }); n > 512<<10 {
+	if n := linuxtest.Allocated(func() { err = e.rt.refreshHosts("", "") }); n > 512<<10 {
 		t.Errorf("refreshing a filled hosts file allocated %d bytes", n)
 	}
 	if err != nil {

@@ -1,5 +1,6 @@
-// Package linuxtest holds helpers for root-tier tests: the root requirement
-// and the census of kernel objects a test could have leaked.
+// Package linuxtest holds helpers for root-tier tests: the root requirement,
+// the census of kernel objects a test could have leaked, and the agent-side
+// allocation of an attacker test.
 package linuxtest
 
 import (

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
 
 func writeTemp(t *testing.T, name, data string) string {
@@ -204,16 +204,6 @@ func TestUpdateFileNeverCreates(t *testing.T) {
 	}
 }
 
-// allocated returns how many bytes fn allocated (the whole process's
-// count; nothing else runs in this package's tests).
-func allocated(fn func()) uint64 {
-	var before, after goruntime.MemStats
-	goruntime.ReadMemStats(&before)
-	fn()
-	goruntime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
-
 // A container can write its /etc/hosts and /etc/resolv.conf: the agent's
 // rewrite must read no more of them than its own content, whatever the
 // container left there (64 MiB here, sparse so no disk is used).
@@ -229,7 +219,7 @@ func TestRewriteReadIsBounded(t *testing.T) {
 			}
 			want := []byte("127.0.0.1\tlocalhost\n10.0.0.2\tpeer.default\n")
 			var err error
-			n := allocated(func() { err = write(p, want) })
+			n := linuxtest.Allocated(func() { err = write(p, want) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,7 +242,7 @@ func TestHostConfRefusesHugeFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		var err error
-		n := allocated(func() { _, err = HostConf(Host{ResolvConf: p}) })
+		n := linuxtest.Allocated(func() { _, err = HostConf(Host{ResolvConf: p}) })
 		if err == nil || !strings.Contains(err.Error(), "larger than") {
 			t.Errorf("HostConf of a %d-byte file: %v", size, err)
 		}

@@ -51,10 +51,14 @@ func Setup(s *Spec) error {
 		return step("overlay", err)
 	}
 	defer root.Close()
-	if err := step("mount /proc", setupProc(root, s.Privileged)); err != nil {
+	if err := step("mount /proc", setupKernelFS(root, "proc", "proc", noSUIDExecDev, s.Privileged)); err != nil {
 		return err
 	}
-	if err := step("mount /sys", setupSys(root, s.Privileged)); err != nil {
+	sysAttrs := noSUIDExecDev
+	if !s.Privileged {
+		sysAttrs |= unix.MOUNT_ATTR_RDONLY
+	}
+	if err := step("mount /sys", setupKernelFS(root, "sys", "sysfs", sysAttrs, s.Privileged)); err != nil {
 		return err
 	}
 	if err := step("mount /dev", setupDev(root, s.ShmSize)); err != nil {
@@ -108,52 +112,27 @@ const (
 	noSUIDExecDev = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NODEV
 )
 
-// setupProc mounts a new procfs on the image's /proc directory, then masks
-// and makes read-only what containers must not see or change.
-func setupProc(root *os.File, privileged bool) error {
-	target, err := imageDir(root, "proc")
+// setupKernelFS mounts a new instance of fstype (proc, sysfs) with the
+// attributes attrs on the image's directory name, then, unless privileged,
+// masks and makes read-only what containers must not see or change there.
+func setupKernelFS(root *os.File, name, fstype string, attrs int, privileged bool) error {
+	target, err := imageDir(root, name)
 	if err != nil {
 		return err
 	}
 	defer target.Close()
-	proc, err := newFS("proc", noSUIDExecDev)
+	mnt, err := newFS(fstype, attrs)
 	if err != nil {
 		return err
 	}
-	defer proc.Close()
-	if err := attach(int(proc.Fd()), target); err != nil {
+	defer mnt.Close()
+	if err := attach(int(mnt.Fd()), target); err != nil {
 		return err
 	}
 	if privileged {
 		return nil
 	}
-	return restrict(proc, "/proc")
-}
-
-// setupSys mounts a new sysfs (read-only unless privileged) on the image's
-// /sys directory and masks what containers must not see.
-func setupSys(root *os.File, privileged bool) error {
-	target, err := imageDir(root, "sys")
-	if err != nil {
-		return err
-	}
-	defer target.Close()
-	attrs := noSUIDExecDev
-	if !privileged {
-		attrs |= unix.MOUNT_ATTR_RDONLY
-	}
-	sys, err := newFS("sysfs", attrs)
-	if err != nil {
-		return err
-	}
-	defer sys.Close()
-	if err := attach(int(sys.Fd()), target); err != nil {
-		return err
-	}
-	if privileged {
-		return nil
-	}
-	return restrict(sys, "/sys")
+	return restrict(mnt, "/"+name)
 }
 
 // restrict applies the masked and read-only paths below prefix ("/proc",
