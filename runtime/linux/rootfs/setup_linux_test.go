@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -37,6 +38,10 @@ func TestMain(m *testing.M) {
 type childReport struct {
 	SetupError string            `json:"setupError,omitempty"`
 	Facts      map[string]string `json:"facts,omitempty"`
+	// SetupTime is how long Setup took, and FloorTime a bare
+	// mount(2)+umount(2) of a tmpfs in the same child, for the benchmark.
+	SetupTime time.Duration `json:"setupTime"`
+	FloorTime time.Duration `json:"floorTime"`
 }
 
 func childMain() {
@@ -44,9 +49,20 @@ func childMain() {
 	var rep childReport
 	if err := json.NewDecoder(os.Stdin).Decode(&s); err != nil {
 		rep.SetupError = "decode spec: " + err.Error()
-	} else if err := Setup(&s); err != nil {
+		json.NewEncoder(os.Stdout).Encode(&rep)
+		return
+	}
+	t0 := time.Now()
+	if err := unix.Mount("floor", s.Upper, "tmpfs", 0, ""); err == nil {
+		unix.Unmount(s.Upper, 0)
+	}
+	rep.FloorTime = time.Since(t0)
+	t0 = time.Now()
+	err := Setup(&s)
+	rep.SetupTime = time.Since(t0)
+	if err != nil {
 		rep.SetupError = err.Error()
-	} else {
+	} else if os.Getenv("PELAGOS_ROOTFS_TEST_OBSERVE") != "no" {
 		rep.Facts = observe()
 	}
 	json.NewEncoder(os.Stdout).Encode(&rep)
@@ -141,7 +157,7 @@ func describe(p string) string {
 
 // layer is a hand-built lower directory: each entry is "dir NAME",
 // "file NAME CONTENT" or "symlink NAME TARGET".
-func layer(t *testing.T, entries ...string) string {
+func layer(t testing.TB, entries ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "lower")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -168,7 +184,7 @@ func layer(t *testing.T, entries ...string) string {
 
 // runSetup runs Setup in a child in new mount and PID namespaces and
 // returns its report.
-func runSetup(t *testing.T, s Spec) childReport {
+func runSetup(t testing.TB, s Spec) childReport {
 	t.Helper()
 	base := t.TempDir()
 	s.Rootfs, s.Upper, s.Work = filepath.Join(base, "rootfs"), filepath.Join(base, "upper"), filepath.Join(base, "work")
@@ -437,4 +453,36 @@ func TestMaskListsAreUnderProcOrSys(t *testing.T) {
 			t.Errorf("%s is neither below /proc nor /sys", p)
 		}
 	}
+}
+
+// BenchmarkSetup measures Setup itself in the child (overlay, /proc with
+// its masks, /sys, /dev, two binds, pivot_root) against a bare tmpfs
+// mount+umount in the same child, the floor of any mount work.
+//
+//	go test -run '^$' -bench BenchmarkSetup -benchtime 200x ./runtime/linux/rootfs/
+func BenchmarkSetup(b *testing.B) {
+	linuxtest.RequireRoot(b)
+	b.Setenv("PELAGOS_ROOTFS_TEST_OBSERVE", "no")
+	lower := layer(b, "dir etc", "dir proc", "dir sys", "dir dev", "file etc/hosts image")
+	src := filepath.Join(b.TempDir(), "hosts")
+	if err := os.WriteFile(src, []byte("pod\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	spec := Spec{Lower: []string{lower}, Binds: []Bind{
+		{Source: src, Destination: "/etc/hosts"}, {Source: filepath.Dir(src), Destination: "/data", ReadOnly: true},
+	}}
+	var setup, floor []time.Duration
+	for b.Loop() {
+		rep := runSetup(b, spec)
+		if rep.SetupError != "" {
+			b.Fatal(rep.SetupError)
+		}
+		setup, floor = append(setup, rep.SetupTime), append(floor, rep.FloorTime)
+	}
+	median := func(d []time.Duration) time.Duration { slices.Sort(d); return d[len(d)/2] }
+	ms, mf := median(setup), median(floor)
+	b.ReportMetric(float64(ms.Microseconds()), "setup-us")
+	b.ReportMetric(float64(mf.Microseconds()), "floor-us")
+	b.ReportMetric(float64(ms)/float64(mf), "setup/floor")
+	b.ReportMetric(0, "ns/op")
 }

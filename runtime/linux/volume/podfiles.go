@@ -68,3 +68,29 @@ func (m *Manager) PodFiles(sandboxID string) (dir string, fresh bool, err error)
 	}
 	return dir, fresh, nil
 }
+
+// removePodFiles unmounts the pod-files tmpfs at dir and removes the
+// directory. Nothing is ever mounted below it (containers get its files by
+// bind mounts in their own namespaces), so unlike the volumes it needs no
+// look at the mount table: unmounting until dir is no mount point is
+// enough before the removal.
+func removePodFiles(dir string) error {
+	for range 8 {
+		err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break // not (or no longer) a mount point, or gone
+		}
+		if err != nil {
+			return &os.PathError{Op: "unmount", Path: dir, Err: err}
+		}
+	}
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if mounted, err := isMountPoint(dir); err != nil {
+		return err
+	} else if mounted {
+		return fmt.Errorf("%s: still mounted after unmount", dir)
+	}
+	return os.RemoveAll(dir)
+}

@@ -223,10 +223,13 @@ func (m *Manager) Teardown(sandboxID string) error {
 		return err
 	}
 	var errs []error
-	for _, dir := range []string{filepath.Join(m.subRoot, sandboxID), filepath.Join(m.root, sandboxID), m.PodFilesDir(sandboxID)} {
+	for _, dir := range []string{filepath.Join(m.subRoot, sandboxID), filepath.Join(m.root, sandboxID)} {
 		if err := unmountAndRemove(dir); err != nil {
 			errs = append(errs, fmt.Errorf("sandbox %s: remove volumes: %w", sandboxID, err))
 		}
+	}
+	if err := removePodFiles(m.PodFilesDir(sandboxID)); err != nil {
+		errs = append(errs, fmt.Errorf("sandbox %s: remove pod files: %w", sandboxID, err))
 	}
 	return errors.Join(errs...)
 }
@@ -259,6 +262,11 @@ func (m *Manager) Sandboxes() ([]string, error) {
 // only then removes the tree: os.RemoveAll crosses mount points, and a
 // forgotten bind of a hostPath must never be emptied.
 func unmountAndRemove(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		// Nothing to do, and no need to read the mount table (a tenth of a
+		// millisecond) to learn it: most sandboxes have no volumes.
+		return nil
+	}
 	mps, err := mountsUnder(dir)
 	if err != nil {
 		return err
