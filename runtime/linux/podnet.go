@@ -3,7 +3,8 @@ package linux
 // The pod-networking half of sandboxes: published ports and masquerade
 // (package nft), resolv.conf, /etc/hosts and /etc/hostname on the pod's
 // size-capped pod-files tmpfs (package resolv; volume.PodFiles), and
-// sysctls inside the pod's namespaces (package sysctl). The sandbox code calls these hooks at fixed points:
+// sysctls inside the pod's namespaces (package sysctl). The sandbox code
+// calls these hooks at fixed points:
 //
 //	podNetCheck   before anything is made (invalid config, port conflicts)
 //	podNetAttach  once the netns, veth and address exist

@@ -108,9 +108,9 @@ func openRoot(dir string) (*os.File, error) {
 	return root, nil
 }
 
-const (
-	noSUIDExecDev = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NODEV
-)
+// noSUIDExecDev are the attributes of every filesystem Setup mounts, but
+// /dev (device nodes) and /dev/pts (its own nodes).
+const noSUIDExecDev = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NODEV
 
 // setupKernelFS mounts a new instance of fstype (proc, sysfs) with the
 // attributes attrs on the image's directory name, then, unless privileged,
