@@ -13,9 +13,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
-
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
@@ -184,7 +181,7 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 		Source:      source,
 		SandboxHash: spec.SandboxHash(p),
 		Restart:     RestartPolicy(s.RestartPolicy),
-		Grace:       time.Duration(*s.TerminationGracePeriodSeconds) * time.Second,
+		Grace:       seconds(*s.TerminationGracePeriodSeconds),
 		Manifest:    manifestView{p},
 	}
 	if docs == nil {
@@ -321,7 +318,7 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 	case v.EmptyDir != nil:
 		vc.EmptyDir = &runtime.EmptyDirVolume{Medium: string(v.EmptyDir.Medium)}
 		if v.EmptyDir.SizeLimit != nil {
-			vc.EmptyDir.SizeLimit = v.EmptyDir.SizeLimit.Value()
+			vc.EmptyDir.SizeLimit = wholeValue(*v.EmptyDir.SizeLimit)
 		}
 	case v.HostPath != nil:
 		vc.HostPath = &runtime.HostPathVolume{Path: v.HostPath.Path}
@@ -374,9 +371,9 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 func isTrue(b *bool) bool { return b != nil && *b }
 
 func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, what string) ([]runtime.ProjectedFile, error) {
-	mode := uint32(spec.DefaultVolumeMode)
+	mode := fileMode(spec.DefaultVolumeMode)
 	if defMode != nil {
-		mode = uint32(*defMode)
+		mode = fileMode(*defMode)
 	}
 	var out []runtime.ProjectedFile
 	if len(items) == 0 {
@@ -397,7 +394,7 @@ func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, wha
 		}
 		m := mode
 		if it.Mode != nil {
-			m = uint32(*it.Mode)
+			m = fileMode(*it.Mode)
 		}
 		clean := path.Clean(it.Path)
 		if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
@@ -475,16 +472,16 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 	cfg.Security = sec
 	r := c.Resources
 	if q, ok := r.Requests[spec.ResourceCPU]; ok {
-		cfg.Resources.CPURequestMilli = saturated(q, resource.Milli)
+		cfg.Resources.CPURequestMilli = milliValue(q)
 	}
 	if q, ok := r.Limits[spec.ResourceCPU]; ok {
-		cfg.Resources.CPULimitMilli = saturated(q, resource.Milli)
+		cfg.Resources.CPULimitMilli = milliValue(q)
 	}
 	if q, ok := r.Requests[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryRequest = saturated(q, 0)
+		cfg.Resources.MemoryRequest = wholeValue(q)
 	}
 	if q, ok := r.Limits[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryLimit = saturated(q, 0)
+		cfg.Resources.MemoryLimit = wholeValue(q)
 	}
 	dc.Config = cfg
 	dc.Hash = spec.ContainerHash(p, c)
