@@ -90,7 +90,12 @@ func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) 
 		return err
 	}
 	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
+	dec := json.NewDecoder(resp.Body)
+	// A pod's spec is decoded into `any`; without UseNumber every number
+	// would pass through float64, and an int64 such as 9223372036854775807
+	// would come out as 9223372036854776000.
+	dec.UseNumber()
+	return dec.Decode(v)
 }
 
 // Pods lists pods; namespace "" means all.
