@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"path"
 	"slices"
@@ -73,7 +72,7 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 	paths := snap.Paths()
 	for _, p := range paths {
 		fr := snap.Files[p]
-		if vanished(fr) {
+		if fr.Vanished() {
 			// Removed between the listing and the read: the file is gone,
 			// which is the truth the next listing will show too.
 			delete(snap.Files, p)
@@ -143,15 +142,6 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		set.Pods = append(set.Pods, d)
 	}
 	return set
-}
-
-func vanished(fr *manifest.FileResult) bool {
-	for _, err := range fr.Errs {
-		if errors.Is(err, fs.ErrNotExist) {
-			return true
-		}
-	}
-	return false
 }
 
 func nsOr(ns string) string {
