@@ -42,6 +42,7 @@ type agentOptions struct {
 	BackoffMax      time.Duration
 	Workers         int
 	Debounce        time.Duration
+	RemovalSettle   time.Duration
 	DryRun          bool
 	StopPodsOnExit  bool
 	SkipTrustCheck  bool
@@ -81,6 +82,8 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.StringVar(&o.Config, "config", "", "configuration file (YAML or JSON, keys as the long flag names); flags given on the command line win")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
 	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
+	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
+		"how long a manifest file must stay missing before its pods are removed (tools that replace a file by unlink and create leave it missing for a moment); 0 removes at once")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	return cmd
 }
@@ -242,6 +245,15 @@ func (a *agent) close() {
 	}
 }
 
+// settleOption maps the flag (0 = remove at once) onto WatchOptions.Settle
+// (0 = the default, negative = off).
+func settleOption(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
 func translator() reconcile.Translator {
 	host, _ := os.Hostname()
 	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory()}
@@ -290,7 +302,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	// Every change reloads the whole directory; the caches keep that to
 	// the files whose bytes changed.
 	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls, Cache: manifest.NewCache()},
-		manifest.WatchOptions{Debounce: o.Debounce})
+		manifest.WatchOptions{Debounce: o.Debounce, Settle: settleOption(o.RemovalSettle)})
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", o.Manifests, err)
 	}
