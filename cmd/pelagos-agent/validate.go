@@ -105,6 +105,8 @@ func problemKind(err error) string {
 		return "NotRegularFile"
 	case errors.Is(err, manifest.ErrTooLarge):
 		return "TooLarge"
+	case errors.Is(err, manifest.ErrDanglingSymlink):
+		return "DanglingSymlink"
 	case errors.Is(err, spec.ErrSyntax):
 		return "Syntax"
 	case errors.Is(err, spec.ErrInvalid):

@@ -305,3 +305,17 @@ metadata:
 		t.Errorf("syntax error entry %+v, want doc 3 line 24", last)
 	}
 }
+
+func TestValidateDanglingSymlink(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pods")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "..", "gone.yaml"), filepath.Join(dir, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := validateRun(t, "validate", "-o", "json", dir)
+	if code != 1 || !strings.Contains(out, `"kind": "DanglingSymlink"`) || !strings.Contains(out, "is a dangling symlink") {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+}
