@@ -14,34 +14,21 @@ import (
 // becoming a tiny one, a long grace period a negative one.
 // (resource.Quantity's own Value and MilliValue wrap past int64.)
 
-var (
-	maxWhole = resource.NewQuantity(math.MaxInt64, resource.DecimalSI)
-	minWhole = resource.NewQuantity(math.MinInt64, resource.DecimalSI)
-	maxMilli = resource.NewMilliQuantity(math.MaxInt64, resource.DecimalSI)
-	minMilli = resource.NewMilliQuantity(math.MinInt64, resource.DecimalSI)
-)
-
 // wholeValue is q in whole units, rounded up as Kubernetes rounds
 // (Quantity.Value), saturating at the int64 bounds.
-func wholeValue(q resource.Quantity) int64 {
-	switch {
-	case q.Cmp(*maxWhole) >= 0:
-		return math.MaxInt64
-	case q.Cmp(*minWhole) <= 0:
-		return math.MinInt64
-	}
-	return q.Value()
-}
+func wholeValue(q resource.Quantity) int64 { return scaledValue(q, 0) }
 
 // milliValue is q in thousandths (millicores), rounded up, saturating.
-func milliValue(q resource.Quantity) int64 {
+func milliValue(q resource.Quantity) int64 { return scaledValue(q, resource.Milli) }
+
+func scaledValue(q resource.Quantity, scale resource.Scale) int64 {
 	switch {
-	case q.Cmp(*maxMilli) >= 0:
+	case q.Cmp(*resource.NewScaledQuantity(math.MaxInt64, scale)) >= 0:
 		return math.MaxInt64
-	case q.Cmp(*minMilli) <= 0:
+	case q.Cmp(*resource.NewScaledQuantity(math.MinInt64, scale)) <= 0:
 		return math.MinInt64
 	}
-	return q.MilliValue()
+	return q.ScaledValue(scale)
 }
 
 // seconds is n seconds as a Duration, saturating at the Duration bounds.

@@ -32,20 +32,7 @@ type watchHarness struct {
 // loads. The trust check stays on: temp directories are root's and 0700.
 func startWatch(t *testing.T, dir string) *watchHarness {
 	t.Helper()
-	w, err := NewWatcher(dir, Options{}, WatchOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &watchHarness{t: t, loads: make(chan Load, 100), w: w}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = w.Run(ctx, func(l Load) { h.loads <- l })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	h.initial = h.await("initial load", func(l Load) bool { return l.Reason == "initial" })
-	return h
+	return startWatchWith(t, dir, Options{}, WatchOptions{})
 }
 
 // await reads loads until one satisfies ok. The deadline only bounds a hang.
