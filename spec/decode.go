@@ -186,6 +186,8 @@ type docDecoder struct {
 	c    chunk
 	root *yamlv3.Node // for line numbers; nil if unavailable
 	errs FieldErrors
+	// typoOf are the paths of fields an unknown field probably misspells.
+	typoOf []string
 }
 
 func (d *docDecoder) add(p fieldPath, err error, format string, args ...any) {
@@ -359,10 +361,11 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		SetSecretDefaults(doc.Secret)
 		verrs = ValidateSecret(doc.Secret)
 	}
-	decodePaths := make([]string, 0, strictErrs)
+	decodePaths := make([]string, 0, strictErrs+len(d.typoOf))
 	for _, e := range d.errs {
 		decodePaths = append(decodePaths, e.Path)
 	}
+	decodePaths = append(decodePaths, d.typoOf...)
 	for _, e := range verrs {
 		if cascade(e.Path, decodePaths) {
 			continue
@@ -376,9 +379,10 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 
 // cascade reports whether a validation problem at path follows from a
 // decoding problem (unknown, unsupported or undecodable field) at, above
-// or below it: "must set exactly one volume type" after an unsupported
-// volume type, "is required" after a value of the wrong type. Such
-// problems are not reported: they are not true of what the user wrote.
+// or below it, or concerns the field an unknown field misspells: "must set
+// exactly one volume type" after an unsupported volume type, "is required"
+// after a value of the wrong type or after "imagee". Such problems are not
+// reported: they are not what the user has to fix.
 func cascade(path string, decodePaths []string) bool {
 	if path == "" {
 		return false

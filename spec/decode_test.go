@@ -78,7 +78,8 @@ func TestParseFileRefusals(t *testing.T) {
 		{"misspelled securityContext field", pod(ctr + "    securityContext:\n      privilegd: true\n"),
 			[]wantErr{{"spec.containers[0].securityContext.privilegd", ErrUnknownField, `did you mean "privileged"`}}},
 		{"misspelled top-level field", "apiVersion: v1\nkind: Pod\nmetdata:\n  name: p\nspec:\n" + ctr,
-			[]wantErr{{"metdata", ErrUnknownField, `unknown field "metdata"`}, {"metadata.name", ErrInvalid, "is required"}}},
+			// Not also "metadata.name: is required": the typo explains it.
+			[]wantErr{{"metdata", ErrUnknownField, `unknown field "metdata" (did you mean "metadata"?)`}}},
 		{"unsupported affinity", pod(ctr + "  affinity: {}\n"),
 			[]wantErr{{"spec.affinity", ErrUnsupported, "is not supported by pelagos-agent"}}},
 		{"unsupported tolerations and serviceAccountName", pod(ctr + "  tolerations: []\n  serviceAccountName: x\n"),

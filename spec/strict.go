@@ -279,6 +279,9 @@ func (d *docDecoder) checkValue(v any, t reflect.Type, p fieldPath, rng string) 
 				d.checkString(k, p)
 				if s := suggest(k, si.names); s != "" {
 					d.add(fp, ErrUnknownField, "unknown field %q (did you mean %q?)", k, s)
+					// The field it is a typo of is missing; saying so again
+					// ("image: is required") would be a cascade.
+					d.typoOf = append(d.typoOf, p.Field(s).String())
 				} else {
 					d.add(fp, ErrUnknownField, "unknown field %q", k)
 				}

@@ -277,7 +277,6 @@ metadata:
 	want := []string{
 		a + ": doc 1: metadata.name: pod default/web is also defined in " + filepath.Join(dir, "b.yaml") + " doc 1; this one wins (line 4)",
 		a + `: doc 2: spec.restartPolicy: "Sometimes" is not one of: Always, OnFailure, Never (line 15)`,
-		a + `: doc 2: spec.containers[0].image: is required (line 17)`,
 		a + `: doc 2: spec.containers[0].imagee: unknown field "imagee" (did you mean "image"?) (line 18)`,
 		a + `: doc 2: spec.containers[0].resources.limits.memory: "10Qi" is not a valid quantity (line 20)`,
 		a + `: doc 3: not valid YAML: did not find expected ',' or ']' (line 24)`,
