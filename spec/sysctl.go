@@ -108,7 +108,7 @@ type sysctlFormat interface {
 	check(v string) string
 }
 
-// intsFormat is a vector of n decimal integers within lo..hi, separated by
+// intsRule is a vector of n decimal integers within lo..hi, separated by
 // blanks (proc_dointvec and friends).
 type intsRule struct {
 	n      int
