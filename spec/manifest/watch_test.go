@@ -517,3 +517,65 @@ func TestWatchDefaultSettle(t *testing.T) {
 		t.Errorf("negative settle gives %v, want 0 (off)", w2.wo.Settle)
 	}
 }
+
+// BenchmarkWatchRemoval measures what the settle time adds to a real
+// removal: from os.Remove to the first load without the pod, with the
+// default settle time and with none, rounds interleaved in one run.
+//
+//	go test -run '^$' -bench BenchmarkWatchRemoval -benchtime 20x ./spec/manifest
+func BenchmarkWatchRemoval(b *testing.B) {
+	type side struct {
+		dir   string
+		loads chan Load
+		took  []time.Duration
+	}
+	start := func(settle time.Duration) *side {
+		s := &side{dir: b.TempDir(), loads: make(chan Load, 100)}
+		w, err := NewWatcher(s.dir, Options{Cache: NewCache()}, WatchOptions{Settle: settle})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.Run(ctx, func(l Load) { s.loads <- l }) }()
+		b.Cleanup(func() { cancel(); <-done })
+		<-s.loads
+		return s
+	}
+	await := func(s *side, pods int) {
+		for l := range s.loads {
+			if l.Err == nil && len(l.Snapshot.Pods) == pods {
+				return
+			}
+		}
+	}
+	settled, off := start(0), start(-1)
+	for i := 0; i < b.N; i++ {
+		for _, s := range []*side{settled, off} {
+			f := filepath.Join(s.dir, "web.yaml")
+			if err := os.WriteFile(f, []byte(podYAML("web", "busybox:1")), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			await(s, 1)
+			t0 := time.Now()
+			if err := os.Remove(f); err != nil {
+				b.Fatal(err)
+			}
+			await(s, 0)
+			s.took = append(s.took, time.Since(t0))
+		}
+	}
+	med := func(d []time.Duration) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	a, o := med(settled.took), med(off.took)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(a), "removal-ms")
+	b.ReportMetric(ms(o), "removal-no-settle-ms")
+	b.ReportMetric(ms(a-o), "added-ms")
+	b.Logf("rounds=%d: removal seen after %.1f ms with the default settle time (%v), %.1f ms without; added %.1f ms",
+		b.N, ms(a), DefaultSettle, ms(o), ms(a-o))
+}
