@@ -166,10 +166,12 @@ func (f *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Contain
 	if fl := f.call(OpGetContainer, id); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("container", id)
 	c, ok := f.containers[id]
 	if !ok {
 		return nil, fmt.Errorf("get container %s: %w", id, runtime.ErrNotFound)
 	}
+	f.reads++
 	return cloneContainer(c), nil
 }
 
@@ -180,12 +182,14 @@ func (f *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 	if fl := f.call(OpListContainers, filter.SandboxID); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("container", "")
 	var out []*runtime.Container
 	for _, c := range f.sortedContainers() {
 		if filter.SandboxID == "" || c.SandboxID == filter.SandboxID {
 			out = append(out, cloneContainer(c))
 		}
 	}
+	f.reads += len(out)
 	return out, nil
 }
 

@@ -69,7 +69,10 @@ type Runtime struct {
 	images     map[string]*runtime.Image // by reference
 	failures   []*Failure
 	calls      map[Op]int
+	reads      int // objects handed out by Get and List calls
 	pulls      map[string]int
+	corrupt    map[string]corruption // "kind/id" -> damage not yet found
+	problems   []runtime.RecordProblem
 	watchers   []chan runtime.ExitEvent
 	seq        int
 	now        func() time.Time
@@ -78,9 +81,10 @@ type Runtime struct {
 }
 
 var (
-	_ runtime.Runtime      = (*Runtime)(nil)
-	_ runtime.ImageService = (*Runtime)(nil)
-	_ runtime.ExitWatcher  = (*Runtime)(nil)
+	_ runtime.Runtime         = (*Runtime)(nil)
+	_ runtime.ImageService    = (*Runtime)(nil)
+	_ runtime.ExitWatcher     = (*Runtime)(nil)
+	_ runtime.ProblemReporter = (*Runtime)(nil)
 )
 
 // Epoch is where the default clock starts. The default clock advances one
@@ -96,6 +100,7 @@ func New() *Runtime {
 		images:     map[string]*runtime.Image{},
 		calls:      map[Op]int{},
 		pulls:      map[string]int{},
+		corrupt:    map[string]corruption{},
 		now: func() time.Time {
 			tick = tick.Add(time.Millisecond)
 			return tick
@@ -133,6 +138,15 @@ func (f *Runtime) Calls(op Op) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[op]
+}
+
+// Reads reports how many objects Get and List calls have handed out since
+// New: the fake's stand-in for the records a real runtime reads and
+// decodes, so tests and benchmarks can show what a pass or a resync costs.
+func (f *Runtime) Reads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
 }
 
 // Pulls reports how many times EnsureImage pulled ref.
@@ -303,10 +317,12 @@ func (f *Runtime) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, 
 	if fl := f.call(OpGetSandbox, id); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("sandbox", id)
 	sb, ok := f.sandboxes[id]
 	if !ok {
 		return nil, fmt.Errorf("get sandbox %s: %w", id, runtime.ErrNotFound)
 	}
+	f.reads++
 	return clone(sb), nil
 }
 
@@ -317,6 +333,8 @@ func (f *Runtime) ListSandboxes(ctx context.Context) ([]*runtime.Sandbox, error)
 	if fl := f.call(OpListSandboxes, ""); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("sandbox", "")
+	f.reads += len(f.sandboxes)
 	out := make([]*runtime.Sandbox, 0, len(f.sandboxes))
 	for _, sb := range f.sandboxes {
 		out = append(out, clone(sb))
