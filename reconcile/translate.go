@@ -48,6 +48,10 @@ type Translator struct {
 	// hashing every pod again each time would make a batch of N file
 	// events cost O(N^2).
 	Cache *TranslateCache
+	// FileTime, when set, tells when a manifest file was created
+	// (DesiredPod.Created, the admission order); zero when unknown. It is
+	// asked once per translation, so a cached pod keeps its time.
+	FileTime func(path string) time.Time
 }
 
 // TranslateCache holds translated pods between loads; see Translator.Cache.
@@ -131,6 +135,9 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 			}
 		}
 		d, err := t.Pod(ps.Pod, ps.File, docs)
+		if err == nil && t.FileTime != nil {
+			d.Created = t.FileTime(ps.File)
+		}
 		if err == nil && t.Cache != nil {
 			fresh[ck] = d
 		}
