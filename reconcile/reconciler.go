@@ -268,7 +268,11 @@ func (r *Reconciler) SetDesired(set DesiredSet) {
 		queue = append(queue, key)
 		if m := r.mem[key]; m != nil {
 			clear(m.pulls)
-			clear(m.starts)
+			for n, f := range m.starts {
+				// Tried again at once; the attempts made still count.
+				f.Failures = 0
+				m.starts[n] = f
+			}
 		}
 		if old == nil || !sameDesired(old, p) {
 			r.changedAt[key] = changed
