@@ -70,9 +70,9 @@ type Wait struct {
 	// Reason: CrashLoopBackOff, PodInitializing, ImagePullBackOff,
 	// CreateContainerError, CreateContainerConfigError; OutOfCapacity for
 	// a pod.
-	Reason    string    `json:"reason"`
-	Until     time.Time `json:"until,omitzero"`
-	Message   string    `json:"message,omitempty"`
+	Reason  string    `json:"reason"`
+	Until   time.Time `json:"until,omitzero"`
+	Message string    `json:"message,omitempty"`
 }
 
 // Plan is what one pass does for one pod: plain data, printable in a dry run
