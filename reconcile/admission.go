@@ -3,6 +3,7 @@ package reconcile
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -29,10 +30,12 @@ func AdmissionOrder(a, b *DesiredPod) int {
 }
 
 // admitLocked gives free places to waiting pods in admission order and
-// returns the pods it admitted, to be queued. Before the first complete
-// listing of the runtime it admits nothing: the pods that already run must
-// be counted first. The caller holds r.mu.
+// returns the pods to queue: those it admitted, and those whose place in
+// line changed (their status says it). Before the first complete listing
+// of the runtime it admits nothing: the pods that already run must be
+// counted first. The caller holds r.mu.
 func (r *Reconciler) admitLocked() []runtime.PodKey {
+	before := maps.Clone(r.waitPos)
 	clear(r.waitPos)
 	if !r.listed {
 		return nil
@@ -55,6 +58,9 @@ func (r *Reconciler) admitLocked() []runtime.PodKey {
 			continue
 		}
 		r.waitPos[d.Key] = len(r.waitPos) + 1
+		if before[d.Key] != r.waitPos[d.Key] {
+			out = append(out, d.Key)
+		}
 	}
 	return out
 }

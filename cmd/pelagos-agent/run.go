@@ -41,6 +41,7 @@ type agentOptions struct {
 	BackoffInitial  time.Duration
 	BackoffMax      time.Duration
 	Workers         int
+	MaxPods         int
 	Debounce        time.Duration
 	RemovalSettle   time.Duration
 	DryRun          bool
@@ -55,6 +56,7 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.DurationVar(&o.BackoffInitial, "backoff-initial", reconcile.DefaultBackoff.Initial, "CrashLoopBackOff: first restart delay")
 	f.DurationVar(&o.BackoffMax, "backoff-max", reconcile.DefaultBackoff.Max, "CrashLoopBackOff: longest restart delay")
 	f.IntVar(&o.Workers, "workers", 16, "pods worked on at once")
+	f.IntVar(&o.MaxPods, "max-pods", reconcile.DefaultMaxPods, "pods that may own a sandbox at once; the others wait (OutOfCapacity) in order of manifest creation; 0 or less: no limit")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
 	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
@@ -223,8 +225,13 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 			g.log.Warn().Str("pod", key.String()).Str("container", container).Err(err).Msg("probes not started")
 		}
 	}
+	maxPods := o.MaxPods
+	if maxPods <= 0 {
+		maxPods = -1 // reconcile reads 0 as its default
+	}
+	host, _ := os.Hostname()
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync,
+		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
@@ -256,7 +263,7 @@ func settleOption(d time.Duration) time.Duration {
 
 func translator() reconcile.Translator {
 	host, _ := os.Hostname()
-	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory()}
+	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), FileTime: fileCreated}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
