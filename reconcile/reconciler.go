@@ -826,6 +826,12 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 	}
 	acts := plan.Actions
 	for i := 0; i < len(acts); i++ {
+		if err := ctx.Err(); err != nil {
+			// The agent is stopping: what was begun is abandoned, not
+			// forced (a removal would kill what a stop left running).
+			errs = append(errs, fmt.Errorf("pod %s: %w", key, err))
+			break
+		}
 		a := acts[i]
 		// Stops of one pod run together: the pod's grace period bounds
 		// the whole teardown, not each container's in turn.
