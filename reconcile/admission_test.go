@@ -141,13 +141,7 @@ func TestMaxPodsKeepsRunningPods(t *testing.T) {
 func TestMaxPodsAdmitsWhenAPlaceFrees(t *testing.T) {
 	f := fake.New()
 	r := New(Config{Runtime: f, Images: f, Log: zerolog.Nop(), Workers: 4, Resync: time.Hour, MaxPods: 3})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	ctx := runInBackground(t, r)
 	pods := podsAt(6)
 	r.SetDesired(DesiredSet{Pods: pods})
 	waitFor(t, "3 pods running, 3 waiting", func() bool { return countRunning(r) == 3 && countReason(r, "OutOfCapacity") == 3 })

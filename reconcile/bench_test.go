@@ -207,7 +207,7 @@ func BenchmarkChurn(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		f := fake.New()
 		r := New(Config{Runtime: f, Images: f, Log: zerolog.Nop(), Workers: 4, Resync: time.Hour})
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, stop := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- r.Run(ctx) }()
 		<-r.Started()
@@ -252,7 +252,7 @@ func BenchmarkChurn(b *testing.B) {
 				report(c)
 			}
 		}
-		cancel()
+		stop()
 		<-done
 	}
 }

@@ -168,16 +168,13 @@ func (r *Reconciler) readFull(ctx context.Context, key runtime.PodKey) error {
 
 // readStale reads the given sandboxes of key by ID, and their containers.
 func (r *Reconciler) readStale(ctx context.Context, key runtime.PodKey, ids []string) error {
+	got, err := getEach(ctx, ids, r.rt.GetSandbox, "sandbox")
+	if err != nil {
+		return err
+	}
 	var boxes []*runtime.Sandbox
-	for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
-		s, err := r.rt.GetSandbox(ctx, id)
-		if errors.Is(err, runtime.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("get sandbox %s: %w", id, err)
-		}
-		if s.Pod == key {
+	for _, id := range slices.Sorted(maps.Keys(got)) {
+		if s := got[id]; s != nil && s.Pod == key {
 			boxes = append(boxes, s)
 		}
 	}
@@ -207,32 +204,18 @@ func (r *Reconciler) readContainers(ctx context.Context, key runtime.PodKey, ids
 		}
 	}
 	r.mu.Unlock()
-	got := map[string]*runtime.Container{}
-	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		c, err := r.rt.GetContainer(ctx, id)
-		if errors.Is(err, runtime.ErrNotFound) {
-			got[id] = nil
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("get container %s: %w", id, err)
-		}
-		got[id] = c
-		if c.Pod == key {
+	got, err := getEach(ctx, slices.Collect(maps.Keys(ids)), r.rt.GetContainer, "container")
+	if err != nil {
+		return "", err
+	}
+	for _, c := range got {
+		if c != nil && c.Pod == key {
 			boxIDs[c.SandboxID] = true
 		}
 	}
-	boxes := map[string]*runtime.Sandbox{}
-	for _, id := range slices.Sorted(maps.Keys(boxIDs)) {
-		s, err := r.rt.GetSandbox(ctx, id)
-		if errors.Is(err, runtime.ErrNotFound) {
-			boxes[id] = nil
-			continue
-		}
-		if err != nil {
-			return "", fmt.Errorf("get sandbox %s: %w", id, err)
-		}
-		boxes[id] = s
+	boxes, err := getEach(ctx, slices.Collect(maps.Keys(boxIDs)), r.rt.GetSandbox, "sandbox")
+	if err != nil {
+		return "", err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -244,12 +227,7 @@ func (r *Reconciler) readContainers(ctx context.Context, key runtime.PodKey, ids
 			// Not one the cache knew: read the pod's sandboxes.
 			unknown = id
 		case s == nil || s.Pod != key:
-			delete(e.boxes, id)
-			for cid, c := range e.ctrs {
-				if c.SandboxID == id {
-					delete(e.ctrs, cid)
-				}
-			}
+			e.dropSandbox(id)
 		default:
 			e.boxes[id] = s
 		}
@@ -267,6 +245,20 @@ func (r *Reconciler) readContainers(ctx context.Context, key runtime.PodKey, ids
 	}
 	r.touchLocked(e)
 	return unknown, nil
+}
+
+// getEach gets each object by ID, in ID order; one that is gone maps to
+// nil.
+func getEach[T any](ctx context.Context, ids []string, get func(context.Context, string) (*T, error), kind string) (map[string]*T, error) {
+	out := make(map[string]*T, len(ids))
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+		o, err := get(ctx, id)
+		if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return nil, fmt.Errorf("get %s %s: %w", kind, id, err)
+		}
+		out[id] = o
+	}
+	return out, nil
 }
 
 func (r *Reconciler) containersOf(ctx context.Context, boxes []*runtime.Sandbox) ([]*runtime.Container, error) {
@@ -424,19 +416,42 @@ func sameContainers(cached map[string]*runtime.Container, listed []*runtime.Cont
 
 // The results of the reconciler's own steps.
 
-func (r *Reconciler) cacheSandbox(key runtime.PodKey, s *runtime.Sandbox) {
+// cacheUpdate applies a change to key's entry.
+func (r *Reconciler) cacheUpdate(key runtime.PodKey, change func(e *podObs)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.entryLocked(key)
-	e.boxes[s.ID] = s
-	r.admitted[key] = true
+	change(e)
 	r.touchLocked(e)
 }
 
+func (r *Reconciler) cacheSandbox(key runtime.PodKey, s *runtime.Sandbox) {
+	r.cacheUpdate(key, func(e *podObs) { e.boxes[s.ID] = s })
+}
+
 func (r *Reconciler) cacheDropSandbox(key runtime.PodKey, id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.entryLocked(key)
+	r.cacheUpdate(key, func(e *podObs) { e.dropSandbox(id) })
+}
+
+func (r *Reconciler) cacheContainer(key runtime.PodKey, c *runtime.Container) {
+	r.cacheUpdate(key, func(e *podObs) {
+		if e.boxes[c.SandboxID] == nil {
+			e.stale = true // a sandbox the cache missed: read the pod
+		} else {
+			e.ctrs[c.ID] = c
+		}
+	})
+}
+
+func (r *Reconciler) cacheDropContainer(key runtime.PodKey, id string) {
+	r.cacheUpdate(key, func(e *podObs) {
+		delete(e.ctrs, id)
+		delete(e.reread, id)
+	})
+}
+
+// dropSandbox forgets a sandbox and its containers.
+func (e *podObs) dropSandbox(id string) {
 	delete(e.boxes, id)
 	for cid, c := range e.ctrs {
 		if c.SandboxID == id {
@@ -444,28 +459,6 @@ func (r *Reconciler) cacheDropSandbox(key runtime.PodKey, id string) {
 			delete(e.reread, cid)
 		}
 	}
-	r.touchLocked(e)
-}
-
-func (r *Reconciler) cacheContainer(key runtime.PodKey, c *runtime.Container) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.entryLocked(key)
-	if e.boxes[c.SandboxID] == nil {
-		e.stale = true
-	} else {
-		e.ctrs[c.ID] = c
-	}
-	r.touchLocked(e)
-}
-
-func (r *Reconciler) cacheDropContainer(key runtime.PodKey, id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.entryLocked(key)
-	delete(e.ctrs, id)
-	delete(e.reread, id)
-	r.touchLocked(e)
 }
 
 // cacheReread marks a container whose new state the call that changed it
@@ -493,10 +486,7 @@ func (r *Reconciler) rereadLocked(key runtime.PodKey, id string) {
 // cacheUnsure makes key's next read list every sandbox: a step failed
 // midway and may have left a half-made one.
 func (r *Reconciler) cacheUnsure(key runtime.PodKey) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.unsure[key] = true
-	r.touchLocked(r.entryLocked(key))
+	r.cacheUpdate(key, func(*podObs) { r.unsure[key] = true })
 }
 
 // noteExit handles a runtime exit event: the container is read again on the

@@ -555,15 +555,14 @@ func (r *Reconciler) Observe(ctx context.Context, key runtime.PodKey) (ObservedP
 			}
 		}
 	} else {
+		got, err := getEach(ctx, ids, r.rt.GetSandbox, "sandbox")
+		if err != nil {
+			return obs, fmt.Errorf("observe pod %s: %w", key, err)
+		}
 		for _, id := range ids {
-			s, err := r.rt.GetSandbox(ctx, id)
-			if errors.Is(err, runtime.ErrNotFound) {
-				continue
+			if s := got[id]; s != nil {
+				obs.Sandboxes = append(obs.Sandboxes, s)
 			}
-			if err != nil {
-				return obs, fmt.Errorf("observe pod %s: get sandbox %s: %w", key, id, err)
-			}
-			obs.Sandboxes = append(obs.Sandboxes, s)
 		}
 	}
 	cs, err := r.containersOf(ctx, obs.Sandboxes)

@@ -500,13 +500,7 @@ func TestWorkersConverge(t *testing.T) {
 	initsComplete(f, 0)
 	r := New(Config{Runtime: f, Images: f, Log: zerolog.Nop(), Workers: 4, Resync: time.Hour,
 		Backoff: BackoffPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	ctx := runInBackground(t, r)
 	want := map[runtime.PodKey]*DesiredPod{}
 	var pods []*DesiredPod
 	for i := range 50 {
@@ -538,6 +532,20 @@ func TestWorkersConverge(t *testing.T) {
 		return len(boxes) == 0 && len(r.Pods()) == 0
 	})
 	checkConverged(t, f, nil)
+}
+
+// runInBackground runs the reconciler's machinery (workers, exit watch,
+// resync timer) until the test ends, and returns its context.
+func runInBackground(tb testing.TB, r *Reconciler) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-r.Started()
+	return ctx
 }
 
 func countRunning(r *Reconciler) int {
