@@ -138,31 +138,26 @@ func (r *Reconciler) observe(ctx context.Context, key runtime.PodKey) (ObservedP
 	return e.snapshot(), nil
 }
 
-// readFull lists every sandbox (which also tells the cache about every
-// other pod), then reads key's containers.
+// readFull lists every sandbox and container, as a resync does (every
+// other pod's entry learns from it too), and takes key's from the listing.
 func (r *Reconciler) readFull(ctx context.Context, key runtime.PodKey) error {
 	r.mu.Lock()
 	since := r.gen
 	r.mu.Unlock()
-	all, err := r.rt.ListSandboxes(ctx)
+	boxes, err := r.rt.ListSandboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("list sandboxes: %w", err)
 	}
-	var mine []*runtime.Sandbox
-	for _, s := range all {
-		if s.Pod == key {
-			mine = append(mine, s)
-		}
-	}
-	ctrs, err := r.containersOf(ctx, mine)
+	ctrs, err := r.rt.ListContainers(ctx, runtime.ContainerFilter{})
 	if err != nil {
-		return err
+		return fmt.Errorf("list containers: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.absorbSandboxesLocked(all, since, key)
-	r.replaceLocked(key, mine, ctrs)
-	r.listed = true
+	mine, myCtrs := r.absorbListingLocked(boxes, ctrs, since, false, key)
+	// This pass is the only one that changes key's objects; marks that
+	// exit events left during the listing stay for the next reading.
+	r.replaceLocked(key, mine, myCtrs)
 	return nil
 }
 
@@ -303,44 +298,15 @@ func (r *Reconciler) staleLocked(key runtime.PodKey, listed []*runtime.Sandbox) 
 	r.q.Add(key)
 }
 
-// absorbSandboxesLocked compares a complete sandbox listing, begun at
-// generation since, with every pod's cache entry but skip's: a pod whose
-// sandboxes differ, or whose entry changed during the listing, reads its
-// sandboxes again on its next pass, which is queued. Every pod that owns a
-// sandbox is admitted.
-func (r *Reconciler) absorbSandboxesLocked(all []*runtime.Sandbox, since uint64, skip runtime.PodKey) {
-	byKey := map[runtime.PodKey][]*runtime.Sandbox{}
-	for _, s := range all {
-		byKey[s.Pod] = append(byKey[s.Pod], s)
-		r.admitted[s.Pod] = true
-	}
-	check := func(key runtime.PodKey) {
-		e := r.obs[key]
-		listed := byKey[key]
-		switch {
-		case key == skip:
-		case e == nil && len(listed) == 0:
-		case e == nil || e.gen > since || !sameSandboxes(e.boxes, listed):
-			r.staleLocked(key, listed)
-		}
-	}
-	for key := range byKey {
-		check(key)
-	}
-	for key := range r.obs {
-		if _, ok := byKey[key]; !ok {
-			check(key)
-		}
-	}
-}
-
-// absorbListingLocked is the resync's comparison of a complete listing of
-// sandboxes and containers, begun at generation since, with the cache. An
-// entry that differs is replaced by the listing, the fresher truth, and its
-// pod queued; an entry that changed during the listing (the listing may be
+// absorbListingLocked compares a complete listing of sandboxes and
+// containers, begun at generation since, with the cache. An entry that
+// differs is replaced by the listing, the fresher truth, and its pod
+// queued; an entry that changed during the listing (the listing may be
 // older) is read again on a queued pass instead. With all set (the full
-// resync) every entry is replaced and every pod queued.
-func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runtime.Container, since uint64, all bool) {
+// resync) every entry is replaced and every pod queued. Every pod that owns
+// a sandbox is admitted. The pod skip is left to the caller, who gets its
+// part of the listing.
+func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runtime.Container, since uint64, all bool, skip runtime.PodKey) ([]*runtime.Sandbox, []*runtime.Container) {
 	owner := map[string]runtime.PodKey{}
 	byKey := map[runtime.PodKey][]*runtime.Sandbox{}
 	for _, s := range boxes {
@@ -359,6 +325,7 @@ func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runti
 		e := r.obs[key]
 		lb, lc := byKey[key], ctrsBy[key]
 		switch {
+		case key == skip:
 		case e != nil && e.gen > since:
 			r.staleLocked(key, lb)
 		case e == nil && len(lb) == 0:
@@ -379,6 +346,7 @@ func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runti
 		}
 	}
 	r.listed = true
+	return byKey[skip], ctrsBy[skip]
 }
 
 // sameSandboxes reports whether the cached sandboxes match a listing in

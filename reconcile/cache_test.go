@@ -165,7 +165,7 @@ func TestResyncNeverUndoesANewerChange(t *testing.T) {
 	syncUntilStable(t, r, d.Key)
 	// ...and the old listing is taken in afterwards.
 	r.mu.Lock()
-	r.absorbListingLocked(boxes, ctrs, since, false)
+	r.absorbListingLocked(boxes, ctrs, since, false, runtime.PodKey{})
 	r.mu.Unlock()
 	if p, err := r.Sync(ctx, d.Key); err != nil || !p.Empty() {
 		t.Fatalf("after the old listing the pod is planned again: %v %s", err, p.String())

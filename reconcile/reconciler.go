@@ -450,7 +450,7 @@ func (r *Reconciler) Resync(ctx context.Context) error {
 	}
 	r.takeProblems()
 	r.mu.Lock()
-	r.absorbListingLocked(boxes, ctrs, since, full)
+	r.absorbListingLocked(boxes, ctrs, since, full, runtime.PodKey{})
 	r.lastResync = now
 	var keys []runtime.PodKey
 	if full {
