@@ -20,10 +20,14 @@ import (
 //     removals drop it, a stop marks the container to be read again;
 //   - the runtime's exit events (runtime.ExitWatcher) mark the container to
 //     be read again and queue the pod;
-//   - the periodic resync lists every sandbox and container once and
-//     compares them with the cache: a pod whose objects differ is taken
-//     from the listing and queued, the others cost nothing;
-//   - every FullResync (and at start) every pod is queued as well.
+//   - the periodic resync lists every sandbox once and compares it with
+//     the cache (the pause's identity and state, the set of sandboxes): a
+//     pod whose sandboxes differ is read again and queued, the others cost
+//     nothing;
+//   - every FullResync (and at start) every container is listed too, the
+//     cache replaced by the listing, and every pod queued: the safety net
+//     for what no event told (an exit event lost, a record deleted under
+//     the agent).
 //
 // A step that failed midway leaves the pod "unsure": its next read lists
 // every sandbox, so a half-made one is never missed. Nothing ever trusts
@@ -138,23 +142,41 @@ func (r *Reconciler) observe(ctx context.Context, key runtime.PodKey) (ObservedP
 	return e.snapshot(), nil
 }
 
-// readFull lists every sandbox and container, as a resync does (every
-// other pod's entry learns from it too), and takes key's from the listing.
+// readFull lists every sandbox (every other pod's entry learns from it
+// too) and takes key's from the listing. The first one, before the cache
+// holds anything, lists every container as well, as the full resync does,
+// so that no pod needs reads of its own afterwards; later ones (a step
+// failed midway) read only key's containers.
 func (r *Reconciler) readFull(ctx context.Context, key runtime.PodKey) error {
 	r.mu.Lock()
-	since := r.gen
+	since, first := r.gen, !r.listed
 	r.mu.Unlock()
 	boxes, err := r.rt.ListSandboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("list sandboxes: %w", err)
 	}
-	ctrs, err := r.rt.ListContainers(ctx, runtime.ContainerFilter{})
-	if err != nil {
-		return fmt.Errorf("list containers: %w", err)
+	var ctrs, myCtrs []*runtime.Container
+	if first {
+		if ctrs, err = r.rt.ListContainers(ctx, runtime.ContainerFilter{}); err != nil {
+			return fmt.Errorf("list containers: %w", err)
+		}
+	} else {
+		var mine []*runtime.Sandbox
+		for _, s := range boxes {
+			if s.Pod == key {
+				mine = append(mine, s)
+			}
+		}
+		if myCtrs, err = r.containersOf(ctx, mine); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	mine, myCtrs := r.absorbListingLocked(boxes, ctrs, since, false, key)
+	mine, listed := r.absorbListingLocked(boxes, ctrs, first, since, false, key)
+	if first {
+		myCtrs = listed
+	}
 	// This pass is the only one that changes key's objects; marks that
 	// exit events left during the listing stay for the next reading.
 	r.replaceLocked(key, mine, myCtrs)
@@ -298,15 +320,16 @@ func (r *Reconciler) staleLocked(key runtime.PodKey, listed []*runtime.Sandbox) 
 	r.q.Add(key)
 }
 
-// absorbListingLocked compares a complete listing of sandboxes and
-// containers, begun at generation since, with the cache. An entry that
-// differs is replaced by the listing, the fresher truth, and its pod
-// queued; an entry that changed during the listing (the listing may be
-// older) is read again on a queued pass instead. With all set (the full
-// resync) every entry is replaced and every pod queued. Every pod that owns
-// a sandbox is admitted. The pod skip is left to the caller, who gets its
-// part of the listing.
-func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runtime.Container, since uint64, all bool, skip runtime.PodKey) ([]*runtime.Sandbox, []*runtime.Container) {
+// absorbListingLocked compares a complete listing of sandboxes, begun at
+// generation since, with the cache, and of containers too when withCtrs is
+// set. An entry whose sandboxes differ, or which changed during the listing
+// (the listing may be older), is read again on a queued pass. With the
+// containers listed, an entry that differs in anything is replaced by the
+// listing instead, the fresher truth, and its pod queued; with all set (the
+// full resync) every entry is replaced and every pod queued. Every pod that
+// owns a sandbox is admitted. The pod skip is left to the caller, who gets
+// its part of the listing.
+func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runtime.Container, withCtrs bool, since uint64, all bool, skip runtime.PodKey) ([]*runtime.Sandbox, []*runtime.Container) {
 	owner := map[string]runtime.PodKey{}
 	byKey := map[runtime.PodKey][]*runtime.Sandbox{}
 	for _, s := range boxes {
@@ -329,6 +352,10 @@ func (r *Reconciler) absorbListingLocked(boxes []*runtime.Sandbox, ctrs []*runti
 		case e != nil && e.gen > since:
 			r.staleLocked(key, lb)
 		case e == nil && len(lb) == 0:
+		case !withCtrs:
+			if e == nil || !sameSandboxes(e.boxes, lb) {
+				r.staleLocked(key, lb)
+			}
 		case e == nil || all || e.dirty() || r.unsure[key] || !sameSandboxes(e.boxes, lb) || !sameContainers(e.ctrs, lc):
 			r.replaceLocked(key, lb, lc)
 			e = r.obs[key]

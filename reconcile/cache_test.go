@@ -35,8 +35,9 @@ func runningPods(t testing.TB, r *Reconciler, n int) []runtime.PodKey {
 	return keys
 }
 
-// An idle pass reads nothing from the runtime, and an idle resync lists
-// once and queues no pod: the steady state costs nothing per pod.
+// An idle pass reads nothing from the runtime, and an idle resync lists the
+// sandboxes once and queues no pod: the steady state costs nothing per pod
+// beyond one sandbox record every resync.
 func TestIdleReadsNothing(t *testing.T) {
 	r, f, _ := newHarness(t)
 	ctx := context.Background()
@@ -44,12 +45,8 @@ func TestIdleReadsNothing(t *testing.T) {
 	if err := r.Resync(ctx); err != nil { // the first one is the full one
 		t.Fatal(err)
 	}
-	for r.q.Len() > 0 {
-		k, _ := r.q.Get()
-		r.pass(ctx, k)
-		r.q.Done(k)
-	}
-	reads, lists := f.Reads(), f.Calls(fake.OpListSandboxes)
+	serveQueue(r)
+	reads, lists, lctrs := f.Reads(), f.Calls(fake.OpListSandboxes), f.Calls(fake.OpListContainers)
 	for range 3 {
 		for _, k := range keys {
 			if p, err := r.Sync(ctx, k); err != nil || !p.Empty() {
@@ -69,42 +66,52 @@ func TestIdleReadsNothing(t *testing.T) {
 	if got := f.Calls(fake.OpListSandboxes) - lists; got != 1 {
 		t.Errorf("an idle resync listed sandboxes %d times, want 1", got)
 	}
-	if got := f.Reads() - reads; got != 10 {
-		t.Errorf("an idle resync read %d objects, want 10 (5 sandboxes, 5 containers)", got)
+	if got := f.Reads() - reads; got != 5 {
+		t.Errorf("an idle resync read %d objects, want the 5 sandboxes", got)
+	}
+	if got := f.Calls(fake.OpListContainers); got != lctrs {
+		t.Errorf("an idle resync listed containers")
 	}
 }
 
+// How a change made behind the reconciler's back reaches it.
+type via int
+
+const (
+	viaEvent      via = iota // the runtime's exit event
+	viaResync                // the periodic resync's sandbox check
+	viaFullResync            // only the full resync's listing
+)
+
 // The cache never hides a change made behind the reconciler's back: each
-// kind of change reaches the pod's next pass through the exit event or the
-// resync, and the pod converges again.
+// kind of change reaches the pod's next pass through the exit event, the
+// resync or the full resync, and the pod converges again.
 func TestCacheNeverHidesAChange(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name   string
 		change func(t *testing.T, f *fake.Runtime, sb *runtime.Sandbox, c *runtime.Container)
-		// events: the change is delivered as an exit event; otherwise
-		// only the resync can find it.
-		events bool
+		via    via
 	}{
 		{"container exits", func(t *testing.T, f *fake.Runtime, _ *runtime.Sandbox, c *runtime.Container) {
 			_ = f.Exit(c.ID, 3)
-		}, true},
+		}, viaEvent},
 		{"container exits, event lost", func(t *testing.T, f *fake.Runtime, _ *runtime.Sandbox, c *runtime.Container) {
 			_ = f.Exit(c.ID, 3)
-		}, false},
+		}, viaFullResync},
 		{"pause dies with its containers", func(t *testing.T, f *fake.Runtime, sb *runtime.Sandbox, _ *runtime.Container) {
 			_ = f.KillSandbox(sb.ID)
-		}, true},
+		}, viaEvent},
 		{"pause dies after its containers", func(t *testing.T, f *fake.Runtime, sb *runtime.Sandbox, c *runtime.Container) {
 			_ = f.Exit(c.ID, 0)
 			_ = f.KillSandbox(sb.ID)
-		}, false},
+		}, viaResync},
 		{"sandbox deleted under the agent", func(t *testing.T, f *fake.Runtime, sb *runtime.Sandbox, _ *runtime.Container) {
 			_ = f.RemoveSandbox(ctx, sb.ID)
-		}, false},
+		}, viaResync},
 		{"container deleted under the agent", func(t *testing.T, f *fake.Runtime, _ *runtime.Sandbox, c *runtime.Container) {
 			_ = f.RemoveContainer(ctx, c.ID)
-		}, false},
+		}, viaFullResync},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, f, clk := newHarness(t)
@@ -116,12 +123,25 @@ func TestCacheNeverHidesAChange(t *testing.T) {
 			if err := r.Resync(ctx); err != nil { // the full one, at start
 				t.Fatal(err)
 			}
+			serveQueue(r)
 			tc.change(t, f, sb, c)
-			if tc.events {
+			// Exit events are delivered only where the case says: a lost
+			// one is as if a full watch channel had dropped it.
+			switch tc.via {
+			case viaEvent:
 				drain()
-			} else {
-				// The exit events are never delivered, as when a full watch
-				// channel drops them: only the resync tells.
+			case viaResync:
+				if err := r.Resync(ctx); err != nil {
+					t.Fatal(err)
+				}
+			case viaFullResync:
+				if err := r.Resync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if r.q.Len() != 0 {
+					t.Fatalf("a periodic resync found a change only the full one can see: the test is wrong")
+				}
+				clk.Advance(DefaultFullResync)
 				if err := r.Resync(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -165,13 +185,23 @@ func TestResyncNeverUndoesANewerChange(t *testing.T) {
 	syncUntilStable(t, r, d.Key)
 	// ...and the old listing is taken in afterwards.
 	r.mu.Lock()
-	r.absorbListingLocked(boxes, ctrs, since, false, runtime.PodKey{})
+	r.absorbListingLocked(boxes, ctrs, true, since, false, runtime.PodKey{})
 	r.mu.Unlock()
 	if p, err := r.Sync(ctx, d.Key); err != nil || !p.Empty() {
 		t.Fatalf("after the old listing the pod is planned again: %v %s", err, p.String())
 	}
 	if got, _ := f.ListSandboxes(ctx); len(got) != 3 {
 		t.Errorf("%d sandboxes, want 3", len(got))
+	}
+}
+
+// serveQueue runs a pass for each queued pod, as the workers would, until
+// the queue is empty.
+func serveQueue(r *Reconciler) {
+	for r.q.Len() > 0 {
+		k, _ := r.q.Get()
+		r.pass(context.Background(), k)
+		r.q.Done(k)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // the pod's status shows it until the pod runs again from a fresh sandbox,
 // which the reconciler makes as for any pod whose objects went away.
 func TestSetAsideRecordsReported(t *testing.T) {
-	r, f, _ := newHarness(t)
+	r, f, clk := newHarness(t)
 	ctx := context.Background()
 	keys := runningPods(t, r, 2)
 	if err := r.Resync(ctx); err != nil {
@@ -29,6 +29,9 @@ func TestSetAsideRecordsReported(t *testing.T) {
 	if err := f.CorruptRecord("container", obs2.Containers[0].ID, "unknown record version 9", false); err != nil {
 		t.Fatal(err)
 	}
+	// The sandbox record is met by the periodic resync, the container
+	// record by the full one, which lists containers.
+	clk.Advance(DefaultFullResync)
 	if err := r.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}

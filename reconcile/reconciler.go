@@ -23,13 +23,14 @@ type Config struct {
 	Images  runtime.ImageService
 	// Workers bounds how many pods are worked on at once (default 16).
 	Workers int
-	// Resync is the period of the re-list that compares the runtime with
-	// what the reconciler last saw (default 10 s); only pods that differ
-	// get a pass.
+	// Resync is the period of the sandbox listing that compares the
+	// runtime with what the reconciler last saw (default 10 s); only pods
+	// whose sandboxes differ get a pass.
 	Resync time.Duration
-	// FullResync is the period of the safety net that gives every pod a
-	// pass and replaces everything the reconciler saw by a fresh listing
-	// (default 5 min; also done at start).
+	// FullResync is the period of the safety net that lists containers
+	// too, replaces everything the reconciler saw by the listing and gives
+	// every pod a pass (default 1 min, kubelet's sync period; also at
+	// start). It runs on the Resync timer, so it is a multiple of Resync.
 	FullResync time.Duration
 	// MaxPods bounds the pods that own a sandbox at once (default 110,
 	// kubelet's; negative: no bound). Pods beyond it wait, Pending with
@@ -142,7 +143,7 @@ func New(cfg Config) *Reconciler {
 		cfg.Resync = 10 * time.Second
 	}
 	if cfg.FullResync <= 0 {
-		cfg.FullResync = 5 * time.Minute
+		cfg.FullResync = DefaultFullResync
 	}
 	if cfg.MaxPods == 0 {
 		cfg.MaxPods = DefaultMaxPods
@@ -429,28 +430,37 @@ func (r *Reconciler) Ready() bool {
 // Started is closed once Run has queued start-up recovery.
 func (r *Reconciler) Started() <-chan struct{} { return r.started }
 
-// Resync lists the runtime's sandboxes and containers once and compares
-// them with what the reconciler last saw: only pods whose objects differ
-// get a pass. On the first call and every FullResync, every pod that is
-// desired or present gets one too and the cache is replaced by the
-// listing: the safety net for anything a comparison could miss.
+// DefaultFullResync is the period of the full resync: kubelet's default
+// sync frequency.
+const DefaultFullResync = time.Minute
+
+// Resync lists the runtime's sandboxes once and compares them with what
+// the reconciler last saw: only pods whose sandboxes differ get a pass
+// (containers change through exit events and the passes' own reads). On
+// the first call and every FullResync it lists the containers too,
+// replaces the cache by the listing and gives every pod that is desired or
+// present a pass: the safety net for anything an event or a comparison
+// could miss.
 func (r *Reconciler) Resync(ctx context.Context) error {
 	r.mu.Lock()
 	since := r.gen
 	now := r.cfg.Now()
-	full := r.lastFull.IsZero() || now.Sub(r.lastFull) >= r.cfg.FullResync
+	// The timer is not exact: a tick a little early still counts.
+	full := r.lastFull.IsZero() || now.Sub(r.lastFull) >= r.cfg.FullResync-r.cfg.Resync/2
 	r.mu.Unlock()
 	boxes, err := r.rt.ListSandboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("resync: list sandboxes: %w", err)
 	}
-	ctrs, err := r.rt.ListContainers(ctx, runtime.ContainerFilter{})
-	if err != nil {
-		return fmt.Errorf("resync: list containers: %w", err)
+	var ctrs []*runtime.Container
+	if full {
+		if ctrs, err = r.rt.ListContainers(ctx, runtime.ContainerFilter{}); err != nil {
+			return fmt.Errorf("resync: list containers: %w", err)
+		}
 	}
 	r.takeProblems()
 	r.mu.Lock()
-	r.absorbListingLocked(boxes, ctrs, since, full, runtime.PodKey{})
+	r.absorbListingLocked(boxes, ctrs, full, since, full, runtime.PodKey{})
 	r.lastResync = now
 	var keys []runtime.PodKey
 	if full {

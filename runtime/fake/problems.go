@@ -89,6 +89,6 @@ func (f *Runtime) findCorruption(kind, id string) {
 			pod = nil
 		}
 		f.problems = append(f.problems, runtime.RecordProblem{Kind: kind, ID: oid, Pod: pod,
-			Path: "/fake/run/" + kind + "s/" + oid + "." + kind + ".json.corrupt", Reason: damage.reason, Time: f.now()})
+			Path: "/fake/run/records/" + oid + "." + kind + ".json.corrupt", Reason: damage.reason, Time: f.now()})
 	}
 }
