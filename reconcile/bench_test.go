@@ -48,7 +48,6 @@ func newSteady(b *testing.B, n int) *steady {
 	return s
 }
 
-
 // idlePass is the CPU of one pass over every pod with nothing to do, per
 // pod, and the objects read from the runtime per pass. With reread set
 // every pod first forgets what it saw, so each pass reads its sandbox and
