@@ -70,6 +70,7 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		Annotations: maps.Clone(cfg.Annotations),
 	}
 	f.containers[id] = c
+	f.consoles[id] = newConsole(cfg)
 	if f.onStart != nil {
 		if exits, code := f.onStart(cfg); exits {
 			f.exit(c, code, "")
@@ -115,6 +116,7 @@ func (f *Runtime) exit(c *runtime.Container, code int, signal string) {
 	c.Signal = signal
 	c.PID = 0
 	c.FinishedAt = f.now()
+	f.endConsole(c.ID)
 	c.Reason = runtime.ReasonCompleted
 	if code != 0 {
 		c.Reason = runtime.ReasonError
@@ -155,8 +157,17 @@ func (f *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if fl := f.call(OpRemoveContainer, id); fl != nil {
 		return fl.Err
 	}
-	delete(f.containers, id)
+	f.forget(id)
 	return nil
+}
+
+// forget drops a container and releases its attached clients. The caller
+// holds f.mu.
+func (f *Runtime) forget(id string) {
+	f.endConsole(id)
+	delete(f.consoles, id)
+	delete(f.sizes, id)
+	delete(f.containers, id)
 }
 
 // GetContainer implements runtime.Runtime.
@@ -193,7 +204,11 @@ func (f *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 	return out, nil
 }
 
-// Exec implements runtime.Runtime for running containers.
+// Exec implements runtime.Runtime for running containers: the OnExec hook
+// plays the process. With TTY the hook talks to a terminal: the client's
+// keystrokes are echoed, CR reaches the process as NL and ^D at the start
+// of a line ends its input, its NL leaves as CR LF, and window sizes are
+// recorded (TermSize).
 func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	f.mu.Lock()
 	if fl := f.call(OpExec, id); fl != nil {
@@ -211,6 +226,11 @@ func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	}
 	hook := f.onExec
 	f.mu.Unlock()
+	if opts.TTY {
+		var done func()
+		opts, done = f.withTerminal(id, opts)
+		defer done()
+	}
 	if hook == nil {
 		return 0, nil
 	}

@@ -36,6 +36,8 @@ const (
 	OpGetContainer    Op = "GetContainer"    // arg: container ID
 	OpListContainers  Op = "ListContainers"  // arg: sandbox ID filter
 	OpExec            Op = "Exec"            // arg: container ID
+	OpAttach          Op = "Attach"          // arg: container ID
+	OpPortForward     Op = "PortForward"     // arg: sandbox ID
 	OpGC              Op = "GC"              // arg: ""
 	OpEnsureImage     Op = "EnsureImage"     // arg: image reference
 	OpGetImage        Op = "GetImage"        // arg: image reference
@@ -74,6 +76,9 @@ type Runtime struct {
 	corrupt    map[string]corruption // "kind/id" -> damage not yet found
 	problems   []runtime.RecordProblem
 	watchers   []chan runtime.ExitEvent
+	consoles   map[string]*console         // by container ID
+	sizes      map[string]runtime.TermSize // last terminal size, by container ID
+	ports      map[string]map[int32]string // served ports: sandbox ID -> port -> address
 	seq        int
 	now        func() time.Time
 	onStart    func(cfg *runtime.ContainerConfig) (exits bool, code int)
@@ -101,6 +106,9 @@ func New() *Runtime {
 		calls:      map[Op]int{},
 		pulls:      map[string]int{},
 		corrupt:    map[string]corruption{},
+		consoles:   map[string]*console{},
+		sizes:      map[string]runtime.TermSize{},
+		ports:      map[string]map[int32]string{},
 		now: func() time.Time {
 			tick = tick.Add(time.Millisecond)
 			return tick
@@ -303,10 +311,11 @@ func (f *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	}
 	for cid, c := range f.containers {
 		if c.SandboxID == id {
-			delete(f.containers, cid)
+			f.forget(cid)
 		}
 	}
 	delete(f.sandboxes, id)
+	delete(f.ports, id)
 	return nil
 }
 
@@ -360,11 +369,12 @@ func (f *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		}
 		for cid, c := range f.containers {
 			if c.SandboxID == id {
-				delete(f.containers, cid)
+				f.forget(cid)
 				rep.Removed = append(rep.Removed, "container "+cid)
 			}
 		}
 		delete(f.sandboxes, id)
+		delete(f.ports, id)
 		rep.Removed = append(rep.Removed, "sandbox "+id+" ("+sb.Reason+")")
 	}
 	return rep, nil
