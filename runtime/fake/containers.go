@@ -3,8 +3,10 @@ package fake
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -208,7 +210,8 @@ func (f *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 // plays the process. With TTY the hook talks to a terminal: the client's
 // keystrokes are echoed, CR reaches the process as NL and ^D at the start
 // of a line ends its input, its NL leaves as CR LF, and window sizes are
-// recorded (TermSize).
+// recorded (TermSize). When ctx ends first, Exec returns its error, as the
+// real runtime does after killing the process.
 func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	f.mu.Lock()
 	if fl := f.call(OpExec, id); fl != nil {
@@ -226,15 +229,53 @@ func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	}
 	hook := f.onExec
 	f.mu.Unlock()
+	if hook == nil {
+		return 0, nil
+	}
+	// Like a process the runtime kills when ctx ends, the hook may not
+	// write once Exec has returned.
+	var g gate
+	opts.Stdout, opts.Stderr = g.wrap(opts.Stdout), g.wrap(opts.Stderr)
 	if opts.TTY {
 		var done func()
 		opts, done = f.withTerminal(id, opts)
 		defer done()
 	}
-	if hook == nil {
-		return 0, nil
+	exited := make(chan int, 1)
+	go func() { exited <- hook(id, opts) }()
+	select {
+	case code := <-exited:
+		return code, nil
+	case <-ctx.Done():
+		g.shut()
+		return -1, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
 	}
-	return hook(id, opts), nil
+}
+
+// gate passes writes on until shut, then drops them.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+func (g *gate) wrap(w io.Writer) io.Writer {
+	if w == nil {
+		return nil
+	}
+	return writerFunc(func(p []byte) (int, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.closed {
+			return 0, io.ErrClosedPipe
+		}
+		return w.Write(p)
+	})
+}
+
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // WatchExits implements runtime.ExitWatcher. Events are buffered; when the
