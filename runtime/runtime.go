@@ -368,7 +368,8 @@ type Attacher interface {
 
 // PortForwarder is an optional Runtime ability: connect stream to a TCP
 // port inside the sandbox's network namespace (kubectl port-forward, CRI
-// PortForward). It returns when either side closes.
+// PortForward). It returns when either side closes, and closes stream
+// before returning (also when the port cannot be reached).
 type PortForwarder interface {
 	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
 }

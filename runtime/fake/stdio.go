@@ -288,30 +288,40 @@ func (f *Runtime) ServePort(sandboxID string, port int32, addr string) {
 }
 
 // PortForward implements runtime.PortForwarder: a port nobody serves
-// (ServePort) is refused, as a real pod's would be.
+// (ServePort) is refused, as a real pod's would be. The stream is closed
+// when PortForward returns, whatever happened.
 func (f *Runtime) PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error {
+	conn, err := f.dialPort(ctx, sandboxID, port)
+	if err != nil {
+		stream.Close()
+		return err
+	}
+	return forward.Join(ctx, stream, conn)
+}
+
+func (f *Runtime) dialPort(ctx context.Context, sandboxID string, port int32) (net.Conn, error) {
 	f.mu.Lock()
 	if fl := f.call(OpPortForward, sandboxID); fl != nil {
 		f.mu.Unlock()
-		return fl.Err
+		return nil, fl.Err
 	}
 	sb, ok := f.sandboxes[sandboxID]
 	addr, served := f.ports[sandboxID][port]
 	f.mu.Unlock()
 	switch {
 	case port < 1 || port > 65535:
-		return fmt.Errorf("port-forward to sandbox %s: port %d out of range 1-65535: %w", sandboxID, port, runtime.ErrInvalidConfig)
+		return nil, fmt.Errorf("port-forward to sandbox %s: port %d is not in 1-65535: %w", sandboxID, port, runtime.ErrInvalidConfig)
 	case !ok:
-		return fmt.Errorf("port-forward to sandbox %s: %w", sandboxID, runtime.ErrNotFound)
+		return nil, fmt.Errorf("port-forward to sandbox %s: %w", sandboxID, runtime.ErrNotFound)
 	case sb.State != runtime.SandboxReady:
-		return fmt.Errorf("port-forward to sandbox %s: sandbox is not ready (%s): %w", sandboxID, sb.Reason, runtime.ErrConflict)
+		return nil, fmt.Errorf("port-forward to sandbox %s: not ready (%s): %w", sandboxID, sb.Reason, runtime.ErrConflict)
 	case !served:
-		return fmt.Errorf("port-forward to sandbox %s: dial tcp 127.0.0.1:%d: connect: connection refused", sandboxID, port)
+		return nil, fmt.Errorf("port-forward to sandbox %s: dial tcp 127.0.0.1:%d: connect: connection refused", sandboxID, port)
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("port-forward to sandbox %s port %d: %w", sandboxID, port, err)
+		return nil, fmt.Errorf("port-forward to sandbox %s port %d: %w", sandboxID, port, err)
 	}
-	return forward.Join(ctx, stream, conn)
+	return conn, nil
 }
