@@ -341,7 +341,10 @@ type ExecOptions struct {
 	TTY   bool
 	Stdin io.Reader
 	// Stdout receives the process's output; with TTY it receives the
-	// terminal's output and Stderr is unused.
+	// terminal's output and Stderr is unused. All of it is copied: a
+	// caller that needs a bound (probes, hooks) passes a writer that keeps
+	// what it wants and discards the rest without failing, since a failing
+	// writer ends the copy and the process then meets a broken pipe.
 	Stdout io.Writer
 	Stderr io.Writer
 	// Resize, with TTY, delivers window size changes; the first value is

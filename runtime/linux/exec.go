@@ -16,11 +16,6 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
-// ExecOutputLimit bounds what Exec copies from each of stdout and stderr;
-// the rest is read and discarded, so a chatty probe cannot exhaust the
-// agent's memory nor block on a full pipe.
-const ExecOutputLimit = 16 << 20
-
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // Exec implements runtime.Runtime. The process joins the container's UTS,
@@ -99,7 +94,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		if w == nil {
 			w = io.Discard
 		}
-		io.Copy(&limitWriter{w: w, n: ExecOutputLimit}, rd)
+		io.Copy(w, rd)
 	}
 	wg.Add(2)
 	go drain(outR, opts.Stdout)
@@ -145,26 +140,4 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		return 128 + int(ws.Signal()), nil
 	}
 	return ws.ExitStatus(), nil
-}
-
-// limitWriter passes on the first n bytes and swallows the rest.
-type limitWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (l *limitWriter) Write(b []byte) (int, error) {
-	total := len(b)
-	if l.n <= 0 {
-		return total, nil
-	}
-	if int64(len(b)) > l.n {
-		b = b[:l.n]
-	}
-	n, err := l.w.Write(b)
-	l.n -= int64(n)
-	if err != nil {
-		return n, err
-	}
-	return total, nil
 }
