@@ -32,6 +32,9 @@ func ExecHandler(rt runtime.Runtime, resolve Resolver) http.Handler {
 			return
 		}
 		t, err := resolve(r.Context(), pod, q.Get("container"))
+		if err == nil && t.ContainerID == "" {
+			err = fmt.Errorf("pod %s has no container to exec in: %w", pod, runtime.ErrNotFound)
+		}
 		if err != nil {
 			refuseErr(w, err)
 			return
@@ -78,6 +81,9 @@ func AttachHandler(rt runtime.Runtime, resolve Resolver) http.Handler {
 			return
 		}
 		t, err := resolve(r.Context(), pod, q.Get("container"))
+		if err == nil && t.ContainerID == "" {
+			err = fmt.Errorf("pod %s has no container to attach to: %w", pod, runtime.ErrNotFound)
+		}
 		if err != nil {
 			refuseErr(w, err)
 			return
