@@ -325,11 +325,11 @@ func (s *Server) streamTarget(ctx context.Context, key runtime.PodKey, name stri
 	c, code, msg := s.pickContainer(ctx, key, name, false)
 	switch {
 	case c == nil && code == http.StatusNotFound:
-		return streaming.Target{}, fmt.Errorf("%s: %w", msg, runtime.ErrNotFound)
+		return streaming.Target{}, kindError{msg, runtime.ErrNotFound}
 	case c == nil:
 		return streaming.Target{}, errors.New(msg)
 	case c.State != runtime.ContainerRunning:
-		return streaming.Target{}, fmt.Errorf("container %s is %s, not running: %w", containerName(key, c.Name), c.State, runtime.ErrConflict)
+		return streaming.Target{}, kindError{fmt.Sprintf("container %s is %s, not running", containerName(key, c.Name), c.State), runtime.ErrConflict}
 	}
 	t := streaming.Target{ContainerID: c.ID, SandboxID: c.SandboxID}
 	if d := s.Backend.Desired(key); d != nil {
@@ -341,6 +341,15 @@ func (s *Server) streamTarget(ctx context.Context, key runtime.PodKey, name stri
 	}
 	return t, nil
 }
+
+// kindError is a message for people that is also of an error kind.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e kindError) Error() string { return e.msg }
+func (e kindError) Unwrap() error { return e.kind }
 
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	key := podKey(r)

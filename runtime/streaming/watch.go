@@ -3,6 +3,8 @@ package streaming
 import (
 	"bufio"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 )
@@ -46,6 +48,12 @@ func (c *watchedConn) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if err != nil {
 		c.cancel()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		// Closed by us at the session's end: for the reader still
+		// blocked on it, that is the end of the stream, not a failure to
+		// log (the WebSocket library logs anything but EOF).
+		err = io.EOF
 	}
 	return n, err
 }
