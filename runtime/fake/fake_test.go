@@ -3,6 +3,10 @@ package fake_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +41,11 @@ func TestConformance(t *testing.T) {
 			},
 			Images:    f,
 			TestImage: "example.test/busybox:1",
+			ServeHTTP: func(t *testing.T, _ runtime.Runtime, sb *runtime.Sandbox, port int32) {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
+				t.Cleanup(srv.Close)
+				f.ServePort(sb.ID, port, strings.TrimPrefix(srv.URL, "http://"))
+			},
 		}
 	}})
 }
