@@ -291,12 +291,7 @@ func (f *Runtime) ServePort(sandboxID string, port int32, addr string) {
 // (ServePort) is refused, as a real pod's would be. The stream is closed
 // when PortForward returns, whatever happened.
 func (f *Runtime) PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error {
-	conn, err := f.dialPort(ctx, sandboxID, port)
-	if err != nil {
-		stream.Close()
-		return err
-	}
-	return forward.Join(ctx, stream, conn)
+	return forward.Join(ctx, stream, func() (net.Conn, error) { return f.dialPort(ctx, sandboxID, port) })
 }
 
 func (f *Runtime) dialPort(ctx context.Context, sandboxID string, port int32) (net.Conn, error) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -164,67 +163,4 @@ func TestAttach(t *testing.T) {
 	eventually(t, "clients detached", func() bool { return f2.Attached(tty.ID) == 0 })
 	typist.Close()
 	close(resize)
-}
-
-func TestPortForward(t *testing.T) {
-	ctx := context.Background()
-	f := fake.New()
-	sb, _ := startOne(t, f, runtime.ContainerConfig{})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	// The server answers once the client has finished sending (a
-	// half-close), then closes: the forward must carry both.
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		got, _ := io.ReadAll(c)
-		io.WriteString(c, "got "+string(got))
-		c.Close()
-	}()
-	f.ServePort(sb.ID, 80, l.Addr().String())
-	client, stream := tcpPair(t)
-	errc := make(chan error, 1)
-	go func() { errc <- f.PortForward(ctx, sb.ID, 80, stream) }()
-	io.WriteString(client, "request")
-	client.CloseWrite()
-	answer, _ := io.ReadAll(client)
-	if string(answer) != "got request" {
-		t.Errorf("answer through the forward: %q", answer)
-	}
-	if err := <-errc; err != nil {
-		t.Errorf("forward: %v", err)
-	}
-	_, stream = tcpPair(t)
-	if err := f.PortForward(ctx, sb.ID, 81, stream); err == nil || !strings.Contains(err.Error(), "connection refused") {
-		t.Errorf("unserved port: %v", err)
-	}
-	if err := f.PortForward(ctx, "nope", 80, stream); !errors.Is(err, runtime.ErrNotFound) {
-		t.Errorf("missing sandbox: %v", err)
-	}
-}
-
-// tcpPair returns two ends of a loopback connection: a stream with a
-// half-close, unlike net.Pipe.
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	a, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a.(*net.TCPConn), b.(*net.TCPConn)
 }

@@ -24,12 +24,7 @@ var _ runtime.PortForwarder = (*Runtime)(nil)
 // too. A hostNetwork sandbox's port is the host's. The stream is closed
 // when PortForward returns, whatever happened.
 func (r *Runtime) PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error {
-	conn, err := r.dialSandboxPort(ctx, sandboxID, port)
-	if err != nil {
-		stream.Close()
-		return err
-	}
-	return forward.Join(ctx, stream, conn)
+	return forward.Join(ctx, stream, func() (net.Conn, error) { return r.dialSandboxPort(ctx, sandboxID, port) })
 }
 
 func (r *Runtime) dialSandboxPort(ctx context.Context, sandboxID string, port int32) (net.Conn, error) {

@@ -336,6 +336,25 @@ func (k kubectl) run(t *testing.T, stdin io.Reader, args ...string) (string, str
 	return out.String(), errb.String(), 0
 }
 
+// start starts kubectl with its output on a pipe and its errors
+// collected; the deadline only bounds a hang.
+func (k kubectl) start(t *testing.T, args ...string) (*exec.Cmd, io.Reader, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	cmd := k.command(ctx, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errb := &syncBuffer{}
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, errb
+}
+
 // syncBuffer collects output written by one goroutine and read by another.
 type syncBuffer struct {
 	mu sync.Mutex

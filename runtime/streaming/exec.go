@@ -15,32 +15,41 @@ import (
 // tty.
 func ExecHandler(rt runtime.Runtime, resolve Resolver) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pod, err := podFromPath(r.URL.Path)
-		if err != nil {
-			refuse(w, http.StatusBadRequest, "BadRequest", "%v", err)
-			return
-		}
-		q := r.URL.Query()
-		want, err := streamsFromQuery(q)
-		if err != nil {
-			refuse(w, http.StatusBadRequest, "BadRequest", "exec in pod %s: %v", pod, err)
-			return
-		}
-		cmd := q["command"]
+		cmd := r.URL.Query()["command"]
 		if len(cmd) == 0 {
-			refuse(w, http.StatusBadRequest, "BadRequest", "exec in pod %s: you must specify at least one command for the container", pod)
+			refuse(w, http.StatusBadRequest, "BadRequest", "exec: you must specify at least one command for the container")
 			return
 		}
-		t, err := resolve(r.Context(), pod, q.Get("container"))
-		if err == nil && t.ContainerID == "" {
-			err = fmt.Errorf("pod %s has no container to exec in: %w", pod, runtime.ErrNotFound)
+		if t, want, ok := remoteCommand(w, r, resolve, "exec"); ok {
+			ServeExec(w, r, rt, t.ContainerID, cmd, want)
 		}
-		if err != nil {
-			refuseErr(w, err)
-			return
-		}
-		ServeExec(w, r, rt, t.ContainerID, cmd, want)
 	})
+}
+
+// remoteCommand reads what exec and attach requests share, the pod, the
+// streams and the container, and answers the request itself when it
+// cannot be served.
+func remoteCommand(w http.ResponseWriter, r *http.Request, resolve Resolver, op string) (Target, Streams, bool) {
+	pod, err := podFromPath(r.URL.Path)
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "BadRequest", "%v", err)
+		return Target{}, Streams{}, false
+	}
+	q := r.URL.Query()
+	want, err := streamsFromQuery(q)
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "BadRequest", "%s in pod %s: %v", op, pod, err)
+		return Target{}, Streams{}, false
+	}
+	t, err := resolve(r.Context(), pod, q.Get("container"))
+	if err == nil && t.ContainerID == "" {
+		err = fmt.Errorf("pod %s has no container for %s: %w", pod, op, runtime.ErrNotFound)
+	}
+	if err != nil {
+		refuseErr(w, err)
+		return Target{}, Streams{}, false
+	}
+	return t, want, true
 }
 
 // ServeExec upgrades r and runs cmd in the container with the streams
@@ -49,10 +58,8 @@ func ExecHandler(rt runtime.Runtime, resolve Resolver) http.Handler {
 // ExecHandler a caller that already knows the container uses (the CRI's
 // streaming server).
 func ServeExec(w http.ResponseWriter, r *http.Request, rt runtime.Runtime, containerID string, cmd []string, want Streams) {
-	ctx, cancel, w := watchDisconnect(w, r)
-	defer cancel()
-	s, err := openSession(w, r, want, cancel)
-	if err != nil {
+	ctx, s, ok := upgrade(w, r, want)
+	if !ok {
 		return
 	}
 	defer s.close()
@@ -69,26 +76,9 @@ func ServeExec(w http.ResponseWriter, r *http.Request, rt runtime.Runtime, conta
 // PodAttachOptions: container, stdin, stdout, stderr, tty.
 func AttachHandler(rt runtime.Runtime, resolve Resolver) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pod, err := podFromPath(r.URL.Path)
-		if err != nil {
-			refuse(w, http.StatusBadRequest, "BadRequest", "%v", err)
-			return
+		if t, want, ok := remoteCommand(w, r, resolve, "attach"); ok {
+			ServeAttach(w, r, rt, t, want)
 		}
-		q := r.URL.Query()
-		want, err := streamsFromQuery(q)
-		if err != nil {
-			refuse(w, http.StatusBadRequest, "BadRequest", "attach to pod %s: %v", pod, err)
-			return
-		}
-		t, err := resolve(r.Context(), pod, q.Get("container"))
-		if err == nil && t.ContainerID == "" {
-			err = fmt.Errorf("pod %s has no container to attach to: %w", pod, runtime.ErrNotFound)
-		}
-		if err != nil {
-			refuseErr(w, err)
-			return
-		}
-		ServeAttach(w, r, rt, t, want)
 	})
 }
 
@@ -103,10 +93,8 @@ func ServeAttach(w http.ResponseWriter, r *http.Request, rt runtime.Runtime, t T
 		refuse(w, http.StatusNotImplemented, "NotImplemented", "attach to container %s: the runtime cannot attach", t.ContainerID)
 		return
 	}
-	ctx, cancel, w := watchDisconnect(w, r)
-	defer cancel()
-	s, err := openSession(w, r, want, cancel)
-	if err != nil {
+	ctx, s, ok := upgrade(w, r, want)
+	if !ok {
 		return
 	}
 	defer s.close()
@@ -121,7 +109,7 @@ func ServeAttach(w http.ResponseWriter, r *http.Request, rt runtime.Runtime, t T
 			go io.Copy(io.Discard, s.stdin)
 		}
 	}
-	err = a.Attach(ctx, t.ContainerID, opts)
+	err := a.Attach(ctx, t.ContainerID, opts)
 	if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
 		return // the client went away: nobody to tell
 	}

@@ -79,18 +79,7 @@ func TestKubectl(t *testing.T) {
 			})
 
 			t.Run("exec 64 MiB", func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				defer cancel()
-				cmd := k.command(ctx, "exec", "web", "--", "blob", "64")
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var errb syncBuffer
-				cmd.Stderr = &errb
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
+				cmd, stdout, errb := k.start(t, "exec", "web", "--", "blob", "64")
 				h := sha256.New()
 				n, _ := io.Copy(h, stdout)
 				if err := cmd.Wait(); err != nil {
@@ -174,18 +163,7 @@ func TestKubectl(t *testing.T) {
 				}))
 				defer backend.Close()
 				e.f.ServePort(web.sandbox.ID, 80, strings.TrimPrefix(backend.URL, "http://"))
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-				defer cancel()
-				cmd := k.command(ctx, "port-forward", "pod/web", ":80", ":81")
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				var errb syncBuffer
-				cmd.Stderr = &errb
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
+				cmd, stdout, errb := k.start(t, "port-forward", "pod/web", ":80", ":81")
 				local := map[string]string{}
 				sc := bufio.NewScanner(stdout)
 				re := regexp.MustCompile(`^Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)$`)

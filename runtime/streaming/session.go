@@ -1,6 +1,7 @@
 package streaming
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,23 @@ type session struct {
 	resize         io.Reader // a JSON object per size, or nil
 	writeStatus    func(*Status) error
 	close          func()
+}
+
+// upgrade opens r's session; its context ends when the client goes or
+// the session is closed. On failure the client has its answer.
+func upgrade(w http.ResponseWriter, r *http.Request, want Streams) (context.Context, *session, bool) {
+	ctx, cancel, w := watchDisconnect(w, r)
+	s, err := openSession(w, r, want, cancel)
+	if err != nil {
+		cancel()
+		return nil, nil, false
+	}
+	end := s.close
+	s.close = func() {
+		end()
+		cancel()
+	}
+	return ctx, s, true
 }
 
 // errAnswered means the upgrade failed and the response already says why.

@@ -9,17 +9,22 @@ import (
 	"net"
 )
 
-// Join copies between stream (the client's side of a port-forward) and
-// conn (the connection to the port in the pod) until the pod's side is
-// done, either side fails, or ctx ends; it closes both before returning.
+// Join dials the port in the pod and copies between stream (the client's
+// side of a port-forward) and that connection until the pod's side is
+// done, either side fails, or ctx ends. It closes both before returning,
+// the stream also when the dial fails.
 //
 // The client ending its input half-closes conn instead of ending the
 // forward, so a client that sends a request and then closes its side
 // still gets the answer. The pod's side ending does end the forward: a
 // client such as kubectl waits for the forward to finish before it closes
 // its own side, so waiting for the client there would never finish.
-func Join(ctx context.Context, stream io.ReadWriteCloser, conn net.Conn) error {
+func Join(ctx context.Context, stream io.ReadWriteCloser, dial func() (net.Conn, error)) error {
 	defer stream.Close()
+	conn, err := dial()
+	if err != nil {
+		return err
+	}
 	defer conn.Close()
 	fromClient := make(chan error, 1)
 	fromPod := make(chan error, 1)
