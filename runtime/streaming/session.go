@@ -40,7 +40,8 @@ const (
 // neither is offered.
 var spdyProtocols = []string{protocolV4, protocolV3, protocolV2}
 
-// Channel numbers of the WebSocket protocols, and SPDY stream types.
+// Channel numbers of the WebSocket protocols. SPDY names its streams
+// instead, by the streamType header: stdin, stdout, stderr, error, resize.
 const (
 	chanStdin = iota
 	chanStdout
@@ -48,8 +49,6 @@ const (
 	chanError
 	chanResize
 )
-
-var streamTypes = [...]string{chanStdin: "stdin", chanStdout: "stdout", chanStderr: "stderr", chanError: "error", chanResize: "resize"}
 
 // session is an upgraded remote command connection. Streams the client did
 // not ask for are nil.
