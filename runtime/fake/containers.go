@@ -208,8 +208,8 @@ func (f *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 
 // Exec implements runtime.Runtime for running containers: the OnExec hook
 // plays the process. With TTY the hook talks to a terminal: the client's
-// keystrokes are echoed, CR reaches the process as NL and ^D at the start
-// of a line ends its input, its NL leaves as CR LF, and window sizes are
+// keystrokes are echoed, CR reaches the process as NL, ^D on an empty
+// line ends its input, its NL leaves as CR LF, and window sizes are
 // recorded (TermSize). When ctx ends first, Exec returns its error, as the
 // real runtime does after killing the process.
 func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {

@@ -37,7 +37,8 @@ func newConsole(cfg *runtime.ContainerConfig) *console {
 		sessions: map[*session]struct{}{}, done: make(chan struct{})}
 }
 
-// end releases attached clients. The caller holds f.mu.
+// endConsole releases the container's attached clients. The caller holds
+// f.mu.
 func (f *Runtime) endConsole(id string) {
 	if con, ok := f.consoles[id]; ok {
 		select {
