@@ -1,0 +1,129 @@
+package kubeapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/google/uuid"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+)
+
+// reportingController names the agent in the events it serves.
+const reportingController = "pelagos.io/agent"
+
+// events serves the reconciler's events as core/v1 Events (and, through a
+// conversion, as events.k8s.io/v1 ones).
+type events struct {
+	s    *Server
+	coll *collection
+}
+
+func newEvents(s *Server) *events { return &events{s: s, coll: newCollection(s.vs)} }
+
+// refreshAll makes the collection hold the kept events: events that fell
+// out of the reconciler's ring are deleted.
+func (e *events) refreshAll() {
+	kept := e.s.cfg.Backend.Events().List()
+	objs := make([]object, 0, len(kept))
+	for _, ev := range kept {
+		objs = append(objs, e.convert(ev))
+	}
+	e.coll.replace(objs)
+}
+
+// record takes in one new or repeated event.
+func (e *events) record(ev reconcile.Event) { e.coll.set(e.convert(ev)) }
+
+// convert builds a core/v1 Event. The reconciler's Event uses core/v1's
+// field names, so JSON carries whatever both know (series included, once
+// the reconciler keeps it); the rest is derived. The name is stable for the
+// life of the event (its object, reason, message and first time), so a
+// repeat is a modification of the same Event, as with kubelet's.
+func (e *events) convert(ev reconcile.Event) *corev1.Event {
+	out := &corev1.Event{}
+	if b, err := json.Marshal(ev); err == nil {
+		_ = json.Unmarshal(b, out)
+	}
+	out.TypeMeta = metav1.TypeMeta{Kind: "Event", APIVersion: "v1"}
+	obj := ev.InvolvedObject
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%d", obj.Kind, obj.Namespace, obj.Name, obj.FieldPath,
+		ev.Type, ev.Reason, ev.Message, ev.FirstTimestamp.UnixNano())
+	name := obj.Name
+	if name == "" {
+		name = "pelagos-agent"
+	}
+	ns := obj.Namespace
+	if ns == "" {
+		// As kubelet does for node events.
+		ns = metav1.NamespaceDefault
+	}
+	out.Name = fmt.Sprintf("%s.%016x", name, h.Sum64())
+	out.Namespace = ns
+	out.UID = types.UID(uuid.NewSHA1(uuid.NameSpaceURL, []byte("pelagos://"+e.s.cfg.NodeName+"/events/"+ns+"/"+out.Name)).String())
+	out.CreationTimestamp = metav1.NewTime(ev.FirstTimestamp)
+	out.InvolvedObject.APIVersion = "v1"
+	switch obj.Kind {
+	case "Pod":
+		out.InvolvedObject.UID = e.s.pods.uidFor(runtime.PodKey{Namespace: obj.Namespace, Name: obj.Name})
+	case "Node":
+		out.InvolvedObject.UID = e.s.node.uid()
+	}
+	if out.Count == 0 {
+		out.Count = 1
+	}
+	out.Source = corev1.EventSource{Component: "pelagos-agent", Host: e.s.cfg.NodeName}
+	out.ReportingController = reportingController
+	out.ReportingInstance = e.s.cfg.NodeName
+	if out.Action == "" {
+		out.Action = ev.Reason
+	}
+	return out
+}
+
+// toEventsV1 is the events.k8s.io/v1 view of a core Event, as the API
+// server converts between the two: a repeated event has a series.
+func toEventsV1(ev *corev1.Event) *eventsv1.Event {
+	out := &eventsv1.Event{
+		TypeMeta:                 metav1.TypeMeta{Kind: "Event", APIVersion: "events.k8s.io/v1"},
+		ObjectMeta:               ev.ObjectMeta,
+		EventTime:                ev.EventTime,
+		ReportingController:      ev.ReportingController,
+		ReportingInstance:        ev.ReportingInstance,
+		Action:                   ev.Action,
+		Reason:                   ev.Reason,
+		Regarding:                ev.InvolvedObject,
+		Related:                  ev.Related,
+		Note:                     ev.Message,
+		Type:                     ev.Type,
+		DeprecatedSource:         ev.Source,
+		DeprecatedFirstTimestamp: ev.FirstTimestamp,
+		DeprecatedLastTimestamp:  ev.LastTimestamp,
+		DeprecatedCount:          ev.Count,
+	}
+	if out.EventTime.IsZero() {
+		out.EventTime = metav1.NewMicroTime(ev.FirstTimestamp.Time)
+	}
+	switch {
+	case ev.Series != nil:
+		out.Series = &eventsv1.EventSeries{Count: ev.Series.Count, LastObservedTime: ev.Series.LastObservedTime}
+	case ev.Count > 1:
+		out.Series = &eventsv1.EventSeries{Count: ev.Count, LastObservedTime: metav1.NewMicroTime(ev.LastTimestamp.Time)}
+	}
+	return out
+}
+
+func gvk(def *resourceDef) schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: def.group, Version: def.version, Kind: def.kind}
+}
+
+func podKey(ns, name string) runtime.PodKey { return runtime.PodKey{Namespace: ns, Name: name} }
