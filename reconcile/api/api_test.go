@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 )
@@ -53,10 +54,13 @@ func startAPI(t *testing.T) (*Client, *fake.Runtime, *reconcile.Reconciler, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Backend: logBackend{rec, logDir}, Runtime: f, Log: zerolog.Nop()}
+	kube := kubeapi.New(kubeapi.Config{Backend: logBackend{rec, logDir}, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
+	kubeDone := make(chan struct{})
+	go func() { kube.Run(ctx); close(kubeDone) }()
+	srv := &Server{Kube: kube, Backend: rec, Runtime: f, Log: zerolog.Nop()}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-recDone; <-srvDone })
+	t.Cleanup(func() { cancel(); <-recDone; <-srvDone; <-kubeDone })
 	return NewClient(sock), f, rec, logDir
 }
 
@@ -102,7 +106,7 @@ func TestPodsEventsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list.Kind != "List" || list.APIVersion != "v1" || len(list.Items) != 2 || list.Items[0].Metadata.Name != "db" ||
+	if list.Kind != "PodList" || list.APIVersion != "v1" || len(list.Items) != 2 || list.Items[0].Metadata.Name != "db" ||
 		list.Items[0].Kind != "Pod" || list.Items[0].Status.PodIP == "" {
 		t.Fatalf("list: %+v", list)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
@@ -78,7 +79,7 @@ func (f frameWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
-	key := podKey(r)
+	key := runtime.PodKey{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
 	q := r.URL.Query()
 	cmd := q["command"]
 	if len(cmd) == 0 {
@@ -89,13 +90,13 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "BadRequest", "exec: needs Upgrade: %s", upgradeProto)
 		return
 	}
-	c, code, msg := s.pickContainer(r.Context(), key, q.Get("container"), false)
-	if c == nil {
-		writeError(w, code, "NotFound", "%s", msg)
+	c, err := s.Kube.Resolve(r.Context(), key.Namespace, key.Name, q.Get("container"))
+	if err != nil {
+		kubeapi.WriteError(w, err)
 		return
 	}
-	if c.State != runtime.ContainerRunning {
-		writeError(w, http.StatusConflict, "Conflict", "container %s is %s, not running", containerName(key, c.Name), c.State)
+	if !c.Running {
+		writeError(w, http.StatusConflict, "Conflict", "container %s/%s is not running", key, c.Container)
 		return
 	}
 	hj, ok := w.(http.Hijacker)
@@ -145,11 +146,11 @@ func (s *Server) exec(w http.ResponseWriter, r *http.Request) {
 		}()
 		defer pr.Close()
 	}
-	exit, err := s.Runtime.Exec(r.Context(), c.ID, opts)
+	exit, err := s.Runtime.Exec(r.Context(), c.ContainerID, opts)
 	payload := strconv.Itoa(exit)
 	if err != nil {
 		payload = "error: " + err.Error()
-		s.Log.Warn().Err(err).Str("pod", key.String()).Str("container", c.Name).Msg("exec failed")
+		s.Log.Warn().Err(err).Str("pod", key.String()).Str("container", c.Container).Msg("exec failed")
 	}
 	mu.Lock()
 	_ = WriteFrame(out, StreamExit, []byte(payload))
@@ -164,3 +165,8 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 // ErrExecFailed wraps a failure to run the command at all (as opposed to
 // the command exiting non-zero).
 var ErrExecFailed = errors.New("exec failed")
+
+func boolParam(r *http.Request, name string) bool {
+	v, _ := strconv.ParseBool(r.URL.Query().Get(name))
+	return v
+}
