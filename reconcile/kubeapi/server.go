@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -72,7 +71,6 @@ type Server struct {
 	openapi                 openAPICache
 	watchStart              chan struct{}
 	mux                     http.Handler
-	once                    sync.Once
 }
 
 // New returns a facade; Run keeps it current and Handler serves it.
