@@ -76,7 +76,8 @@ func (e *agentEnv) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	args := append(e.global(), "--log-format", "json", "run", "--manifests", e.current)
+	// Each agent serves the Kubernetes API on its own loopback port.
+	args := append(e.global(), "--log-format", "json", "run", "--manifests", e.current, "--api-listen", "127.0.0.1:0")
 	e.cmd = exec.Command(e.bin, append(args, e.extra...)...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	if err := e.cmd.Start(); err != nil {
