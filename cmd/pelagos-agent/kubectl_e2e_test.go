@@ -78,13 +78,34 @@ func (k *kubectlEnv) run(args ...string) (string, string, int) {
 	var out, errb strings.Builder
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()
+	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return out.String(), errb.String(), ee.ExitCode()
+		code = ee.ExitCode()
 	} else if err != nil {
 		k.t.Fatalf("kubectl %v: %v", args, err)
 	}
-	return out.String(), errb.String(), 0
+	k.transcribe(args, out.String()+errb.String(), code)
+	return out.String(), errb.String(), code
+}
+
+// transcribe appends a command and its output to $PELAGOS_KUBECTL_TRANSCRIPT
+// when set: docs/kubectl.md shows real output taken this way.
+func (k *kubectlEnv) transcribe(args []string, out string, code int) {
+	path := os.Getenv("PELAGOS_KUBECTL_TRANSCRIPT")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "$ kubectl %s\n%s", strings.Join(args, " "), out)
+	if code != 0 {
+		fmt.Fprintf(f, "(exit %d)\n", code)
+	}
+	fmt.Fprintln(f)
 }
 
 // ok runs kubectl and fails the test unless it exits 0.
@@ -136,6 +157,11 @@ func (k *kubectlEnv) start(args ...string) *stream {
 func (s *stream) stop() {
 	s.cancel()
 	<-s.done
+}
+
+// transcribe records what a stream printed (see kubectlEnv.transcribe).
+func (k *kubectlEnv) transcribeStream(s *stream, args ...string) {
+	k.transcribe(args, s.output()+"\n^C\n", 0)
 }
 
 func (s *stream) output() string {
@@ -330,6 +356,8 @@ spec:
 		}
 		k.waitFor(s, "watched Terminating", regexp.MustCompile(`(?m)^MODIFIED\s+watched\s+\S+\s+Terminating`))
 		k.waitFor(s, "watched deleted", regexp.MustCompile(`(?m)^DELETED\s+watched\s+`))
+		s.stop()
+		k.transcribeStream(s, "get", "pods", "-w", "--output-watch-events")
 	})
 
 	t.Run("describe pod", func(t *testing.T) {
@@ -371,6 +399,7 @@ spec:
 		s := k.start("logs", "web", "-f", "--tail=0")
 		k.waitFor(s, "a new tick while following", regexp.MustCompile(`(?m)^tick$`))
 		s.stop()
+		k.transcribeStream(s, "logs", "web", "-f", "--tail=0")
 		k.e.eventually("a previous attempt of crash", func() error {
 			out, errOut, code := k.run("logs", "crash", "-p")
 			if code != 0 || !strings.HasPrefix(out, "attempt at ") {
@@ -394,6 +423,8 @@ spec:
 		s := k.start("get", "events", "-w")
 		e.write("rev1", "evt.yaml", strings.ReplaceAll(donePodYAML, "name: done", "name: evt"))
 		k.waitFor(s, "the Started event of evt", regexp.MustCompile(`(?m)\s+Normal\s+Started\s+pod/evt\s+`))
+		s.stop()
+		k.transcribeStream(s, "get", "events", "-w")
 		out := k.ok("get", "events.events.k8s.io", "--field-selector", "regarding.name=crash", "-o", "json")
 		var l struct {
 			Items []struct {

@@ -67,7 +67,9 @@ func (e *events) convert(ev reconcile.Event) *corev1.Event {
 		// As kubelet does for node events.
 		ns = metav1.NamespaceDefault
 	}
-	out.Name = fmt.Sprintf("%s.%016x", name, h.Sum64())
+	// kubelet names an event after its object and first time in hex, so
+	// names sort by time; the hash tells apart events of the same moment.
+	out.Name = fmt.Sprintf("%s.%x%04x", name, ev.FirstTimestamp.UnixNano(), h.Sum64()&0xffff)
 	out.Namespace = ns
 	out.UID = types.UID(uuid.NewSHA1(uuid.NameSpaceURL, []byte("pelagos://"+e.s.cfg.NodeName+"/events/"+ns+"/"+out.Name)).String())
 	out.CreationTimestamp = metav1.NewTime(ev.FirstTimestamp)

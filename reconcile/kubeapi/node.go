@@ -67,19 +67,34 @@ type nodeState struct {
 	s    *Server
 	coll *collection
 
-	mu    sync.Mutex
-	ip    string
-	conds map[corev1.NodeConditionType]corev1.NodeCondition
-	muid  types.UID
+	mu      sync.Mutex
+	ip      string
+	ipTried time.Time
+	conds   map[corev1.NodeConditionType]corev1.NodeCondition
+	muid    types.UID
 }
 
 func newNodeState(s *Server) *nodeState {
 	return &nodeState{s: s, coll: newCollection(s.vs), conds: map[corev1.NodeConditionType]corev1.NodeCondition{}}
 }
 
+// internalIP is the node's address (pods' hostIP), read from the host the
+// first time it is needed; a node refresh keeps it current.
 func (n *nodeState) internalIP() string {
 	n.mu.Lock()
+	ip, tried := n.ip, n.ipTried
+	n.mu.Unlock()
+	now := n.s.now()
+	if ip != "" || n.s.cfg.Host == nil || now.Sub(tried) < 30*time.Second {
+		return ip
+	}
+	h, err := n.s.cfg.Host.HostInfo(context.Background())
+	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.ipTried = now
+	if err == nil && h.InternalIP != "" && n.ip == "" {
+		n.ip = h.InternalIP
+	}
 	return n.ip
 }
 

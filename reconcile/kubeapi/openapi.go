@@ -38,7 +38,6 @@ const (
 	extGVK           = "x-kubernetes-group-version-kind"
 	extPatchStrategy = "x-kubernetes-patch-strategy"
 	extPatchMergeKey = "x-kubernetes-patch-merge-key"
-	extIntOrString   = "x-kubernetes-int-or-string"
 	extAction        = "x-kubernetes-action"
 )
 
@@ -134,16 +133,11 @@ func (g *schemaGen) define(t reflect.Type) string {
 			s.Format = f.OpenAPISchemaFormat()
 		}
 		if o, ok := implements[openAPIOneOf](t); ok && g.v3 {
-			if types := o.OpenAPIV3OneOfTypes(); slices.Equal(types, []string{"integer", "string"}) {
-				s.Type = nil
-				s.AddExtension(extIntOrString, true)
-				for _, typ := range types {
-					s.AnyOf = append(s.AnyOf, spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{typ}}})
-				}
-			} else {
-				for _, typ := range types {
-					s.OneOf = append(s.OneOf, spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{typ}}})
-				}
+			// OpenAPI 3 says what JSON types the value may take
+			// (Quantity: a string or a number), as Kubernetes does.
+			s.Type = nil
+			for _, typ := range o.OpenAPIV3OneOfTypes() {
+				s.OneOf = append(s.OneOf, spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{typ}}})
 			}
 		}
 		return name

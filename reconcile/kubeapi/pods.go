@@ -3,6 +3,7 @@ package kubeapi
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -132,7 +133,20 @@ func (p *pods) buildLocked(key runtime.PodKey, rp reconcile.Pod) *corev1.Pod {
 	}
 	if p.s.cfg.Backend.Desired(key) == nil {
 		// The manifest is gone and the pod is being torn down: that is
-		// what a deletion timestamp means to every client.
+		// what a deletion timestamp means to every client. The reconciler
+		// no longer has its spec; the last one served stands, with its
+		// containers no longer ready.
+		if prev, ok := p.coll.get(key.Namespace, key.Name); ok && len(pod.Spec.Containers) == 0 {
+			old := prev.(*corev1.Pod)
+			pod.Spec = *old.Spec.DeepCopy()
+			if len(pod.Status.ContainerStatuses) == 0 {
+				pod.Status.InitContainerStatuses = slices.Clone(old.Status.InitContainerStatuses)
+				pod.Status.ContainerStatuses = slices.Clone(old.Status.ContainerStatuses)
+				for i := range pod.Status.ContainerStatuses {
+					pod.Status.ContainerStatuses[i].Ready = false
+				}
+			}
+		}
 		if m.deletedAt.IsZero() {
 			m.deletedAt = now
 		}

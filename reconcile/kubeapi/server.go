@@ -71,6 +71,9 @@ type Server struct {
 	openapi                 openAPICache
 	watchStart              chan struct{}
 	mux                     http.Handler
+	// bookmarkEvery is how often a watch that allows bookmarks gets one
+	// (the API server sends them about once a minute).
+	bookmarkEvery time.Duration
 }
 
 // New returns a facade; Run keeps it current and Handler serves it.
@@ -84,7 +87,7 @@ func New(cfg Config) *Server {
 	if cfg.Changes == nil {
 		cfg.Changes = NewChanges()
 	}
-	s := &Server{cfg: cfg, start: cfg.Now(), watchStart: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, start: cfg.Now(), watchStart: make(chan struct{}, 1), bookmarkEvery: time.Minute}
 	s.vs = newVersions(s.start)
 	s.pods = newPods(s)
 	s.events = newEvents(s)

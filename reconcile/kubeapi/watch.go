@@ -12,10 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 )
 
-// bookmarkInterval is how often a watch that allows bookmarks gets one
-// (the API server sends them about once a minute).
-var bookmarkInterval = time.Minute
-
 // watchEvent is one event of a watch stream.
 type watchEvent struct {
 	Type   watch.EventType `json:"type"`
@@ -127,7 +123,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri requestInfo, d
 	defer deadline.Stop()
 	var tick <-chan time.Time
 	if bookmarks {
-		t := time.NewTicker(bookmarkInterval)
+		t := time.NewTicker(s.bookmarkEvery)
 		defer t.Stop()
 		tick = t.C
 	}

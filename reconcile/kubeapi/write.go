@@ -491,7 +491,7 @@ func invalid(def *resourceDef, name string, fr *manifest.FileResult) error {
 		msg = "the body does not define exactly one object"
 	}
 	return newError(http.StatusUnprocessableEntity, metav1.StatusReasonInvalid, "%s %q is invalid: %s", def.kind, name, msg).
-		with(&metav1.StatusDetails{Name: name, Kind: def.name, Causes: causes})
+		with(&metav1.StatusDetails{Name: name, Group: def.group, Kind: def.kind, Causes: causes})
 }
 
 func (s *Server) deleteObject(w http.ResponseWriter, r *http.Request, ri requestInfo, def *resourceDef, dryRun bool) error {
