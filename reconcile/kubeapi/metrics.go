@@ -16,32 +16,27 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
-// CPU usage is a rate: two readings of the cumulative CPU time over a
-// window. The first request for a container waits minWindow for its second
-// reading; later ones use the last reading as the start of their window,
-// which is renewed once it is maxWindow old (metrics-server's resolution).
-// Nothing is read between requests.
-var (
-	minWindow = time.Second
-	maxWindow = 15 * time.Second
-)
-
 type reading struct {
 	t   time.Time
 	cpu uint64
 }
 
 // sampler keeps, per container (or for the node), the reading a window
-// starts from.
+// starts from. CPU usage is a rate: two readings of the cumulative CPU
+// time over a window. The first request for a container waits minWindow
+// for its second reading; later ones use an earlier reading as the start
+// of their window, which is renewed once it is maxWindow old
+// (metrics-server's resolution). Nothing is read between requests.
 type sampler struct {
-	now func() time.Time
+	now                  func() time.Time
+	minWindow, maxWindow time.Duration
 
 	mu    sync.Mutex
 	start map[string]reading
 }
 
 func newSampler(now func() time.Time) *sampler {
-	return &sampler{now: now, start: map[string]reading{}}
+	return &sampler{now: now, minWindow: time.Second, maxWindow: 15 * time.Second, start: map[string]reading{}}
 }
 
 // usage is one measured rate.
@@ -75,13 +70,13 @@ func (sm *sampler) rates(ctx context.Context, ids []string, read func(id string)
 	wait := time.Duration(0)
 	for id, r := range cur {
 		st, ok := sm.start[id]
-		if !ok || r.t.Sub(st.t) > 10*maxWindow || r.cpu < st.cpu {
+		if !ok || r.t.Sub(st.t) > 10*sm.maxWindow || r.cpu < st.cpu {
 			// No usable start (new, stale, or a counter that went back:
 			// another container with this ID): start the window now.
 			sm.start[id] = r
 			st = r
 		}
-		if d := minWindow - r.t.Sub(st.t); d > wait {
+		if d := sm.minWindow - r.t.Sub(st.t); d > wait {
 			wait = d
 		}
 	}
@@ -101,7 +96,7 @@ func (sm *sampler) rates(ctx context.Context, ids []string, read func(id string)
 			continue
 		}
 		out[id] = usage{nanocores: int64(float64(r.cpu-st.cpu) / dt.Seconds()), t: r.t, window: dt}
-		if dt >= maxWindow {
+		if dt >= sm.maxWindow {
 			sm.start[id] = r
 		}
 	}

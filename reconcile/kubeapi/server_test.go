@@ -85,6 +85,12 @@ func newTestEnv(t *testing.T, tweak ...func(*Config)) *testEnv {
 		<-recDone
 		<-srvDone
 	})
+	e.eventually("the reconciler is ready", func() error {
+		if !rec.Ready() {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
 	return e
 }
 
@@ -162,7 +168,7 @@ func (e *testEnv) getJSON(path string, v any) {
 		e.t.Fatalf("GET %s: %d %s", path, r.code, r.body)
 	}
 	if err := json.Unmarshal(r.body, v); err != nil {
-		e.t.Fatalf("GET %s: %v\n%s", path, err, r.body)
+		e.t.Fatalf("GET %s: %v\n%.2000s", path, err, r.body)
 	}
 }
 
