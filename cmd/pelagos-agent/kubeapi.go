@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 
@@ -37,11 +38,27 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 	}
 	kube := kubeapi.New(kubeapi.Config{
 		Backend: a.rec, Runtime: a.rt, NodeName: translator().NodeName, Host: newHostReader(g.Root),
-		Version: version, Commit: commit, NodeLabels: o.NodeLabels, Writes: writes,
+		Version: version, Commit: vcsCommit(), NodeLabels: o.NodeLabels, Writes: writes,
 		Changes: a.changes, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})
 	kube.SetStreams(streamHandlers(a.rt, kube))
 	return kube, writes, nil
+}
+
+// vcsCommit is the commit the binary was built from: -X main.commit, else
+// the build's VCS information.
+func vcsCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return ""
 }
 
 // streamHandlers serve pods' exec, attach and port-forward. This is the

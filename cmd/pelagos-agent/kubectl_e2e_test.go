@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -644,6 +645,44 @@ data: {color: blue}
 		}
 	})
 
+	t.Run("kubectl version, and our own CLI on the same API", func(t *testing.T) {
+		k := k.on(t)
+		var v struct {
+			ServerVersion struct{ Major, Minor, GitVersion, Platform string }
+		}
+		out, _, _ := k.run("version", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &v); err != nil || v.ServerVersion.Major != "1" || v.ServerVersion.Minor == "" ||
+			!strings.HasPrefix(v.ServerVersion.GitVersion, "v") || v.ServerVersion.Platform != "linux/amd64" && v.ServerVersion.Platform != "linux/arm64" {
+			t.Errorf("kubectl version: %v %s", err, out)
+		}
+		uid := k.ok("get", "pod", "web", "-o", "jsonpath={.metadata.uid}")
+		out, errOut, code := e.cli("get", "pod", "web", "-o", "json")
+		var pod struct {
+			Kind     string
+			Metadata struct{ UID string }
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &pod) != nil || pod.Kind != "Pod" || pod.Metadata.UID != uid {
+			t.Errorf("pelagos-agent get pod web -o json: exit %d %s\n%s", code, errOut, out)
+		}
+		out, _, code = e.cli("get", "pod", "web", "-o", "yaml")
+		if code != 0 || !strings.Contains(out, "kind: Pod\n") || !strings.Contains(out, "uid: "+uid) {
+			t.Errorf("pelagos-agent get pod web -o yaml:\n%s", out)
+		}
+		out, _, code = e.cli("get", "pods", "-o", "json")
+		if code != 0 || !strings.Contains(out, `"kind": "List"`) {
+			t.Errorf("pelagos-agent get pods -o json:\n%s", out)
+		}
+	})
+
+	t.Run("exec, attach and port-forward answer 501 until runtime/streaming serves them", func(t *testing.T) {
+		k := k.on(t)
+		for _, args := range [][]string{{"exec", "web", "--", "true"}, {"attach", "web"}} {
+			if _, errOut, code := k.run(args...); code == 0 || !strings.Contains(errOut, "501") && !strings.Contains(errOut, "not yet served") {
+				t.Errorf("kubectl %v: exit %d %q", args, code, errOut)
+			}
+		}
+	})
+
 	t.Run("namespaces, configmaps and secrets from the manifests", func(t *testing.T) {
 		k := k.on(t)
 		e.write("rev1", "objs.yaml", `apiVersion: v1
@@ -671,6 +710,59 @@ stringData: {key: s3cr3t}
 		}
 		if log, _ := os.ReadFile(e.logPath); strings.Contains(string(log), "s3cr3t") || strings.Contains(string(log), "czNjcjN0") {
 			t.Errorf("the agent logged the secret")
+		}
+	})
+
+	t.Run("an agent restart keeps the CA and the pods' UIDs; old versions are gone", func(t *testing.T) {
+		k := k.on(t)
+		uid := k.ok("get", "pod", "web", "-o", "jsonpath={.metadata.uid}")
+		rv := k.ok("get", "pod", "web", "-o", "jsonpath={.metadata.resourceVersion}")
+		ca, _ := os.ReadFile(filepath.Join(e.stateRoot, "kubeapi", "ca.crt"))
+		e.stop(9)
+		e.start()
+		k2 := newKubectl(t, e)
+		if after, _ := os.ReadFile(filepath.Join(e.stateRoot, "kubeapi", "ca.crt")); string(after) != string(ca) || len(ca) == 0 {
+			t.Errorf("the CA changed across a restart")
+		}
+		for _, f := range []string{"ca.key", "server.key", "admin.key", "viewer.key"} {
+			if st, err := os.Stat(filepath.Join(e.stateRoot, "kubeapi", f)); err != nil || st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v %v", f, err, st.Mode())
+			}
+		}
+		if got := k2.ok("get", "pod", "web", "-o", "jsonpath={.metadata.uid}"); got != uid {
+			t.Errorf("uid %s became %s", uid, got)
+		}
+		// A watch from a version the earlier agent handed out: 410 Gone.
+		var cfg struct {
+			Clusters []struct{ Cluster map[string]string }
+			Users    []struct{ User map[string]string }
+		}
+		b, _ := os.ReadFile(k2.config)
+		if err := yaml.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		dec := func(s string) []byte { d, _ := base64.StdEncoding.DecodeString(s); return d }
+		cert, err := tls.X509KeyPair(dec(cfg.Users[0].User["client-certificate-data"]), dec(cfg.Users[0].User["client-key-data"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(dec(cfg.Clusters[0].Cluster["certificate-authority-data"]))
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+		resp, err := hc.Get(cfg.Clusters[0].Cluster["server"] + "/api/v1/pods?watch=true&resourceVersion=" + rv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ev struct {
+			Type   string
+			Object struct {
+				Code   int
+				Reason string
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil || ev.Type != "ERROR" || ev.Object.Code != 410 || ev.Object.Reason != "Expired" {
+			t.Errorf("watch from the earlier agent's version %s: %v %+v", rv, err, ev)
 		}
 	})
 }

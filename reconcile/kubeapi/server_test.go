@@ -393,3 +393,41 @@ func TestIdentityAndAuthorization(t *testing.T) {
 }
 
 func manifestOpts() manifest.Options { return manifest.Options{} }
+
+// TestStreamsHook: exec, attach and port-forward reach the handlers
+// runtime/streaming provides, with the pod in the path values and
+// Resolve finding the container; without handlers they answer 501.
+func TestStreamsHook(t *testing.T) {
+	e := newTestEnv(t)
+	e.desire(twoContainerPod)
+	e.runningPod("web")
+	if r := e.get("/api/v1/namespaces/default/pods/web/exec?command=true"); r.code != http.StatusNotImplemented ||
+		r.status().Message != "pods/exec is not yet served by this agent" {
+		t.Errorf("exec without a handler: %d %s", r.code, r.body)
+	}
+	var got []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tg, err := e.srv.Resolve(r.Context(), r.PathValue("namespace"), r.PathValue("name"), r.URL.Query().Get("container"))
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		got = append(got, r.Method+" "+tg.Pod.String()+" "+tg.Container+" "+fmt.Sprint(tg.Running && tg.ContainerID != "" && tg.SandboxID != ""))
+	})
+	e.srv.SetStreams(Streams{Exec: h, Attach: h, PortForward: h})
+	e.req("root", GroupAdmin, "POST", "/api/v1/namespaces/default/pods/web/exec?container=side&command=true", "", "")
+	e.req("root", GroupAdmin, "GET", "/api/v1/namespaces/default/pods/web/attach?container=app", "", "")
+	e.req("root", GroupAdmin, "POST", "/api/v1/namespaces/default/pods/web/portforward?ports=80", "", "")
+	want := "POST default/web side true|GET default/web app true"
+	if strings.Join(got, "|") != want {
+		t.Errorf("handlers saw %q, want %q", strings.Join(got, "|"), want)
+	}
+	// A pod with two containers and no default: Resolve refuses as pods/log
+	// does (port-forward has no container, so its handler must not ask).
+	if r := e.req("root", GroupAdmin, "POST", "/api/v1/namespaces/default/pods/web/exec?command=true", "", ""); r.code != http.StatusBadRequest {
+		t.Errorf("exec without a container name: %d %s", r.code, r.body)
+	}
+	if r := e.req("root", GroupAdmin, "POST", "/api/v1/namespaces/default/pods/nope/exec", "", ""); r.code != http.StatusNotFound {
+		t.Errorf("exec in a missing pod: %d", r.code)
+	}
+}

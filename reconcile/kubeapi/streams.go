@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -35,8 +34,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ri requestI
 		h = s.cfg.Streams.PortForward
 	}
 	if h == nil {
-		return newError(http.StatusNotImplemented, metav1.StatusReasonMethodNotAllowed,
-			"pods/%s is not yet served by this agent", sub)
+		return newError(http.StatusNotImplemented, "NotImplemented", "pods/%s is not yet served by this agent", sub)
 	}
 	if _, ok := s.pods.coll.get(ri.namespace, ri.name); !ok {
 		s.pods.refresh(podKey(ri.namespace, ri.name))
