@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -21,27 +22,68 @@ import (
 const reportingController = "pelagos.io/agent"
 
 // events serves the reconciler's events as core/v1 Events (and, through a
-// conversion, as events.k8s.io/v1 ones).
+// conversion, as events.k8s.io/v1 ones). They arrive two ways, a full
+// listing (refreshAll, before a list) and one at a time from the
+// subscription (record); each event's sequence number keeps a late copy
+// from undoing a newer one.
 type events struct {
 	s    *Server
 	coll *collection
+
+	mu      sync.Mutex
+	seqs    map[string]uint64 // event name -> sequence number of what is stored
+	records int               // events taken in since the last full listing
 }
 
-func newEvents(s *Server) *events { return &events{s: s, coll: newCollection(s.vs)} }
+// relistEvery bounds what the collection holds beyond the reconciler's
+// ring: after that many events taken in one at a time, a full listing
+// drops the events the ring has let go of.
+const relistEvery = 256
+
+func newEvents(s *Server) *events {
+	return &events{s: s, coll: newCollection(s.vs), seqs: map[string]uint64{}}
+}
 
 // refreshAll makes the collection hold the kept events: events that fell
 // out of the reconciler's ring are deleted.
 func (e *events) refreshAll() {
 	kept := e.s.cfg.Backend.Events().List()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	objs := make([]object, 0, len(kept))
+	seqs := make(map[string]uint64, len(kept))
 	for _, ev := range kept {
-		objs = append(objs, e.convert(ev))
+		o := e.convert(ev)
+		if ev.Seq < e.seqs[o.Name] {
+			if cur, ok := e.coll.get(o.Namespace, o.Name); ok {
+				o = cur.DeepCopyObject().(*corev1.Event)
+				ev.Seq = e.seqs[o.Name]
+			}
+		}
+		seqs[o.Name] = ev.Seq
+		objs = append(objs, o)
 	}
+	e.seqs, e.records = seqs, 0
 	e.coll.replace(objs)
 }
 
 // record takes in one new or repeated event.
-func (e *events) record(ev reconcile.Event) { e.coll.set(e.convert(ev)) }
+func (e *events) record(ev reconcile.Event) {
+	o := e.convert(ev)
+	e.mu.Lock()
+	if ev.Seq < e.seqs[o.Name] {
+		e.mu.Unlock()
+		return
+	}
+	e.seqs[o.Name] = ev.Seq
+	e.coll.set(o)
+	e.records++
+	relist := e.records >= relistEvery
+	e.mu.Unlock()
+	if relist {
+		e.refreshAll()
+	}
+}
 
 // convert builds a core/v1 Event. The reconciler's Event uses core/v1's
 // field names, so JSON carries whatever both know (series included, once

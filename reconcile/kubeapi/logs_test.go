@@ -2,6 +2,7 @@ package kubeapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,7 +14,10 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/rs/zerolog"
+
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 )
 
 func (e *testEnv) writeLog(p *corev1.Pod, container, lines string) {
@@ -153,4 +157,48 @@ func TestEvents(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEventsStayBounded: events taken in one by one never outgrow the
+// reconciler's ring by more than relistEvery, even when nobody lists.
+func TestEventsStayBounded(t *testing.T) {
+	ring := reconcile.NewEvents(10, zerolog.Nop())
+	f := fake.New()
+	rec := reconcile.New(reconcile.Config{Runtime: f, Images: f, Log: zerolog.Nop(), Events: ring})
+	s := New(Config{Backend: rec, Runtime: f, NodeName: "n", Log: zerolog.Nop()})
+	ch, cancel := ring.Subscribe()
+	defer cancel()
+	for i := range 2000 {
+		ring.Record(reconcile.EventNormal, "Tick", reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "a"}, fmt.Sprint("tick ", i))
+		s.events.record(<-ch)
+		if n := len(s.events.coll.items); n > 10+256 {
+			t.Fatalf("after %d events the collection holds %d", i+1, n)
+		}
+	}
+	if n := len(s.events.seqs); n > 10+256 {
+		t.Errorf("sequence index holds %d", n)
+	}
+}
+
+// TestLateEventCopyIsIgnored: the subscription may deliver an older copy
+// of an event after a listing stored a newer one; the newer one stays.
+func TestLateEventCopyIsIgnored(t *testing.T) {
+	ring := reconcile.NewEvents(10, zerolog.Nop())
+	f := fake.New()
+	rec := reconcile.New(reconcile.Config{Runtime: f, Images: f, Log: zerolog.Nop(), Events: ring})
+	s := New(Config{Backend: rec, Runtime: f, NodeName: "n", Log: zerolog.Nop()})
+	ch, cancel := ring.Subscribe()
+	defer cancel()
+	obj := reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "a"}
+	for range 3 {
+		ring.Record(reconcile.EventWarning, "Probe", obj, "failed")
+	}
+	s.events.refreshAll() // a list: count 3
+	for range 2 {
+		s.events.record(<-ch) // queued copies: counts 1 and 2
+	}
+	l, _ := s.events.coll.list(nil)
+	if len(l) != 1 || l[0].(*corev1.Event).Count != 3 {
+		t.Errorf("after late copies: %+v", l)
+	}
 }

@@ -234,7 +234,9 @@ func (s *Server) kindTypes() (map[reflect.Type][]map[string]any, map[string][]re
 	}
 	for _, d := range s.order {
 		add(d.groupVersion(), d.group, d.version, d.kind, d.newObject())
-		add(d.groupVersion(), d.group, d.version, d.kind+"List", d.newList())
+		if d.newList != nil {
+			add(d.groupVersion(), d.group, d.version, d.kind+"List", d.newList())
+		}
 	}
 	for _, gv := range s.groupVersions() {
 		group, version := splitGV(gv)
@@ -313,7 +315,6 @@ func (s *Server) addPaths(paths *spec3.Paths, g *schemaGen, d *resourceDef) {
 		base = "/apis/" + d.group + "/" + d.version
 	}
 	kindRef := g.ref(definitionName(reflect.TypeOf(d.newObject()).Elem()))
-	listRef := g.ref(definitionName(reflect.TypeOf(d.newList()).Elem()))
 	statusRef := g.ref(definitionName(reflect.TypeFor[metav1.Status]()))
 	param := func(name, in, desc string, required bool) *spec3.Parameter {
 		return &spec3.Parameter{ParameterProps: spec3.ParameterProps{Name: name, In: in, Description: desc, Required: required,
@@ -360,6 +361,12 @@ func (s *Server) addPaths(paths *spec3.Paths, g *schemaGen, d *resourceDef) {
 	}
 	name := strings.ToUpper(d.kind[:1]) + d.kind[1:]
 	collection := base + "/" + d.name
+	if d.create != nil {
+		paths.Paths[collection] = &spec3.Path{PathProps: spec3.PathProps{
+			Post: op("post", "create"+name, nil, kindRef, []string{"application/json"})}}
+		return
+	}
+	listRef := g.ref(definitionName(reflect.TypeOf(d.newList()).Elem()))
 	item := collection + "/{name}"
 	if d.namespaced {
 		paths.Paths[collection] = &spec3.Path{PathProps: spec3.PathProps{

@@ -46,6 +46,9 @@ type resourceDef struct {
 	writable bool
 	// subresources, for discovery: name -> kind and verbs.
 	subresources []subresourceDef
+	// create, when set, makes this a create-only resource that is not
+	// stored (access reviews).
+	create func(w http.ResponseWriter, r *http.Request, id Identity) error
 }
 
 type subresourceDef struct {
@@ -68,6 +71,9 @@ func (d *resourceDef) groupResource() string {
 }
 
 func (d *resourceDef) verbs(s *Server) []string {
+	if d.create != nil {
+		return []string{"create"}
+	}
 	v := []string{"get", "list"}
 	if d.watchable {
 		v = append(v, "watch")
@@ -190,6 +196,7 @@ func (s *Server) registerResources() {
 		newList:   func() kruntime.Object { return &metricsv1beta1.PodMetricsList{} },
 		printer:   defaultPrinter,
 	})
+	s.registerAccessReviews()
 }
 
 // eventFields are the event fields the API server lets clients select on
@@ -218,6 +225,17 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := identityFrom(r.Context())
+	if def.create != nil {
+		// Every client may ask what it may do.
+		var err error = errMethodNotAllowed("%s only supports create", def.groupResource())
+		if ri.verb == "create" && ri.name == "" && ri.subresource == "" {
+			err = def.create(w, r, id)
+		}
+		if err != nil {
+			writeStatus(w, err)
+		}
+		return
+	}
 	if ri.subresource != "" {
 		s.serveSubresource(w, r, ri, def, id)
 		return

@@ -281,7 +281,7 @@ func TestDiscovery(t *testing.T) {
 	for _, g := range groups.Groups {
 		names = append(names, g.Name+"/"+g.PreferredVersion.Version)
 	}
-	if strings.Join(names, " ") != "events.k8s.io/v1 metrics.k8s.io/v1beta1" {
+	if strings.Join(names, " ") != "events.k8s.io/v1 metrics.k8s.io/v1beta1 authorization.k8s.io/v1" {
 		t.Errorf("/apis: %v", names)
 	}
 	var res metav1.APIResourceList
@@ -316,7 +316,7 @@ func TestDiscovery(t *testing.T) {
 			}
 		}
 	}
-	if err := json.Unmarshal(r.body, &agg); err != nil || agg.Kind != "APIGroupDiscoveryList" || len(agg.Items) != 2 ||
+	if err := json.Unmarshal(r.body, &agg); err != nil || agg.Kind != "APIGroupDiscoveryList" || len(agg.Items) != 3 ||
 		agg.Items[1].Metadata.Name != "metrics.k8s.io" || agg.Items[1].Versions[0].Resources[0].Resource != "nodes" {
 		t.Errorf("aggregated /apis: %v %s", err, r.body)
 	}
@@ -429,5 +429,37 @@ func TestStreamsHook(t *testing.T) {
 	}
 	if r := e.req("root", GroupAdmin, "POST", "/api/v1/namespaces/default/pods/nope/exec", "", ""); r.code != http.StatusNotFound {
 		t.Errorf("exec in a missing pod: %d", r.code)
+	}
+}
+
+func TestAccessReview(t *testing.T) {
+	e := newTestEnv(t)
+	review := func(user, groups, attrs string) (bool, int) {
+		r := e.req(user, groups, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "application/json",
+			`{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":`+attrs+`}`)
+		var rev struct{ Status struct{ Allowed bool } }
+		_ = json.Unmarshal(r.body, &rev)
+		return rev.Status.Allowed, r.code
+	}
+	cases := []struct {
+		user, groups, attrs string
+		want                bool
+	}{
+		{"root", GroupAdmin, `{"resourceAttributes":{"verb":"delete","resource":"pods","namespace":"default"}}`, true},
+		{"pelagos-viewer", GroupViewer, `{"resourceAttributes":{"verb":"list","resource":"pods"}}`, true},
+		{"pelagos-viewer", GroupViewer, `{"resourceAttributes":{"verb":"delete","resource":"pods"}}`, false},
+		{"pelagos-viewer", GroupViewer, `{"resourceAttributes":{"verb":"get","resource":"secrets"}}`, false},
+		{"pelagos-viewer", GroupViewer, `{"resourceAttributes":{"verb":"create","resource":"pods","subresource":"exec"}}`, false},
+		{"pelagos-viewer", GroupViewer, `{"resourceAttributes":{"verb":"get","resource":"pods","subresource":"log"}}`, true},
+		{"pelagos-viewer", GroupViewer, `{"resourceAttributes":{"verb":"list","resource":"deployments","group":"apps"}}`, false},
+		{"pelagos-viewer", GroupViewer, `{"nonResourceAttributes":{"verb":"get","path":"/version"}}`, true},
+	}
+	for _, c := range cases {
+		if got, code := review(c.user, c.groups, c.attrs); got != c.want || code != http.StatusCreated {
+			t.Errorf("%s %s: allowed %v (%d), want %v", c.user, c.attrs, got, code, c.want)
+		}
+	}
+	if r := e.get("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"); r.code != http.StatusMethodNotAllowed {
+		t.Errorf("list access reviews: %d", r.code)
 	}
 }
