@@ -22,6 +22,7 @@ type docs struct {
 	s                               *Server
 	configMaps, secrets, namespaces *collection
 
+	nsMu sync.Mutex // serialises namespace refreshes
 	mu   sync.Mutex
 	snap *manifest.Snapshot
 	// born remembers when each object was first seen (its file's mtime
@@ -77,9 +78,11 @@ func (d *docs) uid(kind, ns, name string) types.UID {
 	return types.UID(uuid.NewSHA1(uuid.NameSpaceURL, []byte("pelagos://"+d.s.cfg.NodeName+"/"+kind+"/"+ns+"/"+name)).String())
 }
 
-// refresh rebuilds the ConfigMaps and Secrets from the last snapshot.
+// refresh rebuilds the ConfigMaps and Secrets from the last snapshot. The
+// lock is held to the end, so two refreshes cannot store out of order.
 func (d *docs) refresh() {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	snap := d.snap
 	var cms, secrets []object
 	if snap != nil {
@@ -90,7 +93,6 @@ func (d *docs) refresh() {
 			secrets = append(secrets, d.secretLocked(k, src))
 		}
 	}
-	d.mu.Unlock()
 	d.configMaps.replace(cms)
 	d.secrets.replace(secrets)
 }
@@ -146,6 +148,8 @@ func setAnnotation(m *metav1.ObjectMeta, k, v string) {
 // refreshNamespaces rebuilds the namespaces: "default" and every namespace
 // a manifest or a running pod names.
 func (d *docs) refreshNamespaces() {
+	d.nsMu.Lock()
+	defer d.nsMu.Unlock()
 	names := map[string]bool{metav1.NamespaceDefault: true}
 	if snap := d.snapshot(); snap != nil {
 		for k := range snap.Pods {

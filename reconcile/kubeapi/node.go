@@ -64,8 +64,9 @@ const (
 
 // nodeState builds the Node object from the host and the reconciler.
 type nodeState struct {
-	s    *Server
-	coll *collection
+	s         *Server
+	coll      *collection
+	refreshMu sync.Mutex
 
 	mu      sync.Mutex
 	ip      string
@@ -107,8 +108,11 @@ func (n *nodeState) uid() types.UID {
 	return n.muid
 }
 
-// refresh reads the host and stores the Node.
+// refresh reads the host and stores the Node; refreshes take turns, so
+// an older reading never overwrites a newer one.
 func (n *nodeState) refresh(ctx context.Context) error {
+	n.refreshMu.Lock()
+	defer n.refreshMu.Unlock()
 	var h HostInfo
 	var herr error
 	if n.s.cfg.Host != nil {
