@@ -471,6 +471,32 @@ spec:
 		}
 	})
 
+	t.Run("api-resources, auth can-i, describe node", func(t *testing.T) {
+		k := k.on(t)
+		out := k.ok("api-resources")
+		for _, re := range []string{`(?m)^pods\s+po\s+v1\s+true\s+Pod$`, `(?m)^nodes\s+no\s+v1\s+false\s+Node$`,
+			`(?m)^events\s+ev\s+events.k8s.io/v1\s+true\s+Event$`, `(?m)^pods\s+metrics.k8s.io/v1beta1\s+true\s+PodMetrics$`} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("api-resources lacks %s:\n%s", re, out)
+			}
+		}
+		if out := k.ok("auth", "can-i", "delete", "pods"); out != "yes\n" {
+			t.Errorf("admin can-i delete pods: %q", out)
+		}
+		ro := newKubectl(t, e, "--read-only")
+		if out, _, _ := ro.run("auth", "can-i", "get", "secrets"); out != "no\n" {
+			t.Errorf("viewer can-i get secrets: %q", out)
+		}
+		out = k.ok("describe", "node", host)
+		for _, want := range []string{"Name:", host, "kubernetes.io/os=linux", "Conditions:", "MemoryPressure", "KubeletReady",
+			"Addresses:", "InternalIP:", "Capacity:", "pods:", "110", "System Info:", "Container Runtime Version:  pelagos://",
+			"Non-terminated Pods:", "web"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("describe node lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
 	t.Run("top pod and top node", func(t *testing.T) {
 		k := k.on(t)
 		out := k.ok("top", "pod", "web", "--containers")

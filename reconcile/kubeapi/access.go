@@ -1,13 +1,17 @@
 package kubeapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 )
 
 // Clients ask what they may do before they try: `kubectl auth can-i`,
@@ -29,7 +33,7 @@ func (s *Server) reviewAccess(w http.ResponseWriter, r *http.Request, id Identit
 		return errBadRequest("read the request body: %v", err)
 	}
 	var rev authorizationv1.SelfSubjectAccessReview
-	if err := json.Unmarshal(b, &rev); err != nil {
+	if err := decodeReview(r, b, &rev); err != nil {
 		return errBadRequest("the body is not a SelfSubjectAccessReview: %v", err)
 	}
 	rev.TypeMeta = metav1.TypeMeta{Kind: "SelfSubjectAccessReview", APIVersion: "authorization.k8s.io/v1"}
@@ -58,4 +62,25 @@ func (s *Server) allowed(id Identity, spec authorizationv1.SelfSubjectAccessRevi
 		}
 	}
 	return false, "this agent does not serve " + ra.Resource
+}
+
+// protobufMagic starts every Kubernetes protobuf body.
+var protobufMagic = []byte("k8s\x00")
+
+// decodeReview reads the review as JSON or, as kubectl sends it, in
+// Kubernetes' protobuf envelope (a runtime.Unknown around the object).
+func decodeReview(r *http.Request, b []byte, rev *authorizationv1.SelfSubjectAccessReview) error {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/vnd.kubernetes.protobuf" {
+		return json.Unmarshal(b, rev)
+	}
+	raw, ok := bytes.CutPrefix(b, protobufMagic)
+	if !ok {
+		return errors.New("protobuf body without the k8s envelope")
+	}
+	var u kruntime.Unknown
+	if err := u.Unmarshal(raw); err != nil {
+		return err
+	}
+	return rev.Unmarshal(u.Raw)
 }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -458,6 +460,18 @@ func TestAccessReview(t *testing.T) {
 		if got, code := review(c.user, c.groups, c.attrs); got != c.want || code != http.StatusCreated {
 			t.Errorf("%s %s: allowed %v (%d), want %v", c.user, c.attrs, got, code, c.want)
 		}
+	}
+	// kubectl sends its review as protobuf.
+	rev := authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets"}}}
+	raw, _ := rev.Marshal()
+	env, _ := (&kruntime.Unknown{Raw: raw, ContentType: "application/vnd.kubernetes.protobuf"}).Marshal()
+	r := e.req("pelagos-viewer", GroupViewer, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+		"application/vnd.kubernetes.protobuf", string(append([]byte("k8s\x00"), env...)))
+	var got authorizationv1.SelfSubjectAccessReview
+	if err := json.Unmarshal(r.body, &got); err != nil || r.code != http.StatusCreated || got.Status.Allowed ||
+		got.Spec.ResourceAttributes == nil || got.Spec.ResourceAttributes.Resource != "secrets" {
+		t.Errorf("protobuf review: %d %v %s", r.code, err, r.body)
 	}
 	if r := e.get("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"); r.code != http.StatusMethodNotAllowed {
 		t.Errorf("list access reviews: %d", r.code)
