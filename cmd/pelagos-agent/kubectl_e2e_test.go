@@ -488,6 +488,9 @@ spec:
 			t.Errorf("viewer can-i get secrets: %q", out)
 		}
 		out = k.ok("describe", "node", host)
+		if strings.Contains(out, "Failed to get lease") {
+			t.Errorf("describe node found no lease:\n%s", out)
+		}
 		for _, want := range []string{"Name:", host, "kubernetes.io/os=linux", "Conditions:", "MemoryPressure", "KubeletReady",
 			"Addresses:", "InternalIP:", "Capacity:", "pods:", "110", "System Info:", "Container Runtime Version:  pelagos://",
 			"Non-terminated Pods:", "web"} {
@@ -723,7 +726,8 @@ stringData: {key: s3cr3t}
 `)
 		k.e.eventually("namespace team", func() error {
 			out, _, _ := k.run("get", "namespaces")
-			if !regexp.MustCompile(`(?m)^team\s+Active\s+`).MatchString(out) || !regexp.MustCompile(`(?m)^default\s+Active\s+`).MatchString(out) {
+			if !regexp.MustCompile(`(?m)^team\s+Active\s+`).MatchString(out) || !regexp.MustCompile(`(?m)^default\s+Active\s+`).MatchString(out) ||
+				!regexp.MustCompile(`(?m)^kube-node-lease\s+Active\s+`).MatchString(out) {
 				return errors.New(out)
 			}
 			return nil

@@ -145,12 +145,12 @@ func setAnnotation(m *metav1.ObjectMeta, k, v string) {
 	m.Annotations[k] = v
 }
 
-// refreshNamespaces rebuilds the namespaces: "default" and every namespace
-// a manifest or a running pod names.
+// refreshNamespaces rebuilds the namespaces: "default", the node lease's,
+// and every namespace a manifest or a running pod names.
 func (d *docs) refreshNamespaces() {
 	d.nsMu.Lock()
 	defer d.nsMu.Unlock()
-	names := map[string]bool{metav1.NamespaceDefault: true}
+	names := map[string]bool{metav1.NamespaceDefault: true, NodeLeaseNamespace: true}
 	if snap := d.snapshot(); snap != nil {
 		for k := range snap.Pods {
 			names[nsOr(k.Namespace)] = true

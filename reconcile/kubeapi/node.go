@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,6 +67,7 @@ const (
 type nodeState struct {
 	s         *Server
 	coll      *collection
+	leases    *collection
 	refreshMu sync.Mutex
 
 	mu      sync.Mutex
@@ -76,7 +78,7 @@ type nodeState struct {
 }
 
 func newNodeState(s *Server) *nodeState {
-	return &nodeState{s: s, coll: newCollection(s.vs), conds: map[corev1.NodeConditionType]corev1.NodeCondition{}}
+	return &nodeState{s: s, coll: newCollection(s.vs), leases: newCollection(s.vs), conds: map[corev1.NodeConditionType]corev1.NodeCondition{}}
 }
 
 // internalIP is the node's address (pods' hostIP), read from the host the
@@ -119,6 +121,24 @@ func (n *nodeState) refresh(ctx context.Context) error {
 		h, herr = n.s.cfg.Host.HostInfo(ctx)
 	}
 	n.coll.set(n.build(h, herr))
+	return nil
+}
+
+// NodeLeaseNamespace holds the node's Lease, as in a cluster.
+const NodeLeaseNamespace = "kube-node-lease"
+
+// refreshLease stores the node's heartbeat Lease (kubectl describe node
+// shows it): renewed whenever it is read, held by the node.
+func (n *nodeState) refreshLease(context.Context) error {
+	name := n.s.cfg.NodeName
+	dur := int32(40)
+	n.leases.set(&coordinationv1.Lease{
+		TypeMeta: metav1.TypeMeta{Kind: "Lease", APIVersion: "coordination.k8s.io/v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: NodeLeaseNamespace, CreationTimestamp: metav1.NewTime(n.s.start),
+			UID:             types.UID(uuid.NewSHA1(uuid.NameSpaceURL, []byte("pelagos://"+name+"/lease")).String()),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Node", Name: name, UID: n.uid()}}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &dur, RenewTime: &metav1.MicroTime{Time: n.s.now()}},
+	})
 	return nil
 }
 

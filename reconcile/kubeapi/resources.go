@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -194,6 +195,13 @@ func (s *Server) registerResources() {
 		coll: s.podMetrics, refresh: func(ctx context.Context) error { return s.refreshPodMetrics(ctx) },
 		newObject: func() object { return &metricsv1beta1.PodMetrics{} },
 		newList:   func() kruntime.Object { return &metricsv1beta1.PodMetricsList{} },
+		printer:   defaultPrinter,
+	})
+	s.register(&resourceDef{
+		group: "coordination.k8s.io", version: "v1", name: "leases", singular: "lease", kind: "Lease", namespaced: true,
+		watchable: true, coll: s.node.leases, refresh: s.node.refreshLease,
+		newObject: func() object { return &coordinationv1.Lease{} },
+		newList:   func() kruntime.Object { return &coordinationv1.LeaseList{} },
 		printer:   defaultPrinter,
 	})
 	s.registerAccessReviews()

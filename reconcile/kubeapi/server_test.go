@@ -283,7 +283,7 @@ func TestDiscovery(t *testing.T) {
 	for _, g := range groups.Groups {
 		names = append(names, g.Name+"/"+g.PreferredVersion.Version)
 	}
-	if strings.Join(names, " ") != "events.k8s.io/v1 metrics.k8s.io/v1beta1 authorization.k8s.io/v1" {
+	if strings.Join(names, " ") != "events.k8s.io/v1 metrics.k8s.io/v1beta1 coordination.k8s.io/v1 authorization.k8s.io/v1" {
 		t.Errorf("/apis: %v", names)
 	}
 	var res metav1.APIResourceList
@@ -318,7 +318,7 @@ func TestDiscovery(t *testing.T) {
 			}
 		}
 	}
-	if err := json.Unmarshal(r.body, &agg); err != nil || agg.Kind != "APIGroupDiscoveryList" || len(agg.Items) != 3 ||
+	if err := json.Unmarshal(r.body, &agg); err != nil || agg.Kind != "APIGroupDiscoveryList" || len(agg.Items) != 4 ||
 		agg.Items[1].Metadata.Name != "metrics.k8s.io" || agg.Items[1].Versions[0].Resources[0].Resource != "nodes" {
 		t.Errorf("aggregated /apis: %v %s", err, r.body)
 	}
