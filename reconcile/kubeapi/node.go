@@ -213,16 +213,19 @@ func (n *nodeState) build(h HostInfo, herr error) *corev1.Node {
 	disk := h.StorageBytes > 0 && (h.StorageAvailable*100 < h.StorageBytes*diskPressurePercent ||
 		(h.InodesTotal > 0 && h.InodesFree*100 < h.InodesTotal*inodePressurePct))
 	pid := h.PIDsMax > 0 && (h.PIDsMax-h.PIDsInUse)*100 < h.PIDsMax*pidPressurePercent
-	pressure := func(typ corev1.NodeConditionType, bad bool, what, okReason, badReason string) cond {
+	pressure := func(typ corev1.NodeConditionType, bad bool, okReason, okMsg, badReason, badMsg string) cond {
 		if bad {
-			return cond{typ, true, badReason, "the node has " + what}
+			return cond{typ, true, badReason, badMsg}
 		}
-		return cond{typ, false, okReason, "the node has no " + what}
+		return cond{typ, false, okReason, okMsg}
 	}
 	cs = append(cs,
-		pressure(corev1.NodeMemoryPressure, mem, "memory pressure (less than 100Mi available)", "KubeletHasSufficientMemory", "KubeletHasInsufficientMemory"),
-		pressure(corev1.NodeDiskPressure, disk, "disk pressure (less than 10% space or 5% inodes free on the state root)", "KubeletHasNoDiskPressure", "KubeletHasDiskPressure"),
-		pressure(corev1.NodePIDPressure, pid, "PID pressure (less than 10% of PIDs free)", "KubeletHasSufficientPID", "KubeletHasInsufficientPID"))
+		pressure(corev1.NodeMemoryPressure, mem, "KubeletHasSufficientMemory", "the node has sufficient memory available",
+			"KubeletHasInsufficientMemory", "the node has memory pressure: less than 100Mi available"),
+		pressure(corev1.NodeDiskPressure, disk, "KubeletHasNoDiskPressure", "the node has no disk pressure",
+			"KubeletHasDiskPressure", "the node has disk pressure: less than 10% of the space or 5% of the inodes free on the state root"),
+		pressure(corev1.NodePIDPressure, pid, "KubeletHasSufficientPID", "the node has sufficient PID available",
+			"KubeletHasInsufficientPID", "the node has PID pressure: less than 10% of the PIDs free"))
 	ready := cond{corev1.NodeReady, false, "KubeletReady", "pelagos-agent is posting ready status"}
 	switch {
 	case !s.cfg.Backend.Ready():
