@@ -3,8 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,5 +198,22 @@ func TestAgentNotRunning(t *testing.T) {
 	_, err := c.Pods(context.Background(), "")
 	if !errors.Is(err, ErrAgentNotRunning) {
 		t.Errorf("want ErrAgentNotRunning, got %v", err)
+	}
+}
+
+// TestServeTLSRequiresClientCertificates: the TCP listener refuses to
+// start unless every client must show a verified certificate.
+func TestServeTLSRequiresClientCertificates(t *testing.T) {
+	srv := &Server{Log: zerolog.Nop()}
+	for _, auth := range []tls.ClientAuthType{tls.NoClientCert, tls.RequestClientCert, tls.RequireAnyClientCert, tls.VerifyClientCertIfGiven} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = srv.ServeTLS(context.Background(), l, &tls.Config{ClientAuth: auth})
+		l.Close()
+		if err == nil {
+			t.Errorf("ServeTLS with %v served", auth)
+		}
 	}
 }

@@ -159,15 +159,21 @@ func TestEvents(t *testing.T) {
 	})
 }
 
-// TestEventsStayBounded: events taken in one by one never outgrow the
-// reconciler's ring by more than relistEvery, even when nobody lists.
-func TestEventsStayBounded(t *testing.T) {
+// ringServer is a facade (not running) over a reconciler whose event ring
+// keeps 10 events, and a subscription to that ring.
+func ringServer(t *testing.T) (*Server, *reconcile.Events, <-chan reconcile.Event) {
 	ring := reconcile.NewEvents(10, zerolog.Nop())
 	f := fake.New()
 	rec := reconcile.New(reconcile.Config{Runtime: f, Images: f, Log: zerolog.Nop(), Events: ring})
-	s := New(Config{Backend: rec, Runtime: f, NodeName: "n", Log: zerolog.Nop()})
 	ch, cancel := ring.Subscribe()
-	defer cancel()
+	t.Cleanup(cancel)
+	return New(Config{Backend: rec, Runtime: f, NodeName: "n", Log: zerolog.Nop()}), ring, ch
+}
+
+// TestEventsStayBounded: events taken in one by one never outgrow the
+// reconciler's ring by more than relistEvery, even when nobody lists.
+func TestEventsStayBounded(t *testing.T) {
+	s, ring, ch := ringServer(t)
 	for i := range 2000 {
 		ring.Record(reconcile.EventNormal, "Tick", reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "a"}, fmt.Sprint("tick ", i))
 		s.events.record(<-ch)
@@ -183,12 +189,7 @@ func TestEventsStayBounded(t *testing.T) {
 // TestLateEventCopyIsIgnored: the subscription may deliver an older copy
 // of an event after a listing stored a newer one; the newer one stays.
 func TestLateEventCopyIsIgnored(t *testing.T) {
-	ring := reconcile.NewEvents(10, zerolog.Nop())
-	f := fake.New()
-	rec := reconcile.New(reconcile.Config{Runtime: f, Images: f, Log: zerolog.Nop(), Events: ring})
-	s := New(Config{Backend: rec, Runtime: f, NodeName: "n", Log: zerolog.Nop()})
-	ch, cancel := ring.Subscribe()
-	defer cancel()
+	s, ring, ch := ringServer(t)
 	obj := reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "a"}
 	for range 3 {
 		ring.Record(reconcile.EventWarning, "Probe", obj, "failed")

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/munnerz/goautoneg"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // format is the shape a client asked for in its Accept header.
@@ -50,6 +51,16 @@ func negotiate(r *http.Request) (format, bool) {
 		}
 	}
 	return format{}, false
+}
+
+// negotiated is negotiate, or the 406 for a client that accepts nothing
+// served.
+func negotiated(r *http.Request) (format, error) {
+	f, ok := negotiate(r)
+	if !ok {
+		return f, newError(http.StatusNotAcceptable, metav1.StatusReasonNotAcceptable, "only application/json is served")
+	}
+	return f, nil
 }
 
 // parseAccept parses an Accept header, keeping the client's order among

@@ -378,20 +378,13 @@ func (sel *selector) match(o object) bool {
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, ri requestInfo, def *resourceDef) error {
-	f, ok := negotiate(r)
-	if !ok {
-		return newError(http.StatusNotAcceptable, metav1.StatusReasonNotAcceptable, "only application/json is served")
-	}
-	refresh := def.refresh
-	if def.refreshOne != nil {
-		refresh = func(ctx context.Context) error { return def.refreshOne(ctx, ri.namespace, ri.name) }
-	}
-	if err := refresh(r.Context()); err != nil {
+	f, err := negotiated(r)
+	if err != nil {
 		return err
 	}
-	o, found := def.coll.get(ri.namespace, ri.name)
-	if !found {
-		return errNotFound(def.groupResource(), ri.name)
+	o, err := s.fetch(r.Context(), def, ri)
+	if err != nil {
+		return err
 	}
 	switch f.kind {
 	case formatTable:
@@ -402,6 +395,22 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, ri requestInfo, def
 		writeJSON(w, http.StatusOK, s.output(def, o))
 	}
 	return nil
+}
+
+// fetch brings one object up to date and returns it, or NotFound.
+func (s *Server) fetch(ctx context.Context, def *resourceDef, ri requestInfo) (object, error) {
+	refresh := def.refresh
+	if def.refreshOne != nil {
+		refresh = func(ctx context.Context) error { return def.refreshOne(ctx, ri.namespace, ri.name) }
+	}
+	if err := refresh(ctx); err != nil {
+		return nil, err
+	}
+	o, found := def.coll.get(ri.namespace, ri.name)
+	if !found {
+		return nil, errNotFound(def.groupResource(), ri.name)
+	}
+	return o, nil
 }
 
 // output is the object as this resource serves it.
@@ -420,9 +429,9 @@ type list struct {
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, ri requestInfo, def *resourceDef) error {
-	f, ok := negotiate(r)
-	if !ok {
-		return newError(http.StatusNotAcceptable, metav1.StatusReasonNotAcceptable, "only application/json is served")
+	f, err := negotiated(r)
+	if err != nil {
+		return err
 	}
 	sel, err := parseSelector(r, ri, def)
 	if err != nil {

@@ -24,9 +24,9 @@ type watchEvent struct {
 // at once with an ERROR event carrying 410 Expired, and the client lists
 // again.
 func (s *Server) watch(w http.ResponseWriter, r *http.Request, ri requestInfo, def *resourceDef) error {
-	f, ok := negotiate(r)
-	if !ok {
-		return newError(http.StatusNotAcceptable, metav1.StatusReasonNotAcceptable, "only application/json is served")
+	f, err := negotiated(r)
+	if err != nil {
+		return err
 	}
 	sel, err := parseSelector(r, ri, def)
 	if err != nil {

@@ -251,16 +251,9 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, ri requestInfo, d
 
 // current is the object as served, as JSON (what patches apply to).
 func (s *Server) current(ctx context.Context, def *resourceDef, ri requestInfo) ([]byte, error) {
-	refresh := def.refresh
-	if def.refreshOne != nil {
-		refresh = func(ctx context.Context) error { return def.refreshOne(ctx, ri.namespace, ri.name) }
-	}
-	if err := refresh(ctx); err != nil {
+	o, err := s.fetch(ctx, def, ri)
+	if err != nil {
 		return nil, err
-	}
-	o, ok := def.coll.get(ri.namespace, ri.name)
-	if !ok {
-		return nil, errNotFound(def.groupResource(), ri.name)
 	}
 	return json.Marshal(o)
 }
