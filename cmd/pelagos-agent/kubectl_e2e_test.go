@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -795,6 +796,28 @@ stringData: {key: s3cr3t}
 			t.Errorf("watch from the earlier agent's version %s: %v %+v", rv, err, ev)
 		}
 	})
+	// Nothing is left behind: the manifests go, every pod with them.
+	if err := os.Mkdir(filepath.Join(e.repo, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("empty", e.current+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(e.current+".tmp", e.current); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("every pod gone", func() error {
+		l, err := e.client.Pods(context.Background(), "")
+		if err != nil || len(l.Items) != 0 {
+			return fmt.Errorf("%v %d pods", err, len(l.Items))
+		}
+		return nil
+	})
+	e.stop(syscall.SIGTERM)
+	e.census().Check(t, 10*time.Second)
+	if procs := e.podProcesses(); len(procs) != 0 {
+		t.Errorf("census: processes left in pod cgroups: %v", procs)
+	}
 }
 
 // selfSignedClient is a client certificate no agent issued.
