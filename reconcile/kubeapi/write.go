@@ -1,6 +1,7 @@
 package kubeapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -238,7 +239,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, ri requestInfo, d
 			return err
 		}
 		var obj map[string]any
-		if err := json.Unmarshal(patched, &obj); err != nil {
+		if err := decodeObject(patched, &obj); err != nil {
 			return errBadRequest("the patched object is not a JSON object: %v", err)
 		}
 		if err := fillName(obj, ri, def, false); err != nil {
@@ -272,7 +273,7 @@ func decodeBody(r *http.Request, body []byte, def *resourceDef) (map[string]any,
 		return nil, errBadRequest("the request body is not YAML: %v", err)
 	}
 	var obj map[string]any
-	if err := json.Unmarshal(body, &obj); err != nil {
+	if err := decodeObject(body, &obj); err != nil {
 		return nil, errBadRequest("the request body is not a JSON object: %v", err)
 	}
 	if k, _ := obj["kind"].(string); k != def.kind {
@@ -282,6 +283,14 @@ func decodeBody(r *http.Request, body []byte, def *resourceDef) (map[string]any,
 		return nil, errBadRequest("the body's apiVersion is %q, not %s", v, def.groupVersion())
 	}
 	return obj, nil
+}
+
+// decodeObject decodes a JSON object keeping numbers as written: an int64
+// such as terminationGracePeriodSeconds must not pass through float64.
+func decodeObject(b []byte, obj *map[string]any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec.Decode(obj)
 }
 
 // fillName checks the body's name and namespace against the request.

@@ -219,3 +219,24 @@ func TestReadOnlyByDefault(t *testing.T) {
 		t.Errorf("write without a write directory: %d %s", r.code, r.body)
 	}
 }
+
+// TestWrittenNumbersAreExact: a write keeps int64 values digit for digit
+// (through float64, 9223372036854775807 would become ...808).
+func TestWrittenNumbersAreExact(t *testing.T) {
+	s := New(Config{NodeName: "n"})
+	var obj map[string]any
+	body := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"terminationGracePeriodSeconds":9223372036854775807,` +
+		`"securityContext":{"runAsUser":9007199254740993},"containers":[{"name":"c","image":"i"}]}}`
+	if err := decodeObject([]byte(body), &obj); err != nil {
+		t.Fatal(err)
+	}
+	y, err := s.manifestOf(obj, s.resources["/v1/pods"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"terminationGracePeriodSeconds: 9223372036854775807", "runAsUser: 9007199254740993"} {
+		if !strings.Contains(string(y), want) {
+			t.Errorf("written manifest lacks %q:\n%s", want, y)
+		}
+	}
+}
