@@ -62,10 +62,11 @@ func vcsCommit() string {
 }
 
 // streamHandlers serve pods' exec, attach and port-forward. This is the
-// hook for runtime/streaming: until it lands the API answers 501 for them
-// (the agent's own `exec` command uses /pelagos/v1/.../exec meanwhile).
+// hook for runtime/streaming: its handlers take the runtime and a resolver
+// (kube.Resolve, which finds the container a request names). Until it
+// lands the API answers 501 for them; the agent's own `exec` command uses
+// /pelagos/v1/.../exec meanwhile.
 func streamHandlers(rt runtime.Runtime, kube *kubeapi.Server) kubeapi.Streams {
-	_, _ = rt, kube
 	return kubeapi.Streams{}
 }
 
