@@ -153,10 +153,32 @@ func (s *Server) source(def *resourceDef, ns, name string) (file string, docs in
 	docs = 1
 	if snap != nil {
 		if fr := snap.Files[file]; fr != nil {
-			docs = len(fr.Pods) + len(fr.ConfigMaps) + len(fr.Secrets) + len(fr.Errs)
+			docs = documents(fr)
 		}
 	}
 	return file, docs
+}
+
+// documents counts the documents of a manifest file: the valid ones and
+// those only its errors name.
+func documents(fr *manifest.FileResult) int {
+	seen := map[int]bool{}
+	for _, p := range fr.Pods {
+		seen[p.Doc] = true
+	}
+	for _, c := range fr.ConfigMaps {
+		seen[c.Doc] = true
+	}
+	for _, sc := range fr.Secrets {
+		seen[sc.Doc] = true
+	}
+	for _, e := range fr.Errs {
+		var fe *spec.FieldError
+		if errors.As(e, &fe) && fe.Doc > 0 {
+			seen[fe.Doc] = true
+		}
+	}
+	return max(1, len(seen))
 }
 
 func (s *Server) write(w http.ResponseWriter, r *http.Request, ri requestInfo, def *resourceDef) error {

@@ -240,3 +240,29 @@ func TestWrittenNumbersAreExact(t *testing.T) {
 		}
 	}
 }
+
+func TestDocumentsOfAFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) *manifest.FileResult {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return manifest.LoadFile(p, manifestOpts())
+	}
+	broken := strings.Replace(onePod("a", "app: x"), "image: busybox:1", "image: busybox:1, imagee: x, restartPolicy: x", 1)
+	for name, c := range map[string]struct {
+		content string
+		want    int
+	}{
+		"one.yaml":        {onePod("a", "app: x"), 1},
+		"one-broken.yaml": {broken, 1},
+		"two.yaml":        {onePod("a", "app: x") + "---\n" + onePod("b", "app: x"), 2},
+		"two-broken.yaml": {onePod("a", "app: x") + "---\n" + broken, 2},
+		"not-yaml.yaml":   {"{", 1},
+	} {
+		if got := documents(write(name, c.content)); got != c.want {
+			t.Errorf("%s: %d documents, want %d", name, got, c.want)
+		}
+	}
+}
