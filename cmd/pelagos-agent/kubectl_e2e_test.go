@@ -797,22 +797,7 @@ stringData: {key: s3cr3t}
 		}
 	})
 	// Nothing is left behind: the manifests go, every pod with them.
-	if err := os.Mkdir(filepath.Join(e.repo, "empty"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("empty", e.current+".tmp"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(e.current+".tmp", e.current); err != nil {
-		t.Fatal(err)
-	}
-	e.eventually("every pod gone", func() error {
-		l, err := e.client.Pods(context.Background(), "")
-		if err != nil || len(l.Items) != 0 {
-			return fmt.Errorf("%v %d pods", err, len(l.Items))
-		}
-		return nil
-	})
+	e.removeAll()
 	e.stop(syscall.SIGTERM)
 	e.census().Check(t, 10*time.Second)
 	if procs := e.podProcesses(); len(procs) != 0 {

@@ -200,6 +200,28 @@ func (e *agentEnv) podProcesses() []string {
 	return out
 }
 
+// removeAll points the manifest directory at an empty one and waits until
+// every pod is gone.
+func (e *agentEnv) removeAll() {
+	e.t.Helper()
+	if err := os.Mkdir(filepath.Join(e.repo, "empty"), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Symlink("empty", e.current+".tmp"); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(e.current+".tmp", e.current); err != nil {
+		e.t.Fatal(err)
+	}
+	e.eventually("no pods", func() error {
+		l, err := e.client.Pods(context.Background(), "")
+		if err != nil || len(l.Items) != 0 {
+			return fmt.Errorf("%v: %d pods", err, len(l.Items))
+		}
+		return nil
+	})
+}
+
 func (e *agentEnv) census() linuxtest.Census {
 	return linuxtest.Census{NetNSPrefix: e.tag + "-", Bridge: e.tag, MountDirs: []string{e.runRoot, e.stateRoot}, ProcessArg: e.runRoot}
 }
@@ -617,22 +639,7 @@ spec:
 		if n := len(linuxtest.NetNS(e.tag + "-")); n != 50 {
 			t.Errorf("%d netns, want 50", n)
 		}
-		if err := os.Mkdir(filepath.Join(e.repo, "empty"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink("empty", e.current+".tmp"); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(e.current+".tmp", e.current); err != nil {
-			t.Fatal(err)
-		}
-		e.eventually("no pods", func() error {
-			l, err := e.client.Pods(context.Background(), "")
-			if err != nil || len(l.Items) != 0 {
-				return fmt.Errorf("%v: %d pods", err, len(l.Items))
-			}
-			return nil
-		})
+		e.removeAll()
 		// The agent runs: its own argv names the run root, so processes
 		// are counted by cgroup here and by argv once it has stopped.
 		c := e.census()
