@@ -149,7 +149,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	imagetest.ImportBusybox(b, st, "busybox:1.36")
 	e.cmd = exec.Command(e.bin, "--root", e.stateRoot, "--run-root", e.runRoot, "--socket", e.sock, "--bridge", e.tag,
 		"--subnet", e.subnet, "--netns-prefix", e.tag+"-", "--nft-table", e.tag, "--cgroup-parent", e.tag,
-		"--log-level", "error", "run", "--manifests", e.dir)
+		"--log-level", "error", "run", "--manifests", e.dir, "--api-listen", "")
 	e.cmd.Stderr = os.Stderr
 	if err := e.cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 )
@@ -55,10 +58,13 @@ func startAPI(t *testing.T) (*Client, *fake.Runtime, *reconcile.Reconciler, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Backend: logBackend{rec, logDir}, Runtime: f, Log: zerolog.Nop()}
+	kube := kubeapi.New(kubeapi.Config{Backend: logBackend{rec, logDir}, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
+	kubeDone := make(chan struct{})
+	go func() { kube.Run(ctx); close(kubeDone) }()
+	srv := &Server{Kube: kube, Backend: rec, Runtime: f, Log: zerolog.Nop()}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-recDone; <-srvDone })
+	t.Cleanup(func() { cancel(); <-recDone; <-srvDone; <-kubeDone })
 	return NewClient(sock), f, rec, logDir
 }
 
@@ -104,7 +110,7 @@ func TestPodsEventsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list.Kind != "List" || list.APIVersion != "v1" || len(list.Items) != 2 || list.Items[0].Metadata.Name != "db" ||
+	if list.Kind != "PodList" || list.APIVersion != "v1" || len(list.Items) != 2 || list.Items[0].Metadata.Name != "db" ||
 		list.Items[0].Kind != "Pod" || list.Items[0].Status.PodIP == "" {
 		t.Fatalf("list: %+v", list)
 	}
@@ -222,5 +228,22 @@ func TestAgentNotRunning(t *testing.T) {
 	_, err := c.Pods(context.Background(), "")
 	if !errors.Is(err, ErrAgentNotRunning) {
 		t.Errorf("want ErrAgentNotRunning, got %v", err)
+	}
+}
+
+// TestServeTLSRequiresClientCertificates: the TCP listener refuses to
+// start unless every client must show a verified certificate.
+func TestServeTLSRequiresClientCertificates(t *testing.T) {
+	srv := &Server{Log: zerolog.Nop()}
+	for _, auth := range []tls.ClientAuthType{tls.NoClientCert, tls.RequestClientCert, tls.RequireAnyClientCert, tls.VerifyClientCertIfGiven} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = srv.ServeTLS(context.Background(), l, &tls.Config{ClientAuth: auth})
+		l.Close()
+		if err == nil {
+			t.Errorf("ServeTLS with %v served", auth)
+		}
 	}
 }
