@@ -21,6 +21,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 )
@@ -68,7 +69,9 @@ func fakeAgent(t *testing.T) (string, *fake.Runtime, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &api.Server{Backend: rec, Runtime: f, Log: zerolog.Nop()}
+	kube := kubeapi.New(kubeapi.Config{Backend: rec, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
+	kube.SetStreams(streamHandlers(f, kube))
+	srv := &api.Server{Backend: rec, Runtime: f, Kube: kube, Log: zerolog.Nop()}
 	go func() { defer wg.Done(); srv.Serve(ctx, l) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	rec.SetDesired(reconcile.DesiredSet{Pods: []*reconcile.DesiredPod{{

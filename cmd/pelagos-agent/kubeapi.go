@@ -39,7 +39,7 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 	}
 	kube := kubeapi.New(kubeapi.Config{
 		Backend: a.rec, Runtime: a.rt, NodeName: translator().NodeName, Host: newHostReader(g.Root),
-		Version: version, Commit: vcsCommit(), NodeLabels: o.NodeLabels, Writes: writes,
+		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, NodeLabels: o.NodeLabels, Writes: writes,
 		Changes: a.changes, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})
 	kube.SetStreams(streamHandlers(a.rt, kube))
