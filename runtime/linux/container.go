@@ -197,15 +197,15 @@ func (r *Runtime) containerRecord(id string) (*containerRecord, error) {
 
 func (rec *containerRecord) nsJoin() []nsJoin {
 	ns := "/proc/" + fmt.Sprint(rec.Pause.PID) + "/ns/"
-	j := []nsJoin{{ns + "uts", unix.CLONE_NEWUTS}}
+	j := []nsJoin{{Path: ns + "uts", Type: unix.CLONE_NEWUTS}}
 	if rec.Namespaces.Network == runtime.NamespacePod {
-		j = append(j, nsJoin{ns + "net", unix.CLONE_NEWNET})
+		j = append(j, nsJoin{Path: ns + "net", Type: unix.CLONE_NEWNET})
 	}
 	if rec.Namespaces.IPC == runtime.NamespacePod {
-		j = append(j, nsJoin{ns + "ipc", unix.CLONE_NEWIPC})
+		j = append(j, nsJoin{Path: ns + "ipc", Type: unix.CLONE_NEWIPC})
 	}
 	if rec.Namespaces.PID == runtime.NamespacePod {
-		j = append(j, nsJoin{ns + "pid", unix.CLONE_NEWPID})
+		j = append(j, nsJoin{Path: ns + "pid", Type: unix.CLONE_NEWPID})
 	}
 	return j
 }

@@ -23,10 +23,12 @@ const ExecOutputLimit = 16 << 20
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
-// Exec implements runtime.Runtime. The process joins the container's UTS,
-// network, IPC and PID namespaces and its cgroup, enters its root through
-// /proc/<init>/root (a Go process cannot setns into a mount namespace), and
-// gets the container's user, capabilities, no_new_privs and seccomp filter.
+// Exec implements runtime.Runtime. The process joins every namespace of
+// the container's main process (UTS, network, IPC and PID on the thread
+// that forks it, the mount namespace itself before it execs) and its
+// cgroup, and gets the container's user, capabilities, no_new_privs and
+// seccomp filter. The namespaces are reached through a pidfd checked
+// against the recorded start time, so a reused PID is never joined.
 func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	if len(opts.Cmd) == 0 {
 		return -1, fmt.Errorf("exec in container %s: empty command: %w", id, runtime.ErrInvalidConfig)
@@ -59,10 +61,14 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		envVars = append(envVars, runtime.EnvVar{Name: k, Value: v})
 	}
 	proc.Env = mergeEnv(nil, append(envVars, extra...), "", "")
-	spec := &initSpec{ChrootPID: st.Init.PID, Process: proc}
+	spec := &initSpec{Exec: true, Process: proc}
 
-	ns := fmt.Sprintf("/proc/%d/ns/", st.Init.PID)
-	join := []nsJoin{{ns + "uts", unix.CLONE_NEWUTS}, {ns + "net", unix.CLONE_NEWNET}, {ns + "ipc", unix.CLONE_NEWIPC}, {ns + "pid", unix.CLONE_NEWPID}}
+	pidfd, err := openVerified(st.Init)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	defer pidfd.Close()
+	join := []nsJoin{{PidFD: int(pidfd.Fd()), Type: unix.CLONE_NEWUTS | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWPID}}
 
 	stdin, err := os.Open(os.DevNull)
 	if err != nil {
@@ -88,7 +94,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		outW.Close()
 		return -1, err
 	}
-	p, err := startInit(spec, join, 0, cg, rec.CgroupRel, []*os.File{stdin, outW, errW})
+	p, err := startInit(spec, join, 0, cg, rec.CgroupRel, []*os.File{stdin, outW, errW}, pidfd)
 	outW.Close()
 	errW.Close()
 	stdin.Close()

@@ -27,10 +27,12 @@ const InitName = "pelagos-init"
 // File descriptors of the init: the spec arrives on 3 (the shim writes it
 // only after placing the init in its cgroups), and 4 carries a failure
 // message back; it is close-on-exec, so EOF without a message means the
-// workload's execve succeeded.
+// workload's execve succeeded. An exec init gets a pidfd of the container's
+// main process on 5, whose mount namespace it joins.
 const (
-	initSpecFD = 3
-	initErrFD  = 4
+	initSpecFD  = 3
+	initErrFD   = 4
+	initMountFD = 5
 )
 
 func init() { reexec.Register(InitName, initMain) }
@@ -50,9 +52,10 @@ type processSpec struct {
 type initSpec struct {
 	// Rootfs is set for a container's first process.
 	Rootfs *rootfs.Spec `json:"rootfs,omitempty"`
-	// ChrootPID is set for exec: the container's init PID (host view),
-	// whose root the process enters through /proc/<pid>/root.
-	ChrootPID int `json:"chrootPID,omitempty"`
+	// Exec is set for a process started in a running container: it joins
+	// the mount namespace of the container's main process (a pidfd on
+	// initMountFD), whose root is the container's.
+	Exec bool `json:"exec,omitempty"`
 	// Join lists namespaces the init enters itself, on the thread that
 	// will execve (a pre-started init joins the pod's UTS, network and IPC
 	// namespaces this way; the workload inherits that thread's).
@@ -97,10 +100,9 @@ func runInit(spec *initSpec) error {
 		if err := rootfs.Setup(spec.Rootfs); err != nil {
 			return err
 		}
-	case spec.ChrootPID > 0:
-		root := "/proc/" + strconv.Itoa(spec.ChrootPID) + "/root"
-		if err := unix.Chroot(root); err != nil {
-			return fmt.Errorf("chroot into container: %w", &os.PathError{Op: "chroot", Path: root, Err: err})
+	case spec.Exec:
+		if err := joinMountNS(initMountFD); err != nil {
+			return err
 		}
 	default:
 		return errors.New("spec has neither a rootfs nor a container to enter")
@@ -218,6 +220,23 @@ func cloexecFrom(lowest int) error {
 			continue
 		}
 		unix.CloseOnExec(fd)
+	}
+	return nil
+}
+
+// joinMountNS moves the calling thread, which execs next, into the mount
+// namespace of the process behind pidfd; its root and working directory
+// become that namespace's root. A chroot through /proc/<pid>/root would
+// leave the process in the host's mount namespace, where a process with
+// CAP_SYS_ADMIN gets the host's root back by joining its own namespace.
+// The thread first stops sharing its filesystem attributes with the rest
+// of the Go process: setns into a mount namespace refuses otherwise.
+func joinMountNS(pidfd int) error {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("join the container's mount namespace: %w", os.NewSyscallError("unshare(CLONE_FS)", err))
+	}
+	if err := unix.Setns(pidfd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join the container's mount namespace: %w", os.NewSyscallError("setns", err))
 	}
 	return nil
 }

@@ -280,6 +280,21 @@ func (p procID) terminate() (wait func(grace time.Duration) error) {
 	}
 }
 
+// openVerified returns a pidfd of p, checked against its start time after
+// opening: the pidfd then names the recorded process for good, whatever
+// happens to the PID.
+func openVerified(p procID) (*os.File, error) {
+	fd, err := unix.PidfdOpen(p.PID, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pid %d: %w", p.PID, os.NewSyscallError("pidfd_open", err))
+	}
+	if !p.alive() {
+		unix.Close(fd)
+		return nil, fmt.Errorf("pid %d: not running", p.PID)
+	}
+	return os.NewFile(uintptr(fd), "pidfd"), nil
+}
+
 // catches reports whether the process has a handler for sig (SigCgt in
 // /proc/PID/status).
 func catches(pid int, sig unix.Signal) bool {

@@ -306,7 +306,8 @@ func (ip *initProc) discard() {
 // spawnInit starts the init on a thread that has joined the given
 // namespaces. The thread is never unlocked: it dies with its goroutine, so
 // no other goroutine ever runs in the sandbox's namespaces by accident.
-func spawnInit(join []nsJoin, cloneFlags uintptr, stdio []*os.File) (*initProc, error) {
+// Files in extra follow the spec and error pipes (from initMountFD on).
+func spawnInit(join []nsJoin, cloneFlags uintptr, stdio []*os.File, extra ...*os.File) (*initProc, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -332,7 +333,7 @@ func spawnInit(join []nsJoin, cloneFlags uintptr, stdio []*os.File) (*initProc, 
 				return
 			}
 		}
-		files := append(append([]*os.File{}, stdio...), specR, errW)
+		files := append(append(append([]*os.File{}, stdio...), specR, errW), extra...)
 		p, err := os.StartProcess(reexec.Self, []string{InitName}, &os.ProcAttr{
 			Dir:   "/",
 			Env:   initEnv,
@@ -371,8 +372,8 @@ func (ip *initProc) configure(spec *initSpec, cg *cgroups.Manager, cgRel string)
 
 // startInit starts an init with the given stdio and configures it; used by
 // exec, whose output goes to the caller.
-func startInit(spec *initSpec, join []nsJoin, cloneFlags uintptr, cg *cgroups.Manager, cgRel string, stdio []*os.File) (*os.Process, error) {
-	ip, err := spawnInit(join, cloneFlags, stdio)
+func startInit(spec *initSpec, join []nsJoin, cloneFlags uintptr, cg *cgroups.Manager, cgRel string, stdio []*os.File, extra ...*os.File) (*os.Process, error) {
+	ip, err := spawnInit(join, cloneFlags, stdio, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -383,13 +384,22 @@ func startInit(spec *initSpec, join []nsJoin, cloneFlags uintptr, cg *cgroups.Ma
 	return ip.proc, nil
 }
 
-// nsJoin is a namespace a thread enters before starting the init.
+// nsJoin is a namespace a thread enters before starting the init: by the
+// path of a namespace file, or, with PidFD set, every namespace in Type of
+// the process behind that pidfd at once.
 type nsJoin struct {
-	Path string
-	Type int
+	Path  string `json:"path,omitempty"`
+	Type  int    `json:"type"`
+	PidFD int    `json:"-"`
 }
 
 func (j nsJoin) enter() error {
+	if j.PidFD > 0 {
+		if err := unix.Setns(j.PidFD, j.Type); err != nil {
+			return os.NewSyscallError("setns", err)
+		}
+		return nil
+	}
 	fd, err := unix.Open(j.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open namespace", Path: j.Path, Err: err}
