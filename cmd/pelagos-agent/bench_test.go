@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -79,9 +81,12 @@ func benchAgent(b *testing.B, n int) {
 	defer e.close()
 
 	var agentRun, agentGone, directRun, directGone, podmanRun, podmanGone []time.Duration
-	havePodman := exec.Command("podman", "--version").Run() == nil
+	var mem helperMem
+	// podman is measured only when it has the image locally: a pull would
+	// reach for a registry outside this machine.
+	havePodman := exec.Command("podman", "image", "exists", "docker.io/library/busybox:1.36").Run() == nil
 	for i := 0; i < b.N; i++ {
-		run, gone := e.agentRound(b, n, i)
+		run, gone := e.agentRound(b, n, i, &mem)
 		agentRun, agentGone = append(agentRun, run), append(agentGone, gone)
 		run, gone = e.directRound(b, n, i)
 		directRun, directGone = append(directRun, run), append(directGone, gone)
@@ -103,13 +108,18 @@ func benchAgent(b *testing.B, n int) {
 	}
 	line := fmt.Sprintf("pods=%d rounds=%d: agent running %.1f ms, gone %.1f ms; direct runtime running %.1f ms, gone %.1f ms",
 		n, b.N, ms(ar), ms(ag), ms(dr), ms(dg))
+	line += mem.report(b)
+	if rss, anon, err := agentRSS(e.cmd.Process.Pid); err == nil {
+		b.ReportMetric(float64(rss), "agent-rss-KiB")
+		line += fmt.Sprintf("; agent RSS after the rounds %d KiB (anonymous %d KiB)", rss, anon)
+	}
 	if havePodman {
 		pr, pg := median(podmanRun), median(podmanGone)
 		b.ReportMetric(ms(pr), "podman-running-ms")
 		b.ReportMetric(ms(pg), "podman-gone-ms")
 		line += fmt.Sprintf("; podman kube play %.1f ms, kube down %.1f ms", ms(pr), ms(pg))
 	} else {
-		line += "; podman not installed"
+		line += "; podman not measured (not installed, or without docker.io/library/busybox:1.36)"
 	}
 	b.Log(line)
 }
@@ -177,7 +187,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	}
 	e.rt.SetImageStore(st)
 	// Warm both paths once (bridge, nftables table, cgroup parent).
-	e.agentRound(b, 1, -1)
+	e.agentRound(b, 1, -1, nil)
 	e.directRound(b, 1, -1)
 	b.ResetTimer()
 	return e
@@ -201,7 +211,7 @@ func (e *benchEnv) await(b *testing.B, reason string, names map[string]bool) {
 	}
 }
 
-func (e *benchEnv) agentRound(b *testing.B, n, round int) (time.Duration, time.Duration) {
+func (e *benchEnv) agentRound(b *testing.B, n, round int, mem *helperMem) (time.Duration, time.Duration) {
 	names := map[string]bool{}
 	var files []string
 	start := time.Now()
@@ -220,6 +230,9 @@ func (e *benchEnv) agentRound(b *testing.B, n, round int) (time.Duration, time.D
 	}
 	e.await(b, "Started", maps(names))
 	running := time.Since(start)
+	if mem != nil {
+		mem.sample(e.runRoot, e.cmd.Process.Pid)
+	}
 	start = time.Now()
 	for _, f := range files {
 		if err := os.Remove(f); err != nil {
@@ -338,4 +351,123 @@ func (e *benchEnv) close() {
 	for _, d := range e.tmp {
 		_ = os.RemoveAll(d)
 	}
+}
+
+// helperMem collects the private and proportional memory of the agent's
+// helper processes (pauses, shims, spare shims), read from
+// /proc/PID/smaps_rollup while the pods run.
+type helperMem struct {
+	pausePriv, pausePss, shimPriv, shimPss, sparePriv []int
+}
+
+// sample reads every helper of the agent's run root: pauses and shims are
+// recognised by their arguments, spare shims (which have no run root yet)
+// by being shims whose parent is the agent's parent.
+func (m *helperMem) sample(runRoot string, agentPID int) {
+	ents, _ := os.ReadDir("/proc")
+	agentParent := procParent(agentPID)
+	for _, en := range ents {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + en.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		pss, priv, err := smapsRollup(pid)
+		if err != nil {
+			continue
+		}
+		switch {
+		case len(argv) == 3 && argv[0] == linux.PauseName && argv[1] == runRoot:
+			m.pausePriv, m.pausePss = append(m.pausePriv, priv), append(m.pausePss, pss)
+		case len(argv) == 3 && argv[0] == linux.ShimDaemonName && argv[1] == runRoot:
+			m.shimPriv, m.shimPss = append(m.shimPriv, priv), append(m.shimPss, pss)
+		case len(argv) == 2 && argv[0] == linux.ShimDaemonName && argv[1] == "spare" && procParent(pid) == agentParent:
+			m.sparePriv = append(m.sparePriv, priv)
+		}
+	}
+}
+
+func medianInt(v []int) int {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func (m *helperMem) report(b *testing.B) string {
+	if len(m.pausePriv) == 0 {
+		return "; no helper memory sampled"
+	}
+	b.ReportMetric(float64(medianInt(m.pausePriv)), "pause-private-KiB")
+	b.ReportMetric(float64(medianInt(m.shimPriv)), "shim-private-KiB")
+	return fmt.Sprintf("; per pod: pause %d KiB private / %d KiB Pss, shim %d KiB private / %d KiB Pss; spare shim %d KiB private (%d samples)",
+		medianInt(m.pausePriv), medianInt(m.pausePss), medianInt(m.shimPriv), medianInt(m.shimPss), medianInt(m.sparePriv), len(m.sparePriv))
+}
+
+// smapsRollup returns the Pss and the private (clean + dirty) memory of
+// pid in KiB.
+func smapsRollup(pid int) (pss, private int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "Pss":
+			pss = n
+		case "Private_Clean", "Private_Dirty":
+			private += n
+		}
+	}
+	return pss, private, nil
+}
+
+// agentRSS returns VmRSS and RssAnon of pid in KiB.
+func agentRSS(pid int) (rss, anon int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "VmRSS":
+			rss = n
+		case "RssAnon":
+			anon = n
+		}
+	}
+	return rss, anon, nil
+}
+
+func procParent(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
