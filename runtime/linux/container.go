@@ -23,6 +23,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp"
@@ -146,7 +147,7 @@ type containerRecord struct {
 	CgroupRel    string `json:"cgroupRel"`
 	CgroupPath   string `json:"cgroupPath"`
 
-	Pause      procID                   `json:"pause"`
+	Pause      procid.ID                `json:"pause"`
 	Namespaces runtime.NamespaceOptions `json:"namespaces"`
 	Rootfs     rootfs.Spec              `json:"rootfs"`
 	Process    processSpec              `json:"process"`
@@ -159,8 +160,8 @@ type containerRecord struct {
 
 // containerStateRecord is written by the shim once the workload runs.
 type containerStateRecord struct {
-	Shim      procID    `json:"shim"`
-	Init      procID    `json:"init"`
+	Shim      procid.ID `json:"shim"`
+	Init      procid.ID `json:"init"`
 	StartedAt time.Time `json:"startedAt"`
 }
 
@@ -254,9 +255,9 @@ func (rec *containerRecord) observe() *runtime.Container {
 	}
 	c.StartedAt = st.StartedAt
 	switch {
-	case st.Init.alive():
+	case st.Init.Alive():
 		c.State, c.PID = runtime.ContainerRunning, st.Init.PID
-	case st.Shim.alive():
+	case st.Shim.Alive():
 		// Exited; the shim is writing the record right now.
 		c.State, c.PID = runtime.ContainerRunning, st.Init.PID
 	default:
@@ -305,7 +306,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
-	if sb.Phase != phaseReady || !sb.Pause.alive() {
+	if sb.Phase != phaseReady || !sb.Pause.Alive() {
 		return nil, fmt.Errorf("start container %q: sandbox %s is not ready: %w", cfg.Name, sb.ID, runtime.ErrConflict)
 	}
 	// A name and attempt is one container in a sandbox: a retry after a
@@ -751,7 +752,7 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *containerRecord, grace
 		}
 	}
 	if grace > 0 {
-		if err := signalAndWait(ctx, st.Init, sig, grace); err != nil {
+		if err := st.Init.SignalAndWait(ctx, sig, grace); err != nil {
 			return fmt.Errorf("stop container %s: %w", rec.ID, err)
 		}
 	}
@@ -759,7 +760,7 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *containerRecord, grace
 		return fmt.Errorf("stop container %s: %w", rec.ID, err)
 	}
 	// The shim records the exit and exits; wait for it, bounded.
-	if err := waitGone(ctx, st.Shim, 10*time.Second); err != nil {
+	if err := st.Shim.WaitGone(ctx, 10*time.Second); err != nil {
 		return fmt.Errorf("stop container %s: shim: %w", rec.ID, err)
 	}
 	if _, err := rec.exit(); err != nil {
@@ -782,59 +783,6 @@ func (r *Runtime) killContainerCgroup(rec *containerRecord) error {
 		return err
 	}
 	return killCgroup(cg, rec.CgroupRel)
-}
-
-// signalAndWait sends sig to p through a pidfd (a reused PID is never
-// signalled) and waits up to d for it to exit.
-func signalAndWait(ctx context.Context, p procID, sig unix.Signal, d time.Duration) error {
-	fd, err := unix.PidfdOpen(p.PID, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return nil
-	}
-	if err != nil {
-		return os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(fd)
-	if !p.alive() {
-		return nil
-	}
-	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return os.NewSyscallError("pidfd_send_signal", err)
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		d = time.Until(dl)
-	}
-	_, err = waitPidfd(fd, d)
-	return err
-}
-
-// waitGone waits up to d for p to exit.
-func waitGone(ctx context.Context, p procID, d time.Duration) error {
-	if p.PID <= 0 {
-		return nil
-	}
-	fd, err := unix.PidfdOpen(p.PID, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return nil
-	}
-	if err != nil {
-		return os.NewSyscallError("pidfd_open", err)
-	}
-	defer unix.Close(fd)
-	if !p.alive() {
-		return nil
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		d = time.Until(dl)
-	}
-	exited, err := waitPidfd(fd, d)
-	if err != nil {
-		return err
-	}
-	if !exited && p.alive() {
-		return fmt.Errorf("pid %d still running after %s", p.PID, d)
-	}
-	return nil
 }
 
 func parseSignal(s string) unix.Signal {
@@ -874,7 +822,7 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *containerRecord) err
 	// A shim that never reported (a crash during start) is found by its
 	// arguments and waited for as well.
 	if st, err := rec.state(); err == nil {
-		if err := waitGone(ctx, st.Shim, 10*time.Second); err != nil {
+		if err := st.Shim.WaitGone(ctx, 10*time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -150,7 +150,7 @@ func TestContainerShimLost(t *testing.T) {
 	if err := syscall.Kill(st.Shim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitGone(ctx, st.Shim, time.Minute); err != nil {
+	if err := st.Shim.WaitGone(ctx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := e.rt.GetContainer(ctx, c.ID)

@@ -17,6 +17,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
 func TestContainerSmoke(t *testing.T) {
@@ -447,7 +448,7 @@ func TestContainerSpareShim(t *testing.T) {
 	e.rt.DisableSpareShim()
 	if second != 0 {
 		deadline := time.Now().Add(time.Minute)
-		for (procID{PID: second, Start: ctrProcStart(second)}).alive() && time.Now().Before(deadline) {
+		for (procid.ID{PID: second, Start: ctrProcStart(second)}).Alive() && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", second)); err == nil {
@@ -463,11 +464,11 @@ func TestContainerSpareShim(t *testing.T) {
 }
 
 func ctrProcStart(pid int) uint64 {
-	st, err := procStart(pid)
+	id, err := procid.Of(pid)
 	if err != nil {
 		return 0
 	}
-	return st
+	return id.Start
 }
 
 // TestContainerHostNamespaces: hostNetwork, hostIPC and hostPID containers

@@ -41,7 +41,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		return -1, fmt.Errorf("exec in container: %w", err)
 	}
 	st, err := rec.state()
-	if err != nil || !st.Init.alive() {
+	if err != nil || !st.Init.Alive() {
 		return -1, fmt.Errorf("exec in container %s: not running", id)
 	}
 	if _, err := rec.exit(); err == nil {
@@ -63,7 +63,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	proc.Env = mergeEnv(nil, append(envVars, extra...), "", "")
 	spec := &initSpec{Exec: true, Process: proc}
 
-	pidfd, err := openVerified(st.Init)
+	pidfd, err := st.Init.OpenFile()
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}

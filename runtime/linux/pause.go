@@ -1,20 +1,16 @@
 package linux
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	goruntime "runtime"
-	"strconv"
-	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
@@ -87,13 +83,6 @@ func (s pauseSpec) threadFlags() int {
 	return f
 }
 
-// procID identifies a process across PID reuse: PID plus start time in
-// clock ticks since boot (/proc/PID/stat field 22).
-type procID struct {
-	PID   int    `json:"pid"`
-	Start uint64 `json:"start"`
-}
-
 // startPause makes the sandbox's namespaces and starts the pause inside
 // them. The namespaces are made, and the hostname set, on a locked OS
 // thread of the agent, and the pause is forked from that thread, so it is
@@ -108,9 +97,9 @@ type procID struct {
 // reusing a thread that sits in a pod's namespaces. The agent reaps the
 // pause if it dies while the agent lives; after the agent exits it is
 // reparented, never killed with it (Setsid).
-func startPause(s pauseSpec) (procID, error) {
+func startPause(s pauseSpec) (procid.ID, error) {
 	type result struct {
-		p   procID
+		p   procid.ID
 		err error
 	}
 	done := make(chan result, 1)
@@ -130,27 +119,27 @@ func startPause(s pauseSpec) (procID, error) {
 	go run()
 	res := <-done
 	if res.err != nil {
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, res.err)
+		return procid.ID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, res.err)
 	}
 	return res.p, nil
 }
 
 // forkPause runs on a locked thread that it moves into new namespaces.
-func forkPause(s pauseSpec) (procID, error) {
+func forkPause(s pauseSpec) (procid.ID, error) {
 	flags := s.threadFlags()
 	if flags != 0 {
 		if err := unix.Unshare(flags); err != nil {
-			return procID{}, os.NewSyscallError("unshare", err)
+			return procid.ID{}, os.NewSyscallError("unshare", err)
 		}
 	}
 	if flags&unix.CLONE_NEWUTS != 0 {
 		if err := unix.Sethostname([]byte(s.hostname)); err != nil {
-			return procID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
+			return procid.ID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
 		}
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return procID{}, err
+		return procid.ID{}, err
 	}
 	defer devnull.Close()
 	var clone uintptr
@@ -164,172 +153,13 @@ func forkPause(s pauseSpec) (procID, error) {
 		Sys:   &syscall.SysProcAttr{Cloneflags: clone, Setsid: true},
 	})
 	if err != nil {
-		return procID{}, err
+		return procid.ID{}, err
 	}
 	go proc.Wait() // reap it should it die while we run; never block on it
-	st, err := procStart(proc.Pid)
+	id, err := procid.Of(proc.Pid)
 	if err != nil {
 		proc.Kill()
-		return procID{}, err
+		return procid.ID{}, err
 	}
-	return procID{PID: proc.Pid, Start: st}, nil
-}
-
-// procStat returns a process's state letter and start time.
-func procStat(pid int) (state byte, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// comm may hold spaces and parentheses: parse after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	// fields[0] is field 3 (state); start time is field 22.
-	if len(fields) < 20 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(fields))
-	}
-	start, err = strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
-	}
-	return fields[0][0], start, nil
-}
-
-func procStart(pid int) (uint64, error) {
-	_, st, err := procStat(pid)
-	return st, err
-}
-
-// alive reports whether the process is the one recorded and has not exited
-// (a zombie has exited, whatever kill(pid, 0) says).
-func (p procID) alive() bool {
-	if p.PID <= 0 {
-		return false
-	}
-	state, start, err := procStat(p.PID)
-	if err != nil || start != p.Start {
-		return false
-	}
-	return state != 'Z' && state != 'X' && state != 'x'
-}
-
-// stop ends the process: SIGTERM, up to grace for it to exit, then
-// SIGKILL. A process that is already gone is not an error.
-func (p procID) stop(grace time.Duration) error {
-	return p.terminate()(grace)
-}
-
-// terminate sends SIGTERM and returns the wait for the process's end,
-// which KILLs it after grace; the caller can do other work between the
-// two. The pidfd pins the process, so a reused PID is never signalled.
-func (p procID) terminate() (wait func(grace time.Duration) error) {
-	gone := func(time.Duration) error { return nil }
-	if p.PID <= 0 {
-		return gone
-	}
-	fd, err := unix.PidfdOpen(p.PID, 0)
-	if errors.Is(err, unix.ESRCH) || (err != nil && !p.alive()) {
-		// Gone, or the PID is now another process's thread (ENOENT).
-		return gone
-	}
-	if err != nil {
-		return func(time.Duration) error {
-			return fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_open", err))
-		}
-	}
-	// Checked after opening the pidfd: from here on the PID cannot be reused.
-	if !p.alive() {
-		unix.Close(fd)
-		return gone
-	}
-	signal := func(sig unix.Signal) (bool, error) {
-		if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
-			if errors.Is(err, unix.ESRCH) {
-				return true, nil
-			}
-			return false, fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_send_signal", err))
-		}
-		return false, nil
-	}
-	// PID 1 of a PID namespace ignores signals it has no handler for, and
-	// a pause still initialising its runtime has none yet: it holds
-	// nothing worth a graceful exit, so it gets SIGKILL at once.
-	first := unix.SIGTERM
-	if !catches(p.PID, unix.SIGTERM) {
-		first = unix.SIGKILL
-	}
-	exited, err := signal(first)
-	return func(grace time.Duration) error {
-		defer unix.Close(fd)
-		if exited || err != nil {
-			return err
-		}
-		if exited, err := waitPidfd(fd, grace); err != nil || exited {
-			return err
-		}
-		if exited, err := signal(unix.SIGKILL); err != nil || exited {
-			return err
-		}
-		if exited, err := waitPidfd(fd, 5*time.Second); err != nil || exited {
-			return err
-		}
-		return fmt.Errorf("stop pid %d: still running after SIGKILL", p.PID)
-	}
-}
-
-// openVerified returns a pidfd of p, checked against its start time after
-// opening: the pidfd then names the recorded process for good, whatever
-// happens to the PID.
-func openVerified(p procID) (*os.File, error) {
-	fd, err := unix.PidfdOpen(p.PID, 0)
-	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", p.PID, os.NewSyscallError("pidfd_open", err))
-	}
-	if !p.alive() {
-		unix.Close(fd)
-		return nil, fmt.Errorf("pid %d: not running", p.PID)
-	}
-	return os.NewFile(uintptr(fd), "pidfd"), nil
-}
-
-// catches reports whether the process has a handler for sig (SigCgt in
-// /proc/PID/status).
-func catches(pid int, sig unix.Signal) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && mask&(1<<(uint(sig)-1)) != 0
-		}
-	}
-	return false
-}
-
-// waitPidfd waits up to d for the process behind fd to exit.
-func waitPidfd(fd int, d time.Duration) (bool, error) {
-	deadline := time.Now().Add(d)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms < 0 {
-			ms = 0
-		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return false, os.NewSyscallError("poll", err)
-		}
-		if n > 0 {
-			return true, nil
-		}
-		return false, nil
-	}
+	return id, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
@@ -116,7 +117,7 @@ func killPause(t testing.TB, rt *Runtime, id string) {
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
 		t.Fatalf("kill pause %d: %v", rec.Pause.PID, err)
 	}
-	if exited, err := waitPidfd(fd, time.Minute); err != nil || !exited {
+	if exited, err := procid.WaitFD(fd, time.Minute); err != nil || !exited {
 		t.Fatalf("pause %d did not die: %v", rec.Pause.PID, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
@@ -160,8 +161,7 @@ func reportFailure(ready *os.File, err error) int {
 }
 
 func runShim(rec *containerRecord, ready *os.File, pre *initProc) int {
-	self := procID{PID: os.Getpid()}
-	self.Start, _ = procStart(self.PID)
+	self, _ := procid.Self()
 
 	cg, err := cgroups.New(rec.CgroupParent)
 	if err != nil {
@@ -199,8 +199,8 @@ func runShim(rec *containerRecord, ready *os.File, pre *initProc) int {
 		return reportFailure(ready, failure)
 	}
 	startedAt := time.Now().UTC()
-	pstart, _ := procStart(proc.Pid)
-	st := &containerStateRecord{Shim: self, Init: procID{PID: proc.Pid, Start: pstart}, StartedAt: startedAt}
+	initID, _ := procid.Of(proc.Pid)
+	st := &containerStateRecord{Shim: self, Init: initID, StartedAt: startedAt}
 	if err := writeJSONAtomic(filepath.Join(rec.Dir, stateFile), st); err != nil {
 		proc.Kill()
 		proc.Wait()
