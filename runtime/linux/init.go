@@ -16,6 +16,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp/filter"
 )
 
 // InitName is argv[0] of the container init: the binary re-executed inside
@@ -137,7 +138,7 @@ func runInit(spec *initSpec) error {
 	// while we still have it. With no_new_privs, load it last, so the
 	// filter does not have to allow the set-up calls.
 	if p.Seccomp != nil && !p.NoNewPrivs {
-		if err := seccomp.Load(p.Seccomp); err != nil {
+		if err := filter.Load(p.Seccomp); err != nil {
 			return err
 		}
 	}
@@ -172,7 +173,7 @@ func runInit(spec *initSpec) error {
 			return os.NewSyscallError("prctl(PR_SET_NO_NEW_PRIVS)", err)
 		}
 		if p.Seccomp != nil {
-			if err := seccomp.Load(p.Seccomp); err != nil {
+			if err := filter.Load(p.Seccomp); err != nil {
 				return err
 			}
 		}
