@@ -33,6 +33,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	"github.com/pelagos-containers/pelagos-agent/runtime/crilog/follow"
 )
 
 // Backend is what the API reads; *reconcile.Reconciler implements it.
@@ -360,7 +361,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	if err := crilog.Follow(ctx, c.LogPath, out, opts, done); err != nil {
+	if err := follow.Follow(ctx, c.LogPath, out, opts, done); err != nil {
 		s.Log.Warn().Err(err).Str("pod", key.String()).Msg("follow log")
 	}
 }
