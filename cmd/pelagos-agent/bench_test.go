@@ -21,15 +21,10 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
-// TestMain lets the test binary serve as the pause and shim helpers, which
-// the in-process runtime of the benchmark baseline re-executes.
+// TestMain removes the agent binary the end-to-end tests built.
 func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
-	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

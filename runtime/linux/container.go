@@ -6,14 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -23,10 +21,10 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/shim"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/volume"
 )
 
@@ -53,17 +51,8 @@ type containers struct {
 	images  ImageLayers
 	cgroups map[string]*cgroups.Manager // by configured parent
 
-	// spares, when enabled, keeps one shim daemon started ahead of need,
-	// which takes a Go process start off the critical path of a start.
-	spares bool
-	spare  *spareShim
-}
-
-// spareShim is a shim daemon waiting for its container.
-type spareShim struct {
-	ctl   *os.File // write end of its control pipe
-	ready *os.File // read end of its ready pipe
-	pid   int      // the daemon, or its launcher
+	// spares keeps shim daemons started ahead of need (shims.go).
+	spares shimPool
 }
 
 // SetImageStore sets where images come from. Without it the runtime opens
@@ -104,17 +93,12 @@ func (r *Runtime) cgroupManager(parent string) (*cgroups.Manager, error) {
 	return m, nil
 }
 
-// On-disk layout.
-const (
-	containerFile = "container.json" // written once by the agent (intent)
-	stateFile     = "state.json"     // written once by the shim (started)
-	termLogFile   = "termination-log"
-)
+// termLogFile is the termination message file in a container's run
+// directory; the other files there are the record package's.
+const termLogFile = "termination-log"
 
-func (r *Runtime) containersDir() string         { return filepath.Join(r.cfg.RunRoot, "containers") }
+func (r *Runtime) containersDir() string         { return record.ContainersDir(r.cfg.RunRoot) }
 func (r *Runtime) containerDir(id string) string { return filepath.Join(r.containersDir(), id) }
-func exitsDir(runRoot string) string             { return filepath.Join(runRoot, "container-exits") }
-func exitPath(runRoot, id string) string         { return filepath.Join(exitsDir(runRoot), id+".json") }
 func (r *Runtime) containerStateDir(id string) string {
 	return filepath.Join(r.cfg.StateRoot, "containers", id)
 }
@@ -126,61 +110,9 @@ func ctrCgroup(sandboxID, id string) string {
 	return podCgroup(sandboxID) + "/ctr-" + id
 }
 
-// containerRecord is the agent's record of one container: everything the
-// shim needs to start it and everything a new agent needs to report it.
-type containerRecord struct {
-	Version     int                     `json:"version"`
-	ID          string                  `json:"id"`
-	SandboxID   string                  `json:"sandboxID"`
-	Pod         runtime.PodKey          `json:"pod"`
-	Config      runtime.ContainerConfig `json:"config"`
-	ImageID     string                  `json:"imageID,omitempty"`
-	CreatedAt   time.Time               `json:"createdAt"`
-	RunRoot     string                  `json:"runRoot"`
-	Dir         string                  `json:"dir"`
-	StateDir    string                  `json:"stateDir"`
-	LogPath     string                  `json:"logPath"`
-	LogMaxSize  int64                   `json:"logMaxSize,omitempty"`
-	LogMaxFiles int                     `json:"logMaxFiles,omitempty"`
-
-	CgroupParent string `json:"cgroupParent"`
-	CgroupRel    string `json:"cgroupRel"`
-	CgroupPath   string `json:"cgroupPath"`
-
-	Pause      procid.ID                `json:"pause"`
-	Namespaces runtime.NamespaceOptions `json:"namespaces"`
-	Rootfs     rootfs.Spec              `json:"rootfs"`
-	Process    processSpec              `json:"process"`
-	StopSignal string                   `json:"stopSignal,omitempty"`
-	// TerminationLog is the host file bound at terminationMessagePath.
-	TerminationLog string `json:"terminationLog,omitempty"`
-	// MessageFromLogs: FallbackToLogsOnError (see runtime.ContainerConfig).
-	MessageFromLogs bool `json:"messageFromLogs,omitempty"`
-}
-
-// containerStateRecord is written by the shim once the workload runs.
-type containerStateRecord struct {
-	Shim      procid.ID `json:"shim"`
-	Init      procid.ID `json:"init"`
-	StartedAt time.Time `json:"startedAt"`
-}
-
-// exitRecord is written by the shim when the container exits.
-type exitRecord struct {
-	ContainerID string         `json:"containerID"`
-	SandboxID   string         `json:"sandboxID"`
-	Pod         runtime.PodKey `json:"pod"`
-	ExitCode    int            `json:"exitCode"`
-	Signal      string         `json:"signal,omitempty"`
-	Reason      string         `json:"reason"`
-	Message     string         `json:"message,omitempty"`
-	StartedAt   time.Time      `json:"startedAt"`
-	FinishedAt  time.Time      `json:"finishedAt"`
-}
-
-func readContainerRecord(dir string) (*containerRecord, error) {
-	rec := &containerRecord{}
-	if err := readJSON(filepath.Join(dir, containerFile), rec); err != nil {
+func readContainerRecord(dir string) (*record.Container, error) {
+	rec, err := record.ReadContainer(dir)
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("container %s: %w", filepath.Base(dir), runtime.ErrNotFound)
 		}
@@ -189,67 +121,33 @@ func readContainerRecord(dir string) (*containerRecord, error) {
 	return rec, nil
 }
 
-func (r *Runtime) containerRecord(id string) (*containerRecord, error) {
+func (r *Runtime) containerRecord(id string) (*record.Container, error) {
 	if err := validID(id); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, runtime.ErrNotFound)
 	}
 	return readContainerRecord(r.containerDir(id))
 }
 
-func (rec *containerRecord) nsJoin() []nsJoin {
-	ns := "/proc/" + fmt.Sprint(rec.Pause.PID) + "/ns/"
-	j := []nsJoin{{Path: ns + "uts", Type: unix.CLONE_NEWUTS}}
-	if rec.Namespaces.Network == runtime.NamespacePod {
-		j = append(j, nsJoin{Path: ns + "net", Type: unix.CLONE_NEWNET})
-	}
-	if rec.Namespaces.IPC == runtime.NamespacePod {
-		j = append(j, nsJoin{Path: ns + "ipc", Type: unix.CLONE_NEWIPC})
-	}
-	if rec.Namespaces.PID == runtime.NamespacePod {
-		j = append(j, nsJoin{Path: ns + "pid", Type: unix.CLONE_NEWPID})
-	}
-	return j
-}
-
-func (rec *containerRecord) cloneFlags() uintptr {
-	f := uintptr(unix.CLONE_NEWNS)
-	if rec.Namespaces.PID == runtime.NamespaceContainer || rec.Namespaces.PID == "" {
-		f |= unix.CLONE_NEWPID
-	}
-	return f
-}
-
-func (rec *containerRecord) state() (*containerStateRecord, error) {
-	st := &containerStateRecord{}
-	if err := readJSON(filepath.Join(rec.Dir, stateFile), st); err != nil {
-		return nil, err
-	}
-	return st, nil
-}
-
-func (rec *containerRecord) exit() (*exitRecord, error) {
-	ex := &exitRecord{}
-	if err := readJSON(exitPath(rec.RunRoot, rec.ID), ex); err != nil {
-		return nil, err
-	}
-	return ex, nil
-}
-
-// observe reports the container as the records and the kernel show it.
-func (rec *containerRecord) observe() *runtime.Container {
-	c := &runtime.Container{
+// observeCreated is the container as its intent record describes it.
+func observeCreated(rec *record.Container) *runtime.Container {
+	return &runtime.Container{
 		ID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, Name: rec.Config.Name,
 		Attempt: rec.Config.Attempt, Image: rec.Config.Image, ImageID: rec.ImageID,
 		State: runtime.ContainerCreated, CreatedAt: rec.CreatedAt, LogPath: rec.LogPath,
 		CgroupPath: rec.CgroupPath, Labels: maps.Clone(rec.Config.Labels),
 		Annotations: maps.Clone(rec.Config.Annotations),
 	}
-	if ex, err := rec.exit(); err == nil {
+}
+
+// observe reports the container as the records and the kernel show it.
+func observe(rec *record.Container) *runtime.Container {
+	c := observeCreated(rec)
+	if ex, err := rec.Exit(); err == nil {
 		c.State, c.ExitCode, c.Signal, c.Reason, c.Message = runtime.ContainerExited, ex.ExitCode, ex.Signal, ex.Reason, ex.Message
 		c.StartedAt, c.FinishedAt = ex.StartedAt, ex.FinishedAt
 		return c
 	}
-	st, err := rec.state()
+	st, err := rec.State()
 	if err != nil {
 		return c // not started (yet): created
 	}
@@ -287,6 +185,11 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if err := validID(cfg.SandboxID); err != nil {
 		return nil, fmt.Errorf("start container %q: sandbox %q: %w", cfg.Name, cfg.SandboxID, runtime.ErrNotFound)
 	}
+	// A spare shim for this start, if the pool has to grow for it; the
+	// pool is topped up once the start is reported.
+	r.ctr.spares.expect(1)
+	defer r.ctr.spares.fill()
+	defer r.ctr.spares.expect(-1)
 	// The sandbox lock first, as RemoveSandbox takes it before removing
 	// containers: a start never races the sandbox's teardown, and two
 	// starts of one name and attempt cannot both pass the check below.
@@ -298,7 +201,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		if rec.SandboxID != cfg.SandboxID || rec.Config.Name != cfg.Name {
 			return nil, fmt.Errorf("start container %s: held by %s/%s: %w", id, rec.SandboxID, rec.Config.Name, runtime.ErrAlreadyExists)
 		}
-		return rec.observe(), nil
+		return observe(rec), nil
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
 	}
@@ -337,7 +240,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if err := os.MkdirAll(r.containersDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
-	if err := os.MkdirAll(exitsDir(r.cfg.RunRoot), 0o700); err != nil {
+	if err := os.MkdirAll(record.ExitsDir(r.cfg.RunRoot), 0o700); err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
 	if err := os.Mkdir(rec.Dir, 0o700); err != nil {
@@ -348,7 +251,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	}
 	// The intent is recorded before anything is made, so a crash at any
 	// later point leaves a record that RemoveContainer can finish.
-	if err := writeJSONAtomic(filepath.Join(rec.Dir, containerFile), rec); err != nil {
+	if err := record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec); err != nil {
 		os.Remove(rec.Dir)
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
@@ -356,16 +259,21 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		r.removeContainer(ctx, rec)
 		return nil, fmt.Errorf("start container %q (%s): %w", cfg.Name, id, err)
 	}
-	if err := r.startShim(rec); err != nil {
+	st, err := r.startShim(rec)
+	if err != nil {
 		r.removeContainer(ctx, rec)
 		return nil, fmt.Errorf("start container %q (%s): %w", cfg.Name, id, err)
 	}
-	return rec.observe(), nil
+	// What the shim reported is the truth of this start: no record is
+	// read back.
+	started := observeCreated(rec)
+	started.State, started.PID, started.StartedAt = runtime.ContainerRunning, st.Init.PID, st.StartedAt
+	return started, nil
 }
 
 // buildContainerRecord resolves the container's process, security settings
 // and filesystem from its config, the sandbox and the image.
-func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandboxRecord, layers []string, img *runtime.Image) (*containerRecord, cgroups.Resources, error) {
+func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandboxRecord, layers []string, img *runtime.Image) (*record.Container, cgroups.Resources, error) {
 	var res cgroups.Resources
 	args, err := resolveArgs(cfg.Command, cfg.Args, img.Config.Entrypoint, img.Config.Cmd)
 	if err != nil {
@@ -433,7 +341,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	}
 	id := cfg.ID
 	stateDir := r.containerStateDir(id)
-	rec := &containerRecord{
+	rec := &record.Container{
 		Version: 1, ID: id, SandboxID: sb.ID, Pod: sb.Pod, Config: *cfg, ImageID: img.ID,
 		CreatedAt: time.Now().UTC(), RunRoot: r.cfg.RunRoot, Dir: r.containerDir(id), StateDir: stateDir,
 		LogPath:      filepath.Join(r.sandboxLogDir(sb.ID), cfg.Name, fmt.Sprintf("%d.log", cfg.Attempt)),
@@ -441,7 +349,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 		LogMaxFiles:  r.cfg.LogMaxFiles,
 		CgroupParent: parent, CgroupRel: ctrCgroup(sb.ID, id), CgroupPath: cg.Path(ctrCgroup(sb.ID, id)),
 		Pause: sb.Pause, Namespaces: sb.Namespaces, StopSignal: img.Config.StopSignal,
-		Process: processSpec{
+		Process: record.Process{
 			Args: args, Env: mergeEnv(img.Config.Env, cfg.Env, sb.Hostname, ident.Home), Cwd: cwd,
 			User: *ident, Caps: capset, NoNewPrivs: !sec.AllowPrivilegeEscalation && !sec.Privileged, Seccomp: prog,
 		},
@@ -483,7 +391,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 
 // prepareContainer makes what the shim needs: directories, log directory,
 // cgroups and volume binds.
-func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, sb *sandboxRecord) error {
+func (r *Runtime) prepareContainer(rec *record.Container, res cgroups.Resources, sb *sandboxRecord) error {
 	if err := os.MkdirAll(rec.StateDir, 0o700); err != nil {
 		return err
 	}
@@ -542,179 +450,9 @@ func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, 
 			rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: src, Destination: m.ContainerPath, ReadOnly: m.ReadOnly || vc.Files != nil})
 		}
 		// The binds are part of what the shim reads.
-		if err := writeJSONAtomic(filepath.Join(rec.Dir, containerFile), rec); err != nil {
+		if err := record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// EnableSpareShim makes the runtime keep one shim daemon started ahead of
-// need (a long-running agent wants this; a one-shot CLI does not). A spare
-// exits when this process does: its control pipe then reaches EOF.
-func (r *Runtime) EnableSpareShim() {
-	r.ctr.mu.Lock()
-	r.ctr.spares = true
-	r.ctr.mu.Unlock()
-	go r.refillSpare()
-}
-
-// DisableSpareShim stops keeping a spare; the current one exits.
-func (r *Runtime) DisableSpareShim() {
-	r.ctr.mu.Lock()
-	defer r.ctr.mu.Unlock()
-	r.ctr.spares = false
-	if sp := r.ctr.spare; sp != nil {
-		sp.ctl.Close()
-		sp.ready.Close()
-		r.ctr.spare = nil
-	}
-}
-
-// spareReady reports whether a spare is waiting, and its PID (0 when it
-// was started through the launcher), for tests and benchmarks.
-func (r *Runtime) spareReady() (bool, int) {
-	r.ctr.mu.Lock()
-	defer r.ctr.mu.Unlock()
-	if r.ctr.spare == nil {
-		return false, 0
-	}
-	return true, r.ctr.spare.pid
-}
-
-func (r *Runtime) refillSpare() {
-	r.ctr.mu.Lock()
-	if !r.ctr.spares || r.ctr.spare != nil {
-		r.ctr.mu.Unlock()
-		return
-	}
-	r.ctr.mu.Unlock()
-	sp, err := startSpare()
-	if err != nil {
-		r.log.Warn().Err(err).Msg("start spare shim")
-		return
-	}
-	r.ctr.mu.Lock()
-	defer r.ctr.mu.Unlock()
-	if r.ctr.spare != nil {
-		sp.ctl.Close()
-		sp.ready.Close()
-		return
-	}
-	r.ctr.spare = sp
-}
-
-func (r *Runtime) takeSpare() *spareShim {
-	r.ctr.mu.Lock()
-	defer r.ctr.mu.Unlock()
-	sp := r.ctr.spare
-	r.ctr.spare = nil
-	if r.ctr.spares {
-		go r.refillSpare()
-	}
-	return sp
-}
-
-func startSpare() (*spareShim, error) {
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	ctlR, ctlW, err := os.Pipe()
-	if err != nil {
-		readyR.Close()
-		readyW.Close()
-		return nil, err
-	}
-	pid, err := spawnShim([]string{spareArg}, readyW, ctlR)
-	readyW.Close()
-	ctlR.Close()
-	if err != nil {
-		readyR.Close()
-		ctlW.Close()
-		return nil, err
-	}
-	return &spareShim{ctl: ctlW, ready: readyR, pid: pid}, nil
-}
-
-// spawnShim starts the shim daemon with args. The daemon must not be the
-// agent's child. It is cloned with CLONE_PARENT, which makes it a child of
-// the agent's parent (systemd, a shell) at the cost of one process start;
-// where the kernel refuses that (the agent is PID 1 of its namespace), the
-// launcher starts it and exits, and the daemon is reparented.
-func spawnShim(args []string, ready, ctl *os.File) (int, error) {
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer devnull.Close()
-	files := []*os.File{devnull, devnull, devnull, ready}
-	if ctl != nil {
-		files = append(files, ctl)
-	}
-	attr := &os.ProcAttr{
-		Dir:   "/",
-		Env:   shimEnv,
-		Files: files,
-		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_PARENT},
-	}
-	proc, err := os.StartProcess(reexec.Self, append([]string{ShimDaemonName}, args...), attr)
-	if err == nil {
-		// Not our child: never waited for here.
-		pid := proc.Pid
-		return pid, proc.Release()
-	}
-	attr.Sys = &syscall.SysProcAttr{Setsid: true}
-	proc, err = os.StartProcess(reexec.Self, append([]string{ShimName}, args...), attr)
-	if err != nil {
-		return 0, err
-	}
-	// The launcher exits as soon as the daemon runs; reaping it here keeps
-	// the daemon out of our process tree.
-	_, err = proc.Wait()
-	return 0, err
-}
-
-// startShim has a shim daemon start the container and waits for its
-// report: the workload runs, or the step that failed.
-func (r *Runtime) startShim(rec *containerRecord) error {
-	var rd *os.File
-	if sp := r.takeSpare(); sp != nil {
-		_, err := sp.ctl.WriteString(rec.RunRoot + "\x00" + rec.ID)
-		sp.ctl.Close()
-		if err == nil {
-			rd = sp.ready
-		} else {
-			sp.ready.Close() // the spare is gone: start one the usual way
-		}
-	}
-	if rd == nil {
-		var wr *os.File
-		var err error
-		if rd, wr, err = os.Pipe(); err != nil {
-			return err
-		}
-		_, err = spawnShim([]string{rec.RunRoot, rec.ID}, wr, nil)
-		wr.Close()
-		if err != nil {
-			rd.Close()
-			return fmt.Errorf("start shim: %w", err)
-		}
-	}
-	defer rd.Close()
-	var rep shimReady
-	b, err := io.ReadAll(rd)
-	if err != nil {
-		return fmt.Errorf("start shim: %w", err)
-	}
-	if len(b) == 0 {
-		return fmt.Errorf("start shim: %w: the shim exited without a report", errShimStart)
-	}
-	if err := jsonUnmarshal(b, &rep); err != nil {
-		return fmt.Errorf("start shim: %w", err)
-	}
-	if rep.Error != "" {
-		return fmt.Errorf("%w: %s", errShimStart, rep.Error)
 	}
 	return nil
 }
@@ -735,11 +473,11 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 	return r.stopContainer(ctx, rec, grace)
 }
 
-func (r *Runtime) stopContainer(ctx context.Context, rec *containerRecord, grace time.Duration) error {
-	if _, err := rec.exit(); err == nil {
+func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grace time.Duration) error {
+	if _, err := rec.Exit(); err == nil {
 		return nil
 	}
-	st, err := rec.state()
+	st, err := rec.State()
 	if err != nil {
 		// Never started: nothing runs but what a crashed start left in the
 		// cgroup.
@@ -763,26 +501,26 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *containerRecord, grace
 	if err := st.Shim.WaitGone(ctx, 10*time.Second); err != nil {
 		return fmt.Errorf("stop container %s: shim: %w", rec.ID, err)
 	}
-	if _, err := rec.exit(); err != nil {
+	if _, err := rec.Exit(); err != nil {
 		// The shim died before the workload (killed from outside): nobody
 		// knows the status. Record that, so the container reads as exited
 		// rather than unknown forever.
-		ex := &exitRecord{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
+		ex := &record.Exit{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
 			Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
 			StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
-		if err := writeJSONAtomic(exitPath(rec.RunRoot, rec.ID), ex); err != nil {
+		if err := record.WriteJSON(record.ExitPath(rec.RunRoot, rec.ID), ex); err != nil {
 			return fmt.Errorf("stop container %s: %w", rec.ID, err)
 		}
 	}
 	return nil
 }
 
-func (r *Runtime) killContainerCgroup(rec *containerRecord) error {
+func (r *Runtime) killContainerCgroup(rec *record.Container) error {
 	cg, err := r.cgroupManager(rec.CgroupParent)
 	if err != nil {
 		return err
 	}
-	return killCgroup(cg, rec.CgroupRel)
+	return shim.KillCgroup(cg, rec.CgroupRel)
 }
 
 func parseSignal(s string) unix.Signal {
@@ -814,14 +552,14 @@ func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	return r.removeContainer(ctx, rec)
 }
 
-func (r *Runtime) removeContainer(ctx context.Context, rec *containerRecord) error {
+func (r *Runtime) removeContainer(ctx context.Context, rec *record.Container) error {
 	var errs []error
 	if err := r.stopContainer(ctx, rec, 0); err != nil {
 		errs = append(errs, err)
 	}
 	// A shim that never reported (a crash during start) is found by its
 	// arguments and waited for as well.
-	if st, err := rec.state(); err == nil {
+	if st, err := rec.State(); err == nil {
 		if err := st.Shim.WaitGone(ctx, 10*time.Second); err != nil {
 			errs = append(errs, err)
 		}
@@ -840,7 +578,7 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *containerRecord) err
 	if len(errs) > 0 {
 		return fmt.Errorf("remove container %s: %w", rec.ID, errors.Join(errs...))
 	}
-	if err := os.Remove(exitPath(rec.RunRoot, rec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(record.ExitPath(rec.RunRoot, rec.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
 	// The record goes last: until then a retry knows what to undo.
@@ -887,7 +625,7 @@ func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) e
 	return nil
 }
 
-func (r *Runtime) containerRecords() ([]*containerRecord, error) {
+func (r *Runtime) containerRecords() ([]*record.Container, error) {
 	ents, err := os.ReadDir(r.containersDir())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -895,7 +633,7 @@ func (r *Runtime) containerRecords() ([]*containerRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	var out []*containerRecord
+	var out []*record.Container
 	for _, e := range ents {
 		rec, err := readContainerRecord(filepath.Join(r.containersDir(), e.Name()))
 		if err != nil {
@@ -913,7 +651,7 @@ func (r *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Contain
 	if err != nil {
 		return nil, fmt.Errorf("get container: %w", err)
 	}
-	return rec.observe(), nil
+	return observe(rec), nil
 }
 
 // ListContainers implements runtime.Runtime.
@@ -927,7 +665,7 @@ func (r *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 		if filter.SandboxID != "" && rec.SandboxID != filter.SandboxID {
 			continue
 		}
-		out = append(out, rec.observe())
+		out = append(out, observe(rec))
 	}
 	slices.SortFunc(out, func(a, b *runtime.Container) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
@@ -937,7 +675,7 @@ func (r *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 // shims write exit records to, so exits that happen while nobody listens
 // are still on disk for the next GetContainer.
 func (r *Runtime) WatchExits(ctx context.Context) (<-chan runtime.ExitEvent, error) {
-	dir := exitsDir(r.cfg.RunRoot)
+	dir := record.ExitsDir(r.cfg.RunRoot)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("watch exits: %w", err)
 	}
@@ -965,8 +703,8 @@ func (r *Runtime) WatchExits(ctx context.Context) (<-chan runtime.ExitEvent, err
 				if !ev.Has(fsnotify.Create) || !strings.HasSuffix(ev.Name, ".json") {
 					continue
 				}
-				ex := &exitRecord{}
-				if err := readJSON(ev.Name, ex); err != nil {
+				ex := &record.Exit{}
+				if err := record.ReadJSON(ev.Name, ex); err != nil {
 					continue
 				}
 				select {

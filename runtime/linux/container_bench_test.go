@@ -75,7 +75,7 @@ func BenchmarkContainer(b *testing.B) {
 		}
 		start = append(start, time.Since(t0))
 		rec, _ := e.rt.containerRecord(c.ID)
-		if st, err := rec.state(); err == nil {
+		if st, err := rec.State(); err == nil {
 			if p, pr, err := smapsKiB(st.Shim.PID); err == nil {
 				pss, priv = append(pss, p), append(priv, pr)
 			}

@@ -2,7 +2,6 @@ package linux
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,14 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/helperbin"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nsinit"
 )
 
 // ExecOutputLimit bounds what Exec copies from each of stdout and stderr;
 // the rest is read and discarded, so a chatty probe cannot exhaust the
 // agent's memory nor block on a full pipe.
 const ExecOutputLimit = 16 << 20
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // Exec implements runtime.Runtime. The process joins every namespace of
 // the container's main process (UTS, network, IPC and PID on the thread
@@ -40,11 +39,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if err != nil {
 		return -1, fmt.Errorf("exec in container: %w", err)
 	}
-	st, err := rec.state()
+	st, err := rec.State()
 	if err != nil || !st.Init.Alive() {
 		return -1, fmt.Errorf("exec in container %s: not running", id)
 	}
-	if _, err := rec.exit(); err == nil {
+	if _, err := rec.Exit(); err == nil {
 		return -1, fmt.Errorf("exec in container %s: not running", id)
 	}
 	cg, err := r.cgroupManager(rec.CgroupParent)
@@ -61,14 +60,27 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		envVars = append(envVars, runtime.EnvVar{Name: k, Value: v})
 	}
 	proc.Env = mergeEnv(nil, append(envVars, extra...), "", "")
-	spec := &initSpec{Exec: true, Process: proc}
-
+	prog, err := rec.Seccomp()
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	spec := &nsinit.Spec{Exec: true, Process: proc, Seccomp: prog}
+	exe, err := helperbin.Path(helperbin.Helper)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
 	pidfd, err := st.Init.OpenFile()
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	defer pidfd.Close()
-	join := []nsJoin{{PidFD: int(pidfd.Fd()), Type: unix.CLONE_NEWUTS | unix.CLONE_NEWNET | unix.CLONE_NEWIPC | unix.CLONE_NEWPID}}
+	// The thread that forks the exec init joins the PID namespace (which
+	// only children enter) and the others with it, in one setns through
+	// the pidfd; the init joins the mount namespace itself.
+	enter := func() error {
+		err := unix.Setns(int(pidfd.Fd()), unix.CLONE_NEWUTS|unix.CLONE_NEWNET|unix.CLONE_NEWIPC|unix.CLONE_NEWPID)
+		return os.NewSyscallError("setns", err)
+	}
 
 	stdin, err := os.Open(os.DevNull)
 	if err != nil {
@@ -94,7 +106,15 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		outW.Close()
 		return -1, err
 	}
-	p, err := startInit(spec, join, 0, cg, rec.CgroupRel, []*os.File{stdin, outW, errW}, pidfd)
+	var p *os.Process
+	ip, err := nsinit.Spawn(exe, enter, 0, []*os.File{stdin, outW, errW}, pidfd)
+	if err == nil {
+		p = ip.Process
+		err = ip.Configure(spec, func(pid int) error { return cg.Join(rec.CgroupRel, pid) })
+		if err != nil {
+			p.Kill()
+		}
+	}
 	outW.Close()
 	errW.Close()
 	stdin.Close()

@@ -102,7 +102,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		if ok && (rec == nil || rec.Phase != phaseReady || rec.Pause == p.proc) {
 			continue
 		}
-		if err := p.proc.Stop(unix.SIGTERM, r.stopGrace); err != nil {
+		if err := p.proc.Stop(unix.SIGKILL, r.stopGrace); err != nil {
 			errs = append(errs, fmt.Errorf("gc: stop pause %d of sandbox %s: %w", p.proc.PID, p.id, err))
 			continue
 		}

@@ -2,64 +2,38 @@ package linux
 
 import (
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	goruntime "runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/helperbin"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/oomscore"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
-// PauseName is argv[0] of the pause process: the agent binary re-executed
-// to hold a sandbox's namespaces.
-const PauseName = "pelagos-pause"
-
-// Pause arguments: pelagos-pause <run root> <sandbox id>. They carry no
+// PauseName is argv[0] of the pause process (cmd/pelagos-pause, run from
+// its sealed copy). Its arguments, <run root> <sandbox id>, carry no
 // meaning for the pause itself; they let GC recognise its own pauses in
 // /proc, by run root, even when a crash lost the record.
-func init() { reexec.Register(PauseName, pauseMain) }
+const PauseName = string(helperbin.Pause)
 
-// pauseEnv keeps the pause small: one P and an aggressive GC; it allocates
-// almost nothing after start.
-var pauseEnv = []string{"GOMAXPROCS=1", "GOGC=20", "GOTRACEBACK=none"}
-
-// pauseMain is the pause process. It is born inside the sandbox's
-// namespaces, hostname already set (see startPause), and only waits: for
-// SIGTERM to exit, and, as PID 1 of a shared PID namespace, for orphans to
-// reap.
-func pauseMain() {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGCHLD)
-	signal.Ignore(unix.SIGHUP, unix.SIGPIPE, unix.SIGUSR1, unix.SIGUSR2)
-	pid1 := os.Getpid() == 1
-	if pid1 {
-		reapAll() // children orphaned before the handler was installed
-	}
-	for s := range sigs {
-		switch s {
-		case unix.SIGCHLD:
-			if pid1 {
-				reapAll()
-			}
-		default:
-			os.Exit(0)
-		}
-	}
+// pauseSteps names what a pause that exited before it was locked down
+// failed at, by exit status (cmd/pelagos-pause's exit* constants).
+var pauseSteps = map[int]string{
+	10: "fchdir to its empty root", 11: "chroot into its empty root", 12: "close its root descriptor",
+	13: "drop the capability bounding set", 14: "clear its ambient capabilities", 15: "capset to no capability",
+	16: "prctl(PR_SET_DUMPABLE, 0)", 17: "prctl(PR_SET_NO_NEW_PRIVS, 1)", 18: "block every signal",
+	19: "install its seccomp filter", 20: "close the readiness pipe",
 }
 
-func reapAll() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if pid <= 0 || err != nil {
-			return
-		}
-	}
-}
+// pauseOOMScoreAdj is the pause's oom_score_adj, kubelet's for pod
+// infrastructure: the pause holds the pod together and uses no memory.
+const pauseOOMScoreAdj = -998
 
 // pauseSpec says which namespaces a new pause gets.
 type pauseSpec struct {
@@ -83,21 +57,52 @@ func (s pauseSpec) threadFlags() int {
 	return f
 }
 
+// emptyRoot is the pause's root directory: an empty, read-only tmpfs made
+// once per process with the new mount API and attached nowhere, so there
+// is no host mount to see or to clean up. Pauses chroot into it through
+// the descriptor; it lives as long as one of them does.
+var emptyRoot = sync.OnceValues(func() (*os.File, error) {
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("pause root: %w", os.NewSyscallError("fsopen", err))
+	}
+	defer unix.Close(fsfd)
+	for k, v := range map[string]string{"mode": "0555", "size": "4k", "nr_inodes": "1"} {
+		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
+			return nil, fmt.Errorf("pause root: %s=%s: %w", k, v, os.NewSyscallError("fsconfig", err))
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return nil, fmt.Errorf("pause root: %w", os.NewSyscallError("fsconfig(CREATE)", err))
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("pause root: %w", os.NewSyscallError("fsmount", err))
+	}
+	return os.NewFile(uintptr(mfd), "pause-root"), nil
+})
+
 // startPause makes the sandbox's namespaces and starts the pause inside
 // them. The namespaces are made, and the hostname set, on a locked OS
 // thread of the agent, and the pause is forked from that thread, so it is
-// born inside them: once exec has succeeded (os.StartProcess reports exec
-// failures through its close-on-exec pipe) the pause holds the namespaces.
-// That is the readiness confirmation, and it does not wait for the Go
-// runtime of the re-executed binary to initialise, which costs tens of
-// milliseconds for a large binary. With a shared PID namespace the pause
-// is cloned into a new one and is its PID 1.
+// born inside them (ADR 0003). The pause then locks itself down and closes
+// its readiness pipe: EOF with the pause alive means it holds the
+// namespaces and can do nothing else. With a shared PID namespace the
+// pause is cloned into a new one and is its PID 1.
 //
 // The thread is never unlocked: Go ends it with its goroutine instead of
 // reusing a thread that sits in a pod's namespaces. The agent reaps the
 // pause if it dies while the agent lives; after the agent exits it is
 // reparented, never killed with it (Setsid).
 func startPause(s pauseSpec) (procid.ID, error) {
+	exe, err := helperbin.Path(helperbin.Pause)
+	if err != nil {
+		return procid.ID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+	}
+	root, err := emptyRoot()
+	if err != nil {
+		return procid.ID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+	}
 	type result struct {
 		p   procid.ID
 		err error
@@ -113,7 +118,7 @@ func startPause(s pauseSpec) (procid.ID, error) {
 			go run()
 			return
 		}
-		p, err := forkPause(s)
+		p, err := forkPause(s, exe, root)
 		done <- result{p, err}
 	}
 	go run()
@@ -125,7 +130,7 @@ func startPause(s pauseSpec) (procid.ID, error) {
 }
 
 // forkPause runs on a locked thread that it moves into new namespaces.
-func forkPause(s pauseSpec) (procid.ID, error) {
+func forkPause(s pauseSpec, exe string, root *os.File) (procid.ID, error) {
 	flags := s.threadFlags()
 	if flags != 0 {
 		if err := unix.Unshare(flags); err != nil {
@@ -142,18 +147,30 @@ func forkPause(s pauseSpec) (procid.ID, error) {
 		return procid.ID{}, err
 	}
 	defer devnull.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return procid.ID{}, err
+	}
+	defer readyR.Close()
 	var clone uintptr
 	if s.ns.PID == runtime.NamespacePod {
 		clone = unix.CLONE_NEWPID
 	}
-	proc, err := os.StartProcess(reexec.Self, []string{PauseName, s.runRoot, s.id}, &os.ProcAttr{
+	proc, err := os.StartProcess(exe, []string{PauseName, s.runRoot, s.id}, &os.ProcAttr{
 		Dir:   "/",
-		Env:   pauseEnv,
-		Files: []*os.File{devnull, devnull, devnull},
+		Env:   []string{},
+		Files: []*os.File{devnull, devnull, devnull, root, readyW},
 		Sys:   &syscall.SysProcAttr{Cloneflags: clone, Setsid: true},
 	})
+	readyW.Close()
 	if err != nil {
 		return procid.ID{}, err
+	}
+	// EOF: the pause closed the pipe, its last step, or died before.
+	io.Copy(io.Discard, readyR)
+	var ws unix.WaitStatus
+	if pid, _ := unix.Wait4(proc.Pid, &ws, unix.WNOHANG, nil); pid == proc.Pid {
+		return procid.ID{}, pauseFailure(ws)
 	}
 	go proc.Wait() // reap it should it die while we run; never block on it
 	id, err := procid.Of(proc.Pid)
@@ -161,5 +178,18 @@ func forkPause(s pauseSpec) (procid.ID, error) {
 		proc.Kill()
 		return procid.ID{}, err
 	}
+	oomscore.Set(proc.Pid, pauseOOMScoreAdj)
 	return id, nil
+}
+
+// pauseFailure says why a pause exited before it was locked down.
+func pauseFailure(ws unix.WaitStatus) error {
+	switch {
+	case ws.Signaled():
+		return fmt.Errorf("the pause was killed by %s while locking itself down", ws.Signal())
+	case pauseSteps[ws.ExitStatus()] != "":
+		return fmt.Errorf("the pause could not %s (exit status %d)", pauseSteps[ws.ExitStatus()], ws.ExitStatus())
+	default:
+		return fmt.Errorf("the pause exited with status %d while locking itself down", ws.ExitStatus())
+	}
 }

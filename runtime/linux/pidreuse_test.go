@@ -3,6 +3,7 @@ package linux
 import (
 	"context"
 	"fmt"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,18 +51,18 @@ func TestRemovalWithRecordedPIDsReusedByThreads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := rec.state()
+	st, err := rec.State()
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Shim.PID, st.Shim.Start = tids[0], 1
 	st.Init.PID, st.Init.Start = tids[1], 1
-	if err := writeJSONAtomic(filepath.Join(rec.Dir, stateFile), st); err != nil {
+	if err := record.WriteJSON(filepath.Join(rec.Dir, record.StateFile), st); err != nil {
 		t.Fatal(err)
 	}
 	// Without the exit record, stop has to signal the recorded init and
 	// wait for the recorded shim.
-	if err := os.Remove(exitPath(rec.RunRoot, rec.ID)); err != nil {
+	if err := os.Remove(record.ExitPath(rec.RunRoot, rec.ID)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.rt.StopContainer(ctx, c.ID, time.Second); err != nil {

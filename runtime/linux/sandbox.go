@@ -369,11 +369,12 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 			}
 		}
 	}
-	// The pause is only signalled here; its exit (a whole Go runtime to
-	// tear down) overlaps the steps below and is awaited before step 4.
+	// The pause holds nothing that needs a graceful end: SIGKILL. It is
+	// only signalled here; its exit (the kernel releasing its namespaces)
+	// overlaps the steps below and is awaited before step 4.
 	var waits []func(time.Duration) error
 	for _, p := range pauses {
-		waits = append(waits, p.Terminate(unix.SIGTERM))
+		waits = append(waits, p.Terminate(unix.SIGKILL))
 	}
 
 	// Step 3a: published ports and this pod's lines in the other pods'

@@ -15,12 +15,15 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
+// TestMain runs the tests, or plays the agent that a supervision test
+// kills (starterEnv). The pause, shims and inits are the helper binaries
+// embedded by runtime/linux/helperbin, as in the agent: make helpers
+// builds them.
 func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
+	if os.Getenv(starterEnv) != "" {
+		os.Exit(starterMain())
 	}
 	os.Exit(m.Run())
 }

@@ -1,0 +1,219 @@
+#include "textflag.h"
+
+// System call numbers (x86-64).
+#define SYS_close		3
+#define SYS_rt_sigprocmask	14
+#define SYS_rt_sigreturn	15
+#define SYS_exit		60
+#define SYS_wait4		61
+#define SYS_fchdir		81
+#define SYS_capset		126
+#define SYS_rt_sigtimedwait	128
+#define SYS_prctl		157
+#define SYS_chroot		161
+#define SYS_restart_syscall	219
+#define SYS_exit_group		231
+#define SYS_seccomp		317
+
+#define PR_SET_DUMPABLE		4
+#define PR_CAPBSET_DROP		24
+#define PR_SET_NO_NEW_PRIVS	38
+#define PR_CAP_AMBIENT		47
+#define PR_CAP_AMBIENT_CLEAR_ALL	4
+#define SECCOMP_SET_MODE_FILTER	1
+#define SIG_BLOCK		0
+#define WNOHANG			1
+#define SIGINT			2
+#define SIGTERM			15
+#define SIGCHLD			17
+
+// The seccomp filter: the architecture, then the seven calls the wait loop
+// can make; anything else kills the process. Jump offsets count from the
+// next instruction.
+#define BPF_LD_W_ABS	0x20
+#define BPF_JEQ_K	0x15
+#define BPF_RET_K	0x06
+#define AUDIT_ARCH_X86_64	0xc000003e
+#define RET_KILL_PROCESS	0x80000000
+#define RET_ALLOW	0x7fff0000
+
+#define INSN(i, code, jt, jf, k) DATA ·filter+(i*8)(SB)/2, $code; DATA ·filter+(i*8+2)(SB)/1, $jt; DATA ·filter+(i*8+3)(SB)/1, $jf; DATA ·filter+(i*8+4)(SB)/4, $k
+
+INSN(0, BPF_LD_W_ABS, 0, 0, 4)
+INSN(1, BPF_JEQ_K, 0, 8, AUDIT_ARCH_X86_64)
+INSN(2, BPF_LD_W_ABS, 0, 0, 0)
+INSN(3, BPF_JEQ_K, 7, 0, SYS_rt_sigtimedwait)
+INSN(4, BPF_JEQ_K, 6, 0, SYS_wait4)
+INSN(5, BPF_JEQ_K, 5, 0, SYS_exit)
+INSN(6, BPF_JEQ_K, 4, 0, SYS_exit_group)
+INSN(7, BPF_JEQ_K, 3, 0, SYS_rt_sigreturn)
+INSN(8, BPF_JEQ_K, 2, 0, SYS_restart_syscall)
+INSN(9, BPF_JEQ_K, 1, 0, SYS_close)
+INSN(10, BPF_RET_K, 0, 0, RET_KILL_PROCESS)
+INSN(11, BPF_RET_K, 0, 0, RET_ALLOW)
+GLOBL ·filter(SB), RODATA|NOPTR, $96
+
+// struct sock_fprog: length, then a pointer to the instructions.
+DATA ·fprog+0(SB)/2, $12
+DATA ·fprog+8(SB)/8, $·filter(SB)
+GLOBL ·fprog(SB), RODATA, $16
+
+// capset(2) header (_LINUX_CAPABILITY_VERSION_3, this process) and two
+// zeroed data structs: no effective, permitted or inheritable capability.
+DATA ·capHeader+0(SB)/4, $0x20080522
+DATA ·capHeader+4(SB)/4, $0
+GLOBL ·capHeader(SB), NOPTR, $8
+GLOBL ·capData(SB), NOPTR, $24
+
+DATA ·allSignals+0(SB)/8, $-1
+GLOBL ·allSignals(SB), RODATA|NOPTR, $8
+DATA ·waitSignals+0(SB)/8, $((1<<(SIGCHLD-1))|(1<<(SIGTERM-1))|(1<<(SIGINT-1)))
+GLOBL ·waitSignals(SB), RODATA|NOPTR, $8
+
+// "." for chroot.
+DATA ·dot+0(SB)/2, $0x002e
+GLOBL ·dot(SB), RODATA|NOPTR, $2
+
+// R12 holds the number of the step in progress: a failed step exits with
+// it. Registers other than AX, CX and R11 survive SYSCALL.
+TEXT ·entry(SB), NOSPLIT|NOFRAME, $0-0
+	// The root: the empty read-only tmpfs on fd 3.
+	MOVQ	$10, R12
+	MOVQ	$SYS_fchdir, AX
+	MOVQ	$3, DI
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+	MOVQ	$11, R12
+	MOVQ	$SYS_chroot, AX
+	LEAQ	·dot(SB), DI
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+	MOVQ	$12, R12
+	MOVQ	$SYS_close, AX
+	MOVQ	$3, DI
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+	// The bounding set, capability by capability until the kernel knows
+	// no more (EINVAL).
+	MOVQ	$13, R12
+	XORQ	R13, R13
+bounding:
+	MOVQ	$SYS_prctl, AX
+	MOVQ	$PR_CAPBSET_DROP, DI
+	MOVQ	R13, SI
+	XORQ	DX, DX
+	XORQ	R10, R10
+	XORQ	R8, R8
+	SYSCALL
+	CMPQ	AX, $-22
+	JEQ	ambient
+	CMPQ	AX, $0
+	JNE	fail
+	INCQ	R13
+	CMPQ	R13, $64
+	JLT	bounding
+	JMP	fail
+ambient:
+	MOVQ	$14, R12
+	MOVQ	$SYS_prctl, AX
+	MOVQ	$PR_CAP_AMBIENT, DI
+	MOVQ	$PR_CAP_AMBIENT_CLEAR_ALL, SI
+	XORQ	DX, DX
+	XORQ	R10, R10
+	XORQ	R8, R8
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+	MOVQ	$15, R12
+	MOVQ	$SYS_capset, AX
+	LEAQ	·capHeader(SB), DI
+	LEAQ	·capData(SB), SI
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+	MOVQ	$16, R12
+	MOVQ	$SYS_prctl, AX
+	MOVQ	$PR_SET_DUMPABLE, DI
+	XORQ	SI, SI
+	XORQ	DX, DX
+	XORQ	R10, R10
+	XORQ	R8, R8
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+	MOVQ	$17, R12
+	MOVQ	$SYS_prctl, AX
+	MOVQ	$PR_SET_NO_NEW_PRIVS, DI
+	MOVQ	$1, SI
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+	MOVQ	$18, R12
+	MOVQ	$SYS_rt_sigprocmask, AX
+	MOVQ	$SIG_BLOCK, DI
+	LEAQ	·allSignals(SB), SI
+	XORQ	DX, DX
+	MOVQ	$8, R10
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+	MOVQ	$19, R12
+	MOVQ	$SYS_seccomp, AX
+	MOVQ	$SECCOMP_SET_MODE_FILTER, DI
+	XORQ	SI, SI
+	LEAQ	·fprog(SB), DX
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+	// Locked down: EOF on the readiness pipe tells the agent.
+	MOVQ	$20, R12
+	MOVQ	$SYS_close, AX
+	MOVQ	$4, DI
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+wait:
+	MOVQ	$SYS_rt_sigtimedwait, AX
+	LEAQ	·waitSignals(SB), DI
+	XORQ	SI, SI
+	XORQ	DX, DX
+	MOVQ	$8, R10
+	SYSCALL
+	CMPQ	AX, $SIGCHLD
+	JEQ	reap
+	CMPQ	AX, $SIGTERM
+	JEQ	done
+	CMPQ	AX, $SIGINT
+	JEQ	done
+	JMP	wait
+reap:
+	MOVQ	$SYS_wait4, AX
+	MOVQ	$-1, DI
+	XORQ	SI, SI
+	MOVQ	$WNOHANG, DX
+	XORQ	R10, R10
+	SYSCALL
+	CMPQ	AX, $0
+	JGT	reap
+	JMP	wait
+done:
+	XORQ	R12, R12
+fail:
+	MOVQ	R12, DI
+	MOVQ	$SYS_exit_group, AX
+	SYSCALL
+	JMP	fail
+
+TEXT ·filterAddr(SB), NOSPLIT, $0-8
+	LEAQ	·filter(SB), AX
+	MOVQ	AX, ret+0(FP)
+	RET
