@@ -5,7 +5,8 @@
 // calls, locks itself down and sleeps in about 24 kB of memory. The agent
 // embeds it and runs it from a sealed copy (runtime/linux/helperbin).
 //
-// In order: fchdir(3) + chroot(".") + close(3), fd 3 being an empty
+// In order: close every descriptor above 4 (what the agent itself
+// inherited); fchdir(3) + chroot(".") + close(3), fd 3 being an empty
 // read-only tmpfs the agent made and never attached anywhere; every
 // capability dropped (bounding set, ambient, then capset to zero);
 // PR_SET_DUMPABLE 0; PR_SET_NO_NEW_PRIVS 1; every signal blocked; a seccomp
@@ -36,17 +37,18 @@ const filterLen = 12
 // Exit statuses of a pause that failed to lock itself down, by step; the
 // agent turns them into messages (keep runtime/linux in step).
 const (
-	exitFchdir     = 10
-	exitChroot     = 11
-	exitCloseRoot  = 12
-	exitBounding   = 13
-	exitAmbient    = 14
-	exitCapset     = 15
-	exitDumpable   = 16
-	exitNoNewPrivs = 17
-	exitSigmask    = 18
-	exitSeccomp    = 19
-	exitCloseReady = 20
+	exitCloseRange = 10
+	exitFchdir     = 11
+	exitChroot     = 12
+	exitCloseRoot  = 13
+	exitBounding   = 14
+	exitAmbient    = 15
+	exitCapset     = 16
+	exitDumpable   = 17
+	exitNoNewPrivs = 18
+	exitSigmask    = 19
+	exitSeccomp    = 20
+	exitCloseReady = 21
 )
 
 // main runs only in a binary linked without -E main.entry (the tests'):

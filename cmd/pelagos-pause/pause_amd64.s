@@ -14,6 +14,7 @@
 #define SYS_restart_syscall	219
 #define SYS_exit_group		231
 #define SYS_seccomp		317
+#define SYS_close_range		436
 
 #define PR_SET_DUMPABLE		4
 #define PR_CAPBSET_DROP		24
@@ -77,20 +78,31 @@ GLOBL ·dot(SB), RODATA|NOPTR, $2
 // R12 holds the number of the step in progress: a failed step exits with
 // it. Registers other than AX, CX and R11 survive SYSCALL.
 TEXT ·entry(SB), NOSPLIT|NOFRAME, $0-0
-	// The root: the empty read-only tmpfs on fd 3.
+	// Nothing but 0-4 may stay open: whatever the agent itself inherited
+	// without close-on-exec would otherwise be held here.
 	MOVQ	$10, R12
+	MOVQ	$SYS_close_range, AX
+	MOVQ	$5, DI
+	MOVQ	$-1, SI
+	XORQ	DX, DX
+	SYSCALL
+	CMPQ	AX, $0
+	JNE	fail
+
+	// The root: the empty read-only tmpfs on fd 3.
+	MOVQ	$11, R12
 	MOVQ	$SYS_fchdir, AX
 	MOVQ	$3, DI
 	SYSCALL
 	CMPQ	AX, $0
 	JNE	fail
-	MOVQ	$11, R12
+	MOVQ	$12, R12
 	MOVQ	$SYS_chroot, AX
 	LEAQ	·dot(SB), DI
 	SYSCALL
 	CMPQ	AX, $0
 	JNE	fail
-	MOVQ	$12, R12
+	MOVQ	$13, R12
 	MOVQ	$SYS_close, AX
 	MOVQ	$3, DI
 	SYSCALL
@@ -99,7 +111,7 @@ TEXT ·entry(SB), NOSPLIT|NOFRAME, $0-0
 
 	// The bounding set, capability by capability until the kernel knows
 	// no more (EINVAL).
-	MOVQ	$13, R12
+	MOVQ	$14, R12
 	XORQ	R13, R13
 bounding:
 	MOVQ	$SYS_prctl, AX
@@ -118,7 +130,7 @@ bounding:
 	JLT	bounding
 	JMP	fail
 ambient:
-	MOVQ	$14, R12
+	MOVQ	$15, R12
 	MOVQ	$SYS_prctl, AX
 	MOVQ	$PR_CAP_AMBIENT, DI
 	MOVQ	$PR_CAP_AMBIENT_CLEAR_ALL, SI
@@ -128,7 +140,7 @@ ambient:
 	SYSCALL
 	CMPQ	AX, $0
 	JNE	fail
-	MOVQ	$15, R12
+	MOVQ	$16, R12
 	MOVQ	$SYS_capset, AX
 	LEAQ	·capHeader(SB), DI
 	LEAQ	·capData(SB), SI
@@ -136,7 +148,7 @@ ambient:
 	CMPQ	AX, $0
 	JNE	fail
 
-	MOVQ	$16, R12
+	MOVQ	$17, R12
 	MOVQ	$SYS_prctl, AX
 	MOVQ	$PR_SET_DUMPABLE, DI
 	XORQ	SI, SI
@@ -146,7 +158,7 @@ ambient:
 	SYSCALL
 	CMPQ	AX, $0
 	JNE	fail
-	MOVQ	$17, R12
+	MOVQ	$18, R12
 	MOVQ	$SYS_prctl, AX
 	MOVQ	$PR_SET_NO_NEW_PRIVS, DI
 	MOVQ	$1, SI
@@ -154,7 +166,7 @@ ambient:
 	CMPQ	AX, $0
 	JNE	fail
 
-	MOVQ	$18, R12
+	MOVQ	$19, R12
 	MOVQ	$SYS_rt_sigprocmask, AX
 	MOVQ	$SIG_BLOCK, DI
 	LEAQ	·allSignals(SB), SI
@@ -164,7 +176,7 @@ ambient:
 	CMPQ	AX, $0
 	JNE	fail
 
-	MOVQ	$19, R12
+	MOVQ	$20, R12
 	MOVQ	$SYS_seccomp, AX
 	MOVQ	$SECCOMP_SET_MODE_FILTER, DI
 	XORQ	SI, SI
@@ -174,7 +186,7 @@ ambient:
 	JNE	fail
 
 	// Locked down: EOF on the readiness pipe tells the agent.
-	MOVQ	$20, R12
+	MOVQ	$21, R12
 	MOVQ	$SYS_close, AX
 	MOVQ	$4, DI
 	SYSCALL

@@ -25,10 +25,10 @@ const PauseName = string(helperbin.Pause)
 // pauseSteps names what a pause that exited before it was locked down
 // failed at, by exit status (cmd/pelagos-pause's exit* constants).
 var pauseSteps = map[int]string{
-	10: "fchdir to its empty root", 11: "chroot into its empty root", 12: "close its root descriptor",
-	13: "drop the capability bounding set", 14: "clear its ambient capabilities", 15: "capset to no capability",
-	16: "prctl(PR_SET_DUMPABLE, 0)", 17: "prctl(PR_SET_NO_NEW_PRIVS, 1)", 18: "block every signal",
-	19: "install its seccomp filter", 20: "close the readiness pipe",
+	10: "close the descriptors it inherited", 11: "fchdir to its empty root", 12: "chroot into its empty root",
+	13: "close its root descriptor", 14: "drop the capability bounding set", 15: "clear its ambient capabilities",
+	16: "capset to no capability", 17: "prctl(PR_SET_DUMPABLE, 0)", 18: "prctl(PR_SET_NO_NEW_PRIVS, 1)",
+	19: "block every signal", 20: "install its seccomp filter", 21: "close the readiness pipe",
 }
 
 // pauseOOMScoreAdj is the pause's oom_score_adj, kubelet's for pod

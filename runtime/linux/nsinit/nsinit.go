@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -175,7 +176,7 @@ func run(spec *Spec) error {
 	// Nor may a path the workload chose (a workingDir of /proc/self/fd/N)
 	// lead through one of them: what the set-up left open is closed before
 	// the working directory is entered.
-	if err := closeLeftovers(); err != nil {
+	if err := CloseLeftovers(ErrFD); err != nil {
 		return err
 	}
 	if err := enterWorkingDir(p, spec.Rootfs); err != nil {
@@ -193,18 +194,19 @@ func run(spec *Spec) error {
 	return dropAndExec(p, spec.Seccomp, argv0)
 }
 
-// closeLeftovers closes every descriptor above 2 but the error pipe and
-// the Go runtime's own (its poller's, anonymous inodes that no path can go
-// through, already close-on-exec): directories, files, pipes and sockets a
-// library kept, such as a procfs handle.
-func closeLeftovers() error {
+// CloseLeftovers closes every descriptor above 2 but those in keep and the
+// Go runtime's own (its poller's: anonymous inodes, which no path can go
+// through): directories, files, pipes and sockets that a library kept
+// (such as a procfs handle) or that the process inherited from the agent's
+// own parent without close-on-exec.
+func CloseLeftovers(keep ...int) error {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return fmt.Errorf("list descriptors: %w", err)
 	}
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 || fd == ErrFD {
+		if err != nil || fd <= 2 || slices.Contains(keep, fd) {
 			continue
 		}
 		var st unix.Stat_t

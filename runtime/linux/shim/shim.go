@@ -75,6 +75,7 @@ type Ready struct {
 // descriptors and exits at once.
 func LauncherMain(args []string) int {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	nsinit.CloseLeftovers(ReadyFD, ControlFD)
 	if len(args) != 3 {
 		return 2
 	}
@@ -105,6 +106,9 @@ func DaemonMain(args []string) int {
 	// Nothing may ptrace the shim or open its /proc files: it runs as
 	// root with every capability, from a sealed copy of the helper.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// Only what the agent handed over stays open, not what the agent
+	// itself inherited.
+	nsinit.CloseLeftovers(ReadyFD, ControlFD)
 	// Under memory pressure the shim goes just before the agent, as
 	// containerd's shims do, and well after the workloads.
 	if cur, err := oomscore.Get(0); err == nil {
