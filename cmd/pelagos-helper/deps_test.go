@@ -32,7 +32,7 @@ var heavy = []string{
 	"github.com/pelagos-containers/pelagos-agent/spec",
 	"github.com/pelagos-containers/pelagos-agent/reconcile",
 	"github.com/pelagos-containers/pelagos-agent/runtime/image",
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux\x00", // the agent's runtime
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux\x00",         // the agent's runtime
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp\x00", // the compiler; its filter subpackage is fine
 }
 

@@ -147,7 +147,7 @@ func exeWatch(args []string) int {
 	self := os.Getpid()
 	type held struct {
 		pid, fd int
-		line  string
+		line    string
 	}
 	var hs []held
 	seen := map[int]bool{}
