@@ -233,7 +233,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	}
 	c := *cfg
 	c.ID = id
-	rec, res, err := r.buildContainerRecord(&c, sb, layers, img)
+	rec, res, prog, err := r.buildContainerRecord(&c, sb, layers, img)
 	if err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
@@ -255,6 +255,14 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		os.Remove(rec.Dir)
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
+	// The compiled filter is large and only the shim and exec read it: it
+	// has a file of its own, out of the record every observation decodes.
+	if prog != nil {
+		if err := record.WriteJSON(filepath.Join(rec.Dir, record.SeccompFile), prog); err != nil {
+			r.removeContainer(ctx, rec)
+			return nil, fmt.Errorf("start container %q (%s): %w", cfg.Name, id, err)
+		}
+	}
 	if err := r.prepareContainer(rec, res, sb); err != nil {
 		r.removeContainer(ctx, rec)
 		return nil, fmt.Errorf("start container %q (%s): %w", cfg.Name, id, err)
@@ -273,17 +281,17 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 
 // buildContainerRecord resolves the container's process, security settings
 // and filesystem from its config, the sandbox and the image.
-func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandboxRecord, layers []string, img *runtime.Image) (*record.Container, cgroups.Resources, error) {
+func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandboxRecord, layers []string, img *runtime.Image) (*record.Container, cgroups.Resources, *seccomp.Program, error) {
 	var res cgroups.Resources
 	args, err := resolveArgs(cfg.Command, cfg.Args, img.Config.Entrypoint, img.Config.Cmd)
 	if err != nil {
-		return nil, res, err
+		return nil, res, nil, err
 	}
 	passwd, _ := imageFile(layers, "/etc/passwd")
 	group, _ := imageFile(layers, "/etc/group")
 	ident, err := resolveUser(&cfg.Security, img.Config.User, passwd, group)
 	if err != nil {
-		return nil, res, err
+		return nil, res, nil, err
 	}
 	cwd := cfg.WorkingDir
 	if cwd == "" {
@@ -293,12 +301,12 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 		cwd = "/"
 	}
 	if !filepath.IsAbs(cwd) {
-		return nil, res, fmt.Errorf("workingDir %q: not absolute: %w", cwd, runtime.ErrInvalidConfig)
+		return nil, res, nil, fmt.Errorf("workingDir %q: not absolute: %w", cwd, runtime.ErrInvalidConfig)
 	}
 	sec := &cfg.Security
 	capset, err := caps.Resolve(sec.CapAdd, sec.CapDrop, sec.Privileged)
 	if err != nil {
-		return nil, res, fmt.Errorf("%v: %w", err, runtime.ErrInvalidConfig)
+		return nil, res, nil, fmt.Errorf("%v: %w", err, runtime.ErrInvalidConfig)
 	}
 	parent := sb.CgroupParent
 	if parent == "" {
@@ -306,7 +314,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	}
 	cg, err := r.cgroupManager(parent)
 	if err != nil {
-		return nil, res, err
+		return nil, res, nil, err
 	}
 	if cg.Unified && !sec.Privileged {
 		// No device controller is programmed on cgroup v2 (that needs an
@@ -321,22 +329,22 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 		case "", seccomp.RuntimeDefault:
 			p, err := seccomp.Default(capset)
 			if err != nil {
-				return nil, res, err
+				return nil, res, nil, err
 			}
 			if prog, err = seccomp.Compile(p); err != nil {
-				return nil, res, err
+				return nil, res, nil, err
 			}
 		case seccomp.Unconfined:
 		case seccomp.Localhost:
 			p, err := seccomp.LoadLocalhost(filepath.Join(r.cfg.StateRoot, "seccomp"), profile.LocalhostProfile, capset)
 			if err != nil {
-				return nil, res, fmt.Errorf("%w: %w", err, runtime.ErrInvalidConfig)
+				return nil, res, nil, fmt.Errorf("%w: %w", err, runtime.ErrInvalidConfig)
 			}
 			if prog, err = seccomp.Compile(p); err != nil {
-				return nil, res, fmt.Errorf("localhost profile %s: %w: %w", profile.LocalhostProfile, err, runtime.ErrInvalidConfig)
+				return nil, res, nil, fmt.Errorf("localhost profile %s: %w: %w", profile.LocalhostProfile, err, runtime.ErrInvalidConfig)
 			}
 		default:
-			return nil, res, fmt.Errorf("seccomp profile type %q: %w", profile.Type, runtime.ErrInvalidConfig)
+			return nil, res, nil, fmt.Errorf("seccomp profile type %q: %w", profile.Type, runtime.ErrInvalidConfig)
 		}
 	}
 	id := cfg.ID
@@ -351,7 +359,8 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 		Pause: sb.Pause, Namespaces: sb.Namespaces, StopSignal: img.Config.StopSignal,
 		Process: record.Process{
 			Args: args, Env: mergeEnv(img.Config.Env, cfg.Env, sb.Hostname, ident.Home), Cwd: cwd,
-			User: *ident, Caps: capset, NoNewPrivs: !sec.AllowPrivilegeEscalation && !sec.Privileged, Seccomp: prog,
+			User: *ident, Caps: capset, NoNewPrivs: !sec.AllowPrivilegeEscalation && !sec.Privileged,
+			SeccompFile: prog != nil, OOMScoreAdj: cfg.OOMScoreAdj,
 		},
 		Rootfs: rootfs.Spec{
 			Rootfs: filepath.Join(stateDir, "rootfs"), Lower: layers,
@@ -369,7 +378,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	}
 	if cfg.TerminationMessagePath != "" {
 		if !filepath.IsAbs(cfg.TerminationMessagePath) {
-			return nil, res, fmt.Errorf("terminationMessagePath %q: not absolute: %w", cfg.TerminationMessagePath, runtime.ErrInvalidConfig)
+			return nil, res, nil, fmt.Errorf("terminationMessagePath %q: not absolute: %w", cfg.TerminationMessagePath, runtime.ErrInvalidConfig)
 		}
 		rec.TerminationLog = filepath.Join(rec.Dir, termLogFile)
 		rec.MessageFromLogs = cfg.TerminationMessageFromLogs
@@ -386,7 +395,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	if res.PidsMax == 0 {
 		res.PidsMax = DefaultPidsLimit
 	}
-	return rec, res, nil
+	return rec, res, prog, nil
 }
 
 // prepareContainer makes what the shim needs: directories, log directory,
