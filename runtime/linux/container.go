@@ -53,6 +53,8 @@ type containers struct {
 
 	// spares keeps shim daemons started ahead of need (shims.go).
 	spares shimPool
+	// index holds the container records read so far (index.go).
+	index ctrIndex
 }
 
 // SetImageStore sets where images come from. Without it the runtime opens
@@ -121,11 +123,14 @@ func readContainerRecord(dir string) (*record.Container, error) {
 	return rec, nil
 }
 
+// containerRecord returns the record of container id (ErrNotFound when
+// there is none), from the index.
 func (r *Runtime) containerRecord(id string) (*record.Container, error) {
-	if err := validID(id); err != nil {
-		return nil, fmt.Errorf("container %q: %w", id, runtime.ErrNotFound)
+	e, err := r.ctr.index.get(id)
+	if err != nil {
+		return nil, err
 	}
-	return readContainerRecord(r.containerDir(id))
+	return e.rec, nil
 }
 
 // observeCreated is the container as its intent record describes it.
@@ -137,31 +142,6 @@ func observeCreated(rec *record.Container) *runtime.Container {
 		CgroupPath: rec.CgroupPath, Labels: maps.Clone(rec.Config.Labels),
 		Annotations: maps.Clone(rec.Config.Annotations),
 	}
-}
-
-// observe reports the container as the records and the kernel show it.
-func observe(rec *record.Container) *runtime.Container {
-	c := observeCreated(rec)
-	if ex, err := rec.Exit(); err == nil {
-		c.State, c.ExitCode, c.Signal, c.Reason, c.Message = runtime.ContainerExited, ex.ExitCode, ex.Signal, ex.Reason, ex.Message
-		c.StartedAt, c.FinishedAt = ex.StartedAt, ex.FinishedAt
-		return c
-	}
-	st, err := rec.State()
-	if err != nil {
-		return c // not started (yet): created
-	}
-	c.StartedAt = st.StartedAt
-	switch {
-	case st.Init.Alive():
-		c.State, c.PID = runtime.ContainerRunning, st.Init.PID
-	case st.Shim.Alive():
-		// Exited; the shim is writing the record right now.
-		c.State, c.PID = runtime.ContainerRunning, st.Init.PID
-	default:
-		c.State, c.Reason = runtime.ContainerUnknown, "ShimLost"
-	}
-	return c
 }
 
 func newContainerID() string {
@@ -197,11 +177,11 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	defer unlockSandbox()
 	unlock := r.lockID("container/" + id)
 	defer unlock()
-	if rec, err := r.containerRecord(id); err == nil {
-		if rec.SandboxID != cfg.SandboxID || rec.Config.Name != cfg.Name {
-			return nil, fmt.Errorf("start container %s: held by %s/%s: %w", id, rec.SandboxID, rec.Config.Name, runtime.ErrAlreadyExists)
+	if e, err := r.ctr.index.get(id); err == nil {
+		if e.rec.SandboxID != cfg.SandboxID || e.rec.Config.Name != cfg.Name {
+			return nil, fmt.Errorf("start container %s: held by %s/%s: %w", id, e.rec.SandboxID, e.rec.Config.Name, runtime.ErrAlreadyExists)
 		}
-		return observe(rec), nil
+		return e.observe(), nil
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
 	}
@@ -214,13 +194,13 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	}
 	// A name and attempt is one container in a sandbox: a retry after a
 	// lost reply must not start the same container twice.
-	recs, err := r.containerRecords()
+	others, err := r.ctr.index.list(cfg.SandboxID)
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range recs {
-		if o.SandboxID == cfg.SandboxID && o.Config.Name == cfg.Name && o.Config.Attempt == cfg.Attempt {
-			return nil, fmt.Errorf("start container %q attempt %d in sandbox %s: held by %s: %w", cfg.Name, cfg.Attempt, cfg.SandboxID, o.ID, runtime.ErrAlreadyExists)
+	for _, o := range others {
+		if o.rec.Config.Name == cfg.Name && o.rec.Config.Attempt == cfg.Attempt {
+			return nil, fmt.Errorf("start container %q attempt %d in sandbox %s: held by %s: %w", cfg.Name, cfg.Attempt, cfg.SandboxID, o.rec.ID, runtime.ErrAlreadyExists)
 		}
 	}
 	imgs, err := r.imageStore()
@@ -274,6 +254,7 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	}
 	// What the shim reported is the truth of this start: no record is
 	// read back.
+	r.ctr.index.put(rec, st)
 	started := observeCreated(rec)
 	started.State, started.PID, started.StartedAt = runtime.ContainerRunning, st.Init.PID, st.StartedAt
 	return started, nil
@@ -594,6 +575,7 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *record.Container) er
 	if err := os.RemoveAll(rec.Dir); err != nil {
 		return fmt.Errorf("remove container %s: %w", rec.ID, err)
 	}
+	r.ctr.index.drop(rec.ID)
 	return nil
 }
 
@@ -601,16 +583,13 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *record.Container) er
 // pod cgroup and its logs. The sandbox half calls it during teardown.
 func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) error {
 	r := c.rt
-	recs, err := r.containerRecords()
+	ents, err := c.index.list(sandboxID)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, rec := range recs {
-		if rec.SandboxID != sandboxID {
-			continue
-		}
-		if err := r.RemoveContainer(ctx, rec.ID); err != nil {
+	for _, e := range ents {
+		if err := r.RemoveContainer(ctx, e.rec.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -634,47 +613,25 @@ func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) e
 	return nil
 }
 
-func (r *Runtime) containerRecords() ([]*record.Container, error) {
-	ents, err := os.ReadDir(r.containersDir())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	var out []*record.Container
-	for _, e := range ents {
-		rec, err := readContainerRecord(filepath.Join(r.containersDir(), e.Name()))
-		if err != nil {
-			// Half-made (no record yet) or half-removed: skipped, GC's job.
-			continue
-		}
-		out = append(out, rec)
-	}
-	return out, nil
-}
-
 // GetContainer implements runtime.Runtime.
 func (r *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Container, error) {
-	rec, err := r.containerRecord(id)
+	e, err := r.ctr.index.get(id)
 	if err != nil {
 		return nil, fmt.Errorf("get container: %w", err)
 	}
-	return observe(rec), nil
+	return e.observe(), nil
 }
 
-// ListContainers implements runtime.Runtime.
+// ListContainers implements runtime.Runtime. With a sandbox filter it
+// costs in proportion to that sandbox's containers (see ctrIndex).
 func (r *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFilter) ([]*runtime.Container, error) {
-	recs, err := r.containerRecords()
+	ents, err := r.ctr.index.list(filter.SandboxID)
 	if err != nil {
 		return nil, err
 	}
-	out := []*runtime.Container{}
-	for _, rec := range recs {
-		if filter.SandboxID != "" && rec.SandboxID != filter.SandboxID {
-			continue
-		}
-		out = append(out, observe(rec))
+	out := make([]*runtime.Container, 0, len(ents))
+	for _, e := range ents {
+		out = append(out, e.observe())
 	}
 	slices.SortFunc(out, func(a, b *runtime.Container) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil

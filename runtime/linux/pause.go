@@ -7,6 +7,7 @@ import (
 	goruntime "runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -166,11 +167,12 @@ func forkPause(s pauseSpec, exe string, root *os.File) (procid.ID, error) {
 	if err != nil {
 		return procid.ID{}, err
 	}
-	// EOF: the pause closed the pipe, its last step, or died before.
+	// EOF: the pause closed the pipe, its last step, or is exiting.
 	io.Copy(io.Discard, readyR)
-	var ws unix.WaitStatus
-	if pid, _ := unix.Wait4(proc.Pid, &ws, unix.WNOHANG, nil); pid == proc.Pid {
-		return procid.ID{}, pauseFailure(ws)
+	if err := awaitLockedDown(proc.Pid); err != nil {
+		proc.Kill()
+		proc.Wait()
+		return procid.ID{}, err
 	}
 	go proc.Wait() // reap it should it die while we run; never block on it
 	id, err := procid.Of(proc.Pid)
@@ -180,6 +182,26 @@ func forkPause(s pauseSpec, exe string, root *os.File) (procid.ID, error) {
 	}
 	oomscore.Set(proc.Pid, pauseOOMScoreAdj)
 	return id, nil
+}
+
+// awaitLockedDown tells a pause that closed its readiness pipe and now
+// sleeps in its wait loop from one that is exiting: a dying process closes
+// its descriptors before it can be reaped, so EOF alone does not say
+// which. It returns why the pause failed, if it did.
+func awaitLockedDown(pid int) error {
+	for i := 0; ; i++ {
+		var ws unix.WaitStatus
+		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); wpid == pid {
+			return pauseFailure(ws)
+		}
+		if state, _, err := procid.Stat(pid); err == nil && state == 'S' {
+			return nil
+		}
+		if i == 10000 {
+			return fmt.Errorf("the pause neither waits nor exits after closing its readiness pipe")
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
 }
 
 // pauseFailure says why a pause exited before it was locked down.

@@ -78,6 +78,7 @@ func New(cfg Config) (*Runtime, error) {
 		stopGrace: 2 * time.Second,
 	}
 	r.ctr.rt = r
+	r.ctr.index = newCtrIndex(r.containersDir())
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
 	}
