@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"os"
 	goruntime "runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nsinit"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/shim"
@@ -25,9 +28,14 @@ import (
 // discards the thread, which it cannot do with the main one.
 func init() { goruntime.LockOSThread() }
 
+// No memory profiling in a helper: nothing reads the profile.
+func init() { goruntime.MemProfileRate = 0 }
+
 func main() { os.Exit(run(os.Args)) }
 
 func run(args []string) int {
+	// Run from /proc/self/fd/N, the process would be called "N" in ps.
+	setName(args[0])
 	switch args[0] {
 	case shim.DaemonName:
 		return shim.DaemonMain(args)
@@ -39,4 +47,11 @@ func run(args []string) int {
 	exe, _ := os.Readlink("/proc/self/exe")
 	fmt.Fprintf(os.Stderr, "pelagos-helper: started as %q (from %s): only the pelagos agent runs this\n", args[0], exe)
 	return 2
+}
+
+// setName makes the calling (main) thread's name, which ps shows as the
+// process's, the helper's mode.
+func setName(name string) {
+	b := append([]byte(name), 0)
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
 }

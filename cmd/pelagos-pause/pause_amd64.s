@@ -17,6 +17,7 @@
 #define SYS_close_range		436
 
 #define PR_SET_DUMPABLE		4
+#define PR_SET_NAME		15
 #define PR_CAPBSET_DROP		24
 #define PR_SET_NO_NEW_PRIVS	38
 #define PR_CAP_AMBIENT		47
@@ -75,9 +76,20 @@ GLOBL ·waitSignals(SB), RODATA|NOPTR, $8
 DATA ·dot+0(SB)/2, $0x002e
 GLOBL ·dot(SB), RODATA|NOPTR, $2
 
+// "pelagos-pause" for PR_SET_NAME.
+DATA ·name+0(SB)/8, $"pelagos-"
+DATA ·name+8(SB)/8, $"pause\x00\x00\x00"
+GLOBL ·name(SB), RODATA|NOPTR, $16
+
 // R12 holds the number of the step in progress: a failed step exits with
 // it. Registers other than AX, CX and R11 survive SYSCALL.
 TEXT ·entry(SB), NOSPLIT|NOFRAME, $0-0
+	// Its name in ps: run from /proc/self/fd/N it would be "N".
+	MOVQ	$SYS_prctl, AX
+	MOVQ	$PR_SET_NAME, DI
+	LEAQ	·name(SB), SI
+	SYSCALL
+
 	// Nothing but 0-4 may stay open: whatever the agent itself inherited
 	// without close-on-exec would otherwise be held here.
 	MOVQ	$10, R12

@@ -17,6 +17,7 @@
 #define SYS_close_range		436
 
 #define PR_SET_DUMPABLE		4
+#define PR_SET_NAME		15
 #define PR_CAPBSET_DROP		24
 #define PR_SET_NO_NEW_PRIVS	38
 #define PR_CAP_AMBIENT		47
@@ -69,9 +70,20 @@ GLOBL ·waitSignals(SB), RODATA|NOPTR, $8
 DATA ·dot+0(SB)/2, $0x002e
 GLOBL ·dot(SB), RODATA|NOPTR, $2
 
+// "pelagos-pause" for PR_SET_NAME.
+DATA ·name+0(SB)/8, $"pelagos-"
+DATA ·name+8(SB)/8, $"pause\x00\x00\x00"
+GLOBL ·name(SB), RODATA|NOPTR, $16
+
 // R19 holds the number of the step in progress, R20 the capability being
 // dropped; the kernel preserves every register but R0 across SVC.
 TEXT ·entry(SB), NOSPLIT|NOFRAME, $0-0
+	// Its name in ps: run from /proc/self/fd/N it would be "N".
+	MOVD	$SYS_prctl, R8
+	MOVD	$PR_SET_NAME, R0
+	MOVD	$·name(SB), R1
+	SVC
+
 	MOVD	$10, R19
 	MOVD	$SYS_close_range, R8
 	MOVD	$5, R0

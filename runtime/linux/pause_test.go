@@ -60,6 +60,7 @@ func TestPauseLockedDown(t *testing.T) {
 			for k, want := range map[string]string{
 				"CapInh": "0000000000000000", "CapPrm": "0000000000000000", "CapEff": "0000000000000000",
 				"CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2",
+				"Name": PauseName,
 			} {
 				if st[k] != want {
 					t.Errorf("%s = %q, want %q", k, st[k], want)

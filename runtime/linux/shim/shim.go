@@ -325,19 +325,23 @@ func collect() {
 }
 
 // KillCgroup SIGKILLs every process of the cgroup until none is left (a
-// fork racing with the kill is caught by the next round), bounded.
+// fork racing with the kill is caught by the next round). A killed process
+// leaves the cgroup only once it has exited, which on a loaded machine can
+// take a while: the rounds are bounded by time, not by count.
 func KillCgroup(cg *cgroups.Manager, rel string) error {
-	for range 100 {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		pids, err := cg.Procs(rel)
 		if err != nil || len(pids) == 0 {
 			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s: processes %v left after 10 s of SIGKILL", cg.Path(rel), pids)
 		}
 		for _, p := range pids {
 			unix.Kill(p, unix.SIGKILL)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return fmt.Errorf("cgroup %s: processes left after 100 SIGKILL rounds", cg.Path(rel))
 }
 
 // closeLogs waits a little for the pipes to reach EOF (a daemonised child
