@@ -185,6 +185,10 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	}
 	unlock := r.lockID(id)
 	defer unlock()
+	// A container start follows: the spare shim pool grows for it now,
+	// while the sandbox is being made (shims.go).
+	r.ctr.spares.expect(1)
+	defer r.ctr.spares.expect(-1)
 	inflight.Store(r.sandboxDir(id), true)
 	defer inflight.Delete(r.sandboxDir(id))
 	if rec, err := r.sandboxRecord(id); err == nil {

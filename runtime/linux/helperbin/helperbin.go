@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -104,34 +105,19 @@ func readDigests() (map[Name]string, error) {
 	return out, nil
 }
 
-// Bytes returns the embedded helper, checked against its digest.
-func Bytes(n Name) ([]byte, error) {
+// seal copies the helper into a memfd, checking it against its digest on
+// the way, seals it and checks the sealed content. The copy streams: the
+// agent never holds a helper on its heap.
+func seal(n Name) (*os.File, error) {
 	want, err := Digest(n)
 	if err != nil {
 		return nil, err
 	}
-	b, err := fs.ReadFile(files, dir+"/"+string(n))
+	src, err := files.Open(dir + "/" + string(n))
 	if err != nil {
 		return nil, fmt.Errorf("helper %s: %w", n, ErrNotBuilt)
 	}
-	if got := sha256Hex(b); got != want {
-		return nil, fmt.Errorf("helper %s: embedded binary has digest %s, built with %s: rebuild with make helpers", n, got, want)
-	}
-	return b, nil
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-// seal copies the helper into a memfd, seals it and checks the sealed
-// content.
-func seal(n Name) (*os.File, error) {
-	b, err := Bytes(n)
-	if err != nil {
-		return nil, err
-	}
+	defer src.Close()
 	fd, err := memfd(string(n))
 	if err != nil {
 		return nil, err
@@ -143,17 +129,23 @@ func seal(n Name) (*os.File, error) {
 			f.Close()
 		}
 	}()
-	if _, err := f.Write(b); err != nil {
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), src); err != nil {
 		return nil, fmt.Errorf("helper %s: copy into memfd: %w", n, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return nil, fmt.Errorf("helper %s: embedded binary has digest %s, built with %s: rebuild with make helpers", n, got, want)
 	}
 	if err := addSeals(fd); err != nil {
 		return nil, fmt.Errorf("helper %s: %w", n, err)
 	}
 	// What runs is what was checked: read the sealed copy back.
-	got := make([]byte, len(b)+1)
-	m, err := unix.Pread(fd, got, 0)
-	if err != nil || m != len(b) || sha256Hex(got[:m]) != sha256Hex(b) {
-		return nil, fmt.Errorf("helper %s: sealed copy differs from the embedded binary (%d bytes read, %v)", n, m, err)
+	h.Reset()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<40)); err != nil {
+		return nil, fmt.Errorf("helper %s: read the sealed copy: %w", n, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return nil, fmt.Errorf("helper %s: sealed copy has digest %s, want %s", n, got, want)
 	}
 	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, sealedFD)
 	if err != nil {

@@ -1,6 +1,8 @@
 package helperbin
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -11,6 +13,11 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
 
 // TestSealed: the copy a helper runs from cannot be changed in any way,
 // and is the binary built with the agent.
