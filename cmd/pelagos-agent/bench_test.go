@@ -73,7 +73,6 @@ func benchAgent(b *testing.B, n int) {
 	linuxtest.RequireRoot(b)
 	imagetest.RequireBusybox(b)
 	e := newBenchEnv(b)
-	defer e.close()
 
 	var agentRun, agentGone, directRun, directGone, podmanRun, podmanGone []time.Duration
 	var mem helperMem
@@ -141,6 +140,9 @@ func (e *benchEnv) mkdir(b *testing.B) string {
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
 	e := &benchEnv{tag: linuxtest.RandomName("pb", 5), subnet: fmt.Sprintf("10.203.%d.0/24", 200+time.Now().Nanosecond()%50)}
+	// Registered first, so a failure while setting up (the warm-up rounds
+	// below) cannot leave the agent and its bridges behind.
+	b.Cleanup(e.close)
 	e.runRoot, e.stateRoot, e.dir = e.mkdir(b), e.mkdir(b), e.mkdir(b)
 	for _, d := range []string{e.runRoot, e.stateRoot, e.dir} {
 		os.Chmod(d, 0o755)
@@ -375,13 +377,18 @@ func (m *helperMem) sample(runRoot string, agentPID int) {
 		if err != nil {
 			continue
 		}
+		// A spare waiting for its container: "pelagos-shimd <run root>
+		// spare…" (before process model v2: "pelagos-shimd spare", and a
+		// spare kept that argv once handed a container).
+		spare := len(argv) == 3 && argv[0] == linux.ShimDaemonName && argv[1] == runRoot && strings.TrimRight(argv[2], " ") == "spare" ||
+			len(argv) == 2 && argv[0] == linux.ShimDaemonName && argv[1] == "spare" && procParent(pid) == agentParent
 		switch {
 		case len(argv) == 3 && argv[0] == linux.PauseName && argv[1] == runRoot:
 			m.pausePriv, m.pausePss = append(m.pausePriv, priv), append(m.pausePss, pss)
+		case spare:
+			m.sparePriv = append(m.sparePriv, priv)
 		case len(argv) == 3 && argv[0] == linux.ShimDaemonName && argv[1] == runRoot:
 			m.shimPriv, m.shimPss = append(m.shimPriv, priv), append(m.shimPss, pss)
-		case len(argv) == 2 && argv[0] == linux.ShimDaemonName && argv[1] == "spare" && procParent(pid) == agentParent:
-			m.sparePriv = append(m.sparePriv, priv)
 		}
 	}
 }
