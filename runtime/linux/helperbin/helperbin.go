@@ -153,6 +153,7 @@ func seal(n Name) (*os.File, error) {
 	}
 	ok = true
 	f.Close()
+	dropResident(n)
 	return os.NewFile(uintptr(high), "memfd:"+string(n)), nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,4 +99,57 @@ func TestUpToDate(t *testing.T) {
 			t.Errorf("%s: the embedded helper (%s) is not this tree's (%s): run make helpers", n, want, got)
 		}
 	}
+}
+
+// TestDropResident: once sealed, the embedded bytes leave this process's
+// resident memory, and reading them again still gives the same bytes (the
+// pages come back from the executable).
+func TestDropResident(t *testing.T) {
+	if _, err := Path(Helper); err != nil {
+		t.Fatal(err)
+	}
+	data := inPlace(dir + "/" + string(Helper))
+	if len(data) == 0 {
+		t.Fatal("embedded helper not found in place")
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.StringData(data)))
+	d, _ := Digest(Helper)
+	if sha256Hex([]byte(data)) != d { // reads every page back in
+		t.Fatal("the embedded helper reads back differently")
+	}
+	before := mappingRss(t, addr)
+	dropResident(Helper)
+	after := mappingRss(t, addr)
+	if want := len(data) / 1024 * 9 / 10; before-after < want {
+		t.Errorf("dropping the embedded helper freed %d kB of the mapping's resident memory (%d -> %d), want at least %d", before-after, before, after, want)
+	}
+	if sha256Hex([]byte(data)) != d {
+		t.Error("the embedded helper reads back differently after the drop")
+	}
+}
+
+// mappingRss returns the Rss, in kB, of the smaps entry holding addr.
+func mappingRss(t *testing.T, addr uintptr) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 1 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, hi, _ := strings.Cut(f[0], "-")
+			a, _ := strconv.ParseUint(lo, 16, 64)
+			z, _ := strconv.ParseUint(hi, 16, 64)
+			in = uintptr(a) <= addr && addr < uintptr(z)
+			continue
+		}
+		if in && len(f) >= 2 && f[0] == "Rss:" {
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	t.Fatal("no mapping holds the embedded helper")
+	return 0
 }
