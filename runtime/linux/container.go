@@ -165,11 +165,9 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if err := validID(cfg.SandboxID); err != nil {
 		return nil, fmt.Errorf("start container %q: sandbox %q: %w", cfg.Name, cfg.SandboxID, runtime.ErrNotFound)
 	}
-	// A spare shim for this start, if the pool has to grow for it; the
-	// pool is topped up once the start is reported.
-	r.ctr.spares.expect(1)
+	// The spare shim pool is topped up once this start is reported, so the
+	// refill never competes with it.
 	defer r.ctr.spares.fill()
-	defer r.ctr.spares.expect(-1)
 	// The sandbox lock first, as RemoveSandbox takes it before removing
 	// containers: a start never races the sandbox's teardown, and two
 	// starts of one name and attempt cannot both pass the check below.

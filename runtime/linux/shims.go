@@ -24,12 +24,13 @@ const ShimDaemonName = shim.DaemonName
 // errShimStart marks a start that the shim or the init reported as failed.
 var errShimStart = errors.New("container start failed")
 
-// Spare pool sizing: at least one spare while enabled, at most
-// maxSpares; the pool grows with the starts expected (sandboxes being
-// created, starts in flight) and when a start finds it dry, and shrinks
-// back to one after spareIdle without demand.
+// Spare pool sizing: at least one spare while enabled, at most maxSpares
+// (the reconciler's 16 workers start at most 16 containers at once); the
+// pool grows with the starts announced by sandboxes being created and when
+// a start finds it dry, and shrinks back to one after spareIdle without
+// demand.
 const (
-	maxSpares = 8
+	maxSpares = 16
 	spareIdle = 10 * time.Second
 )
 
@@ -43,14 +44,16 @@ type shimPool struct {
 	runRoot  string
 	ready    []*spareShim
 	starting int
-	// expected counts starts announced and not yet done: sandboxes being
-	// created (each will start a container) and starts in flight.
+	// expected counts the container starts announced by sandboxes being
+	// created.
 	expected int
 	// grown is how many spares a past batch needed; it decays to 1 when
 	// the pool has been idle for spareIdle.
 	grown int
 	idle  *time.Timer
 	warn  func(error)
+	// start makes a spare (startSpare; tests replace it).
+	start func(runRoot string) (*spareShim, error)
 }
 
 // spareShim is a shim daemon waiting for its container.
@@ -73,6 +76,9 @@ func (r *Runtime) EnableSpareShim() {
 	p.mu.Lock()
 	p.enabled, p.runRoot, p.grown = true, r.cfg.RunRoot, 1
 	p.warn = func(err error) { r.log.Warn().Err(err).Msg("start spare shim") }
+	if p.start == nil {
+		p.start = startSpare
+	}
 	p.mu.Unlock()
 	p.fill()
 }
@@ -109,8 +115,8 @@ func (p *shimPool) target() int {
 	return min(max(p.expected, p.grown, 1), maxSpares)
 }
 
-// expect announces n container starts to come (negative: done), so the
-// pool is filled while the sandboxes they need are being made.
+// expect announces n container starts to come (negative: the sandbox is
+// made), so the pool is filled while the sandboxes are being made.
 func (p *shimPool) expect(n int) {
 	p.mu.Lock()
 	p.expected = max(p.expected+n, 0)
@@ -140,7 +146,7 @@ func (p *shimPool) fill() {
 }
 
 func (p *shimPool) startOne() {
-	sp, err := startSpare(p.runRoot)
+	sp, err := p.start(p.runRoot)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.starting--
