@@ -103,9 +103,9 @@ func benchAgent(b *testing.B, n int) {
 	line := fmt.Sprintf("pods=%d rounds=%d: agent running %.1f ms, gone %.1f ms; direct runtime running %.1f ms, gone %.1f ms",
 		n, b.N, ms(ar), ms(ag), ms(dr), ms(dg))
 	line += mem.report(b)
-	if rss, anon, err := agentRSS(e.cmd.Process.Pid); err == nil {
-		b.ReportMetric(float64(rss), "agent-rss-KiB")
-		line += fmt.Sprintf("; agent RSS after the rounds %d KiB (anonymous %d KiB)", rss, anon)
+	if m, err := linuxtest.ProcKiB(fmt.Sprintf("/proc/%d/status", e.cmd.Process.Pid), "VmRSS", "RssAnon"); err == nil {
+		b.ReportMetric(float64(m["VmRSS"]), "agent-rss-KiB")
+		line += fmt.Sprintf("; agent RSS after the rounds %d KiB (anonymous %d KiB)", m["VmRSS"], m["RssAnon"])
 	}
 	if havePodman {
 		pr, pg := median(podmanRun), median(podmanGone)
@@ -373,7 +373,7 @@ func (m *helperMem) sample(runRoot string, agentPID int) {
 			continue
 		}
 		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		pss, priv, err := smapsRollup(pid)
+		pss, priv, err := linuxtest.Smaps(pid)
 		if err != nil {
 			continue
 		}
@@ -410,51 +410,6 @@ func (m *helperMem) report(b *testing.B) string {
 	b.ReportMetric(float64(medianInt(m.shimPriv)), "shim-private-KiB")
 	return fmt.Sprintf("; per pod: pause %d KiB private / %d KiB Pss, shim %d KiB private / %d KiB Pss; spare shim %d KiB private (%d samples)",
 		medianInt(m.pausePriv), medianInt(m.pausePss), medianInt(m.shimPriv), medianInt(m.shimPss), medianInt(m.sparePriv), len(m.sparePriv))
-}
-
-// smapsRollup returns the Pss and the private (clean + dirty) memory of
-// pid in KiB.
-func smapsRollup(pid int) (pss, private int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		switch k {
-		case "Pss":
-			pss = n
-		case "Private_Clean", "Private_Dirty":
-			private += n
-		}
-	}
-	return pss, private, nil
-}
-
-// agentRSS returns VmRSS and RssAnon of pid in KiB.
-func agentRSS(pid int) (rss, anon int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		switch k {
-		case "VmRSS":
-			rss = n
-		case "RssAnon":
-			anon = n
-		}
-	}
-	return rss, anon, nil
 }
 
 func procParent(pid int) int {

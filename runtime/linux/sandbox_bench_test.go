@@ -3,6 +3,7 @@ package linux
 import (
 	"context"
 	"fmt"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ func BenchmarkSandbox(b *testing.B) {
 	}
 	// CreateSandbox returns once the pause is locked down and asleep in
 	// its wait loop: the state whose memory is worth reporting.
-	pss, priv, err := smapsKiB(sb.PausePID)
+	pss, priv, err := linuxtest.Smaps(sb.PausePID)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -170,46 +170,40 @@ func (p ID) Stop(sig unix.Signal, grace time.Duration) error {
 // SignalAndWait sends sig and waits up to d (or ctx's deadline) for the
 // process to exit; it does not escalate. A gone process is not an error.
 func (p ID) SignalAndWait(ctx context.Context, sig unix.Signal, d time.Duration) error {
-	fd, err := p.Open()
-	if errors.Is(err, ErrGone) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if exited, err := signal(fd, p, sig); err != nil || exited {
-		return err
-	}
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		d = time.Until(dl)
-	}
-	_, err = WaitFD(fd, d)
+	_, err := p.wait(ctx, d, func(fd int) (bool, error) { return signal(fd, p, sig) })
 	return err
 }
 
 // WaitGone waits up to d (or ctx's deadline) for the process to exit and
 // fails if it still runs then.
 func (p ID) WaitGone(ctx context.Context, d time.Duration) error {
+	exited, err := p.wait(ctx, d, nil)
+	if err == nil && !exited && p.Alive() {
+		return fmt.Errorf("pid %d still running after %s", p.PID, d)
+	}
+	return err
+}
+
+// wait opens a pidfd, runs first on it (nil: nothing), then waits up to d
+// (or ctx's deadline) for the process to exit. A gone process has exited.
+func (p ID) wait(ctx context.Context, d time.Duration, first func(fd int) (exited bool, err error)) (bool, error) {
 	fd, err := p.Open()
 	if errors.Is(err, ErrGone) {
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer unix.Close(fd)
+	if first != nil {
+		if exited, err := first(fd); err != nil || exited {
+			return exited, err
+		}
+	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = time.Until(dl)
 	}
-	exited, err := WaitFD(fd, d)
-	if err != nil {
-		return err
-	}
-	if !exited && p.Alive() {
-		return fmt.Errorf("pid %d still running after %s", p.PID, d)
-	}
-	return nil
+	return WaitFD(fd, d)
 }
 
 // WaitFD waits up to d for the process behind the pidfd to exit.
