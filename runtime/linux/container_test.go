@@ -519,3 +519,39 @@ func TestContainerHostNamespaces(t *testing.T) {
 	}
 	e.check(t)
 }
+
+// TestSpareSeesMountsMadeAfterIt: a spare's init waits from before the pod
+// existed. The pod's files (a tmpfs) and a Secret volume (another tmpfs)
+// are mounted afterwards; on a host whose mounts do not propagate, an init
+// whose mount namespace was copied when it started would not find them
+// and the first start would fail (it did, with "bind /etc/hosts: open
+// mount source …: no such file or directory").
+func TestSpareSeesMountsMadeAfterIt(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	e.rt.EnableSpareShim()
+	defer e.rt.DisableSpareShim()
+	deadline := time.Now().Add(time.Minute)
+	for ok, _ := e.rt.spareReady(); !ok; ok, _ = e.rt.spareReady() {
+		if time.Now().After(deadline) {
+			t.Fatal("no spare shim after a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx := context.Background()
+	sb, err := e.rt.CreateSandbox(ctx, &runtime.SandboxConfig{
+		Pod: runtime.PodKey{Namespace: "default", Name: "late"},
+		Volumes: []runtime.VolumeConfig{{Name: "token", Files: &runtime.ProjectedVolume{Sensitive: true,
+			Files: []runtime.ProjectedFile{{Path: "key", Data: []byte("s3cr3t"), Mode: 0o644}}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.rt.RemoveSandbox(ctx, sb.ID)
+	cfg := e.config("late", "/bin/sh", "-c", "cat /etc/hostname /secret/key")
+	cfg.SandboxID = sb.ID
+	cfg.Mounts = []runtime.Mount{{Volume: "token", ContainerPath: "/secret", ReadOnly: true}}
+	c, out := e.run(t, cfg)
+	if c.ExitCode != 0 || out != "late\ns3cr3t\n" {
+		t.Errorf("first start in a sandbox made after the spare: exit %d, log %q", c.ExitCode, out)
+	}
+}

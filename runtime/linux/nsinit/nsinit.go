@@ -176,6 +176,14 @@ func run(spec *Spec) error {
 	}
 	switch {
 	case spec.Rootfs != nil:
+		// The mount namespace is made now, on the thread that will
+		// execve, not when the init was started: a spare init waits from
+		// before the pod existed, and a copy made then would lack every
+		// mount made since (the pod's files, its tmpfs volumes) on a host
+		// whose mounts do not propagate.
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return fmt.Errorf("new mount namespace: %w", os.NewSyscallError("unshare(CLONE_NEWNS)", err))
+		}
 		if err := rootfs.Setup(spec.Rootfs); err != nil {
 			return err
 		}

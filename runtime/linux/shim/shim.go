@@ -120,10 +120,11 @@ func DaemonMain(args []string) int {
 	runRoot, id := args[1], args[2]
 	var pre *nsinit.Proc
 	if IsSpare(id) {
-		// A spare: start the init ahead too (in fresh mount and PID
-		// namespaces; it joins the pod's others itself), then wait for
-		// the agent to hand over a container, or to go away (EOF).
-		pre, _ = newInit("/proc/self/exe", nil, unix.CLONE_NEWNS|unix.CLONE_NEWPID)
+		// A spare: start the init ahead too (in a fresh PID namespace;
+		// it joins the pod's namespaces and makes its mount namespace
+		// itself once it has its spec), then wait for the agent to hand
+		// over a container, or to go away (EOF).
+		pre, _ = newInit("/proc/self/exe", nil, unix.CLONE_NEWPID)
 		ctl := os.NewFile(ControlFD, "control")
 		b, err := io.ReadAll(io.LimitReader(ctl, 128))
 		ctl.Close()
@@ -225,15 +226,14 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	join := &nsinit.Join{Pause: rec.Pause, Types: podNamespaces(rec)}
 	ip := pre
 	if ip != nil && rec.OwnPIDNamespace() {
-		// The pre-started init has the right mount and PID namespaces;
-		// it enters the pod's others itself, on the thread that will
-		// execve.
+		// The pre-started init has the right PID namespace; it enters
+		// the pod's others itself, on the thread that will execve.
 		spec.Join = join
 	} else {
 		pre.Discard()
-		clone := uintptr(unix.CLONE_NEWNS)
+		var clone uintptr
 		if rec.OwnPIDNamespace() {
-			clone |= unix.CLONE_NEWPID
+			clone = unix.CLONE_NEWPID
 		}
 		if ip, err = newInit("/proc/self/exe", join.Enter, clone); err != nil {
 			closeLogs(logw)
