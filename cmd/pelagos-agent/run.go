@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
@@ -34,7 +33,6 @@ func init() { registerCommand(newRunCommand) }
 
 // agentOptions are the flags of `run` (and, in part, `apply --once`).
 type agentOptions struct {
-	Config          string
 	Manifests       string
 	MetricsAddr     string
 	Resync          time.Duration
@@ -70,64 +68,18 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 --stop-pods-on-exit). SIGHUP re-reads --config and the manifests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := loadConfigFile(cmd, g, o); err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
 			return runAgent(cmd.Context(), cmd, g, o)
 		},
 	}
 	f := cmd.Flags()
+	addSocketFlag(f, g)
+	addRootFlags(f, g)
+	addNetworkFlags(f, g)
 	addAgentFlags(f, o)
-	f.StringVar(&o.Config, "config", "", "configuration file (YAML or JSON, keys as the long flag names); flags given on the command line win")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
 	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	return cmd
-}
-
-// loadConfigFile applies the config file's values to every flag, of the
-// command or global, that was not given on the command line.
-func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
-	if o.Config == "" {
-		return nil
-	}
-	data, err := os.ReadFile(o.Config)
-	if err != nil {
-		return fmt.Errorf("--config: %w", err)
-	}
-	var values map[string]any
-	if err := yaml.Unmarshal(data, &values); err != nil {
-		return fmt.Errorf("--config %s: %w", o.Config, err)
-	}
-	for name, v := range values {
-		fl := cmd.Flags().Lookup(name)
-		if fl == nil {
-			fl = cmd.InheritedFlags().Lookup(name)
-		}
-		if fl == nil || name == "config" {
-			return fmt.Errorf("--config %s: unknown setting %q (settings are the long flag names of `run`)", o.Config, name)
-		}
-		if fl.Changed {
-			continue
-		}
-		var s string
-		switch x := v.(type) {
-		case []any:
-			parts := make([]string, len(x))
-			for i := range x {
-				parts[i] = fmt.Sprint(x[i])
-			}
-			s = strings.Join(parts, ",")
-		case float64:
-			s = strconv.FormatFloat(x, 'f', -1, 64)
-		default:
-			s = fmt.Sprint(x)
-		}
-		if err := fl.Value.Set(s); err != nil {
-			return fmt.Errorf("--config %s: %s: %w", o.Config, name, err)
-		}
-	}
-	return g.setupLogging()
 }
 
 // agent is the assembled daemon: runtime, image store, reconciler.
@@ -202,6 +154,8 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		return false
 	})
 	a.metrics = metrics.New()
+	a.metrics.SetAgentInfo(metrics.AgentInfo{Version: version, Root: g.Root, RunRoot: g.RunRoot, Bridge: g.Bridge,
+		Subnet: g.Subnet, NetNSPrefix: g.NetNSPrefix, NFTable: g.NFTable, CgroupParent: g.CgroupParent})
 	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
 	var h reconcile.Hooks
 	runner := hooks.New(a.rt)
@@ -375,9 +329,11 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			return shutdown(a, &wg, recDone, o, g)
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				log.Info().Msg("SIGHUP: re-reading the configuration and the manifests")
-				if err := loadConfigFile(cmd, g, o); err != nil {
-					log.Error().Err(err).Msg("config reload failed; keeping the running configuration")
+				log.Info().Msg("SIGHUP: re-reading the settings and the manifests")
+				if restart, err := g.reloadSettings(cmd); err != nil {
+					log.Error().Err(err).Msg("settings not reloaded; keeping the running ones")
+				} else if len(restart) > 0 {
+					log.Warn().Strs("settings", restart).Msg("settings changed that take effect at the next start")
 				}
 				w.Reload()
 				continue

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,10 +98,22 @@ func (e *agentEnv) stop(sig syscall.Signal) {
 	e.cmd = nil
 }
 
-// cli runs the binary as a user would.
+// cli runs the binary as a user would: client commands get the socket,
+// commands that work on the node's state get its roots and names too.
 func (e *agentEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
-	return runCLI(e.t, e.bin, append(e.global(), args...)...)
+	var flags []string
+	switch args[0] {
+	case "run", "sandbox", "container":
+		flags = e.global()
+	case "apply": // converges without a socket
+		flags = slices.DeleteFunc(e.global(), func(s string) bool { return s == "--socket" || s == e.sock })
+	case "image":
+		flags = []string{"--root", e.stateRoot, "--run-root", e.runRoot, "--socket", e.sock}
+	default:
+		flags = []string{"--socket", e.sock}
+	}
+	return runCLI(e.t, e.bin, append(flags, args...)...)
 }
 
 // eventually polls cond until it holds. The deadline only bounds a hang
