@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/hooks"
@@ -250,6 +251,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	tr := translator()
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
+	reloaded := make(chan struct{}, 1) // a full reload (SIGHUP, resync) was handed over
 	var once sync.Once
 	wg.Go(func() {
 		err := w.Run(ctx, func(ld manifest.Load) {
@@ -262,6 +264,12 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			}
 			a.rec.SetDesired(set)
 			once.Do(func() { close(loaded) })
+			if ld.Reason == "reload" {
+				select {
+				case reloaded <- struct{}{}:
+				default:
+				}
+			}
 		})
 		if err != nil && ctx.Err() == nil {
 			log.Error().Err(err).Msg("manifest watch stopped; relying on the periodic resync")
@@ -317,19 +325,31 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		// Up, adopting what runs, but without a truth to converge to: say
 		// so; readiness (/readyz) waits for the first good load.
 		log.Warn().Err(err).Msg("agent started; waiting for the manifest directory")
-		sdNotify("READY=1\nSTATUS=waiting for " + o.Manifests)
 	} else {
 		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
-		sdNotify("READY=1\nSTATUS=watching " + o.Manifests)
 	}
+	notifyReady(log, a.rec, o.Manifests)
+	wg.Go(func() { watchdog(ctx, log, a.rec, recDone) })
 
+	reloading := false
 	for {
 		select {
 		case <-ctx.Done():
 			return shutdown(a, &wg, recDone, o, g)
+		case <-reloaded:
+			if reloading {
+				reloading = false
+				notifyReady(log, a.rec, o.Manifests)
+			}
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				log.Info().Msg("SIGHUP: re-reading the settings and the manifests")
+				notify(log, sdnotify.Reloading())
+				reloading = true
+				select {
+				case <-reloaded: // an earlier reload's, not this one's
+				default:
+				}
 				if restart, err := g.reloadSettings(cmd); err != nil {
 					log.Error().Err(err).Msg("settings not reloaded; keeping the running ones")
 				} else if len(restart) > 0 {
@@ -339,7 +359,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 				continue
 			}
 			log.Info().Str("signal", s.String()).Bool("stopPods", o.StopPodsOnExit).Msg("shutting down")
-			sdNotify("STOPPING=1")
+			notify(log, sdnotify.Stopping())
 			stop()
 		}
 	}
@@ -409,23 +429,4 @@ func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtim
 			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
-}
-
-// sdNotify tells systemd (Type=notify) about readiness; without
-// NOTIFY_SOCKET it does nothing.
-func sdNotify(state string) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
-	if strings.HasPrefix(sock, "@") {
-		addr.Name = "\x00" + sock[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, addr)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte(state))
 }

@@ -36,6 +36,7 @@ type agentEnv struct {
 	cmd                 *exec.Cmd
 	logPath             string
 	extra               []string
+	env                 []string // added to the agent's environment
 	client              *api.Client
 }
 
@@ -80,6 +81,9 @@ func (e *agentEnv) start() {
 	args := append(e.global(), "--log-format", "json", "run", "--manifests", e.current)
 	e.cmd = exec.Command(e.bin, append(args, e.extra...)...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if e.env != nil {
+		e.cmd.Env = append(os.Environ(), e.env...)
+	}
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
