@@ -52,7 +52,7 @@ func New() *Metrics {
 			Help: "Duration of one reconcile pass for one pod.", Buckets: latencyBuckets}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pelagos_reconcile_actions_total",
 			Help: "Plan actions applied, by kind and result."}, []string{"kind", "result"}),
-		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pelagos_action_duration_seconds",
+		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pelagos_reconcile_action_duration_seconds",
 			Help:    "Duration of plan actions by kind (CreateSandbox and RemoveSandbox are sandbox create/remove latency).",
 			Buckets: latencyBuckets}, []string{"kind"}),
 		manifestErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pelagos_manifest_errors",

@@ -35,7 +35,7 @@ func TestExposition(t *testing.T) {
 		`pelagos_container_restarts_total{container="app",namespace="default",pod="web"} 3`,
 		`pelagos_reconcile_passes_total{result="ok"} 1`,
 		`pelagos_reconcile_actions_total{kind="StartContainer",result="error"} 1`,
-		`pelagos_action_duration_seconds_count{kind="CreateSandbox"} 1`,
+		`pelagos_reconcile_action_duration_seconds_count{kind="CreateSandbox"} 1`,
 		`pelagos_manifest_errors 2`,
 		`pelagos_image_pulls_total{result="ok"} 1`,
 		`pelagos_change_to_running_seconds_count 1`,
