@@ -11,15 +11,25 @@ FUZZEXECS ?= 20000x
 BENCHTIME ?= 5x
 FUZZEXECS_SLOW ?= 300x
 DEMO_DIR ?= /tmp/pelagos-demo
+# `make package`: nfpm is run at a pinned version from the Go module proxy.
+NFPM_VERSION ?= v2.48.0
+PKG_DIR ?= dist
+GOARCH ?= $(shell go env GOARCH)
+# A Debian version from the last v* tag: v1.2.3-4-gabc -> 1.2.3+4+gabc;
+# without a tag, 0.0.0+git<commit>.
+DEB_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//; s/-/+/g' | grep . || \
+	echo "0.0.0+git$$(git describe --always --dirty 2>/dev/null | tr - +)")
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
 
 .PHONY: help
 help: ## show the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## install what builds and tests need on Debian (as root): busybox-static, Go modules
-	@if ! dpkg -s busybox-static >/dev/null 2>&1; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; fi
+deps: ## install what builds and tests need on Debian (as root): busybox-static, systemd-analyze, Go modules
+	@missing=; dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	go mod download
 
 .PHONY: build
@@ -56,6 +66,15 @@ bench: ## run every benchmark BENCHTIME times (as root); docs/benchmarks.md give
 demo: deps build ## run the agent on examples/pods (as root), importing the example image offline
 	./examples/demo.sh $(DEMO_DIR)
 
+.PHONY: package
+package: build ## build the .deb into PKG_DIR (dist/): binary, systemd unit, settings file, man pages, completions
+	rm -rf $(PKG_DIR)/stage && mkdir -p $(PKG_DIR)/stage
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs $(PKG_DIR)/stage
+	gzip -9n $(PKG_DIR)/stage/man/man1/*.1
+	VERSION='$(DEB_VERSION)' ARCH=$(GOARCH) BIN=$(BIN) STAGE=$(PKG_DIR)/stage SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+		go run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) package --config packaging/nfpm.yaml --packager deb --target $(PKG_DIR)/
+	rm -rf $(PKG_DIR)/stage
+
 .PHONY: clean
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist
