@@ -11,6 +11,11 @@ FUZZEXECS ?= 20000x
 BENCHTIME ?= 5x
 FUZZEXECS_SLOW ?= 300x
 DEMO_DIR ?= /tmp/pelagos-demo
+# Builds with -v print each package they compile: shown as a count, on one
+# line on a terminal, so that a first build shows progress (errors are
+# printed as they are).
+PROGRESS = 2>&1 | awk -v tty=$$([ -t 1 ] && echo 1) '/^[^ :\#]+$$/ { n++; if (tty) { printf "\r    %d packages compiled", n; fflush() }; next } \
+	{ print } END { if (n) printf "%s    %d packages compiled\n", (tty ? "\r" : ""), n }'
 # `make package`: nfpm is run at a pinned version from the Go module proxy.
 NFPM_VERSION ?= v2.48.0
 PKG_DIR ?= dist
@@ -34,7 +39,8 @@ deps: ## install what builds and tests need on Debian (as root): busybox-static,
 
 .PHONY: build
 build: ## build the static binary into bin/
-	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pelagos-agent
+	@echo "==> building $(BIN)"
+	@set -o pipefail; go build -v -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pelagos-agent $(PROGRESS)
 
 .PHONY: vet
 vet: ## gofmt check and go vet
@@ -64,6 +70,8 @@ bench: ## run every benchmark BENCHTIME times (as root); docs/benchmarks.md give
 
 .PHONY: demo
 demo: deps build ## run the agent on examples/pods (as root), importing the example image offline
+	@echo "==> building the example image builder bin/mkimage"
+	@set -o pipefail; go build -v -trimpath -o bin/mkimage ./runtime/image/imagetest/mkimage $(PROGRESS)
 	./examples/demo.sh $(DEMO_DIR)
 
 .PHONY: package
