@@ -134,12 +134,12 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	a.rt, err = linux.New(cfg)
 	if err != nil {
 		a.close()
-		return nil, fmt.Errorf("runtime: %w", err)
+		return nil, err // "linux runtime: ..." already
 	}
 	a.images, err = image.Open(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log})
 	if err != nil {
 		a.close()
-		return nil, fmt.Errorf("image store: %w", err)
+		return nil, err // "open image store DIR: ..." already
 	}
 	a.rt.SetImageStore(a.images)
 	a.images.SetInUse(func(id string) bool {
