@@ -20,9 +20,10 @@ import (
 const lowLevelGroup = "pelagos.io/low-level"
 
 // addLowLevelFlags gives a low-level command group the socket (to find the
-// running agent's roots) and the roots; with network, also the host-global
-// names a new sandbox needs.
-func addLowLevelFlags(cmd *cobra.Command, g *globalOptions, network bool) {
+// running agent's roots), the roots and the host-global names: a new
+// sandbox needs them, and so does the runtime that image rm and prune ask
+// which images containers use.
+func addLowLevelFlags(cmd *cobra.Command, g *globalOptions) {
 	if cmd.Annotations == nil {
 		cmd.Annotations = map[string]string{}
 	}
@@ -30,9 +31,7 @@ func addLowLevelFlags(cmd *cobra.Command, g *globalOptions, network bool) {
 	f := cmd.PersistentFlags()
 	addSocketFlag(f, g)
 	addRootFlags(f, g)
-	if network {
-		addNetworkFlags(f, g)
-	}
+	addNetworkFlags(f, g)
 }
 
 // readOnlyCommands are the low-level subcommands that only look.

@@ -108,12 +108,10 @@ func (e *agentEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
 	var flags []string
 	switch args[0] {
-	case "run", "sandbox", "container":
+	case "run", "sandbox", "container", "image":
 		flags = e.global()
 	case "apply": // converges without a socket
 		flags = slices.DeleteFunc(e.global(), func(s string) bool { return s == "--socket" || s == e.sock })
-	case "image":
-		flags = []string{"--root", e.stateRoot, "--run-root", e.runRoot, "--socket", e.sock}
 	default:
 		flags = []string{"--socket", e.sock}
 	}
