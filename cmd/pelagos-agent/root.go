@@ -66,7 +66,6 @@ func newRootCommand(stdout, stderr io.Writer) (*cobra.Command, *globalOptions) {
 	root := &cobra.Command{
 		Use:           "pelagos-agent",
 		Short:         "Run Kubernetes-style pods on a Linux node without Kubernetes",
-		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

@@ -326,7 +326,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		// so; readiness (/readyz) waits for the first good load.
 		log.Warn().Err(err).Msg("agent started; waiting for the manifest directory")
 	} else {
-		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
+		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Str("settings", g.Config).Msg("agent ready")
 	}
 	notifyReady(log, a.rec, o.Manifests)
 	wg.Go(func() { watchdog(ctx, log, a.rec, recDone) })
