@@ -28,7 +28,7 @@ done
 export PELAGOS_CONFIG= # the demo's settings are all below, not the machine's
 sock=$demo/agent.sock
 roots=(--root "$demo/root" --run-root "$demo/run")
-names=(--bridge pelagos-demo0 --subnet 172.16.250.0/24 --netns-prefix pelagos-demo- --nft-table pelagos_demo)
+names=(--bridge pelagos-demo0 --subnet 172.16.250.0/24 --netns-prefix pelagos-demo- --nft-table pelagos_demo --cgroup-parent pelagos-demo)
 install -d -m 0755 "$demo"
 
 echo "==> building the example image busybox:1.36 from /bin/busybox"
