@@ -35,6 +35,8 @@ It takes the same lock as ` + "`run`" + `, so it refuses to run beside an agent.
 		},
 	}
 	f := cmd.Flags()
+	addRootFlags(f, g)
+	addNetworkFlags(f, g)
 	addAgentFlags(f, o)
 	f.Lookup("manifests").Hidden = true
 	f.BoolVar(&once, "once", false, "converge once and exit (required)")

@@ -33,6 +33,7 @@ func newContainerCommand(g *globalOptions) *cobra.Command {
 on the runtime directly, like crictl, for debugging and scripts; the agent's
 own pods are managed from their manifests.`,
 	}
+	addLowLevelFlags(cmd, g)
 	cmd.AddCommand(newContainerRunCommand(g), newContainerListCommand(g), newContainerInspectCommand(g),
 		newContainerLogsCommand(g), newContainerExecCommand(g), newContainerStopCommand(g), newContainerRemoveCommand(g))
 	return cmd

@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/yaml"
 
+	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/hooks"
@@ -35,7 +35,6 @@ func init() { registerCommand(newRunCommand) }
 
 // agentOptions are the flags of `run` (and, in part, `apply --once`).
 type agentOptions struct {
-	Config          string
 	Manifests       string
 	MetricsAddr     string
 	Resync          time.Duration
@@ -77,15 +76,14 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 --stop-pods-on-exit). SIGHUP re-reads --config and the manifests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := loadConfigFile(cmd, g, o); err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
 			return runAgent(cmd.Context(), cmd, g, o)
 		},
 	}
 	f := cmd.Flags()
+	addSocketFlag(f, g)
+	addRootFlags(f, g)
+	addNetworkFlags(f, g)
 	addAgentFlags(f, o)
-	f.StringVar(&o.Config, "config", "", "configuration file (YAML or JSON, keys as the long flag names); flags given on the command line win")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
 	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
 	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
@@ -95,51 +93,6 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
 	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "labels of the node object the API serves (key=value,...)")
 	return cmd
-}
-
-// loadConfigFile applies the config file's values to every flag, of the
-// command or global, that was not given on the command line.
-func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
-	if o.Config == "" {
-		return nil
-	}
-	data, err := os.ReadFile(o.Config)
-	if err != nil {
-		return fmt.Errorf("--config: %w", err)
-	}
-	var values map[string]any
-	if err := yaml.Unmarshal(data, &values); err != nil {
-		return fmt.Errorf("--config %s: %w", o.Config, err)
-	}
-	for name, v := range values {
-		fl := cmd.Flags().Lookup(name)
-		if fl == nil {
-			fl = cmd.InheritedFlags().Lookup(name)
-		}
-		if fl == nil || name == "config" {
-			return fmt.Errorf("--config %s: unknown setting %q (settings are the long flag names of `run`)", o.Config, name)
-		}
-		if fl.Changed {
-			continue
-		}
-		var s string
-		switch x := v.(type) {
-		case []any:
-			parts := make([]string, len(x))
-			for i := range x {
-				parts[i] = fmt.Sprint(x[i])
-			}
-			s = strings.Join(parts, ",")
-		case float64:
-			s = strconv.FormatFloat(x, 'f', -1, 64)
-		default:
-			s = fmt.Sprint(x)
-		}
-		if err := fl.Value.Set(s); err != nil {
-			return fmt.Errorf("--config %s: %s: %w", o.Config, name, err)
-		}
-	}
-	return g.setupLogging()
 }
 
 // agent is the assembled daemon: runtime, image store, reconciler.
@@ -194,12 +147,12 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	a.rt, err = linux.New(cfg)
 	if err != nil {
 		a.close()
-		return nil, fmt.Errorf("runtime: %w", err)
+		return nil, err // "linux runtime: ..." already
 	}
 	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log}))
 	if err != nil {
 		a.close()
-		return nil, fmt.Errorf("image store: %w", err)
+		return nil, err // "open image store DIR: ..." already
 	}
 	a.rt.SetImageStore(a.images)
 	a.images.SetInUse(func(id string) bool {
@@ -215,6 +168,8 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		return false
 	})
 	a.metrics = metrics.New()
+	a.metrics.SetAgentInfo(metrics.AgentInfo{Version: version, Root: g.Root, RunRoot: g.RunRoot, Bridge: g.Bridge,
+		Subnet: g.Subnet, NetNSPrefix: g.NetNSPrefix, NFTable: g.NFTable, CgroupParent: g.CgroupParent})
 	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
 	var h reconcile.Hooks
 	runner := hooks.New(a.rt)
@@ -339,6 +294,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	tr := translator()
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
+	reloaded := make(chan struct{}, 1) // a full reload (SIGHUP, resync) was handed over
 	var once sync.Once
 	merged := newLoadMerger(len(dirs))
 	var watchers []*manifest.Watcher
@@ -369,6 +325,12 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 					kube.SetSnapshot(ld.Snapshot)
 				}
 				once.Do(func() { close(loaded) })
+				if ld.Reason == "reload" {
+					select {
+					case reloaded <- struct{}{}:
+					default:
+					}
+				}
 			})
 			if err != nil && ctx.Err() == nil {
 				log.Error().Err(err).Str("directory", dir).Msg("manifest watch stopped; relying on the periodic resync")
@@ -430,27 +392,41 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		// Up, adopting what runs, but without a truth to converge to: say
 		// so; readiness (/readyz) waits for the first good load.
 		log.Warn().Err(err).Msg("agent started; waiting for the manifest directory")
-		sdNotify("READY=1\nSTATUS=waiting for " + o.Manifests)
 	} else {
-		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
-		sdNotify("READY=1\nSTATUS=watching " + o.Manifests)
+		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Str("settings", g.Config).Msg("agent ready")
 	}
+	notifyReady(log, a.rec, o.Manifests)
+	wg.Go(func() { watchdog(ctx, log, a.rec, recDone) })
 
+	reloading := false
 	for {
 		select {
 		case <-ctx.Done():
 			return shutdown(a, &wg, recDone, o, g)
+		case <-reloaded:
+			if reloading {
+				reloading = false
+				notifyReady(log, a.rec, o.Manifests)
+			}
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				log.Info().Msg("SIGHUP: re-reading the configuration and the manifests")
-				if err := loadConfigFile(cmd, g, o); err != nil {
-					log.Error().Err(err).Msg("config reload failed; keeping the running configuration")
+				log.Info().Msg("SIGHUP: re-reading the settings and the manifests")
+				notify(log, sdnotify.Reloading())
+				reloading = true
+				select {
+				case <-reloaded: // an earlier reload's, not this one's
+				default:
+				}
+				if restart, err := g.reloadSettings(cmd); err != nil {
+					log.Error().Err(err).Msg("settings not reloaded; keeping the running ones")
+				} else if len(restart) > 0 {
+					log.Warn().Strs("settings", restart).Msg("settings changed that take effect at the next start")
 				}
 				reload()
 				continue
 			}
 			log.Info().Str("signal", s.String()).Bool("stopPods", o.StopPodsOnExit).Msg("shutting down")
-			sdNotify("STOPPING=1")
+			notify(log, sdnotify.Stopping())
 			stop()
 		}
 	}
@@ -520,23 +496,4 @@ func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtim
 			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
-}
-
-// sdNotify tells systemd (Type=notify) about readiness; without
-// NOTIFY_SOCKET it does nothing.
-func sdNotify(state string) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
-	if strings.HasPrefix(sock, "@") {
-		addr.Name = "\x00" + sock[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, addr)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte(state))
 }

@@ -55,7 +55,7 @@ const (
 	DefaultStateRoot   = "/var/lib/pelagos"
 	DefaultRunRoot     = "/run/pelagos"
 	DefaultBridge      = "pelagos0"
-	DefaultSubnet      = "10.88.0.0/16"
+	DefaultSubnet      = "172.16.128.0/20" // see docs/networking.md: no common tool defaults to it
 	DefaultNetNSPrefix = "pelagos-"
 	DefaultNFTable     = "pelagos"
 )
