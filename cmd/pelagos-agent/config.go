@@ -23,6 +23,7 @@ const (
 type setting struct {
 	name, value string
 	line        int
+	mapping     bool // written as a YAML mapping: only for key=value flags
 }
 
 // configPath is the settings file cmd reads: --config (empty: none), else
@@ -81,8 +82,19 @@ func readConfig(path string) ([]setting, error) {
 				items = append(items, it.Value)
 			}
 			s.value = strings.Join(items, ",")
+		case yaml.MappingNode: // node-labels: {disktype: ssd}
+			s.mapping = true
+			items := make([]string, 0, len(v.Content)/2)
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				mk, mv := v.Content[j], v.Content[j+1]
+				if mk.Kind != yaml.ScalarNode || mv.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("%s: line %d: %s: want a mapping of plain keys to plain values", path, mk.Line, s.name)
+				}
+				items = append(items, mk.Value+"="+mv.Value)
+			}
+			s.value = strings.Join(items, ",")
 		default:
-			return nil, fmt.Errorf("%s: line %d: %s: want a value or a list of values", path, v.Line, s.name)
+			return nil, fmt.Errorf("%s: line %d: %s: want a value, a list or a mapping of values", path, v.Line, s.name)
 		}
 		out = append(out, s)
 	}
@@ -124,6 +136,12 @@ func applySettings(cmd *cobra.Command, g *globalOptions) error {
 			fl := cmd.Flags().Lookup(s.name)
 			if fl == nil || fl.Changed {
 				continue
+			}
+			if s.mapping && fl.Value.Type() != "stringToString" {
+				return fmt.Errorf("%s: line %d: %s: want a value or a list of values", path, s.line, s.name)
+			}
+			if s.mapping && s.value == "" {
+				continue // {}: none
 			}
 			if err := fl.Value.Set(s.value); err != nil {
 				return fmt.Errorf("%s: line %d: %s: %w", path, s.line, s.name, err)
