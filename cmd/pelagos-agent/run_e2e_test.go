@@ -114,6 +114,8 @@ func (e *agentEnv) cli(args ...string) (string, string, int) {
 		flags = e.global()
 	case "apply": // converges without a socket
 		flags = slices.DeleteFunc(e.global(), func(s string) bool { return s == "--socket" || s == e.sock })
+	case "kubeconfig": // reads the agent's certificates under its state root
+		flags = []string{"--root", e.stateRoot, "--run-root", e.runRoot}
 	default:
 		flags = []string{"--socket", e.sock}
 	}
@@ -353,7 +355,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		e.running("web")
 		// 64 MiB: interactive exec has no cap (it used to stop at 16 MiB
 		// and still exit 0).
-		cmd := exec.Command(e.bin, append(e.global(), "exec", "web", "-c", "app", "--", "sh", "-c", "head -c 67108864 /dev/zero; exit 3")...)
+		cmd := exec.Command(e.bin, "--socket", e.sock, "exec", "web", "-c", "app", "--", "sh", "-c", "head -c 67108864 /dev/zero; exit 3")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -371,7 +373,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		if _, errOut, code := e.cli("exec", "web", "-c", "app", "--", "no-such-command"); code != 127 || !strings.Contains(errOut, "no-such-command") {
 			t.Errorf("exec of a missing command: exit %d, stderr %q; want 127 and the reason", code, errOut)
 		}
-		cmd = exec.Command(e.bin, append(e.global(), "exec", "-i", "web", "-c", "side", "--", "cat")...)
+		cmd = exec.Command(e.bin, "--socket", e.sock, "exec", "-i", "web", "-c", "side", "--", "cat")
 		cmd.Stdin = strings.NewReader("through stdin\n")
 		if out, err := cmd.Output(); err != nil || string(out) != "through stdin\n" {
 			t.Errorf("exec -i cat: %q, %v", out, err)
