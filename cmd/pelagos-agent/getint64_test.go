@@ -37,7 +37,9 @@ func TestGetPodsPrintsInt64Exactly(t *testing.T) {
 	}
 	srvDone := make(chan error, 1)
 	kube := kubeapi.New(kubeapi.Config{Backend: rec, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
-	go func() { srvDone <- (&api.Server{Backend: rec, Runtime: f, Kube: kube, Log: zerolog.Nop()}).Serve(ctx, l) }()
+	go func() {
+		srvDone <- (&api.Server{Backend: rec, Runtime: f, Kube: kube, Log: zerolog.Nop()}).Serve(ctx, l)
+	}()
 	defer func() { cancel(); <-recDone; <-srvDone }()
 
 	maxInt := int64(math.MaxInt64)
