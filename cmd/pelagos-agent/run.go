@@ -25,6 +25,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile/metrics"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/cri"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
@@ -46,6 +47,8 @@ type agentOptions struct {
 	StopPodsOnExit  bool
 	SkipTrustCheck  bool
 	InsecureRegistr []string
+	// CRIListen, when set, also serves the CRI on this socket (run only).
+	CRIListen string
 }
 
 func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
@@ -82,6 +85,7 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
 	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
+	f.StringVar(&o.CRIListen, "cri-listen", "", "also serve the Kubernetes CRI on this unix socket (e.g. "+DefaultCRISocket+"), as `cri` does")
 	return cmd
 }
 
@@ -132,7 +136,10 @@ func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error
 
 // agent is the assembled daemon: runtime, image store, reconciler.
 type agent struct {
-	rt      *linux.Runtime
+	rt *linux.Runtime
+	// view is the runtime without the CRI's pods: what the reconciler
+	// sees, so that it never removes kubelet's pods as unwanted.
+	view    runtime.Runtime
 	images  *image.Store
 	rec     *reconcile.Reconciler
 	metrics *metrics.Metrics
@@ -189,18 +196,8 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	a.rt.SetImageStore(a.images)
-	a.images.SetInUse(func(id string) bool {
-		cs, err := a.rt.ListContainers(context.Background(), runtime.ContainerFilter{})
-		if err != nil {
-			return true // unsure: keep the image
-		}
-		for _, c := range cs {
-			if c.ImageID == id {
-				return true
-			}
-		}
-		return false
-	})
+	a.images.SetInUse(containersUse(a.rt))
+	a.view = cri.WithoutCRI(a.rt)
 	a.metrics = metrics.New()
 	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
 	var h reconcile.Hooks
@@ -221,7 +218,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		}
 	}
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync,
+		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
@@ -314,6 +311,13 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			log.Error().Err(err).Msg("manifest watch stopped; relying on the periodic resync")
 		}
 	})
+	if o.CRIListen != "" && !o.DryRun {
+		wg.Go(func() {
+			if err := serveCRI(ctx, g, a.rt, a.images, o.CRIListen); err != nil {
+				log.Error().Err(err).Msg("CRI server stopped")
+			}
+		})
+	}
 	// Offline edge boxes receive images as archives dropped into
 	// <root>/images/import: each is imported once and moved aside.
 	wg.Go(func() {
@@ -400,7 +404,7 @@ func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptio
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	a.rec.SetDesired(reconcile.DesiredSet{})
-	if err := removeAll(ctx, a.rec, a.rt, o.Workers); err != nil {
+	if err := removeAll(ctx, a.rec, a.view, o.Workers); err != nil {
 		return fmt.Errorf("stop pods on exit: %w", err)
 	}
 	g.log.Info().Msg("agent stopped; every pod removed")

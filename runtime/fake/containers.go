@@ -69,7 +69,11 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		Labels:      maps.Clone(cfg.Labels),
 		Annotations: maps.Clone(cfg.Annotations),
 	}
+	if cfg.LogPath != "" {
+		c.LogPath = cfg.LogPath
+	}
 	f.containers[id] = c
+	f.resources[id] = cfg.Resources
 	if f.onStart != nil {
 		if exits, code := f.onStart(cfg); exits {
 			f.exit(c, code, "")
@@ -156,7 +160,46 @@ func (f *Runtime) RemoveContainer(ctx context.Context, id string) error {
 		return fl.Err
 	}
 	delete(f.containers, id)
+	delete(f.resources, id)
 	return nil
+}
+
+// UpdateContainerResources implements runtime.ResourceUpdater: non-zero
+// fields replace the running container's limits.
+func (f *Runtime) UpdateContainerResources(ctx context.Context, id string, res runtime.Resources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("update container %s: %w", id, runtime.ErrNotFound)
+	}
+	if c.State != runtime.ContainerRunning {
+		return fmt.Errorf("update container %s: container is %s: %w", id, c.State, runtime.ErrConflict)
+	}
+	cur := f.resources[id]
+	for _, p := range []struct {
+		cur *int64
+		v   int64
+	}{
+		{&cur.MemoryLimit, res.MemoryLimit}, {&cur.MemoryRequest, res.MemoryRequest},
+		{&cur.CPULimitMilli, res.CPULimitMilli}, {&cur.CPURequestMilli, res.CPURequestMilli},
+		{&cur.PidsLimit, res.PidsLimit},
+	} {
+		if p.v != 0 {
+			*p.cur = p.v
+		}
+	}
+	f.resources[id] = cur
+	return nil
+}
+
+// Resources returns the limits in force for a container, as started or
+// last updated.
+func (f *Runtime) Resources(id string) (runtime.Resources, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.resources[id]
+	return r, ok
 }
 
 // GetContainer implements runtime.Runtime.

@@ -66,7 +66,8 @@ type Runtime struct {
 	mu         sync.Mutex
 	sandboxes  map[string]*runtime.Sandbox
 	containers map[string]*runtime.Container
-	images     map[string]*runtime.Image // by reference
+	resources  map[string]runtime.Resources // by container ID
+	images     map[string]*runtime.Image    // by reference
 	failures   []*Failure
 	calls      map[Op]int
 	pulls      map[string]int
@@ -81,6 +82,8 @@ var (
 	_ runtime.Runtime      = (*Runtime)(nil)
 	_ runtime.ImageService = (*Runtime)(nil)
 	_ runtime.ExitWatcher  = (*Runtime)(nil)
+
+	_ runtime.ResourceUpdater = (*Runtime)(nil)
 )
 
 // Epoch is where the default clock starts. The default clock advances one
@@ -93,6 +96,7 @@ func New() *Runtime {
 	return &Runtime{
 		sandboxes:  map[string]*runtime.Sandbox{},
 		containers: map[string]*runtime.Container{},
+		resources:  map[string]runtime.Resources{},
 		images:     map[string]*runtime.Image{},
 		calls:      map[Op]int{},
 		pulls:      map[string]int{},
@@ -290,6 +294,7 @@ func (f *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	for cid, c := range f.containers {
 		if c.SandboxID == id {
 			delete(f.containers, cid)
+			delete(f.resources, cid)
 		}
 	}
 	delete(f.sandboxes, id)
@@ -343,6 +348,7 @@ func (f *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		for cid, c := range f.containers {
 			if c.SandboxID == id {
 				delete(f.containers, cid)
+				delete(f.resources, cid)
 				rep.Removed = append(rep.Removed, "container "+cid)
 			}
 		}

@@ -141,6 +141,9 @@ type containerRecord struct {
 	LogPath     string                  `json:"logPath"`
 	LogMaxSize  int64                   `json:"logMaxSize,omitempty"`
 	LogMaxFiles int                     `json:"logMaxFiles,omitempty"`
+	// LogFollow: the log is the caller's (ContainerConfig.LogPath), who
+	// rotates it; the shim follows the path and never rotates.
+	LogFollow bool `json:"logFollow,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	CgroupRel    string `json:"cgroupRel"`
@@ -376,7 +379,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	}
 	passwd, _ := imageFile(layers, "/etc/passwd")
 	group, _ := imageFile(layers, "/etc/group")
-	ident, err := resolveUser(&cfg.Security, img.Config.User, passwd, group)
+	ident, err := resolveUser(&cfg.Security, imageUser(cfg, img), passwd, group)
 	if err != nil {
 		return nil, res, err
 	}
@@ -461,6 +464,9 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	} {
 		rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: r.podFile(sb.ID, f.file), Destination: f.dest})
 	}
+	if err := useCallerLogPath(rec, cfg); err != nil {
+		return nil, res, err
+	}
 	if cfg.TerminationMessagePath != "" {
 		if !filepath.IsAbs(cfg.TerminationMessagePath) {
 			return nil, res, fmt.Errorf("terminationMessagePath %q: not absolute: %w", cfg.TerminationMessagePath, runtime.ErrInvalidConfig)
@@ -524,6 +530,14 @@ func (r *Runtime) prepareContainer(rec *containerRecord, res cgroups.Resources, 
 	if len(rec.Config.Mounts) > 0 {
 		vols := volume.New(r.cfg.StateRoot, r.cfg.RunRoot)
 		for i, m := range rec.Config.Mounts {
+			if m.HostPath != "" {
+				b, err := hostMountBind(i, m)
+				if err != nil {
+					return err
+				}
+				rec.Rootfs.Binds = append(rec.Rootfs.Binds, b)
+				continue
+			}
 			var vc *runtime.VolumeConfig
 			for j := range sb.Config.Volumes {
 				if sb.Config.Volumes[j].Name == m.Volume {

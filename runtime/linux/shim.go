@@ -168,7 +168,7 @@ func runShim(rec *containerRecord, ready *os.File, pre *initProc) int {
 		pre.discard()
 		return reportFailure(ready, err)
 	}
-	logw, err := crilog.NewWriter(rec.LogPath, crilog.Options{MaxSize: rec.LogMaxSize, MaxFiles: rec.LogMaxFiles})
+	logw, err := crilog.NewWriter(rec.LogPath, crilog.Options{MaxSize: rec.LogMaxSize, MaxFiles: rec.LogMaxFiles, FollowPath: rec.LogFollow})
 	if err != nil {
 		pre.discard()
 		return reportFailure(ready, err)

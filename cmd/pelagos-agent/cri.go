@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/cri"
+	"github.com/pelagos-containers/pelagos-agent/runtime/image"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
+)
+
+func init() { registerCommand(newCRICommand) }
+
+// DefaultCRISocket is where kubelet's --container-runtime-endpoint points.
+const DefaultCRISocket = "/run/pelagos/cri.sock"
+
+func newCRICommand(g *globalOptions) *cobra.Command {
+	var listen string
+	var insecure []string
+	cmd := &cobra.Command{
+		Use:   "cri",
+		Short: "Serve the Kubernetes CRI (v1) on a unix socket, for kubelet and crictl",
+		Long: `Serve the Container Runtime Interface on --listen: kubelet
+(--container-runtime-endpoint=unix://<socket>), crictl and critest drive the
+runtime through it. Pods made through the CRI are kubelet's; the manifest
+agent ('run') never touches them, and 'run --cri-listen' serves both from
+one process. On SIGTERM or SIGINT the server stops and every pod keeps
+running; the next start adopts them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCRI(cmd.Context(), g, listen, insecure)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", DefaultCRISocket, "unix socket the CRI is served on")
+	f.StringSliceVar(&insecure, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+	return cmd
+}
+
+func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []string) error {
+	setAgentOOMScore(g.log)
+	lock, err := lockStateRoot(g.Root)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	cfg := g.linuxConfig()
+	cfg.InsecureRegistries = insecure
+	rt, err := linux.New(cfg)
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
+	images, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: insecure, Logger: g.log}))
+	if err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	rt.SetImageStore(images)
+	images.SetInUse(containersUse(rt))
+	rt.EnableSpareShim()
+	defer rt.DisableSpareShim()
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			g.log.Info().Str("signal", s.String()).Msg("stopping the CRI server; pods keep running")
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	return serveCRI(ctx, g, rt, images, listen)
+}
+
+// containersUse tells the image store which images containers use, so that
+// removing one is refused while it runs; when unsure, it is in use.
+func containersUse(rt runtime.Runtime) func(string) bool {
+	return func(id string) bool {
+		cs, err := rt.ListContainers(context.Background(), runtime.ContainerFilter{})
+		if err != nil {
+			return true
+		}
+		for _, c := range cs {
+			if c.ImageID == id {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// serveCRI serves the CRI for rt and images on the socket listen until ctx
+// ends. The server's records live under the run root, as the runtime's do.
+func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images *image.Store, listen string) error {
+	log := g.log.With().Str("component", "cri").Logger()
+	srv, err := cri.New(cri.Options{
+		Runtime: rt, Images: images,
+		StateDir:   filepath.Join(g.RunRoot, "cri"),
+		SeccompDir: filepath.Join(g.Root, "seccomp"),
+		ImageFSDir: images.Dir(), ContainerFSDir: filepath.Join(g.Root, "containers"),
+		RuntimeVersion: version,
+		Log:            log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Recover(ctx); err != nil {
+		// What could not be undone is reported; the rest is served.
+		log.Warn().Err(err).Msg("CRI recovery incomplete")
+	}
+	l, err := api.Listen(listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	defer os.Remove(listen)
+	log.Info().Str("socket", listen).Str("root", g.Root).Msg("CRI server ready")
+	sdNotify("READY=1\nSTATUS=serving the CRI on " + listen)
+	return srv.Serve(ctx, l)
+}

@@ -1,0 +1,115 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
+)
+
+// This file holds what a caller that prepares more than the reconciler
+// does needs (the CRI server, for kubelet): a log path of its own, host
+// paths it made ready as mounts, and limits changed in place.
+
+var _ runtime.ResourceUpdater = (*Runtime)(nil)
+
+// useCallerLogPath applies ContainerConfig.LogPath: the log goes where the
+// caller asks, and its rotation replaces ours.
+func useCallerLogPath(rec *containerRecord, cfg *runtime.ContainerConfig) error {
+	if cfg.LogPath == "" {
+		return nil
+	}
+	if !filepath.IsAbs(cfg.LogPath) || filepath.Clean(cfg.LogPath) != cfg.LogPath {
+		return fmt.Errorf("logPath %q: not an absolute, clean path: %w", cfg.LogPath, runtime.ErrInvalidConfig)
+	}
+	rec.LogPath, rec.LogFollow = cfg.LogPath, true
+	return nil
+}
+
+// imageUser is the user the container runs as when RunAsUser is not set:
+// the caller's user name, or the image's USER.
+func imageUser(cfg *runtime.ContainerConfig, img *runtime.Image) string {
+	if cfg.Security.RunAsUserName != "" {
+		return cfg.Security.RunAsUserName
+	}
+	return img.Config.User
+}
+
+// hostMountBind is the bind of mounts[i] when it names a host path. The
+// path must exist: making it is the caller's job, and a typo must not
+// become an empty directory on the host.
+func hostMountBind(i int, m runtime.Mount) (rootfs.Bind, error) {
+	if m.Volume != "" || m.SubPath != "" {
+		return rootfs.Bind{}, fmt.Errorf("mounts[%d]: hostPath %q goes without volume and subPath: %w", i, m.HostPath, runtime.ErrInvalidConfig)
+	}
+	if !filepath.IsAbs(m.HostPath) {
+		return rootfs.Bind{}, fmt.Errorf("mounts[%d]: hostPath %q: not absolute: %w", i, m.HostPath, runtime.ErrInvalidConfig)
+	}
+	if !filepath.IsAbs(m.ContainerPath) {
+		return rootfs.Bind{}, fmt.Errorf("mounts[%d]: containerPath %q: not absolute: %w", i, m.ContainerPath, runtime.ErrInvalidConfig)
+	}
+	if _, err := os.Stat(m.HostPath); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return rootfs.Bind{}, fmt.Errorf("mounts[%d]: hostPath: %w: %w", i, err, runtime.ErrInvalidConfig)
+		}
+		return rootfs.Bind{}, fmt.Errorf("mounts[%d]: hostPath: %w", i, err)
+	}
+	return rootfs.Bind{Source: m.HostPath, Destination: m.ContainerPath, ReadOnly: m.ReadOnly}, nil
+}
+
+// UpdateContainerResources implements runtime.ResourceUpdater: the new
+// limits are written to the running container's cgroup, then recorded. A
+// zero keeps the limit in force (the contract's "unset"), so an update
+// never lifts a limit by accident.
+func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res runtime.Resources) error {
+	if err := validID(id); err != nil {
+		return fmt.Errorf("update container %q: %w", id, runtime.ErrNotFound)
+	}
+	unlock := r.lockID("container/" + id)
+	defer unlock()
+	rec, err := r.containerRecord(id)
+	if err != nil {
+		return fmt.Errorf("update container: %w", err)
+	}
+	if c := rec.observe(); c.State != runtime.ContainerRunning {
+		return fmt.Errorf("update container %s: it is %s, not running: %w", id, c.State, runtime.ErrConflict)
+	}
+	next := rec.Config.Resources
+	set := func(cur *int64, v int64) {
+		if v != 0 {
+			*cur = v
+		}
+	}
+	set(&next.MemoryLimit, res.MemoryLimit)
+	set(&next.MemoryRequest, res.MemoryRequest)
+	set(&next.CPULimitMilli, res.CPULimitMilli)
+	set(&next.CPURequestMilli, res.CPURequestMilli)
+	set(&next.PidsLimit, res.PidsLimit)
+	cgr := cgroups.Resources{MemoryMax: res.MemoryLimit, CPULimitMilli: res.CPULimitMilli,
+		CPURequestMilli: res.CPURequestMilli, PidsMax: res.PidsLimit}
+	if err := cgr.Validate(); err != nil {
+		return fmt.Errorf("update container %s: %w: %w", id, err, runtime.ErrInvalidConfig)
+	}
+	cg, err := r.cgroupManager(rec.CgroupParent)
+	if err != nil {
+		return fmt.Errorf("update container %s: %w", id, err)
+	}
+	// Create writes what is set and leaves the rest; the cgroup must be
+	// there already, or it would make a fresh, empty one.
+	if !cg.Exists(rec.CgroupRel) {
+		return fmt.Errorf("update container %s: cgroup %s is gone: %w", id, rec.CgroupPath, runtime.ErrConflict)
+	}
+	if err := cg.Create(rec.CgroupRel, cgr); err != nil {
+		return fmt.Errorf("update container %s: %w", id, err)
+	}
+	rec.Config.Resources = next
+	if err := writeJSONAtomic(filepath.Join(rec.Dir, containerFile), rec); err != nil {
+		return fmt.Errorf("update container %s: %w", id, err)
+	}
+	return nil
+}
