@@ -76,7 +76,7 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err := s.store.putContainer(rec); err != nil {
 		return nil, grpcError(err)
 	}
-	s.containerEvent(ctx, id, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	s.containerEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
@@ -123,10 +123,10 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 		return nil, grpcError(err)
 	}
 	if serr != nil {
-		s.containerEvent(ctx, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+		s.containerEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		return nil, grpcError(fmt.Errorf("start container %s: %w", id, serr))
 	}
-	s.containerEvent(ctx, id, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.containerEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
 
@@ -156,9 +156,9 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	if err := s.rt.StopContainer(ctx, id, grace); err != nil {
 		return nil, grpcError(fmt.Errorf("stop container %s: %w", id, err))
 	}
-	if _, ok := s.rt.(runtime.ExitWatcher); !ok {
-		s.containerEvent(ctx, id, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
-	}
+	// The exit watcher reports it too, maybe later than the removal that
+	// may follow at once: kubelet takes a repeated event in its stride.
+	s.containerEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
@@ -189,7 +189,7 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	if err := s.store.deleteContainer(id); err != nil {
 		return nil, grpcError(err)
 	}
-	s.containerEvent(ctx, id, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	s.containerEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 

@@ -74,17 +74,14 @@ func (s *Server) GetContainerEvents(_ *runtimeapi.GetEventsRequest, stream runti
 	}
 }
 
-// containerEvent sends an event about container id, with the state of its
-// pod as it is now. A deleted container's status is absent.
-func (s *Server) containerEvent(ctx context.Context, id string, typ runtimeapi.ContainerEventType) {
+// containerEvent sends an event about a container, with the state of its
+// pod as it is now (a deleted container is no longer among them).
+func (s *Server) containerEvent(ctx context.Context, rec *containerRecord, typ runtimeapi.ContainerEventType) {
 	if !s.events.active() {
 		return
 	}
-	ev := &runtimeapi.ContainerEventResponse{ContainerId: id, ContainerEventType: typ, CreatedAt: time.Now().UnixNano()}
-	rec, err := s.store.container(id)
-	if err == nil {
-		s.fillPod(ctx, ev, rec.SandboxID)
-	}
+	ev := &runtimeapi.ContainerEventResponse{ContainerId: rec.ID, ContainerEventType: typ, CreatedAt: time.Now().UnixNano()}
+	s.fillPod(ctx, ev, rec.SandboxID)
 	s.events.send(ev)
 }
 
@@ -134,8 +131,8 @@ func (s *Server) watchExits(ctx context.Context) {
 		return
 	}
 	for ev := range ch {
-		if _, err := s.store.container(ev.ContainerID); err == nil {
-			s.containerEvent(ctx, ev.ContainerID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+		if rec, err := s.store.container(ev.ContainerID); err == nil {
+			s.containerEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 		}
 	}
 }

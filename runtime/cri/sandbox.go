@@ -143,7 +143,7 @@ func (s *Server) stopSandbox(ctx context.Context, rec *sandboxRecord) error {
 		return err
 	}
 	for _, c := range stopped {
-		s.containerEvent(ctx, c.ID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+		s.containerEvent(ctx, c, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	}
 	s.sandboxEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	return nil
@@ -199,7 +199,7 @@ func (s *Server) removeSandbox(ctx context.Context, rec *sandboxRecord) error {
 		if err != nil {
 			return err
 		}
-		s.containerEvent(ctx, c.ID, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+		s.containerEvent(ctx, c, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	}
 	if err := s.store.deleteSandbox(rec.ID); err != nil {
 		return err

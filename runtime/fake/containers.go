@@ -39,7 +39,7 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if sb.State != runtime.SandboxReady {
 		return nil, fmt.Errorf("start container %s: sandbox %s is not ready (%s): %w", cfg.Name, cfg.SandboxID, sb.Reason, runtime.ErrConflict)
 	}
-	img, ok := f.images[cfg.Image]
+	img, ok := f.lookupImage(cfg.Image)
 	if !ok {
 		return nil, fmt.Errorf("start container %s: image %s: %w", cfg.Name, cfg.Image, runtime.ErrNotFound)
 	}
