@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -25,6 +26,7 @@ const DefaultCRISocket = "/run/pelagos/cri.sock"
 func newCRICommand(g *globalOptions) *cobra.Command {
 	var listen string
 	var insecure []string
+	var mirrors map[string]string
 	cmd := &cobra.Command{
 		Use:   "cri",
 		Short: "Serve the Kubernetes CRI (v1) on a unix socket, for kubelet and crictl",
@@ -36,16 +38,22 @@ one process. On SIGTERM or SIGINT the server stops and every pod keeps
 running; the next start adopts them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCRI(cmd.Context(), g, listen, insecure)
+			return runCRI(cmd.Context(), g, listen, insecure, mirrors)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", DefaultCRISocket, "unix socket the CRI is served on")
 	f.StringSliceVar(&insecure, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+	addMirrorFlag(f, &mirrors)
 	return cmd
 }
 
-func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []string) error {
+// addMirrorFlag adds --registry-mirror, which the image store takes as is.
+func addMirrorFlag(f *pflag.FlagSet, m *map[string]string) {
+	f.StringToStringVar(m, "registry-mirror", nil, "pull a registry's images from a mirror instead: REGISTRY=HOST[:PORT] (e.g. docker.io=127.0.0.1:5000); repeatable")
+}
+
+func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []string, mirrors map[string]string) error {
 	setAgentOOMScore(g.log)
 	lock, err := lockStateRoot(g.Root)
 	if err != nil {
@@ -58,7 +66,7 @@ func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []str
 	if err != nil {
 		return fmt.Errorf("runtime: %w", err)
 	}
-	images, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: insecure, Logger: g.log}))
+	images, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: insecure, Mirrors: mirrors, Logger: g.log}))
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}

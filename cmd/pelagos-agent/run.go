@@ -47,6 +47,7 @@ type agentOptions struct {
 	StopPodsOnExit  bool
 	SkipTrustCheck  bool
 	InsecureRegistr []string
+	Mirrors         map[string]string
 	// CRIListen, when set, also serves the CRI on this socket (run only).
 	CRIListen string
 }
@@ -60,6 +61,7 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
 	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+	addMirrorFlag(f, &o.Mirrors)
 }
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -120,6 +122,12 @@ func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error
 			parts := make([]string, len(x))
 			for i := range x {
 				parts[i] = fmt.Sprint(x[i])
+			}
+			s = strings.Join(parts, ",")
+		case map[string]any:
+			parts := make([]string, 0, len(x))
+			for k, v := range x {
+				parts = append(parts, k+"="+fmt.Sprint(v))
 			}
 			s = strings.Join(parts, ",")
 		case float64:
@@ -190,7 +198,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		a.close()
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
-	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log}))
+	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Mirrors: o.Mirrors, Logger: g.log}))
 	if err != nil {
 		a.close()
 		return nil, fmt.Errorf("image store: %w", err)
