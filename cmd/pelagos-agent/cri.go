@@ -72,8 +72,10 @@ func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []str
 	}
 	rt.SetImageStore(images)
 	images.SetInUse(containersUse(rt))
-	rt.EnableSpareShim()
-	defer rt.DisableSpareShim()
+	// No spare shim: on a host whose root mount is private, a spare's
+	// mount namespace, made ahead of the sandbox, lacks the sandbox's
+	// pod-files tmpfs, and the container's first start fails (the
+	// reconciler retries; through the CRI it would be a StartError).
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
