@@ -53,6 +53,9 @@ type DesiredPod struct {
 	PullAuth []runtime.RegistryAuth `json:"-"`
 	// Manifest is the pod as written (for status output); opaque here.
 	Manifest any
+	// Created is when the manifest file was created (Translator.FileTime),
+	// zero when unknown: the first key of the admission order.
+	Created time.Time
 }
 
 // ObservedPod is what the runtime reports for one pod key.

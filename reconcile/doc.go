@@ -1,11 +1,13 @@
 // Package reconcile makes the node match the manifest directory.
 //
 // It is level-triggered: a file change, a container exit or a timer only puts
-// a pod key in a queue; a pass for that key re-reads the desired pod (from the
+// a pod key in a queue; a pass for that key takes the desired pod (from the
 // last load of the manifests) and the observed sandboxes and containers (from
-// the runtime), computes a plan with the pure function Diff, and applies it.
-// A failed step re-queues the key with per-pod backoff, and a periodic resync
-// re-lists everything as a safety net. Each key is handled by one worker at a
+// a cache of what the runtime reported, read again only where something may
+// have changed), computes a plan with the pure function Diff, and applies it.
+// A failed step re-queues the key with per-pod backoff; a periodic resync
+// compares the runtime's sandboxes with the cache, and a full one re-lists
+// everything as a safety net. Each key is handled by one worker at a
 // time, and workers are independent, so a slow pull or a stuck stop never
 // blocks another pod.
 //

@@ -80,12 +80,20 @@ func replaceAll(in []string, repl *strings.Replacer) []string {
 
 // syncVolumes rewrites the projected volumes (ConfigMaps, Secrets) of a
 // running sandbox from the current documents, as the kubelet's periodic
-// sync does. The runtime swaps a volume only when its files changed, so
-// calling this on every pass is cheap; a runtime without the ability
-// (VolumeUpdater) keeps the files it was created with.
+// sync does: when the pod was translated anew (its file or the documents
+// it reads changed), when its sandbox is new, and on every full resync.
+// The runtime swaps a volume only when its files changed; a runtime
+// without the ability (VolumeUpdater) keeps the files it was created with.
 func (r *Reconciler) syncVolumes(ctx context.Context, d *DesiredPod, box *runtime.Sandbox) error {
 	vu, ok := r.rt.(runtime.VolumeUpdater)
 	if !ok || d == nil || box == nil {
+		return nil
+	}
+	r.mu.Lock()
+	m := r.memLocked(d.Key)
+	done := m.volumesFor == d && m.volumesBox == box.ID
+	r.mu.Unlock()
+	if done {
 		return nil
 	}
 	var errs []error
@@ -98,6 +106,11 @@ func (r *Reconciler) syncVolumes(ctx context.Context, d *DesiredPod, box *runtim
 		if err := vu.UpdateVolume(ctx, box.ID, v); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: update volume %q: %w", d.Key, v.Name, err))
 		}
+	}
+	if len(errs) == 0 {
+		r.mu.Lock()
+		m.volumesFor, m.volumesBox = d, box.ID
+		r.mu.Unlock()
 	}
 	return errors.Join(errs...)
 }

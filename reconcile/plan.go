@@ -3,6 +3,7 @@ package reconcile
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -62,12 +63,16 @@ func (a Action) String() string {
 	return b.String()
 }
 
-// Wait is a container held back on purpose, with the Kubernetes reason.
+// Wait is a container (or, with Container empty, the whole pod) held back
+// on purpose, with the Kubernetes reason.
 type Wait struct {
-	Container string    `json:"container"`
-	Reason    string    `json:"reason"` // CrashLoopBackOff, PodInitializing
-	Until     time.Time `json:"until,omitzero"`
-	Message   string    `json:"message,omitempty"`
+	Container string `json:"container"`
+	// Reason: CrashLoopBackOff, PodInitializing, ImagePullBackOff,
+	// CreateContainerError, CreateContainerConfigError; OutOfCapacity for
+	// a pod.
+	Reason  string    `json:"reason"`
+	Until   time.Time `json:"until,omitzero"`
+	Message string    `json:"message,omitempty"`
 }
 
 // Plan is what one pass does for one pod: plain data, printable in a dry run
@@ -95,7 +100,11 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&b, "  - %s\n", a)
 	}
 	for _, w := range p.Waits {
-		fmt.Fprintf(&b, "  ~ wait container=%s %s", w.Container, w.Reason)
+		if w.Container == "" {
+			fmt.Fprintf(&b, "  ~ wait pod %s", w.Reason)
+		} else {
+			fmt.Fprintf(&b, "  ~ wait container=%s %s", w.Container, w.Reason)
+		}
 		if !w.Until.IsZero() {
 			fmt.Fprintf(&b, " until %s", w.Until.UTC().Format(time.RFC3339))
 		}
@@ -117,12 +126,41 @@ func (p *Plan) requeue(d time.Duration) {
 
 // DiffOptions are the inputs of Diff besides the two states.
 type DiffOptions struct {
-	Now     time.Time
+	Now time.Time
+	// Backoff is the crash-loop schedule, also applied to failed creations.
 	Backoff BackoffPolicy
+	// PullBackoff is the schedule of image pull retries.
+	PullBackoff BackoffPolicy
 	// KeepExited is how many exited attempts of a container are kept beside
 	// the current one (for lastState and logs --previous). Default 1.
 	KeepExited int
+	// Carried is the last container of each name from sandboxes of the
+	// pod that died and were removed: a new sandbox continues their
+	// restart counts and crash-loop back-off.
+	Carried map[string]*runtime.Container
+	// Pulls are failed image pulls by reference, Starts failed container
+	// creations by name, each held back until its back-off ends.
+	Pulls  map[string]Retry
+	Starts map[string]Retry
 }
+
+// Retry is a step that failed and waits out a back-off before it is tried
+// again: an image pull or a container creation.
+type Retry struct {
+	Failures int       `json:"failures"` // in a row
+	Last     time.Time `json:"last"`
+	// Reason is Kubernetes' waiting reason after the failure: ErrImagePull,
+	// CreateContainerError, CreateContainerConfigError.
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Hash and Attempt, for a creation: the container spec that failed
+	// (another spec is tried at once) and the attempt number it used.
+	Hash    string `json:"hash,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+}
+
+// Until is when the step may be tried again under policy b.
+func (f Retry) Until(b BackoffPolicy) time.Time { return f.Last.Add(b.Delay(f.Failures)) }
 
 // Diff computes the next steps that move observed towards desired. desired
 // nil means the pod must go. It is pure: the same inputs give the same plan.
@@ -132,6 +170,7 @@ type DiffOptions struct {
 // is only known to a later pass, which the exit event triggers.
 func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 	opt.Backoff = opt.Backoff.withDefaults()
+	opt.PullBackoff = opt.PullBackoff.withDefaults()
 	if opt.KeepExited <= 0 {
 		opt.KeepExited = 1
 	}
@@ -160,9 +199,14 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 	}
 	boxes := slices.Clone(observed.Sandboxes)
 	slices.SortFunc(boxes, func(a, b *runtime.Sandbox) int { return cmp.Compare(a.ID, b.ID) })
+	carried := opt.Carried
 	for _, s := range boxes {
 		if s == keep {
 			continue
+		}
+		if desired != nil && s.State != runtime.SandboxReady {
+			// What runs in the next sandbox continues from this one.
+			carried = mergeCarry(maps.Clone(carried), carryFrom(byBox[s.ID], s, opt.Now))
 		}
 		reason := "pod removed from manifests"
 		switch {
@@ -202,8 +246,43 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 		boxID = keep.ID
 		current = byBox[keep.ID]
 	}
-	diffContainers(&p, desired, boxID, current, opt)
+	diffContainers(&p, desired, boxID, current, carried, opt)
 	return p
+}
+
+// carryFrom is what the containers of a sandbox that died leave to the
+// next one: the newest attempt of each name. One still running counts as
+// killed now, by the sandbox's death: a crash, for the back-off.
+func carryFrom(cs []*runtime.Container, s *runtime.Sandbox, now time.Time) map[string]*runtime.Container {
+	out := map[string]*runtime.Container{}
+	for _, c := range sortedContainers(cs) {
+		if out[c.Name] != nil || c.State == runtime.ContainerCreated {
+			continue
+		}
+		if c.State != runtime.ContainerExited {
+			k := *c
+			k.State, k.ExitCode, k.Signal, k.PID = runtime.ContainerExited, 137, "SIGKILL", 0
+			k.Reason, k.Message = runtime.ReasonError, "pod sandbox died: "+cmp.Or(s.Reason, "not ready")
+			k.FinishedAt = now
+			c = &k
+		}
+		out[c.Name] = c
+	}
+	return out
+}
+
+// mergeCarry adds from to into (allocated when nil), keeping the newest
+// attempt of each name.
+func mergeCarry(into, from map[string]*runtime.Container) map[string]*runtime.Container {
+	if into == nil {
+		into = map[string]*runtime.Container{}
+	}
+	for n, c := range from {
+		if o := into[n]; o == nil || c.Attempt > o.Attempt {
+			into[n] = c
+		}
+	}
+	return into
 }
 
 func stopAll(p *Plan, cs []*runtime.Container, grace time.Duration, reason string) {
@@ -231,7 +310,7 @@ func attempts(cs []*runtime.Container) map[string][]*runtime.Container {
 	return m
 }
 
-func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Container, opt DiffOptions) {
+func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Container, carried map[string]*runtime.Container, opt DiffOptions) {
 	byName := attempts(cs)
 	wanted := map[string]bool{}
 	for _, c := range d.Init {
@@ -292,22 +371,51 @@ func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Containe
 		}
 		return nil
 	}
-	nextAttempt := func(name string) int {
-		if l := byName[name]; len(l) > 0 {
-			return l[0].Attempt + 1
+	// prev is how a container not run in this sandbox yet ended in the
+	// sandbox that died before it.
+	prev := func(name string) *runtime.Container {
+		if len(byName[name]) > 0 {
+			return nil
 		}
-		return 0
+		return carried[name]
+	}
+	// Attempts number every try, across sandboxes and failed creations.
+	nextAttempt := func(name string) int {
+		n := 0
+		if l := byName[name]; len(l) > 0 {
+			n = l[0].Attempt + 1
+		}
+		if c := carried[name]; c != nil {
+			n = max(n, c.Attempt+1)
+		}
+		if f, ok := opt.Starts[name]; ok {
+			n = max(n, f.Attempt+1)
+		}
+		return n
 	}
 	start := func(dc DesiredContainer, crash int, reason string) {
+		if retryWait(p, dc, opt) {
+			return
+		}
 		p.add(Action{Kind: ActPullImage, Container: dc.Name, Image: dc.Config.Image, Init: dc.Init, Reason: reason})
 		p.add(Action{Kind: ActStartContainer, SandboxID: boxID, Container: dc.Name, Image: dc.Config.Image, Init: dc.Init,
 			Attempt: nextAttempt(dc.Name), CrashCount: crash, Reason: reason})
 	}
 
-	// Init containers run one at a time, in order; each must succeed.
+	if d.Restart == RestartNever && len(cs) == 0 && len(carried) > 0 {
+		// The pod ran in a sandbox that died: under Never nothing runs
+		// again (kubelet does not even make a new sandbox).
+		return
+	}
+	// Init containers run one at a time, in order; each must succeed. A
+	// new sandbox runs them all again.
 	for i, ic := range d.Init {
 		cur := latest(ic.Name)
 		switch {
+		case cur == nil && prev(ic.Name) != nil && prev(ic.Name).ExitCode != 0:
+			restartOrWait(p, ic, prev(ic.Name), opt, start)
+			waitRest(p, d, i+1)
+			return
 		case cur == nil:
 			start(ic, 0, "init container not started")
 			waitRest(p, d, i+1)
@@ -329,15 +437,19 @@ func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Containe
 
 	for _, dc := range d.Containers {
 		cur := latest(dc.Name)
+		here := cur != nil
+		if !here {
+			cur = prev(dc.Name)
+		}
 		switch {
 		case cur == nil:
 			start(dc, 0, "container not started")
 		case cur.Hash() != dc.Hash:
-			if cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown {
+			if here && (cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown) {
 				p.add(Action{Kind: ActStopContainer, ContainerID: cur.ID, Container: dc.Name, SandboxID: boxID, Grace: d.Grace, Reason: "container spec changed"})
 			}
 			start(dc, 0, "container spec changed")
-		case cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown:
+		case here && (cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown):
 			// Up to date.
 		case !ShouldRestart(d.Restart, cur.ExitCode):
 			// Terminated for good under the restart policy.
@@ -358,6 +470,30 @@ func restartOrWait(p *Plan, dc DesiredContainer, cur *runtime.Container, opt Dif
 	p.Waits = append(p.Waits, Wait{Container: dc.Name, Reason: "CrashLoopBackOff", Until: at,
 		Message: fmt.Sprintf("back-off %s restarting failed container=%s", opt.Backoff.Delay(n), dc.Name)})
 	p.requeue(at.Sub(opt.Now))
+	return false
+}
+
+// retryWait holds a start back while an earlier failure of it waits out
+// its back-off: a failed creation of the same spec, or a failed pull of its
+// image. It reports whether it did.
+func retryWait(p *Plan, dc DesiredContainer, opt DiffOptions) bool {
+	if f, ok := opt.Starts[dc.Name]; ok && f.Hash == dc.Hash {
+		if until := f.Until(opt.Backoff); opt.Now.Before(until) {
+			p.Waits = append(p.Waits, Wait{Container: dc.Name, Reason: f.Reason, Until: until,
+				Message: fmt.Sprintf("%s (back-off %s: next attempt at %s)", f.Message, opt.Backoff.Delay(f.Failures), until.UTC().Format(time.RFC3339))})
+			p.requeue(until.Sub(opt.Now))
+			return true
+		}
+	}
+	if f, ok := opt.Pulls[dc.Config.Image]; ok {
+		if until := f.Until(opt.PullBackoff); opt.Now.Before(until) {
+			p.Waits = append(p.Waits, Wait{Container: dc.Name, Reason: "ImagePullBackOff", Until: until,
+				Message: fmt.Sprintf("Back-off pulling image %q: next attempt at %s (back-off %s): %s",
+					dc.Config.Image, until.UTC().Format(time.RFC3339), opt.PullBackoff.Delay(f.Failures), f.Message)})
+			p.requeue(until.Sub(opt.Now))
+			return true
+		}
+	}
 	return false
 }
 

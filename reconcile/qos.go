@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"math"
 	"math/big"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -119,17 +118,4 @@ func setQoS(p *spec.Pod, d *DesiredPod, nodeMemory int64) {
 			dcs[i].Config.OOMScoreAdj = &adj
 		}
 	}
-}
-
-// saturated is q in units of 10^scale, rounded up, within the int64 range:
-// a quantity too large for an int64 becomes the largest, never a wrapped
-// small or negative number.
-func saturated(q resource.Quantity, scale resource.Scale) int64 {
-	if q.Cmp(*resource.NewScaledQuantity(math.MaxInt64, scale)) >= 0 {
-		return math.MaxInt64
-	}
-	if q.Cmp(*resource.NewScaledQuantity(math.MinInt64, scale)) <= 0 {
-		return math.MinInt64
-	}
-	return q.ScaledValue(scale)
 }

@@ -126,8 +126,12 @@ func TestSaturatedQuantities(t *testing.T) {
 		{q("-1e30"), 0, math.MinInt64},
 		{q("64Mi"), 0, 64 << 20},
 	} {
-		if got := saturated(c.q, c.scale); got != c.want {
-			t.Errorf("saturated(%s, %d) = %d, want %d", c.q.String(), c.scale, got, c.want)
+		got := wholeValue(c.q)
+		if c.scale == resource.Milli {
+			got = milliValue(c.q)
+		}
+		if got != c.want {
+			t.Errorf("%s at scale %d = %d, want %d", c.q.String(), c.scale, got, c.want)
 		}
 	}
 }

@@ -23,10 +23,28 @@ type Config struct {
 	Images  runtime.ImageService
 	// Workers bounds how many pods are worked on at once (default 16).
 	Workers int
-	// Resync is the period of the full re-list safety net (default 10 s).
-	Resync      time.Duration
-	Backoff     BackoffPolicy
+	// Resync is the period of the sandbox listing that compares the
+	// runtime with what the reconciler last saw (default 10 s); only pods
+	// whose sandboxes differ get a pass.
+	Resync time.Duration
+	// FullResync is the period of the safety net that lists containers
+	// too, replaces everything the reconciler saw by the listing and gives
+	// every pod a pass (default 1 min, kubelet's sync period; also at
+	// start). It runs on the Resync timer, so it is a multiple of Resync.
+	FullResync time.Duration
+	// MaxPods bounds the pods that own a sandbox at once (default 110,
+	// kubelet's; negative: no bound). Pods beyond it wait, Pending with
+	// reason OutOfCapacity, in admission order (AdmissionOrder).
+	MaxPods int
+	// Backoff is the crash-loop schedule, also used after a failed
+	// container creation.
+	Backoff BackoffPolicy
+	// PullBackoff is the schedule of image pull retries, per image and pod
+	// (default kubelet's: 10 s doubling to 5 min).
+	PullBackoff BackoffPolicy
 	StepBackoff StepBackoff
+	// NodeName names the node in events about no pod (default "node").
+	NodeName string
 	// DryRun prints each plan to DryRunOut and changes nothing.
 	DryRun    bool
 	DryRunOut io.Writer
@@ -98,12 +116,20 @@ type Reconciler struct {
 	ready      bool
 	passes     uint64
 	lastResync time.Time
-	// index: sandbox IDs per pod key, with when each was added; nil until
-	// the first full listing.
-	index map[runtime.PodKey]map[string]time.Time
+	lastFull   time.Time
+	// obs is what the reconciler last saw of each pod (cache.go); gen
+	// counts its changes; listed is set once a complete listing of the
+	// runtime's sandboxes has been taken in.
+	obs    map[runtime.PodKey]*podObs
+	gen    uint64
+	listed bool
 	// unsure: keys whose last step failed midway (a create that may have
 	// left a half-made sandbox); their next observation lists everything.
 	unsure map[runtime.PodKey]bool
+	// admitted: pods that hold one of MaxPods places (admission.go);
+	// waitPos: the place in line of each pod that waits.
+	admitted map[runtime.PodKey]bool
+	waitPos  map[runtime.PodKey]int
 	// started is closed once start-up recovery has been queued.
 	started chan struct{}
 }
@@ -116,7 +142,17 @@ func New(cfg Config) *Reconciler {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 10 * time.Second
 	}
+	if cfg.FullResync <= 0 {
+		cfg.FullResync = DefaultFullResync
+	}
+	if cfg.MaxPods == 0 {
+		cfg.MaxPods = DefaultMaxPods
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName = "node"
+	}
 	cfg.Backoff = cfg.Backoff.withDefaults()
+	cfg.PullBackoff = cfg.PullBackoff.withDefaults()
 	if cfg.StepBackoff.Initial <= 0 {
 		cfg.StepBackoff = DefaultStepBackoff
 	}
@@ -137,7 +173,9 @@ func New(cfg Config) *Reconciler {
 		q:       newQueue(),
 		desired: map[runtime.PodKey]*DesiredPod{}, mem: map[runtime.PodKey]*podMemory{},
 		status: map[runtime.PodKey]PodStatus{}, changedAt: map[runtime.PodKey]time.Time{},
-		unsure: map[runtime.PodKey]bool{}, started: make(chan struct{}),
+		obs: map[runtime.PodKey]*podObs{}, unsure: map[runtime.PodKey]bool{},
+		admitted: map[runtime.PodKey]bool{}, waitPos: map[runtime.PodKey]int{},
+		started: make(chan struct{}),
 	}
 }
 
@@ -161,7 +199,8 @@ func containerObj(key runtime.PodKey, name string, init bool) ObjectRef {
 func (r *Reconciler) memLocked(key runtime.PodKey) *podMemory {
 	m := r.mem[key]
 	if m == nil {
-		m = &podMemory{waiting: map[string]string{}, waitingMsg: map[string]string{}, notReady: map[string]bool{}}
+		m = &podMemory{waiting: map[string]string{}, waitingMsg: map[string]string{}, notReady: map[string]bool{},
+			pulls: map[string]Retry{}, starts: map[string]Retry{}, carry: map[string]*runtime.Container{}}
 		r.mem[key] = m
 	}
 	return m
@@ -220,8 +259,23 @@ func (r *Reconciler) SetDesired(set DesiredSet) {
 	var queue []runtime.PodKey
 	for key, p := range next {
 		old := r.desired[key]
+		if old == p {
+			continue
+		}
+		// A new translation (the file or the documents it reads changed)
+		// may change projected volumes, pull secrets and the like without
+		// touching a hash: it gets a pass, and its pull and creation
+		// back-offs start over, as kubelet's do for a changed pod.
+		queue = append(queue, key)
+		if m := r.mem[key]; m != nil {
+			clear(m.pulls)
+			for n, f := range m.starts {
+				// Tried again at once; the attempts made still count.
+				f.Failures = 0
+				m.starts[n] = f
+			}
+		}
 		if old == nil || !sameDesired(old, p) {
-			queue = append(queue, key)
 			r.changedAt[key] = changed
 		}
 	}
@@ -259,6 +313,7 @@ func (r *Reconciler) SetDesired(set DesiredSet) {
 	}
 	r.fileErrs = set.Errors
 	r.desired = next
+	queue = append(queue, r.admitLocked()...)
 	r.mu.Unlock()
 
 	r.metrics.ManifestErrors(len(set.Errors))
@@ -336,7 +391,7 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		} else {
 			wg.Go(func() {
 				for ev := range ch {
-					r.q.Add(ev.Pod)
+					r.noteExit(ev)
 				}
 			})
 		}
@@ -375,44 +430,65 @@ func (r *Reconciler) Ready() bool {
 // Started is closed once Run has queued start-up recovery.
 func (r *Reconciler) Started() <-chan struct{} { return r.started }
 
-// Resync queues every pod that is desired or observed.
+// DefaultFullResync is the period of the full resync: kubelet's default
+// sync frequency.
+const DefaultFullResync = time.Minute
+
+// Resync lists the runtime's sandboxes once and compares them with what
+// the reconciler last saw: only pods whose sandboxes differ get a pass
+// (containers change through exit events and the passes' own reads). On
+// the first call and every FullResync it lists the containers too,
+// replaces the cache by the listing and gives every pod that is desired or
+// present a pass: the safety net for anything an event or a comparison
+// could miss.
 func (r *Reconciler) Resync(ctx context.Context) error {
-	boxes, err := r.listAll(ctx)
-	if err != nil {
-		return fmt.Errorf("resync: %w", err)
-	}
-	keys := map[runtime.PodKey]bool{}
-	for _, s := range boxes {
-		keys[s.Pod] = true
-	}
 	r.mu.Lock()
-	for k := range r.desired {
-		keys[k] = true
-	}
-	for k := range r.status {
-		keys[k] = true
-	}
-	r.lastResync = r.cfg.Now()
+	since := r.gen
+	now := r.cfg.Now()
+	// The timer is not exact: a tick a little early still counts.
+	full := r.lastFull.IsZero() || now.Sub(r.lastFull) >= r.cfg.FullResync-r.cfg.Resync/2
 	r.mu.Unlock()
-	for _, k := range slices.SortedFunc(maps.Keys(keys), func(a, b runtime.PodKey) int {
-		if a.Namespace != b.Namespace {
-			return cmpStr(a.Namespace, b.Namespace)
+	boxes, err := r.rt.ListSandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("resync: list sandboxes: %w", err)
+	}
+	var ctrs []*runtime.Container
+	if full {
+		if ctrs, err = r.rt.ListContainers(ctx, runtime.ContainerFilter{}); err != nil {
+			return fmt.Errorf("resync: list containers: %w", err)
 		}
-		return cmpStr(a.Name, b.Name)
-	}) {
+	}
+	r.takeProblems()
+	r.mu.Lock()
+	r.absorbListingLocked(boxes, ctrs, full, since, full, runtime.PodKey{})
+	r.lastResync = now
+	var keys []runtime.PodKey
+	if full {
+		r.lastFull = now
+		for k := range r.desired {
+			keys = append(keys, k)
+		}
+		for k := range r.status {
+			keys = append(keys, k)
+		}
+		for _, m := range r.mem {
+			m.volumesFor = nil
+		}
+	} else {
+		// A pod loaded before the first listing and not passed since.
+		for k := range r.desired {
+			if _, ok := r.status[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+	}
+	keys = append(keys, r.admitLocked()...)
+	r.mu.Unlock()
+	slices.SortFunc(keys, comparePodKeys)
+	for _, k := range slices.Compact(keys) {
 		r.q.Add(k)
 	}
 	return nil
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (r *Reconciler) worker(ctx context.Context) {
@@ -433,6 +509,7 @@ func (r *Reconciler) pass(ctx context.Context, key runtime.PodKey) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.log.Error().Str("pod", key.String()).Interface("panic", p).Msg("reconcile pass panicked; retrying with backoff")
+			r.cacheUnsure(key)
 			r.retry(key)
 		}
 	}()
@@ -459,7 +536,6 @@ func (r *Reconciler) pass(ctx context.Context, key runtime.PodKey) {
 
 func (r *Reconciler) retry(key runtime.PodKey) {
 	r.mu.Lock()
-	r.unsure[key] = true
 	m := r.memLocked(key)
 	m.failures++
 	d := r.cfg.StepBackoff.Delay(m.failures)
@@ -467,128 +543,44 @@ func (r *Reconciler) retry(key runtime.PodKey) {
 	r.q.AddAfter(key, d)
 }
 
-// Observe reads what the runtime has for key.
+// Observe reads what the runtime has for key now, bypassing (and leaving
+// alone) the reconciler's cache: for the API and for tests.
 func (r *Reconciler) Observe(ctx context.Context, key runtime.PodKey) (ObservedPod, error) {
 	var obs ObservedPod
-	boxes, err := r.sandboxesOf(ctx, key)
+	r.mu.Lock()
+	known := r.listed && !r.unsure[key]
+	var ids []string
+	if e := r.obs[key]; e != nil {
+		ids = slices.Sorted(maps.Keys(e.boxes))
+	}
+	r.mu.Unlock()
+	if !known {
+		all, err := r.rt.ListSandboxes(ctx)
+		if err != nil {
+			return obs, fmt.Errorf("observe pod %s: list sandboxes: %w", key, err)
+		}
+		for _, s := range all {
+			if s.Pod == key {
+				obs.Sandboxes = append(obs.Sandboxes, s)
+			}
+		}
+	} else {
+		got, err := getEach(ctx, ids, r.rt.GetSandbox, "sandbox")
+		if err != nil {
+			return obs, fmt.Errorf("observe pod %s: %w", key, err)
+		}
+		for _, id := range ids {
+			if s := got[id]; s != nil {
+				obs.Sandboxes = append(obs.Sandboxes, s)
+			}
+		}
+	}
+	cs, err := r.containersOf(ctx, obs.Sandboxes)
 	if err != nil {
 		return obs, fmt.Errorf("observe pod %s: %w", key, err)
 	}
-	for _, s := range boxes {
-		obs.Sandboxes = append(obs.Sandboxes, s)
-		cs, err := r.rt.ListContainers(ctx, runtime.ContainerFilter{SandboxID: s.ID})
-		if err != nil {
-			return obs, fmt.Errorf("observe pod %s: list containers of sandbox %s: %w", key, s.ID, err)
-		}
-		obs.Containers = append(obs.Containers, cs...)
-	}
+	obs.Containers = cs
 	return obs, nil
-}
-
-// sandboxesOf returns the pod's sandboxes. Listing every sandbox on every
-// pass would make a batch of N pods cost O(N^2) record reads, so the
-// reconciler keeps an index of sandbox IDs per pod key: built from a full
-// listing (at start and on every resync), extended by its own creations and
-// trimmed by its removals. Entries a listing does not show are dropped only
-// if they predate it, so a resync racing a creation cannot hide a sandbox.
-func (r *Reconciler) sandboxesOf(ctx context.Context, key runtime.PodKey) ([]*runtime.Sandbox, error) {
-	r.mu.Lock()
-	indexed := r.index != nil && !r.unsure[key]
-	delete(r.unsure, key)
-	var ids []string
-	for id := range r.index[key] {
-		ids = append(ids, id)
-	}
-	r.mu.Unlock()
-	if !indexed {
-		all, err := r.listAll(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var out []*runtime.Sandbox
-		for _, s := range all {
-			if s.Pod == key {
-				out = append(out, s)
-			}
-		}
-		return out, nil
-	}
-	slices.Sort(ids)
-	var out []*runtime.Sandbox
-	for _, id := range ids {
-		s, err := r.rt.GetSandbox(ctx, id)
-		if errors.Is(err, runtime.ErrNotFound) {
-			r.unindex(key, id)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("get sandbox %s: %w", id, err)
-		}
-		if s.Pod != key {
-			r.unindex(key, id)
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-// listAll lists every sandbox and refreshes the index from the listing.
-func (r *Reconciler) listAll(ctx context.Context) ([]*runtime.Sandbox, error) {
-	started := time.Now()
-	all, err := r.rt.ListSandboxes(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list sandboxes: %w", err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	listed := map[string]bool{}
-	if r.index == nil {
-		r.index = map[runtime.PodKey]map[string]time.Time{}
-	}
-	for _, s := range all {
-		listed[s.ID] = true
-		if r.index[s.Pod] == nil {
-			r.index[s.Pod] = map[string]time.Time{}
-		}
-		if _, ok := r.index[s.Pod][s.ID]; !ok {
-			r.index[s.Pod][s.ID] = started
-		}
-	}
-	for key, ids := range r.index {
-		for id, added := range ids {
-			if !listed[id] && added.Before(started) {
-				delete(ids, id)
-			}
-		}
-		if len(ids) == 0 {
-			delete(r.index, key)
-		}
-	}
-	return all, nil
-}
-
-func (r *Reconciler) indexAdd(key runtime.PodKey, id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.index == nil {
-		return // the first full listing will find it
-	}
-	if r.index[key] == nil {
-		r.index[key] = map[string]time.Time{}
-	}
-	r.index[key][id] = time.Now()
-}
-
-func (r *Reconciler) unindex(key runtime.PodKey, id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if ids := r.index[key]; ids != nil {
-		delete(ids, id)
-		if len(ids) == 0 {
-			delete(r.index, key)
-		}
-	}
 }
 
 // Plan computes the plan for key without applying it.
@@ -598,9 +590,29 @@ func (r *Reconciler) Plan(ctx context.Context, key runtime.PodKey) (Plan, error)
 	if err != nil {
 		return Plan{Key: key}, err
 	}
-	p := Diff(d, obs, DiffOptions{Now: r.cfg.Now(), Backoff: r.cfg.Backoff})
+	p := Diff(d, obs, r.diffOptions(key))
 	p.Key = key
 	return p, nil
+}
+
+// diffOptions gathers what Diff needs besides the two states, copying what
+// the pod's memory holds (SetDesired may reset it while Diff runs).
+func (r *Reconciler) diffOptions(key runtime.PodKey) DiffOptions {
+	opt := DiffOptions{Now: r.cfg.Now(), Backoff: r.cfg.Backoff, PullBackoff: r.cfg.PullBackoff}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.mem[key]; m != nil {
+		if len(m.carry) > 0 {
+			opt.Carried = maps.Clone(m.carry)
+		}
+		if len(m.pulls) > 0 {
+			opt.Pulls = maps.Clone(m.pulls)
+		}
+		if len(m.starts) > 0 {
+			opt.Starts = maps.Clone(m.starts)
+		}
+	}
+	return opt
 }
 
 // Sync is one reconcile pass for key: observe, diff, apply, record status.
@@ -610,13 +622,24 @@ func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error)
 	r.passes++
 	r.mu.Unlock()
 	d := r.Desired(key)
-	obs, err := r.Observe(ctx, key)
+	obs, err := r.observe(ctx, key)
 	if err != nil {
 		r.metrics.Pass(time.Since(start), err)
 		r.log.Warn().Str("pod", key.String()).Err(err).Msg("observe failed")
 		return Plan{Key: key}, err
 	}
-	plan := Diff(d, obs, DiffOptions{Now: r.cfg.Now(), Backoff: r.cfg.Backoff})
+	if d != nil && len(obs.Sandboxes) == 0 {
+		if w, ok := r.admit(key); !ok {
+			plan := Plan{Key: key, Waits: []Wait{w}}
+			if r.cfg.DryRun {
+				fmt.Fprint(r.cfg.DryRunOut, plan.String())
+			}
+			r.recordWaiting(key, d, w)
+			r.metrics.Pass(time.Since(start), nil)
+			return plan, nil
+		}
+	}
+	plan := Diff(d, obs, r.diffOptions(key))
 	plan.Key = key
 	if r.cfg.DryRun {
 		if !plan.Empty() || len(plan.Waits) > 0 {
@@ -634,13 +657,9 @@ func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error)
 		r.mu.Unlock()
 	}
 	applyErr := r.apply(ctx, d, obs, &plan)
-	if applyErr != nil {
-		r.mu.Lock()
-		r.unsure[key] = true
-		r.mu.Unlock()
-	}
 	if !plan.Empty() {
-		if obs2, err := r.Observe(ctx, key); err == nil {
+		// The cache holds the steps' results; a stop's outcome is read now.
+		if obs2, err := r.observe(ctx, key); err == nil {
 			obs = obs2
 		}
 	}
@@ -667,20 +686,42 @@ func (r *Reconciler) recordStatus(key runtime.PodKey, d *DesiredPod, obs Observe
 		if _, known := r.status[key]; known {
 			defer r.events.Record(EventNormal, "Removed", podRef(key), "Pod removed: its containers and sandbox are gone")
 		}
+		// Everything the reconciler held about the pod goes with it, and
+		// its place goes to the next pod in line.
 		delete(r.status, key)
 		delete(r.mem, key)
-		if t, ok := r.changedAt[key]; ok {
-			delete(r.changedAt, key)
-			r.mu.Unlock()
-			r.metrics.ChangeToGone(time.Since(t))
-			r.notifyProber(key, nil, nil)
-			return
-		}
+		delete(r.obs, key)
+		delete(r.unsure, key)
+		delete(r.admitted, key)
+		admitted := r.admitLocked()
+		t, timed := r.changedAt[key]
+		delete(r.changedAt, key)
 		r.mu.Unlock()
+		for _, k := range admitted {
+			r.q.Add(k)
+		}
+		if timed {
+			r.metrics.ChangeToGone(time.Since(t))
+		}
 		r.notifyProber(key, nil, nil)
 		return
 	}
 	st := buildStatus(d, obs, plan, m, r.cfg.Now())
+	if m != nil {
+		m.outOfCapacity = false
+		// A container that runs in the current sandbox carries its own
+		// count from now on.
+		for _, c := range obs.Containers {
+			if c.SandboxID == st.Pelagos.SandboxID {
+				delete(m.carry, c.Name)
+			}
+		}
+		if len(m.setAside) > 0 && st.Phase == PhaseRunning && allRunning(st) && !slices.ContainsFunc(m.setAside,
+			func(p runtime.RecordProblem) bool { return p.Kind == "sandbox" && p.ID == st.Pelagos.SandboxID }) {
+			m.setAside = nil
+			st.Pelagos.SetAside = nil
+		}
+	}
 	r.status[key] = st
 	var lat time.Duration
 	if t, ok := r.changedAt[key]; ok && d != nil && allRunning(st) {
@@ -752,19 +793,24 @@ func (r *Reconciler) Kill(ctx context.Context, key runtime.PodKey, containerID, 
 		cancel()
 		grace = max(0, time.Until(deadline))
 	}
-	if err := r.rt.StopContainer(ctx, containerID, grace); err != nil {
+	err = r.rt.StopContainer(ctx, containerID, grace)
+	r.cacheReread(key, containerID)
+	r.q.Add(key)
+	if err != nil {
 		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
 	}
-	r.q.Add(key)
 	return nil
 }
 
-// apply carries out a plan. Steps that do not depend on each other keep
-// going after a failure (one bad image must not hold back the others); the
-// first error is returned so the pod is retried with backoff.
+// apply carries out a plan and records each step's result in the cache.
+// Steps that do not depend on each other keep going after a failure (one
+// bad image must not hold back the others); the first error is returned so
+// the pod is retried with backoff. A step that failed midway may have left
+// something half-made: the pod's next reading lists everything.
 func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, plan *Plan) error {
 	key := plan.Key
 	var errs []error
+	unsure := false
 	boxID := ""
 	var box *runtime.Sandbox
 	for _, s := range obs.Sandboxes {
@@ -773,7 +819,7 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 		}
 	}
 	// ConfigMap and Secret edits reach a running sandbox's projected
-	// volumes on every pass (lifecycle.go).
+	// volumes (lifecycle.go).
 	if err := r.syncVolumes(ctx, d, box); err != nil {
 		errs = append(errs, err)
 	}
@@ -783,8 +829,18 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 	for _, c := range obs.Containers {
 		ctrs[c.ID] = c
 	}
+	boxes := map[string]*runtime.Sandbox{}
+	for _, s := range obs.Sandboxes {
+		boxes[s.ID] = s
+	}
 	acts := plan.Actions
 	for i := 0; i < len(acts); i++ {
+		if err := ctx.Err(); err != nil {
+			// The agent is stopping: what was begun is abandoned, not
+			// forced (a removal would kill what a stop left running).
+			errs = append(errs, fmt.Errorf("pod %s: %w", key, err))
+			break
+		}
 		a := acts[i]
 		// Stops of one pod run together: the pod's grace period bounds
 		// the whole teardown, not each container's in turn.
@@ -800,6 +856,7 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 					if err := r.stop(ctx, d, key, ctrs[s.ContainerID], s); err != nil {
 						emu.Lock()
 						errs = append(errs, err)
+						unsure = true
 						emu.Unlock()
 					}
 				})
@@ -815,15 +872,22 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			err = r.rt.RemoveContainer(ctx, a.ContainerID)
 			if err != nil {
 				err = fmt.Errorf("pod %s: remove container %s (%s): %w", key, a.Container, a.ContainerID, err)
+				unsure = true
+			} else {
+				r.cacheDropContainer(key, a.ContainerID)
 			}
 		case ActRemoveSandbox:
 			err = r.rt.RemoveSandbox(ctx, a.SandboxID)
-			if err == nil {
-				r.unindex(key, a.SandboxID)
-			}
 			if err != nil {
 				err = fmt.Errorf("pod %s: remove sandbox %s: %w", key, a.SandboxID, err)
-			} else if d != nil {
+				unsure = true
+				break
+			}
+			r.cacheDropSandbox(key, a.SandboxID)
+			if d != nil {
+				if s := boxes[a.SandboxID]; s != nil && s.State != runtime.SandboxReady {
+					r.rememberCarry(key, s, obs.Containers)
+				}
 				r.events.Record(EventNormal, "SandboxChanged", podRef(key), "Pod sandbox "+a.SandboxID+" removed: "+a.Reason)
 			}
 		case ActCreateSandbox:
@@ -837,17 +901,16 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			cfg.Annotations[runtime.AnnotationSourceFile] = d.Source
 			cfg.Annotations[AnnotationGracePeriod] = strconv.Itoa(int(d.Grace / time.Second))
 			box, err = r.rt.CreateSandbox(ctx, &cfg)
-			if err == nil {
-				r.indexAdd(key, box.ID)
-			}
 			if err != nil {
 				err = fmt.Errorf("pod %s: create sandbox: %w", key, err)
 				r.events.Record(EventWarning, "FailedCreatePodSandBox", podRef(key), err.Error())
 				// Nothing else of this pod can happen without its sandbox.
 				r.logAction(key, a, time.Since(t0), err)
 				r.metrics.Action(a.Kind, err, time.Since(t0))
+				r.cacheUnsure(key)
 				return errors.Join(append(errs, err)...)
 			}
+			r.cacheSandbox(key, box)
 		case ActPullImage:
 			err = r.pull(ctx, d, a, pulled)
 			if err != nil {
@@ -863,6 +926,9 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 				boxID = box.ID
 			}
 			err = r.start(ctx, d, boxID, a)
+			if err != nil {
+				unsure = true
+			}
 		}
 		r.logAction(key, a, time.Since(t0), err)
 		r.metrics.Action(a.Kind, err, time.Since(t0))
@@ -870,7 +936,29 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			errs = append(errs, err)
 		}
 	}
+	if unsure {
+		r.cacheUnsure(key)
+	}
 	return errors.Join(errs...)
+}
+
+// rememberCarry keeps, after a dead sandbox of a pod that stays is removed,
+// the last container of each name: restart counts and the crash-loop
+// back-off continue in the next sandbox, as kubelet's do across sandbox
+// recreation. It lives in the agent's memory until a container of that name
+// runs in a new sandbox (whose annotations then carry it).
+func (r *Reconciler) rememberCarry(key runtime.PodKey, s *runtime.Sandbox, cs []*runtime.Container) {
+	var mine []*runtime.Container
+	for _, c := range cs {
+		if c.SandboxID == s.ID {
+			mine = append(mine, c)
+		}
+	}
+	from := carryFrom(mine, s, r.cfg.Now())
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.memLocked(key)
+	mergeCarry(m.carry, from)
 }
 
 func (r *Reconciler) logAction(key runtime.PodKey, a Action, d time.Duration, err error) {
@@ -905,6 +993,8 @@ func (r *Reconciler) stop(ctx context.Context, d *DesiredPod, key runtime.PodKey
 	}
 	r.events.Record(EventNormal, "Killing", containerObj(key, a.Container, false), "Stopping container "+a.Container+": "+a.Reason)
 	err := r.rt.StopContainer(ctx, a.ContainerID, grace)
+	// The stop's outcome (exit code, time) is read on the pass's next look.
+	r.cacheReread(key, a.ContainerID)
 	if err != nil {
 		err = fmt.Errorf("pod %s: stop container %s (%s): %w", key, a.Container, a.ContainerID, err)
 	}
@@ -927,6 +1017,9 @@ func (r *Reconciler) findContainer(d *DesiredPod, name string) *DesiredContainer
 	return nil
 }
 
+// pull ensures a container's image, once per reference and pass. A
+// failure starts (or extends) the image's pull back-off for this pod; a
+// success ends it.
 func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled map[string]error) error {
 	dc := r.findContainer(d, a.Container)
 	if dc == nil {
@@ -943,15 +1036,23 @@ func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled m
 			r.events.Record(EventWarning, "Failed", obj, "Failed to pull image \""+ref+"\": "+err.Error())
 		}
 		pulled[ref] = err
+		r.mu.Lock()
+		m := r.memLocked(d.Key)
+		if err != nil && ctx.Err() == nil {
+			f := m.pulls[ref]
+			f.Failures++
+			f.Last = r.cfg.Now()
+			f.Reason, f.Message = "ErrImagePull", err.Error()
+			m.pulls[ref] = f
+		} else if err == nil {
+			delete(m.pulls, ref)
+		}
+		r.mu.Unlock()
 	}
 	r.mu.Lock()
 	m := r.memLocked(d.Key)
 	if err != nil {
-		reason := "ErrImagePull"
-		if m.waiting[dc.Name] == "ErrImagePull" || m.waiting[dc.Name] == "ImagePullBackOff" {
-			reason = "ImagePullBackOff"
-		}
-		m.waiting[dc.Name] = reason
+		m.waiting[dc.Name] = "ErrImagePull"
 		m.waitingMsg[dc.Name] = err.Error()
 	} else {
 		delete(m.waiting, dc.Name)
@@ -961,6 +1062,11 @@ func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled m
 	return err
 }
 
+// start creates and starts one container. A failed creation is retried on
+// the container back-off schedule (Diff holds it back meanwhile), and each
+// try uses the next attempt number, so RESTARTS counts them as kubelet's
+// does; ErrInvalidConfig, which no retry can fix, shows as
+// CreateContainerConfigError.
 func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a Action) error {
 	dc := r.findContainer(d, a.Container)
 	if dc == nil {
@@ -982,21 +1088,33 @@ func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a A
 		cfg.Annotations[AnnotationInit] = "true"
 	}
 	// status.podIP env values wait for the sandbox's address (lifecycle.go).
-	if err := r.fillPodIP(ctx, boxID, &cfg); err != nil {
-		return fmt.Errorf("pod %s: start container %s: %w", d.Key, dc.Name, err)
+	c, err := (*runtime.Container)(nil), r.fillPodIP(ctx, boxID, &cfg)
+	if err == nil {
+		c, err = r.rt.StartContainer(ctx, &cfg)
 	}
-	c, err := r.rt.StartContainer(ctx, &cfg)
 	r.mu.Lock()
 	m := r.memLocked(d.Key)
-	if err != nil && errors.Is(err, runtime.ErrInvalidConfig) {
-		m.waiting[dc.Name] = "CreateContainerConfigError"
+	if err != nil {
+		reason := "CreateContainerError"
+		if errors.Is(err, runtime.ErrInvalidConfig) {
+			reason = "CreateContainerConfigError"
+		}
+		m.waiting[dc.Name] = reason
 		m.waitingMsg[dc.Name] = err.Error()
-	} else if err != nil {
-		m.waiting[dc.Name] = "CreateContainerError"
-		m.waitingMsg[dc.Name] = err.Error()
+		if ctx.Err() == nil {
+			f := m.starts[dc.Name]
+			if f.Hash != dc.Hash {
+				f = Retry{Hash: dc.Hash}
+			}
+			f.Failures++
+			f.Last = r.cfg.Now()
+			f.Reason, f.Message, f.Attempt = reason, err.Error(), a.Attempt
+			m.starts[dc.Name] = f
+		}
 	} else {
 		delete(m.waiting, dc.Name)
 		delete(m.waitingMsg, dc.Name)
+		delete(m.starts, dc.Name)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -1004,6 +1122,7 @@ func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a A
 		r.events.Record(EventWarning, "Failed", obj, err.Error())
 		return err
 	}
+	r.cacheContainer(d.Key, c)
 	if a.CrashCount > 0 {
 		r.events.Record(EventWarning, "BackOff", obj, fmt.Sprintf("Restarted container %s after back-off (restart %d)", dc.Name, a.Attempt))
 	}
@@ -1011,7 +1130,9 @@ func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a A
 	if r.cfg.Hooks.PostStart != nil {
 		if herr := r.cfg.Hooks.PostStart(ctx, d, dc, c); herr != nil {
 			r.events.Record(EventWarning, "FailedPostStartHook", obj, herr.Error())
-			if serr := r.rt.StopContainer(ctx, c.ID, d.Grace); serr != nil {
+			serr := r.rt.StopContainer(ctx, c.ID, d.Grace)
+			r.cacheReread(d.Key, c.ID)
+			if serr != nil {
 				return fmt.Errorf("pod %s: stop container %s after failed postStart: %w", d.Key, dc.Name, serr)
 			}
 		}

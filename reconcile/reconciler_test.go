@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,28 @@ func mkPod(name, sbHash string, restart RestartPolicy, inits int, ctrs map[strin
 	return d
 }
 
+// exitFeed delivers the fake's exit events to the reconciler as Run's
+// watch does, but only when the test drains it, so passes stay
+// deterministic.
+func exitFeed(t *testing.T, r *Reconciler, f *fake.Runtime) (drain func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch, err := f.WatchExits(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		for {
+			select {
+			case ev := <-ch:
+				r.noteExit(ev)
+			default:
+				return
+			}
+		}
+	}
+}
+
 // syncUntilStable runs passes for key until a pass plans nothing, as the
 // workers would, and fails if that never happens.
 func syncUntilStable(t *testing.T, r *Reconciler, k runtime.PodKey) Plan {
@@ -95,8 +118,9 @@ func syncUntilStable(t *testing.T, r *Reconciler, k runtime.PodKey) Plan {
 
 // checkConverged proves the runtime holds exactly the desired pods: one
 // ready sandbox each with the desired hash, every app container of the
-// current spec present, nothing else.
-func checkConverged(t *testing.T, f *fake.Runtime, want map[runtime.PodKey]*DesiredPod) {
+// current spec present (or, after a sandbox died, ended for good under the
+// restart policy as the pod's status says), nothing else.
+func checkConverged(t *testing.T, f *fake.Runtime, want map[runtime.PodKey]*DesiredPod, r ...*Reconciler) {
 	t.Helper()
 	ctx := context.Background()
 	boxes, _ := f.ListSandboxes(ctx)
@@ -120,6 +144,9 @@ func checkConverged(t *testing.T, f *fake.Runtime, want map[runtime.PodKey]*Desi
 		}
 		for _, c := range d.Containers {
 			cur := current[c.Name]
+			if cur == nil && len(r) > 0 && endedForGood(r[0], d, c.Name) {
+				continue
+			}
 			if cur == nil || cur.Hash() != c.Hash {
 				t.Errorf("pod %s: container %s missing or stale: %+v", s.Pod, c.Name, cur)
 			} else if ShouldRestart(d.Restart, cur.ExitCode) && cur.State != runtime.ContainerRunning {
@@ -145,6 +172,23 @@ func checkConverged(t *testing.T, f *fake.Runtime, want map[runtime.PodKey]*Desi
 	}
 }
 
+// endedForGood reports whether the reconciler shows container name of d
+// as terminated for good: it ran in a sandbox that died and its restart
+// policy does not run it again.
+func endedForGood(r *Reconciler, d *DesiredPod, name string) bool {
+	p, ok := r.Pod(d.Key)
+	if !ok {
+		return false
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == name {
+			t := cs.State.Terminated
+			return t != nil && !ShouldRestart(d.Restart, t.ExitCode)
+		}
+	}
+	return false
+}
+
 func TestConvergenceRandom(t *testing.T) {
 	seeds := 40
 	if testing.Short() {
@@ -154,6 +198,10 @@ func TestConvergenceRandom(t *testing.T) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 7))
 			r, f, clk := newHarness(t)
+			// Changes made behind the reconciler's back reach it as in the
+			// agent: exits through exit events, the rest (a pause that
+			// dies with no container running) through the resync.
+			drain := exitFeed(t, r, f)
 			policies := []RestartPolicy{RestartAlways, RestartOnFailure, RestartNever}
 			randomSet := func() map[runtime.PodKey]*DesiredPod {
 				set := map[runtime.PodKey]*DesiredPod{}
@@ -201,13 +249,23 @@ func TestConvergenceRandom(t *testing.T) {
 						_ = f.KillSandbox(s.ID)
 					}
 				}
+				drain()
+				if rng.IntN(2) == 0 {
+					if err := r.Resync(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
 			f.ClearFailures()
 			initsComplete(f, 0)
+			if err := r.Resync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 			// Converge: let every backoff run out, run passes until stable.
 			for range 8 {
 				clk.Advance(time.Hour)
 				for i := range 5 {
+					drain()
 					syncUntilStable(t, r, key(fmt.Sprint("p", i)))
 				}
 			}
@@ -229,7 +287,7 @@ func TestConvergenceRandom(t *testing.T) {
 					}
 				}
 			}
-			checkConverged(t, f, want)
+			checkConverged(t, f, want, r)
 			// And removing everything leaves nothing.
 			r.SetDesired(DesiredSet{})
 			for i := range 5 {
@@ -370,25 +428,68 @@ func TestCrashLoopBackOffGrows(t *testing.T) {
 	}
 }
 
-func TestImagePullFailureStatus(t *testing.T) {
-	r, f, _ := newHarness(t)
+// Image pulls follow kubelet's back-off (issue 16: 7 retries in 8 s):
+// ErrImagePull right after a failure, then ImagePullBackOff naming the next
+// attempt, 10 s doubling to 5 min, with no pull in between however many
+// passes run; a changed manifest or a successful pull starts over.
+func TestImagePullBackOff(t *testing.T) {
+	r, f, clk := newHarness(t)
+	ctx := context.Background()
 	f.Inject(fake.Failure{Op: fake.OpEnsureImage, Err: errors.New("registry unreachable")})
 	d := mkPod("img", "s", RestartAlways, 0, map[string]string{"a": "1"})
 	r.SetDesired(DesiredSet{Pods: []*DesiredPod{d}})
-	if _, err := r.Sync(context.Background(), d.Key); err == nil {
+	waiting := func() *StateWaiting { return r.Pods()[0].Status.ContainerStatuses[0].State.Waiting }
+	if _, err := r.Sync(ctx, d.Key); err == nil {
 		t.Fatal("pull failure not reported")
 	}
-	if w := r.Pods()[0].Status.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != "ErrImagePull" {
-		t.Fatalf("want ErrImagePull, got %+v", w)
+	if w := waiting(); w == nil || w.Reason != "ErrImagePull" || !strings.Contains(w.Message, "registry unreachable") {
+		t.Fatalf("want ErrImagePull with the error, got %+v", w)
 	}
-	_, _ = r.Sync(context.Background(), d.Key)
-	if w := r.Pods()[0].Status.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != "ImagePullBackOff" {
-		t.Fatalf("want ImagePullBackOff, got %+v", w)
+	var delays []time.Duration
+	for round := range 7 {
+		pulls := f.Calls(fake.OpEnsureImage)
+		var p Plan
+		for range 20 { // many passes: the workers' retries, resyncs
+			p, _ = r.Sync(ctx, d.Key)
+		}
+		if got := f.Calls(fake.OpEnsureImage); got != pulls {
+			t.Fatalf("round %d: %d pulls during the back-off", round, got-pulls)
+		}
+		w := waiting()
+		if w == nil || w.Reason != "ImagePullBackOff" || !strings.Contains(w.Message, "next attempt at ") ||
+			!strings.Contains(w.Message, `"busybox:1"`) {
+			t.Fatalf("round %d: want ImagePullBackOff naming the next attempt, got %+v", round, w)
+		}
+		delays = append(delays, p.RequeueAfter.Round(time.Second))
+		clk.Advance(p.RequeueAfter)
+		if _, err := r.Sync(ctx, d.Key); err == nil {
+			t.Fatal("retried pull did not fail")
+		}
+		if got := f.Calls(fake.OpEnsureImage); got != pulls+1 {
+			t.Fatalf("round %d: %d pulls after the back-off, want 1", round, got-pulls)
+		}
 	}
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 300 * time.Second, 300 * time.Second}
+	if !slices.Equal(delays, want) {
+		t.Errorf("pull back-offs %v, want %v", delays, want)
+	}
+	// The manifest changes (a new translation): the pull is tried at once.
+	pulls := f.Calls(fake.OpEnsureImage)
+	r.SetDesired(DesiredSet{Pods: []*DesiredPod{mkPod("img", "s", RestartAlways, 0, map[string]string{"a": "1"})}})
+	_, _ = r.Sync(ctx, d.Key)
+	if f.Calls(fake.OpEnsureImage) != pulls+1 {
+		t.Errorf("a changed manifest did not reset the pull back-off")
+	}
+	// The registry comes back: after the back-off the pull works and the
+	// pod runs; a later failure starts from 10 s again.
 	f.ClearFailures()
+	clk.Advance(time.Hour)
 	syncUntilStable(t, r, d.Key)
 	if st := r.Pods()[0].Status; st.Phase != PhaseRunning || !st.ContainerStatuses[0].Ready {
 		t.Fatalf("after recovery: %+v", st)
+	}
+	if n := len(r.mem[d.Key].pulls); n != 0 {
+		t.Errorf("%d pull back-offs kept after a successful pull", n)
 	}
 }
 
@@ -399,13 +500,7 @@ func TestWorkersConverge(t *testing.T) {
 	initsComplete(f, 0)
 	r := New(Config{Runtime: f, Images: f, Log: zerolog.Nop(), Workers: 4, Resync: time.Hour,
 		Backoff: BackoffPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	ctx := runInBackground(t, r)
 	want := map[runtime.PodKey]*DesiredPod{}
 	var pods []*DesiredPod
 	for i := range 50 {
@@ -437,6 +532,20 @@ func TestWorkersConverge(t *testing.T) {
 		return len(boxes) == 0 && len(r.Pods()) == 0
 	})
 	checkConverged(t, f, nil)
+}
+
+// runInBackground runs the reconciler's machinery (workers, exit watch,
+// resync timer) until the test ends, and returns its context.
+func runInBackground(tb testing.TB, r *Reconciler) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	<-r.Started()
+	return ctx
 }
 
 func countRunning(r *Reconciler) int {

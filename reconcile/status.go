@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -80,6 +81,10 @@ type AgentPodStatus struct {
 	// Stale is set when the manifest is broken and the pod runs its last
 	// good version.
 	Stale bool `json:"stale,omitempty"`
+	// SetAside lists state records of the pod the runtime could not use
+	// and moved aside (runtime.RecordProblem), until the pod runs again
+	// from a fresh sandbox.
+	SetAside []runtime.RecordProblem `json:"setAside,omitempty"`
 }
 
 // ManifestErr is an error the agent reports about a pod: from its manifest
@@ -131,15 +136,31 @@ type StateTerminated struct {
 }
 
 // podMemory is what the agent remembers about a pod between passes that the
-// runtime cannot tell it: errors of the last step. It is lost on restart,
-// which is fine: the next pass finds the same errors again.
+// runtime cannot tell it: errors of the last step, back-offs of failed pulls
+// and creations, restart counts carried from a sandbox that died. It is lost
+// on restart, as kubelet's in-memory back-offs are: the next pass finds the
+// same errors again, and a count carried is kept on the next container.
 type podMemory struct {
 	lastErr    *ManifestErr
 	stale      bool
 	failures   int               // consecutive failed passes (step backoff)
-	waiting    map[string]string // container -> ErrImagePull, ImagePullBackOff, CreateContainerConfigError
+	waiting    map[string]string // container -> ErrImagePull, CreateContainerError, CreateContainerConfigError
 	waitingMsg map[string]string
 	notReady   map[string]bool // container -> readiness probe says not ready (issue 8)
+	// pulls: failed pulls by image reference; starts: failed creations by
+	// container name. Diff holds them back until their back-off ends.
+	pulls  map[string]Retry
+	starts map[string]Retry
+	// carry: the last container of each name from sandboxes that died.
+	carry map[string]*runtime.Container
+	// setAside: records of the pod the runtime set aside (status).
+	setAside []runtime.RecordProblem
+	// volumesFor and volumesBox: the desired pod and sandbox whose
+	// projected volumes were last handed to the runtime.
+	volumesFor *DesiredPod
+	volumesBox string
+	// outOfCapacity: an OutOfCapacity event was recorded for this wait.
+	outOfCapacity bool
 }
 
 // containerRef is the containerID Kubernetes prints: runtime://id.
@@ -182,11 +203,20 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 	if mem != nil {
 		st.Pelagos.LastError = mem.lastErr
 		st.Pelagos.Stale = mem.stale
+		st.Pelagos.SetAside = slices.Clone(mem.setAside)
 	}
 	waits := map[string]Wait{}
+	// tried: containers this pass tried to pull or start; only for them
+	// does a failure the pass remembers (ErrImagePull...) still hold.
+	tried := map[string]bool{}
 	if plan != nil {
 		for _, w := range plan.Waits {
 			waits[w.Container] = w
+		}
+		for _, a := range plan.Actions {
+			if a.Kind == ActPullImage || a.Kind == ActStartContainer {
+				tried[a.Container] = true
+			}
 		}
 	}
 	var byName map[string][]*runtime.Container
@@ -214,6 +244,9 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 		return st
 	}
 
+	// Under Never, a pod whose sandbox died runs nothing again (Diff): its
+	// containers show how they ended in the sandbox that died.
+	finished := d.Restart == RestartNever && mem != nil && len(mem.carry) > 0 && len(byName) == 0
 	one := func(dc DesiredContainer) ContainerStatus {
 		cs := ContainerStatus{Name: dc.Name, Image: dc.Config.Image, Started: boolPtr(false)}
 		list := byName[dc.Name]
@@ -228,6 +261,21 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 				prev = c
 			}
 		}
+		if cur == nil && mem != nil && (!dc.Init || finished) {
+			// Not run in this sandbox yet: how it ended in the one that
+			// died, with its count.
+			cur = mem.carry[dc.Name]
+		}
+		if finished {
+			if cur == nil {
+				cs.State.Terminated = &StateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+					Message: "the pod's sandbox died before the container ran; under restartPolicy Never nothing runs again"}
+				return cs
+			}
+			cs.RestartCount, cs.ContainerID, cs.ImageID = cur.Attempt, containerRef(cur.ID), cur.ImageID
+			cs.State.Terminated = terminated(cur)
+			return cs
+		}
 		if cur != nil {
 			cs.RestartCount = cur.Attempt
 			cs.ContainerID = containerRef(cur.ID)
@@ -236,18 +284,28 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 				cs.Image = cur.Image
 			}
 		}
+		if mem != nil {
+			// A failed creation counts as a restart, as in kubelet.
+			if f, ok := mem.starts[dc.Name]; ok && f.Hash == dc.Hash {
+				cs.RestartCount = max(cs.RestartCount, f.Attempt)
+			}
+		}
 		if prev != nil {
 			cs.LastState.Terminated = terminated(prev)
 		}
-		if w, ok := waits[dc.Name]; ok && w.Reason == "CrashLoopBackOff" {
+		if w, ok := waits[dc.Name]; ok && w.Reason != "PodInitializing" {
+			// CrashLoopBackOff, ImagePullBackOff, CreateContainerError...
 			cs.State.Waiting = &StateWaiting{Reason: w.Reason, Message: w.Message}
 			if cur != nil && cur.State == runtime.ContainerExited {
 				cs.LastState.Terminated = terminated(cur)
 			}
 			return cs
 		}
-		if mem != nil && mem.waiting[dc.Name] != "" {
+		if mem != nil && tried[dc.Name] && mem.waiting[dc.Name] != "" {
 			cs.State.Waiting = &StateWaiting{Reason: mem.waiting[dc.Name], Message: mem.waitingMsg[dc.Name]}
+			if cur != nil && cur.State == runtime.ContainerExited {
+				cs.LastState.Terminated = terminated(cur)
+			}
 			return cs
 		}
 		switch {
@@ -308,7 +366,7 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 	switch {
 	case box == nil:
 		st.Phase = PhasePending
-	case initFailed:
+	case initFailed, finished && !(n > 0 && done == n):
 		st.Phase = PhaseFailed
 	case !initialized:
 		st.Phase = PhasePending

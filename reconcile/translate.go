@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"path"
 	"slices"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
@@ -52,6 +49,10 @@ type Translator struct {
 	// hashing every pod again each time would make a batch of N file
 	// events cost O(N^2).
 	Cache *TranslateCache
+	// FileTime, when set, tells when a manifest file was created
+	// (DesiredPod.Created, the admission order); zero when unknown. It is
+	// asked once per translation, so a cached pod keeps its time.
+	FileTime func(path string) time.Time
 }
 
 // TranslateCache holds translated pods between loads; see Translator.Cache.
@@ -76,7 +77,7 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 	paths := snap.Paths()
 	for _, p := range paths {
 		fr := snap.Files[p]
-		if vanished(fr) {
+		if fr.Vanished() {
 			// Removed between the listing and the read: the file is gone,
 			// which is the truth the next listing will show too.
 			delete(snap.Files, p)
@@ -135,6 +136,9 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 			}
 		}
 		d, err := t.Pod(ps.Pod, ps.File, docs)
+		if err == nil && t.FileTime != nil {
+			d.Created = t.FileTime(ps.File)
+		}
 		if err == nil && t.Cache != nil {
 			fresh[ck] = d
 		}
@@ -146,15 +150,6 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		set.Pods = append(set.Pods, d)
 	}
 	return set
-}
-
-func vanished(fr *manifest.FileResult) bool {
-	for _, err := range fr.Errs {
-		if errors.Is(err, fs.ErrNotExist) {
-			return true
-		}
-	}
-	return false
 }
 
 func nsOr(ns string) string {
@@ -184,7 +179,7 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 		Source:      source,
 		SandboxHash: spec.SandboxHash(p),
 		Restart:     RestartPolicy(s.RestartPolicy),
-		Grace:       time.Duration(*s.TerminationGracePeriodSeconds) * time.Second,
+		Grace:       seconds(*s.TerminationGracePeriodSeconds),
 		Manifest:    manifestView{p},
 	}
 	if docs == nil {
@@ -321,7 +316,7 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 	case v.EmptyDir != nil:
 		vc.EmptyDir = &runtime.EmptyDirVolume{Medium: string(v.EmptyDir.Medium)}
 		if v.EmptyDir.SizeLimit != nil {
-			vc.EmptyDir.SizeLimit = v.EmptyDir.SizeLimit.Value()
+			vc.EmptyDir.SizeLimit = wholeValue(*v.EmptyDir.SizeLimit)
 		}
 	case v.HostPath != nil:
 		vc.HostPath = &runtime.HostPathVolume{Path: v.HostPath.Path}
@@ -374,9 +369,9 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 func isTrue(b *bool) bool { return b != nil && *b }
 
 func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, what string) ([]runtime.ProjectedFile, error) {
-	mode := uint32(spec.DefaultVolumeMode)
+	mode := fileMode(spec.DefaultVolumeMode)
 	if defMode != nil {
-		mode = uint32(*defMode)
+		mode = fileMode(*defMode)
 	}
 	var out []runtime.ProjectedFile
 	if len(items) == 0 {
@@ -397,7 +392,7 @@ func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, wha
 		}
 		m := mode
 		if it.Mode != nil {
-			m = uint32(*it.Mode)
+			m = fileMode(*it.Mode)
 		}
 		clean := path.Clean(it.Path)
 		if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
@@ -475,16 +470,16 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 	cfg.Security = sec
 	r := c.Resources
 	if q, ok := r.Requests[spec.ResourceCPU]; ok {
-		cfg.Resources.CPURequestMilli = saturated(q, resource.Milli)
+		cfg.Resources.CPURequestMilli = milliValue(q)
 	}
 	if q, ok := r.Limits[spec.ResourceCPU]; ok {
-		cfg.Resources.CPULimitMilli = saturated(q, resource.Milli)
+		cfg.Resources.CPULimitMilli = milliValue(q)
 	}
 	if q, ok := r.Requests[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryRequest = saturated(q, 0)
+		cfg.Resources.MemoryRequest = wholeValue(q)
 	}
 	if q, ok := r.Limits[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryLimit = saturated(q, 0)
+		cfg.Resources.MemoryLimit = wholeValue(q)
 	}
 	dc.Config = cfg
 	dc.Hash = spec.ContainerHash(p, c)

@@ -1,13 +1,17 @@
 package reconcile
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
 )
 
@@ -266,3 +270,86 @@ data: {k: v}
 		t.Fatalf("configMap volume: %+v", vols)
 	}
 }
+
+// TestSaturatingConversions: at and beyond the int64 extremes a value
+// saturates; it never wraps (resource.Quantity's own Value and MilliValue
+// do: 2^63 bytes read as -2^63, MaxInt64 as -1000 millis).
+func TestSaturatingConversions(t *testing.T) {
+	q := resource.MustParse
+	for _, tc := range []struct {
+		in           string
+		whole, milli int64
+	}{
+		{"0", 0, 0},
+		{"1", 1, 1000},
+		{"500m", 1, 500},
+		{"0.0001", 1, 1},
+		{"64Mi", 64 << 20, 64 << 20 * 1000},
+		{"9223372036854775", 9223372036854775, 9223372036854775000},
+		{"9223372036854775807m", 9223372036854776, math.MaxInt64},
+		{"9223372036854775806m", 9223372036854776, math.MaxInt64 - 1},
+		{"9223372036854775807", math.MaxInt64, math.MaxInt64},
+		{"9223372036854775808", math.MaxInt64, math.MaxInt64},
+		{"8Ei", math.MaxInt64, math.MaxInt64},
+		{"1e11", 100_000_000_000, 100_000_000_000_000},
+		{"1e30", math.MaxInt64, math.MaxInt64},
+		{"1e400", math.MaxInt64, math.MaxInt64},
+		{"100000000000000000000000m", math.MaxInt64, math.MaxInt64},
+		{"-9223372036854775808", math.MinInt64, math.MinInt64},
+		{"-1e400", math.MinInt64, math.MinInt64},
+		{"-1", -1, -1000},
+	} {
+		if got := wholeValue(q(tc.in)); got != tc.whole {
+			t.Errorf("wholeValue(%s) = %d, want %d", tc.in, got, tc.whole)
+		}
+		if got := milliValue(q(tc.in)); got != tc.milli {
+			t.Errorf("milliValue(%s) = %d, want %d", tc.in, got, tc.milli)
+		}
+	}
+	for in, want := range map[int64]time.Duration{
+		0: 0, 30: 30 * time.Second, 9223372036: 9223372036 * time.Second,
+		9223372037: math.MaxInt64, math.MaxInt64: math.MaxInt64,
+		-9223372037: math.MinInt64, math.MinInt64: math.MinInt64,
+	} {
+		if got := seconds(in); got != want {
+			t.Errorf("seconds(%d) = %v, want %v", in, got, want)
+		}
+	}
+	for in, want := range map[int32]uint32{0: 0, 0o644: 0o644, 0o777: 0o777, 0o4755: 0o777, -1: 0, math.MaxInt32: 0o777} {
+		if got := fileMode(in); got != want {
+			t.Errorf("fileMode(%o) = %o, want %o", in, got, want)
+		}
+	}
+}
+
+// TestTranslateExtremes translates a pod that skipped validation with
+// out-of-range numbers: every one saturates.
+func TestTranslateExtremes(t *testing.T) {
+	p := &spec.Pod{Metadata: spec.ObjectMeta{Name: "x"}, Spec: spec.PodSpec{
+		TerminationGracePeriodSeconds: ptrTo(int64(math.MaxInt64)),
+		Volumes: []spec.Volume{{Name: "v", VolumeSource: spec.VolumeSource{EmptyDir: &spec.EmptyDirVolumeSource{
+			Medium: spec.StorageMediumMemory, SizeLimit: ptrTo(resource.MustParse("1e30"))}}}},
+		Containers: []spec.Container{{Name: "c", Image: "busybox:1.36", Resources: spec.ResourceRequirements{
+			Limits:   spec.ResourceList{spec.ResourceCPU: resource.MustParse("1e11"), spec.ResourceMemory: resource.MustParse("1e30")},
+			Requests: spec.ResourceList{spec.ResourceCPU: resource.MustParse("1e400"), spec.ResourceMemory: resource.MustParse("9223372036854775808")},
+		}}},
+	}}
+	d, err := Translator{}.Pod(p, "x.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Grace != math.MaxInt64 {
+		t.Errorf("grace %v, want the longest Duration", d.Grace)
+	}
+	r := d.Containers[0].Config.Resources
+	want := runtime.Resources{CPULimitMilli: 100_000_000_000_000, CPURequestMilli: math.MaxInt64,
+		MemoryLimit: math.MaxInt64, MemoryRequest: math.MaxInt64}
+	if diff := cmp.Diff(want, r); diff != "" {
+		t.Errorf("resources (-want +got):\n%s", diff)
+	}
+	if got := d.Sandbox.Volumes[0].EmptyDir.SizeLimit; got != math.MaxInt64 {
+		t.Errorf("emptyDir size %d, want MaxInt64", got)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -357,7 +357,10 @@ type ExecOptions struct {
 	TTY   bool
 	Stdin io.Reader
 	// Stdout receives the process's output; with TTY it receives the
-	// terminal's output and Stderr is unused.
+	// terminal's output and Stderr is unused. All of it is copied: a
+	// caller that needs a bound (probes, hooks) passes a writer that keeps
+	// what it wants and discards the rest without failing, since a failing
+	// writer ends the copy and the process then meets a broken pipe.
 	Stdout io.Writer
 	Stderr io.Writer
 	// Resize, with TTY, delivers window size changes; the first value is
@@ -384,7 +387,8 @@ type Attacher interface {
 
 // PortForwarder is an optional Runtime ability: connect stream to a TCP
 // port inside the sandbox's network namespace (kubectl port-forward, CRI
-// PortForward). It returns when either side closes.
+// PortForward). It returns when either side closes, and closes stream
+// before returning (also when the port cannot be reached).
 type PortForwarder interface {
 	PortForward(ctx context.Context, sandboxID string, port int32, stream io.ReadWriteCloser) error
 }

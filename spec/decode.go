@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -183,6 +186,8 @@ type docDecoder struct {
 	c    chunk
 	root *yamlv3.Node // for line numbers; nil if unavailable
 	errs FieldErrors
+	// typoOf are the paths of fields an unknown field probably misspells.
+	typoOf []string
 }
 
 func (d *docDecoder) add(p fieldPath, err error, format string, args ...any) {
@@ -238,14 +243,17 @@ func (d *docDecoder) lineOf(p fieldPath) int {
 func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	doc := &Document{Index: index, Line: c.line}
 	d := &docDecoder{file: file, doc: doc, c: c}
-	defer func() { doc.Errs = append(doc.Errs, d.errs...) }()
+	defer func() {
+		doc.Errs = append(doc.Errs, d.errs...)
+		sortByLine(doc.Errs)
+	}()
 
 	// Parse once with yaml.v3 for line numbers and to measure the document
 	// before anything expands its aliases.
 	var n yamlv3.Node
 	dec := yamlv3.NewDecoder(bytes.NewReader(c.data))
 	if err := dec.Decode(&n); err != nil {
-		d.add(nil, ErrSyntax, "not valid YAML: %s", yamlMessage(err, c.line))
+		d.syntaxError(err)
 		return doc
 	}
 	// A second document here would be silently dropped by the converters
@@ -273,7 +281,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	// YAML 1.1 rules as kubectl and refuses duplicate keys.
 	js, err := yaml.YAMLToJSONStrict(c.data)
 	if err != nil {
-		d.add(nil, ErrSyntax, "not valid YAML: %s", yamlMessage(err, c.line))
+		d.syntaxError(err)
 		return doc
 	}
 	var tree any
@@ -316,19 +324,25 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 			d.add(fieldPath{}.Field("apiVersion"), ErrUnsupported, "%q is not supported for kind %s: use v1", apiVersion, kind)
 		}
 	}
-	d.checkValue(tree, reflectTypeOf(target), nil)
+	d.checkValue(tree, reflectTypeOf(target), nil, "")
 	strictErrs := len(d.errs)
-	if err := json.Unmarshal(js, target); err != nil {
-		if strictErrs == 0 {
-			// checkValue should have caught this; report rather than trust it.
+	if strictErrs > 0 {
+		// checkValue pruned what cannot be decoded: decode the rest, so
+		// validation still reports the document's other problems.
+		if js, err = json.Marshal(tree); err != nil {
 			d.add(nil, ErrInvalid, "cannot decode: %v", err)
+			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+			return doc
 		}
+	}
+	if err := json.Unmarshal(js, target); err != nil {
+		// checkValue should have caught this; report rather than trust it.
+		d.add(nil, ErrInvalid, "cannot decode: %v", err)
 		doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
 		return doc
 	}
-	// Unknown or unsupported fields leave a typed object that is still worth
-	// validating, so the user sees every problem in one go; the object
-	// itself is dropped below.
+	// A document with decoding problems is still validated, so the user
+	// sees every problem in one go; the object itself is dropped below.
 	defer func() {
 		if strictErrs > 0 {
 			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
@@ -347,12 +361,52 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		SetSecretDefaults(doc.Secret)
 		verrs = ValidateSecret(doc.Secret)
 	}
+	decodePaths := make([]string, 0, strictErrs+len(d.typoOf))
+	for _, e := range d.errs {
+		decodePaths = append(decodePaths, e.Path)
+	}
+	decodePaths = append(decodePaths, d.typoOf...)
 	for _, e := range verrs {
+		if cascade(e.Path, decodePaths) {
+			continue
+		}
 		e.File, e.Doc = file, index
 		e.Line = d.lineOf(parsePath(e.Path))
 		d.errs = append(d.errs, e)
 	}
 	return doc
+}
+
+// cascade reports whether a validation problem at path follows from a
+// decoding problem (unknown, unsupported or undecodable field) at, above
+// or below it, or concerns the field an unknown field misspells: "must set
+// exactly one volume type" after an unsupported volume type, "is required"
+// after a value of the wrong type or after "imagee". Such problems are not
+// reported: they are not what the user has to fix.
+func cascade(path string, decodePaths []string) bool {
+	if path == "" {
+		return false
+	}
+	within := func(inner, outer string) bool {
+		return strings.HasPrefix(inner, outer) && (len(inner) == len(outer) || inner[len(outer)] == '.' || inner[len(outer)] == '[')
+	}
+	for _, dp := range decodePaths {
+		if dp != "" && (within(path, dp) || within(dp, path)) {
+			return true
+		}
+	}
+	return false
+}
+
+// sortByLine orders a document's problems as they appear in the file:
+// by line, then by field path; problems of the whole document first.
+func sortByLine(errs FieldErrors) {
+	sort.SliceStable(errs, func(i, j int) bool {
+		if errs[i].Line != errs[j].Line {
+			return errs[i].Line < errs[j].Line
+		}
+		return errs[i].Path < errs[j].Path
+	})
 }
 
 // checkShape bounds depth, alias-expanded node count and alias-expanded
@@ -421,6 +475,24 @@ func depthExceeded(root *yamlv3.Node, max int) bool {
 		return false
 	}
 	return walk(root, 0)
+}
+
+// lineRE finds the parser's "line N: " in a message.
+var lineRE = regexp.MustCompile(`line ([0-9]+): `)
+
+// syntaxError reports a YAML parser error with its line in Line (as every
+// other problem has it, so `validate -o json` can show it) rather than in
+// the message.
+func (d *docDecoder) syntaxError(err error) {
+	msg := strings.Join(strings.Fields(yamlMessage(err, d.c.line)), " ")
+	line := 0
+	if m := lineRE.FindStringSubmatchIndex(msg); m != nil {
+		line, _ = strconv.Atoi(msg[m[2]:m[3]])
+		msg = msg[:m[0]] + msg[m[1]:]
+	}
+	msg = strings.TrimPrefix(msg, "unmarshal errors: ")
+	d.errs = append(d.errs, &FieldError{File: d.file, Doc: d.doc.Index, Line: line,
+		Msg: "not valid YAML: " + msg, Err: ErrSyntax})
 }
 
 // yamlMessage shifts "line N" in a parser message by the document's offset

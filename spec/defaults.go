@@ -50,6 +50,11 @@ func SetDefaults(p *Pod) {
 	for i := range s.Containers {
 		setContainerDefaults(&s.Containers[i], s.HostNetwork)
 	}
+	if sc := s.SecurityContext; sc != nil {
+		for i := range sc.Sysctls {
+			sc.Sysctls[i].Name = normalizeSysctlName(sc.Sysctls[i].Name)
+		}
+	}
 	for i := range s.Volumes {
 		v := &s.Volumes[i]
 		if v.HostPath != nil && v.HostPath.Type == nil {

@@ -25,6 +25,12 @@
 // pelagos-agent does not implement), ErrInvalid (a broken rule) or ErrSyntax
 // (not YAML, or over an input limit); test them with errors.Is.
 //
+// Validation refuses what a node cannot honour rather than let it wrap or
+// fail at every start: numbers beyond what the kernel or Go's durations
+// hold (ranges.go), mounts over the runtime's own (isolation.go), sysctl
+// values the kernel would refuse (sysctl.go), and fields that would
+// silently change what a pod does until they are supported (notyet.go).
+//
 // Hostile input is bounded by Limits: a byte cap per file, a cap on
 // documents, on YAML nodes after alias expansion (billion laughs) and on
 // nesting depth, and NUL bytes or invalid UTF-8 anywhere are refused.

@@ -3,9 +3,12 @@ package spec
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,30 +26,90 @@ import (
 // problem and name fields without list indexes.
 
 // unsupportedFields lists, per Go type, the Kubernetes v1 fields that are
-// valid in Kubernetes but not implemented here. They get ErrUnsupported, not
-// ErrUnknownField, so a user knows the manifest is fine for a cluster.
+// valid in Kubernetes but not implemented here, alpha and beta fields of
+// the current release included (TestEveryKubernetesFieldIsKnown). They get
+// ErrUnsupported, not ErrUnknownField, so a user knows the manifest is fine
+// for a cluster.
 var unsupportedFields = map[reflect.Type][]string{
 	reflect.TypeFor[ObjectMeta](): {"generateName", "ownerReferences", "finalizers", "deletionTimestamp",
 		"deletionGracePeriodSeconds"},
 	reflect.TypeFor[PodSpec](): {"activeDeadlineSeconds", "affinity", "automountServiceAccountToken",
-		"enableServiceLinks", "ephemeralContainers", "hostUsers", "hostnameOverride", "nodeName", "os", "overhead",
-		"preemptionPolicy", "priority", "priorityClassName", "readinessGates", "resourceClaims", "resources",
-		"runtimeClassName", "schedulerName", "schedulingGates", "serviceAccount", "serviceAccountName",
-		"setHostnameAsFQDN", "tolerations", "topologySpreadConstraints"},
-	reflect.TypeFor[Container](): {"resizePolicy", "restartPolicy", "restartPolicyRules", "stdinOnce",
-		"volumeDevices"},
+		"enableServiceLinks", "ephemeralContainers", "evictionResponders", "hostUsers", "hostnameOverride", "nodeName",
+		"os", "overhead", "preemptionPolicy", "priority", "priorityClassName", "readinessGates", "resourceClaims",
+		"resources", "runtimeClassName", "schedulerName", "schedulingGates", "schedulingGroup", "serviceAccount",
+		"serviceAccountName", "setHostnameAsFQDN", "tolerations", "topologySpreadConstraints"},
+	reflect.TypeFor[Container]():            {"resizePolicy", "restartPolicyRules", "volumeDevices"},
 	reflect.TypeFor[EnvVarSource]():         {"resourceFieldRef", "fileKeyRef"},
 	reflect.TypeFor[ResourceRequirements](): {"claims"},
-	reflect.TypeFor[VolumeMount]():          {"mountPropagation", "subPathExpr", "recursiveReadOnly"},
+	reflect.TypeFor[VolumeMount]():          {"mountPropagation", "subPathExpr", "recursiveReadOnly", "bindMountOptions"},
 	reflect.TypeFor[Lifecycle]():            {"stopSignal"},
 	reflect.TypeFor[LifecycleHandler]():     {"tcpSocket"},
-	reflect.TypeFor[SecurityContext]():      {"seLinuxOptions", "windowsOptions", "procMount", "appArmorProfile"},
+	reflect.TypeFor[HTTPGetAction]():        {"protocol"},
+	reflect.TypeFor[GRPCAction]():           {"mode"},
+	reflect.TypeFor[SecurityContext]():      {"seLinuxOptions", "windowsOptions", "procMount"},
 	reflect.TypeFor[PodSecurityContext](): {"seLinuxOptions", "windowsOptions", "fsGroupChangePolicy",
-		"supplementalGroupsPolicy", "appArmorProfile", "seLinuxChangePolicy"},
+		"supplementalGroupsPolicy", "seLinuxChangePolicy"},
+	reflect.TypeFor[EmptyDirVolumeSource]():  {"mode"},
+	reflect.TypeFor[KeyToPath]():             {"user"},
+	reflect.TypeFor[SecretVolumeSource]():    {"defaultUser"},
+	reflect.TypeFor[ConfigMapVolumeSource](): {"defaultUser"},
 	reflect.TypeFor[Volume](): {"awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi",
 		"downwardAPI", "ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk", "gitRepo", "glusterfs",
 		"image", "iscsi", "nfs", "persistentVolumeClaim", "photonPersistentDisk", "portworxVolume", "projected",
 		"quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume"},
+}
+
+// Reasons and one-line remedies for refused fields, keyed "Type.field";
+// a field without one gets the generic message.
+const (
+	noScheduler  = "there is no scheduler on one node, so it would have no effect; delete this line"
+	noAPIServer  = "there is no API server to issue service-account tokens; delete this line"
+	noController = "there are no controllers on one node; delete this line"
+)
+
+var unsupportedWhy = map[string]string{
+	"ObjectMeta.generateName":                "a manifest must name its pod; set metadata.name instead",
+	"ObjectMeta.ownerReferences":             noController,
+	"ObjectMeta.finalizers":                  noController,
+	"PodSpec.affinity":                       noScheduler,
+	"PodSpec.tolerations":                    noScheduler,
+	"PodSpec.topologySpreadConstraints":      noScheduler,
+	"PodSpec.priority":                       noScheduler,
+	"PodSpec.priorityClassName":              noScheduler,
+	"PodSpec.preemptionPolicy":               noScheduler,
+	"PodSpec.schedulerName":                  noScheduler,
+	"PodSpec.schedulingGroup":                noScheduler,
+	"PodSpec.nodeName":                       "pelagos-agent does not match pods to nodes yet; delete this line to run the pod on this node",
+	"PodSpec.schedulingGates":                "the pod would wait for a scheduler that does not exist here; delete this block to run it",
+	"PodSpec.serviceAccountName":             noAPIServer,
+	"PodSpec.serviceAccount":                 noAPIServer,
+	"PodSpec.automountServiceAccountToken":   "no service-account token is ever mounted here; delete this line",
+	"PodSpec.enableServiceLinks":             "there are no Services on one node, so no service variables are ever set; delete this line",
+	"PodSpec.os":                             "pods here always run on Linux; delete this block",
+	"Container.resizePolicy":                 "a change of resources restarts the container here; delete this block",
+	"EnvVarSource.resourceFieldRef":          "write the value with `value:` instead",
+	"EnvVarSource.fileKeyRef":                "use `valueFrom.configMapKeyRef` with a ConfigMap in the manifest directory",
+	"Volume.persistentVolumeClaim":           "use a hostPath volume (data on this node) or an emptyDir",
+	"Volume.downwardAPI":                     "use env `valueFrom.fieldRef` to pass pod fields",
+	"Volume.projected":                       "use one configMap or secret volume per source",
+	"Volume.gitRepo":                         "clone the repository in an init container into an emptyDir volume",
+	"VolumeMount.mountPropagation":           "mounts are never propagated here (None); delete this line",
+	"LifecycleHandler.tcpSocket":             "Kubernetes never runs a tcpSocket hook either; use exec, httpGet or sleep",
+	"SecurityContext.seLinuxOptions":         seLinuxRefusal,
+	"PodSecurityContext.seLinuxOptions":      seLinuxRefusal,
+	"PodSecurityContext.seLinuxChangePolicy": seLinuxRefusal,
+	"SecurityContext.windowsOptions":         "Windows options have no effect on Linux; delete this block",
+	"PodSecurityContext.windowsOptions":      "Windows options have no effect on Linux; delete this block",
+	"SecurityContext.procMount":              "the runtime always masks /proc (Default); delete this line",
+	"PodSecurityContext.fsGroupChangePolicy": "volume files get fsGroup's ownership as they are written; delete this line",
+}
+
+// unsupportedMessage is the refusal of one field of type t.
+func unsupportedMessage(t reflect.Type, field string) string {
+	if why := unsupportedWhy[t.Name()+"."+field]; why != "" {
+		return "field is not supported by pelagos-agent: " + why
+	}
+	return "field is not supported by pelagos-agent (it is valid in Kubernetes; see docs/manifest.md)"
 }
 
 // ignoredFields are accepted and dropped: server-set metadata that
@@ -75,8 +138,9 @@ func UnsupportedFields() map[string][]string {
 type structInfo struct {
 	fields      map[string]reflect.Type // json name -> type, embedded structs flattened
 	names       []string
-	unsupported map[string]bool
+	unsupported map[string]string // field -> refusal message
 	ignored     map[string]bool
+	ranges      map[string]string // field -> `range` tag parameter
 }
 
 var structCache sync.Map // reflect.Type -> *structInfo
@@ -85,11 +149,12 @@ func infoFor(t reflect.Type) *structInfo {
 	if v, ok := structCache.Load(t); ok {
 		return v.(*structInfo)
 	}
-	si := &structInfo{fields: map[string]reflect.Type{}, unsupported: map[string]bool{}, ignored: map[string]bool{}}
+	si := &structInfo{fields: map[string]reflect.Type{}, unsupported: map[string]string{}, ignored: map[string]bool{},
+		ranges: map[string]string{}}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
 		for _, f := range unsupportedFields[t] {
-			si.unsupported[f] = true
+			si.unsupported[f] = unsupportedMessage(t, f)
 		}
 		for _, f := range ignoredFields[t] {
 			si.ignored[f] = true
@@ -113,6 +178,11 @@ func infoFor(t reflect.Type) *structInfo {
 			}
 			si.fields[name] = f.Type
 			si.names = append(si.names, name)
+			for _, rule := range strings.Split(f.Tag.Get("validate"), ",") {
+				if r, ok := strings.CutPrefix(rule, "range="); ok {
+					si.ranges[name] = r
+				}
+			}
 		}
 	}
 	add(t)
@@ -141,10 +211,14 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// checkValue walks v (decoded with UseNumber) against type t.
-func (d *docDecoder) checkValue(v any, t reflect.Type, p fieldPath) {
+// checkValue walks v (decoded with UseNumber) against type t and reports
+// every problem. It returns false when v cannot be decoded into t; the
+// caller then prunes it from the tree, so the rest of the document still
+// decodes and validates (one bad value must not hide the other errors).
+// rng is the field's `range` tag parameter, for messages.
+func (d *docDecoder) checkValue(v any, t reflect.Type, p fieldPath, rng string) bool {
 	if v == nil {
-		return // null is the zero value, as in Kubernetes
+		return true // null is the zero value, as in Kubernetes
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -159,114 +233,130 @@ func (d *docDecoder) checkValue(v any, t reflect.Type, p fieldPath) {
 			s = x.String()
 		default:
 			d.add(p, ErrInvalid, "must be a quantity such as 500m or 64Mi, not %s", jsonKind(v))
-			return
+			return false
 		}
 		if _, err := resource.ParseQuantity(s); err != nil {
 			d.add(p, ErrInvalid, "%q is not a valid quantity", s)
+			return false
 		}
-		return
+		return true
 	case intOrStringType:
 		switch x := v.(type) {
 		case string:
 			d.checkString(x, p)
+			return true
 		case json.Number:
-			if n, err := strconv.ParseInt(x.String(), 10, 32); err != nil || n < math.MinInt32 {
-				d.add(p, ErrInvalid, "%s is not a 32-bit integer", x)
+			if _, err := strconv.ParseInt(x.String(), 10, 32); err != nil {
+				d.add(p, ErrInvalid, "%s is out of range: must be a port number 1..65535 or a port name", x)
+				return false
 			}
-		default:
-			d.add(p, ErrInvalid, "must be a number or a name, not %s", jsonKind(v))
+			return true
 		}
-		return
+		d.add(p, ErrInvalid, "must be a number or a name, not %s", jsonKind(v))
+		return false
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
 			d.add(p, ErrInvalid, "must be an object, not %s", jsonKind(v))
-			return
+			return false
 		}
 		si := infoFor(t)
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			fp := p.Field(k)
 			ft, known := si.fields[k]
 			switch {
 			case known:
-				d.checkValue(m[k], ft, fp)
+				if !d.checkValue(m[k], ft, fp, si.ranges[k]) {
+					delete(m, k)
+				}
+				continue
 			case si.ignored[k]:
-			case si.unsupported[k]:
-				d.add(fp, ErrUnsupported, "field is not supported by pelagos-agent (it is valid in Kubernetes; see docs/manifest.md)")
+			case si.unsupported[k] != "":
+				d.add(fp, ErrUnsupported, "%s", si.unsupported[k])
 			default:
 				d.checkString(k, p)
 				if s := suggest(k, si.names); s != "" {
 					d.add(fp, ErrUnknownField, "unknown field %q (did you mean %q?)", k, s)
+					// The field it is a typo of is missing; saying so again
+					// ("image: is required") would be a cascade.
+					d.typoOf = append(d.typoOf, p.Field(s).String())
 				} else {
 					d.add(fp, ErrUnknownField, "unknown field %q", k)
 				}
 			}
+			delete(m, k)
 		}
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
 			s, ok := v.(string)
 			if !ok {
 				d.add(p, ErrInvalid, "must be a base64 string, not %s", jsonKind(v))
-				return
+				return false
 			}
 			if _, err := base64.StdEncoding.DecodeString(s); err != nil {
 				d.add(p, ErrInvalid, "is not valid base64: %v", err)
+				return false
 			}
-			return
+			return true
 		}
 		l, ok := v.([]any)
 		if !ok {
 			d.add(p, ErrInvalid, "must be a list, not %s", jsonKind(v))
-			return
+			return false
 		}
 		for i, e := range l {
-			d.checkValue(e, t.Elem(), p.Index(i))
+			if !d.checkValue(e, t.Elem(), p.Index(i), rng) {
+				l[i] = nil
+			}
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
 			d.add(p, ErrInvalid, "must be an object, not %s", jsonKind(v))
-			return
+			return false
 		}
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			d.checkString(k, p)
-			d.checkValue(m[k], t.Elem(), p.Key(k))
+			if !d.checkValue(m[k], t.Elem(), p.Key(k), rng) {
+				delete(m, k)
+			}
 		}
 	case reflect.String:
 		s, ok := v.(string)
 		if !ok {
 			d.add(p, ErrInvalid, "must be a string, not %s (quote it)", jsonKind(v))
-			return
+			return false
 		}
 		d.checkString(s, p)
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
 			d.add(p, ErrInvalid, "must be true or false, not %s", jsonKind(v))
+			return false
 		}
 	case reflect.Int32, reflect.Int64, reflect.Int:
 		n, ok := v.(json.Number)
 		if !ok {
 			d.add(p, ErrInvalid, "must be an integer, not %s", jsonKind(v))
-			return
+			return false
 		}
 		if _, err := strconv.ParseInt(n.String(), 10, t.Bits()); err != nil {
-			d.add(p, ErrInvalid, "%s is not a %d-bit integer", n, t.Bits())
+			if errors.Is(err, strconv.ErrRange) {
+				if rng == "" {
+					rng = fmt.Sprintf("%d:%d", int64(-1)<<(t.Bits()-1), uint64(1)<<(t.Bits()-1)-1)
+				}
+				d.add(p, ErrInvalid, "%s is out of range: must be %s", n, rangeText(rng))
+			} else {
+				d.add(p, ErrInvalid, "must be an integer, not %s", n)
+			}
+			return false
 		}
 	default:
 		d.add(p, ErrInvalid, "cannot be decoded into %s", t)
+		return false
 	}
+	return true
 }
 
 func (d *docDecoder) checkString(s string, p fieldPath) {

@@ -69,7 +69,7 @@ type PodSpec struct {
 	InitContainers                []Container            `json:"initContainers,omitempty" validate:"dive"`
 	Containers                    []Container            `json:"containers" validate:"required,min=1,dive"`
 	RestartPolicy                 RestartPolicy          `json:"restartPolicy,omitempty" validate:"omitempty,oneof=Always OnFailure Never"`
-	TerminationGracePeriodSeconds *int64                 `json:"terminationGracePeriodSeconds,omitempty" validate:"omitempty,min=0"`
+	TerminationGracePeriodSeconds *int64                 `json:"terminationGracePeriodSeconds,omitempty" validate:"omitempty,range=0:31536000"`
 	Hostname                      string                 `json:"hostname,omitempty" validate:"omitempty,dns1123label"`
 	Subdomain                     string                 `json:"subdomain,omitempty" validate:"omitempty,dns1123label"`
 	HostNetwork                   bool                   `json:"hostNetwork,omitempty"`
@@ -98,30 +98,43 @@ const (
 // Container is the supported subset of core/v1 Container; init containers use
 // the same type (probes and lifecycle are refused on them by validation).
 type Container struct {
-	Name                   string               `json:"name" validate:"required,dns1123label"`
-	Image                  string               `json:"image" validate:"required,imageref"`
-	ImagePullPolicy        PullPolicy           `json:"imagePullPolicy,omitempty" validate:"omitempty,oneof=Always IfNotPresent Never"`
-	Command                []string             `json:"command,omitempty"`
-	Args                   []string             `json:"args,omitempty"`
-	WorkingDir             string               `json:"workingDir,omitempty" validate:"omitempty,abspath"`
-	Env                    []EnvVar             `json:"env,omitempty" validate:"dive"`
-	EnvFrom                []EnvFromSource      `json:"envFrom,omitempty" validate:"dive"`
-	Ports                  []ContainerPort      `json:"ports,omitempty" validate:"dive"`
-	Resources              ResourceRequirements `json:"resources,omitempty"`
-	VolumeMounts           []VolumeMount        `json:"volumeMounts,omitempty" validate:"dive"`
-	LivenessProbe          *Probe               `json:"livenessProbe,omitempty"`
-	ReadinessProbe         *Probe               `json:"readinessProbe,omitempty"`
-	StartupProbe           *Probe               `json:"startupProbe,omitempty"`
-	Lifecycle              *Lifecycle           `json:"lifecycle,omitempty"`
-	SecurityContext        *SecurityContext     `json:"securityContext,omitempty"`
-	Stdin                  bool                 `json:"stdin,omitempty"`
-	TTY                    bool                 `json:"tty,omitempty"`
-	TerminationMessagePath string               `json:"terminationMessagePath,omitempty" validate:"omitempty,abspath"`
+	Name            string               `json:"name" validate:"required,dns1123label"`
+	Image           string               `json:"image" validate:"required,imageref"`
+	ImagePullPolicy PullPolicy           `json:"imagePullPolicy,omitempty" validate:"omitempty,oneof=Always IfNotPresent Never"`
+	Command         []string             `json:"command,omitempty"`
+	Args            []string             `json:"args,omitempty"`
+	WorkingDir      string               `json:"workingDir,omitempty" validate:"omitempty,abspath"`
+	Env             []EnvVar             `json:"env,omitempty" validate:"dive"`
+	EnvFrom         []EnvFromSource      `json:"envFrom,omitempty" validate:"dive"`
+	Ports           []ContainerPort      `json:"ports,omitempty" validate:"dive"`
+	Resources       ResourceRequirements `json:"resources,omitempty"`
+	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty" validate:"dive"`
+	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
+	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
+	Lifecycle       *Lifecycle           `json:"lifecycle,omitempty"`
+	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
+	// Stdin, StdinOnce and TTY are refused when true until the runtime
+	// attaches terminals (notyet.go); false is what every pod means anyway.
+	Stdin                  bool   `json:"stdin,omitempty"`
+	StdinOnce              bool   `json:"stdinOnce,omitempty"`
+	TTY                    bool   `json:"tty,omitempty"`
+	TerminationMessagePath string `json:"terminationMessagePath,omitempty" validate:"omitempty,abspath"`
 	// TerminationMessagePolicy is File (default) or FallbackToLogsOnError:
 	// the tail of the log becomes the message when the file is empty and
 	// the container failed.
 	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty" validate:"omitempty,oneof=File FallbackToLogsOnError"`
+	// RestartPolicy on an init container (Always) makes it a native
+	// sidecar; refused until sidecars are implemented (notyet.go).
+	RestartPolicy *ContainerRestartPolicy `json:"restartPolicy,omitempty"`
 }
+
+// ContainerRestartPolicy is a container's own restart policy; Kubernetes
+// allows only Always, and only on init containers (native sidecars).
+type ContainerRestartPolicy string
+
+// ContainerRestartPolicyAlways marks an init container as a sidecar.
+const ContainerRestartPolicyAlways ContainerRestartPolicy = "Always"
 
 // EnvVar is one environment variable: a literal value or a reference.
 type EnvVar struct {
@@ -191,8 +204,8 @@ const (
 // on the node (hostPort).
 type ContainerPort struct {
 	Name          string   `json:"name,omitempty" validate:"omitempty,portname"`
-	HostPort      int32    `json:"hostPort,omitempty" validate:"min=0,max=65535"`
-	ContainerPort int32    `json:"containerPort" validate:"min=1,max=65535"`
+	HostPort      int32    `json:"hostPort,omitempty" validate:"range=0:65535"`
+	ContainerPort int32    `json:"containerPort" validate:"range=1:65535"`
 	Protocol      Protocol `json:"protocol,omitempty" validate:"omitempty,oneof=TCP UDP SCTP"`
 	HostIP        string   `json:"hostIP,omitempty" validate:"omitempty,ip"`
 }
@@ -227,14 +240,14 @@ type VolumeMount struct {
 // Probe checks a container's health. Exactly one handler is set.
 type Probe struct {
 	ProbeHandler        `json:",inline"`
-	InitialDelaySeconds int32 `json:"initialDelaySeconds,omitempty" validate:"min=0"`
-	TimeoutSeconds      int32 `json:"timeoutSeconds,omitempty" validate:"min=0"`
-	PeriodSeconds       int32 `json:"periodSeconds,omitempty" validate:"min=0"`
-	SuccessThreshold    int32 `json:"successThreshold,omitempty" validate:"min=0"`
-	FailureThreshold    int32 `json:"failureThreshold,omitempty" validate:"min=0"`
+	InitialDelaySeconds int32 `json:"initialDelaySeconds,omitempty" validate:"range=0:2147483647"`
+	TimeoutSeconds      int32 `json:"timeoutSeconds,omitempty" validate:"range=0:2147483647"`
+	PeriodSeconds       int32 `json:"periodSeconds,omitempty" validate:"range=0:2147483647"`
+	SuccessThreshold    int32 `json:"successThreshold,omitempty" validate:"range=0:2147483647"`
+	FailureThreshold    int32 `json:"failureThreshold,omitempty" validate:"range=0:2147483647"`
 	// TerminationGracePeriodSeconds replaces the pod's grace period when this
 	// probe's failure kills the container (liveness and startup only).
-	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty" validate:"omitempty,min=1"`
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty" validate:"omitempty,range=1:31536000"`
 }
 
 // ProbeHandler is the check a probe runs.
@@ -282,7 +295,7 @@ type TCPSocketAction struct {
 
 // GRPCAction calls the gRPC health-checking protocol.
 type GRPCAction struct {
-	Port    int32   `json:"port" validate:"min=1,max=65535"`
+	Port    int32   `json:"port" validate:"range=1:65535"`
 	Service *string `json:"service,omitempty"`
 }
 
@@ -301,7 +314,7 @@ type LifecycleHandler struct {
 
 // SleepAction pauses for a number of seconds.
 type SleepAction struct {
-	Seconds int64 `json:"seconds" validate:"min=0"`
+	Seconds int64 `json:"seconds" validate:"range=0:31536000"`
 }
 
 // Capability is a Linux capability name, with or without the CAP_ prefix
@@ -342,6 +355,25 @@ type SecurityContext struct {
 	ReadOnlyRootFilesystem   *bool           `json:"readOnlyRootFilesystem,omitempty"`
 	AllowPrivilegeEscalation *bool           `json:"allowPrivilegeEscalation,omitempty"`
 	SeccompProfile           *SeccompProfile `json:"seccompProfile,omitempty"`
+	// AppArmorProfile is accepted as RuntimeDefault or Unconfined, which
+	// mean the same here: pelagos-agent loads no AppArmor profile.
+	AppArmorProfile *AppArmorProfile `json:"appArmorProfile,omitempty"`
+}
+
+// AppArmorProfileType picks an AppArmor profile.
+type AppArmorProfileType string
+
+// AppArmor profile types. Localhost is refused: no profile can be loaded.
+const (
+	AppArmorRuntimeDefault AppArmorProfileType = "RuntimeDefault"
+	AppArmorUnconfined     AppArmorProfileType = "Unconfined"
+	AppArmorLocalhost      AppArmorProfileType = "Localhost"
+)
+
+// AppArmorProfile is Kubernetes' AppArmor setting; see AppArmorProfileType.
+type AppArmorProfile struct {
+	Type             AppArmorProfileType `json:"type" validate:"required,oneof=RuntimeDefault Unconfined Localhost"`
+	LocalhostProfile *string             `json:"localhostProfile,omitempty"`
 }
 
 // Sysctl is one namespaced kernel parameter set in the pod's sandbox.
@@ -355,10 +387,12 @@ type PodSecurityContext struct {
 	RunAsUser          *int64          `json:"runAsUser,omitempty"`
 	RunAsGroup         *int64          `json:"runAsGroup,omitempty"`
 	RunAsNonRoot       *bool           `json:"runAsNonRoot,omitempty"`
-	SupplementalGroups []int64         `json:"supplementalGroups,omitempty" validate:"dive,min=0,max=2147483647"`
+	SupplementalGroups []int64         `json:"supplementalGroups,omitempty" validate:"dive,range=0:2147483647"`
 	FSGroup            *int64          `json:"fsGroup,omitempty"`
 	Sysctls            []Sysctl        `json:"sysctls,omitempty" validate:"dive"`
 	SeccompProfile     *SeccompProfile `json:"seccompProfile,omitempty"`
+	// AppArmorProfile: as in SecurityContext.
+	AppArmorProfile *AppArmorProfile `json:"appArmorProfile,omitempty"`
 }
 
 // PodDNSConfig adds to (or with dnsPolicy None, replaces) the pod's resolver
@@ -440,14 +474,14 @@ type EmptyDirVolumeSource struct {
 type KeyToPath struct {
 	Key  string `json:"key" validate:"required,configkey"`
 	Path string `json:"path" validate:"required,relpath"`
-	Mode *int32 `json:"mode,omitempty" validate:"omitempty,min=0,max=511"`
+	Mode *int32 `json:"mode,omitempty" validate:"omitempty,range=0:511"`
 }
 
 // SecretVolumeSource projects a Secret's keys as files.
 type SecretVolumeSource struct {
 	SecretName  string      `json:"secretName,omitempty" validate:"required,dns1123subdomain"`
 	Items       []KeyToPath `json:"items,omitempty" validate:"dive"`
-	DefaultMode *int32      `json:"defaultMode,omitempty" validate:"omitempty,min=0,max=511"`
+	DefaultMode *int32      `json:"defaultMode,omitempty" validate:"omitempty,range=0:511"`
 	Optional    *bool       `json:"optional,omitempty"`
 }
 
@@ -455,7 +489,7 @@ type SecretVolumeSource struct {
 type ConfigMapVolumeSource struct {
 	LocalObjectReference `json:",inline"`
 	Items                []KeyToPath `json:"items,omitempty" validate:"dive"`
-	DefaultMode          *int32      `json:"defaultMode,omitempty" validate:"omitempty,min=0,max=511"`
+	DefaultMode          *int32      `json:"defaultMode,omitempty" validate:"omitempty,range=0:511"`
 	Optional             *bool       `json:"optional,omitempty"`
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"path"
 	"reflect"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -26,41 +25,6 @@ import (
 const (
 	maxID = 1<<31 - 1
 )
-
-// safeSysctls are the namespaced sysctls Kubernetes calls safe: they affect
-// only the pod's own network or IPC namespace.
-var safeSysctls = map[string]bool{
-	"kernel.shm_rmid_forced":              true,
-	"net.ipv4.ip_local_port_range":        true,
-	"net.ipv4.ip_local_reserved_ports":    true,
-	"net.ipv4.ip_unprivileged_port_start": true,
-	"net.ipv4.ping_group_range":           true,
-	"net.ipv4.tcp_fin_timeout":            true,
-	"net.ipv4.tcp_keepalive_intvl":        true,
-	"net.ipv4.tcp_keepalive_probes":       true,
-	"net.ipv4.tcp_keepalive_time":         true,
-	"net.ipv4.tcp_rmem":                   true,
-	"net.ipv4.tcp_syncookies":             true,
-	"net.ipv4.tcp_wmem":                   true,
-}
-
-// SafeSysctls returns the sysctl names pods may set, sorted.
-func SafeSysctls() []string {
-	out := make([]string, 0, len(safeSysctls))
-	for k := range safeSysctls {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// sysctlValue allows numbers, words and ranges separated by blanks; nothing
-// that could end the line written to /proc/sys or start another command.
-// The length bound is checked apart: a counted repetition such as {1,256}
-// compiles into a large program at every process start, pause and shim too.
-var sysctlValue = regexp.MustCompile(`^[A-Za-z0-9_.:/+ \t-]+$`)
-
-const maxSysctlValue = 256
 
 // knownCapabilities are the Linux capability names (without CAP_).
 var knownCapabilities = map[string]bool{}
@@ -110,6 +74,9 @@ func validatorInstance() *validator.Validate {
 			}
 			return name
 		})
+		if err := v.RegisterValidation("range", inRange); err != nil {
+			panic(fmt.Sprintf("spec: registering validation range: %v", err))
+		}
 		for tag, check := range tagMessages {
 			check := check
 			if err := v.RegisterValidation(tag, func(fl validator.FieldLevel) bool {
@@ -214,6 +181,8 @@ func tagMessage(fe validator.FieldError) string {
 			return fmt.Sprintf("must be %s %s characters long", word, fe.Param())
 		}
 		return fmt.Sprintf("%v is out of range: must be %s %s", val, word, fe.Param())
+	case "range":
+		return fmt.Sprintf("%v is out of range: must be %s", val, rangeText(fe.Param()))
 	case "oneof":
 		return fmt.Sprintf("%q is not one of: %s", fmt.Sprint(val), strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "ip":
@@ -245,22 +214,6 @@ type ValidationOptions struct {
 	AllowUnsafeSysctls bool
 }
 
-// sysctlName is Kubernetes' sysctl name syntax, dotted form.
-var sysctlName = regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
-
-// sysctlNamespace says which namespace isolates a sysctl: "net", "ipc" or
-// "" for none (a node-wide setting).
-func sysctlNamespace(name string) string {
-	switch {
-	case strings.HasPrefix(name, "net."):
-		return "net"
-	case name == "kernel.sem", strings.HasPrefix(name, "kernel.shm"), strings.HasPrefix(name, "kernel.msg"),
-		strings.HasPrefix(name, "fs.mqueue."):
-		return "ipc"
-	}
-	return ""
-}
-
 // ValidatePod checks a defaulted pod with the default (strict) options and
 // returns every problem, with field paths but without File or Doc
 // (ParseFile fills those).
@@ -273,6 +226,7 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 	root := fieldPath{}
 	validateMeta(l, root.Field("metadata"), &p.Metadata)
 	s := &p.Spec
+	validateAppArmorAnnotations(l, root.Field("metadata").Field("annotations"), p)
 	sp := root.Field("spec")
 
 	volumes := map[string]*Volume{}
@@ -342,27 +296,8 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 			l.add(scp.Field("runAsUser"), "is 0 (root) but runAsNonRoot is true")
 		}
 		validateSeccomp(l, scp.Field("seccompProfile"), sc.SeccompProfile)
-		seen := map[string]bool{}
-		for i, sy := range sc.Sysctls {
-			syp := scp.Field("sysctls").Index(i)
-			ns := sysctlNamespace(sy.Name)
-			switch {
-			case !safeSysctls[sy.Name] && !o.AllowUnsafeSysctls:
-				l.unsupported(syp.Field("name"), "%q is not in the namespaced safe set (%s); the agent's --allow-unsafe-sysctls admits other namespaced sysctls", sy.Name, strings.Join(SafeSysctls(), ", "))
-			case !safeSysctls[sy.Name] && (!sysctlName.MatchString(sy.Name) || ns == ""):
-				l.add(syp.Field("name"), "%q is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*): it would change the whole node", sy.Name)
-			case seen[sy.Name]:
-				l.add(syp.Field("name"), "duplicate sysctl %q", sy.Name)
-			case s.HostNetwork && ns == "net":
-				l.add(syp.Field("name"), "%q would change the node's network namespace: not allowed with hostNetwork", sy.Name)
-			case s.HostIPC && ns == "ipc":
-				l.add(syp.Field("name"), "%q would change the node's IPC namespace: not allowed with hostIPC", sy.Name)
-			}
-			seen[sy.Name] = true
-			if len(sy.Value) > maxSysctlValue || !sysctlValue.MatchString(sy.Value) {
-				l.add(syp.Field("value"), "%q must be 1-256 characters of letters, digits, blanks and . _ : / + -", sy.Value)
-			}
-		}
+		validateAppArmor(l, scp.Field("appArmorProfile"), sc.AppArmorProfile)
+		validateSysctls(l, scp, sc.Sysctls, s, o)
 	}
 	for k, v := range s.NodeSelector {
 		validateLabel(l, sp.Field("nodeSelector"), k, v)
@@ -429,8 +364,12 @@ func validateVolume(l *errList, vp fieldPath, v *Volume) {
 	case n > 1:
 		l.add(vp, "sets %d volume types; exactly one of hostPath, emptyDir, configMap, secret is allowed", n)
 	}
-	if v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil && v.EmptyDir.SizeLimit.Sign() <= 0 {
-		l.add(vp.Field("emptyDir").Field("sizeLimit"), "%s must be positive", v.EmptyDir.SizeLimit.String())
+	if v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil {
+		if q := v.EmptyDir.SizeLimit; q.Sign() <= 0 {
+			l.add(vp.Field("emptyDir").Field("sizeLimit"), "%s must be positive", q.String())
+		} else if msg := bytesRange(*q); msg != "" {
+			l.add(vp.Field("emptyDir").Field("sizeLimit"), "%s", msg)
+		}
 	}
 	if v.HostPath != nil {
 		if t := v.HostPath.Type; t != nil {
@@ -451,7 +390,9 @@ func validateVolume(l *errList, vp fieldPath, v *Volume) {
 }
 
 func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volumes map[string]*Volume, init bool) {
-	if init {
+	sidecar := validateNotYet(l, cp, c, init)
+	validateContainerPaths(l, cp, c)
+	if init && !sidecar {
 		for _, pr := range []struct {
 			name string
 			set  bool
@@ -517,8 +458,13 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 				l.unsupported(qp, "resource %q is not supported: use cpu, memory, ephemeral-storage", name)
 				continue
 			}
+			if lim, ok := c.Resources.Limits[name]; rl.field == "requests" && ok && lim.Cmp(q) == 0 {
+				continue // the limit's problems (the request defaults to it) are reported once, there
+			}
 			if q.Sign() < 0 || (rl.field == "limits" && q.Sign() == 0) {
 				l.add(qp, "%s must be positive", q.String())
+			} else if msg := quantityRange(name, q); msg != "" {
+				l.add(qp, "%s", msg)
 			}
 		}
 	}
@@ -603,6 +549,7 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 			}
 		}
 		validateSeccomp(l, scp.Field("seccompProfile"), sc.SeccompProfile)
+		validateAppArmor(l, scp.Field("appArmorProfile"), sc.AppArmorProfile)
 	}
 }
 

@@ -2,6 +2,9 @@ package spec
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -61,7 +64,7 @@ func TestValidatePod(t *testing.T) {
 			p.Spec.Containers[0].Ports[0].ContainerPort = 0
 			p.Spec.Containers[0].Ports[0].HostPort = 0
 		}, []string{"spec.containers[0].ports[0].containerPort"}, "out of range"},
-		{"host port 65536", func(p *Pod) { p.Spec.Containers[0].Ports[0].HostPort = 65536 }, []string{"spec.containers[0].ports[0].hostPort"}, "at most 65535"},
+		{"host port 65536", func(p *Pod) { p.Spec.Containers[0].Ports[0].HostPort = 65536 }, []string{"spec.containers[0].ports[0].hostPort"}, "65536 is out of range: must be 0..65535"},
 		{"same hostPort and protocol twice", func(p *Pod) {
 			p.Spec.Containers = append(p.Spec.Containers, Container{Name: "b", Image: "busybox:1.36",
 				Ports: []ContainerPort{{ContainerPort: 80, HostPort: 8080}}})
@@ -104,10 +107,10 @@ func TestValidatePod(t *testing.T) {
 		}, []string{"spec.securityContext.sysctls[0].name"}, "not in the namespaced safe set"},
 		{"sysctl value injection", func(p *Pod) {
 			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{Name: "net.ipv4.tcp_syncookies", Value: "1\nkernel.panic=1"}}}
-		}, []string{"spec.securityContext.sysctls[0].value"}, "must be 1-256 characters"},
+		}, []string{"spec.securityContext.sysctls[0].value"}, "is not a plain decimal number"},
 		{"sysctl name injection", func(p *Pod) {
 			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{Name: "net/ipv4/../../kernel/panic", Value: "1"}}}
-		}, []string{"spec.securityContext.sysctls[0].name"}, "safe set"},
+		}, []string{"spec.securityContext.sysctls[0].name"}, "is not a sysctl name"},
 		{"net sysctl with hostNetwork", func(p *Pod) {
 			p.Spec.HostNetwork = true
 			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{Name: "net.ipv4.tcp_syncookies", Value: "1"}}}
@@ -174,7 +177,7 @@ func TestValidatePod(t *testing.T) {
 			p.Spec.Volumes[0].VolumeSource = VolumeSource{ConfigMap: &ConfigMapVolumeSource{LocalObjectReference: LocalObjectReference{Name: "cm"},
 				Items: []KeyToPath{{Key: "k", Path: "../k"}}}}
 		}, []string{"spec.volumes[0].configMap.items[0].path"}, "'..'"},
-		{"negative grace period", func(p *Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(-1)) }, []string{"spec.terminationGracePeriodSeconds"}, "at least 0"},
+		{"negative grace period", func(p *Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(-1)) }, []string{"spec.terminationGracePeriodSeconds"}, "-1 is out of range: must be 0..31536000 (one year)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,5 +265,233 @@ func TestValidateSysctlOptions(t *testing.T) {
 				t.Errorf("first error %q does not contain %q", errs[0].Msg, tc.msg)
 			}
 		})
+	}
+}
+
+// TestValidateIsolationAndNumbers covers fields that would silently weaken
+// isolation or can never work, and numbers the node could not honour: each
+// is refused with its class, and the message says why (or the range).
+func TestValidateIsolationAndNumbers(t *testing.T) {
+	init := func(p *Pod) *Container {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, Container{Name: "init", Image: "busybox:1.36"})
+		return &p.Spec.InitContainers[len(p.Spec.InitContainers)-1]
+	}
+	exec := &Probe{ProbeHandler: ProbeHandler{Exec: &ExecAction{Command: []string{"true"}}}}
+	q := resource.MustParse
+	tests := []struct {
+		name   string
+		mutate func(p *Pod)
+		path   string // "" when the pod is valid
+		class  error
+		msg    string
+	}{
+		// Not supported yet: terminals, stdin, native sidecars.
+		{"tty", func(p *Pod) { p.Spec.Containers[0].TTY = true }, "spec.containers[0].tty", ErrUnsupported, "not supported yet: pelagos-agent cannot attach a terminal"},
+		{"stdin", func(p *Pod) { p.Spec.Containers[0].Stdin = true }, "spec.containers[0].stdin", ErrUnsupported, "not supported yet"},
+		{"stdinOnce", func(p *Pod) { p.Spec.Containers[0].StdinOnce = true }, "spec.containers[0].stdinOnce", ErrUnsupported, "not supported yet"},
+		{"tty on an init container", func(p *Pod) { init(p).TTY = true }, "spec.initContainers[0].tty", ErrUnsupported, "not supported yet"},
+		{"false is fine", func(p *Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = false, false }, "", nil, ""},
+		{"native sidecar with probes: one message, not three", func(p *Pod) {
+			c := init(p)
+			c.RestartPolicy = ptr(ContainerRestartPolicyAlways)
+			c.ReadinessProbe, c.LivenessProbe = exec, exec
+		}, "spec.initContainers[0].restartPolicy", ErrUnsupported, "not supported yet: native sidecars"},
+		{"init container restartPolicy other than Always", func(p *Pod) { init(p).RestartPolicy = ptr(ContainerRestartPolicy("Never")) },
+			"spec.initContainers[0].restartPolicy", ErrInvalid, "the only value for an init container is Always"},
+		{"app container restartPolicy", func(p *Pod) { p.Spec.Containers[0].RestartPolicy = ptr(ContainerRestartPolicyAlways) },
+			"spec.containers[0].restartPolicy", ErrUnsupported, "the pod's restartPolicy applies"},
+
+		// AppArmor: no profile is ever loaded here.
+		{"appArmorProfile Localhost (container)", func(p *Pod) {
+			p.Spec.Containers[0].SecurityContext = &SecurityContext{AppArmorProfile: &AppArmorProfile{Type: AppArmorLocalhost, LocalhostProfile: ptr("k8s-deny-write")}}
+		}, "spec.containers[0].securityContext.appArmorProfile.type", ErrUnsupported, "AppArmor profiles are not supported"},
+		{"appArmorProfile Localhost (pod)", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{AppArmorProfile: &AppArmorProfile{Type: AppArmorLocalhost, LocalhostProfile: ptr("x")}}
+		}, "spec.securityContext.appArmorProfile.type", ErrUnsupported, "AppArmor profiles are not supported"},
+		{"appArmorProfile RuntimeDefault and Unconfined", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{AppArmorProfile: &AppArmorProfile{Type: AppArmorRuntimeDefault}}
+			p.Spec.Containers[0].SecurityContext = &SecurityContext{AppArmorProfile: &AppArmorProfile{Type: AppArmorUnconfined}}
+		}, "", nil, ""},
+		{"appArmorProfile localhostProfile without Localhost", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{AppArmorProfile: &AppArmorProfile{Type: AppArmorRuntimeDefault, LocalhostProfile: ptr("x")}}
+		}, "spec.securityContext.appArmorProfile.localhostProfile", ErrInvalid, "only when type is Localhost"},
+		{"appArmorProfile bad type", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{AppArmorProfile: &AppArmorProfile{Type: "Strict"}}
+		}, "spec.securityContext.appArmorProfile.type", ErrInvalid, "not one of"},
+		{"AppArmor annotation localhost", func(p *Pod) {
+			p.Metadata.Annotations = map[string]string{AppArmorAnnotationPrefix + "web": "localhost/k8s-deny-write"}
+		}, "metadata.annotations[container.apparmor.security.beta.kubernetes.io/web]", ErrUnsupported, "AppArmor profiles are not supported"},
+		{"AppArmor annotations runtime/default and unconfined", func(p *Pod) {
+			init(p)
+			p.Metadata.Annotations = map[string]string{AppArmorAnnotationPrefix + "web": "runtime/default", AppArmorAnnotationPrefix + "init": "unconfined"}
+		}, "", nil, ""},
+		{"AppArmor annotation for a missing container", func(p *Pod) {
+			p.Metadata.Annotations = map[string]string{AppArmorAnnotationPrefix + "nope": "runtime/default"}
+		}, "metadata.annotations[container.apparmor.security.beta.kubernetes.io/nope]", ErrInvalid, `names container "nope"`},
+		{"AppArmor annotation bad value", func(p *Pod) {
+			p.Metadata.Annotations = map[string]string{AppArmorAnnotationPrefix + "web": "strict"}
+		}, "metadata.annotations[container.apparmor.security.beta.kubernetes.io/web]", ErrInvalid, "not one of"},
+
+		// CVE-2024-21626 class: a working directory on procfs.
+		{"workingDir /proc/self/fd/12", func(p *Pod) { p.Spec.Containers[0].WorkingDir = "/proc/self/fd/12" }, "spec.containers[0].workingDir", ErrInvalid, "inside /proc"},
+		{"workingDir /proc/thread-self/fd/7", func(p *Pod) { p.Spec.Containers[0].WorkingDir = "/proc/thread-self/fd/7" }, "spec.containers[0].workingDir", ErrInvalid, "inside /proc"},
+		{"workingDir /proc/1/fd/3", func(p *Pod) { p.Spec.Containers[0].WorkingDir = "/proc/1/fd/3" }, "spec.containers[0].workingDir", ErrInvalid, "inside /proc"},
+		{"workingDir /proc", func(p *Pod) { p.Spec.Containers[0].WorkingDir = "/proc" }, "spec.containers[0].workingDir", ErrInvalid, "inside /proc"},
+		{"workingDir /process is fine", func(p *Pod) { p.Spec.Containers[0].WorkingDir = "/process" }, "", nil, ""},
+
+		// Mounts over the runtime's own mounts fail every start.
+		{"mountPath /", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/" }, "spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "hide the container's image"},
+		{"mountPath /proc", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/proc" }, "spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "mounts procfs there"},
+		{"mountPath /proc/sys", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/proc/sys" }, "spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "mounts procfs there"},
+		{"mountPath /sys", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/sys" }, "spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "sysfs"},
+		{"mountPath /sys/fs/cgroup", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/sys/fs/cgroup" }, "spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "sysfs"},
+		{"mountPath /dev", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/dev" }, "spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "mount below it, such as at /dev/shm"},
+		{"mountPath /dev/shm, /devices, /system are fine", func(p *Pod) {
+			p.Spec.Containers[0].VolumeMounts = []VolumeMount{{Name: "data", MountPath: "/dev/shm"}, {Name: "data", MountPath: "/devices"}, {Name: "data", MountPath: "/system"}}
+		}, "", nil, ""},
+		{"terminationMessagePath in /proc", func(p *Pod) { p.Spec.Containers[0].TerminationMessagePath = "/proc/self/attr/x" }, "spec.containers[0].terminationMessagePath", ErrInvalid, "cannot be a mount point"},
+
+		// Numbers: refused with the range, never wrapped.
+		{"cpu limit 1e11 cores", func(p *Pod) { p.Spec.Containers[0].Resources.Limits[ResourceCPU] = q("1e11") }, "spec.containers[0].resources.limits.cpu", ErrInvalid, "must be at most 175921860 cores"},
+		{"cpu limit at the kernel's maximum", func(p *Pod) { p.Spec.Containers[0].Resources.Limits[ResourceCPU] = q("175921860") }, "", nil, ""},
+		{"cpu limit one millicore above it", func(p *Pod) { p.Spec.Containers[0].Resources.Limits[ResourceCPU] = q("175921860001m") }, "spec.containers[0].resources.limits.cpu", ErrInvalid, "out of range"},
+		{"cpu request 1e13 cores", func(p *Pod) { p.Spec.Containers[0].Resources.Requests[ResourceCPU] = q("1e13") }, "spec.containers[0].resources.requests.cpu", ErrInvalid, "out of range"},
+		{"cpu 1e400", func(p *Pod) { p.Spec.Containers[0].Resources.Limits[ResourceCPU] = q("1e400") }, "spec.containers[0].resources.limits.cpu", ErrInvalid, "out of range"},
+		{"memory 1e30", func(p *Pod) { p.Spec.Containers[0].Resources.Limits[ResourceMemory] = q("1e30") }, "spec.containers[0].resources.limits.memory", ErrInvalid, "must be at most 9223372036854775807 bytes"},
+		{"memory at int64's maximum", func(p *Pod) {
+			p.Spec.Containers[0].Resources.Limits[ResourceMemory] = q("9223372036854775807")
+		}, "", nil, ""},
+		{"memory one byte above", func(p *Pod) {
+			p.Spec.Containers[0].Resources.Limits[ResourceMemory] = q("9223372036854775808")
+			p.Spec.Containers[0].Resources.Requests[ResourceMemory] = q("1Mi")
+		}, "spec.containers[0].resources.limits.memory", ErrInvalid, "out of range"},
+		{"ephemeral-storage 1e19", func(p *Pod) { p.Spec.Containers[0].Resources.Requests[ResourceEphemeralStorage] = q("1e19") }, "spec.containers[0].resources.requests.ephemeral-storage", ErrInvalid, "out of range"},
+		{"emptyDir sizeLimit 1e30", func(p *Pod) { p.Spec.Volumes[0].EmptyDir.SizeLimit = ptr(q("1e30")) }, "spec.volumes[0].emptyDir.sizeLimit", ErrInvalid, "out of range"},
+		{"grace period MaxInt64", func(p *Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(math.MaxInt64)) }, "spec.terminationGracePeriodSeconds", ErrInvalid, "9223372036854775807 is out of range: must be 0..31536000 (one year)"},
+		{"grace period of one year", func(p *Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(MaxGracePeriodSeconds)) }, "", nil, ""},
+		{"probe grace period MaxInt64", func(p *Pod) {
+			p.Spec.Containers[0].LivenessProbe = &Probe{ProbeHandler: exec.ProbeHandler, TerminationGracePeriodSeconds: ptr(int64(math.MaxInt64))}
+		}, "spec.containers[0].livenessProbe.terminationGracePeriodSeconds", ErrInvalid, "must be 1..31536000"},
+		{"sleep hook MaxInt64", func(p *Pod) {
+			p.Spec.Containers[0].Lifecycle = &Lifecycle{PreStop: &LifecycleHandler{Sleep: &SleepAction{Seconds: math.MaxInt64}}}
+		}, "spec.containers[0].lifecycle.preStop.sleep.seconds", ErrInvalid, "must be 0..31536000"},
+		{"negative probe period", func(p *Pod) {
+			p.Spec.Containers[0].ReadinessProbe = &Probe{ProbeHandler: exec.ProbeHandler, PeriodSeconds: -1}
+		}, "spec.containers[0].readinessProbe.periodSeconds", ErrInvalid, "must be 0..2147483647"},
+		{"gRPC probe port 0", func(p *Pod) {
+			p.Spec.Containers[0].ReadinessProbe = &Probe{ProbeHandler: ProbeHandler{GRPC: &GRPCAction{Port: 0}}}
+		}, "spec.containers[0].readinessProbe.grpc.port", ErrInvalid, "must be 1..65535"},
+		{"supplemental group 2^31", func(p *Pod) {
+			p.Spec.SecurityContext = &PodSecurityContext{SupplementalGroups: []int64{1 << 31}}
+		}, "spec.securityContext.supplementalGroups[0]", ErrInvalid, "must be 0..2147483647"},
+		{"volume mode 0o1000", func(p *Pod) {
+			p.Spec.Volumes[0].VolumeSource = VolumeSource{ConfigMap: &ConfigMapVolumeSource{LocalObjectReference: LocalObjectReference{Name: "cm"}, DefaultMode: ptr(int32(0o1000))}}
+		}, "spec.volumes[0].configMap.defaultMode", ErrInvalid, "must be 0..511"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := basePod()
+			tc.mutate(p)
+			SetDefaults(p)
+			errs := ValidatePod(p)
+			if tc.path == "" {
+				if len(errs) != 0 {
+					t.Fatalf("want valid, got:\n%v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 {
+				t.Fatalf("want one error at %s, got:\n%v", tc.path, errs)
+			}
+			e := errs[0]
+			if e.Path != tc.path || !errors.Is(e, tc.class) || !strings.Contains(e.Msg, tc.msg) {
+				t.Fatalf("got %s (%v), want %s, class %v, containing %q", e, e.Err, tc.path, tc.class, tc.msg)
+			}
+		})
+	}
+}
+
+func TestRangeTagsMatchConstants(t *testing.T) {
+	for _, f := range []struct {
+		typ   reflect.Type
+		field string
+	}{{reflect.TypeFor[PodSpec](), "terminationGracePeriodSeconds"}, {reflect.TypeFor[Probe](), "terminationGracePeriodSeconds"},
+		{reflect.TypeFor[SleepAction](), "seconds"}} {
+		_, hi, err := rangeParam(infoFor(f.typ).ranges[f.field])
+		if err != nil || hi != MaxGracePeriodSeconds {
+			t.Errorf("%s.%s: range tag's maximum is %d (%v), want MaxGracePeriodSeconds %d", f.typ.Name(), f.field, hi, err, MaxGracePeriodSeconds)
+		}
+	}
+}
+
+// TestValidateSysctlValues: every value validation accepts, the kernel
+// accepts when the runtime writes it (see also the root test
+// TestSysctlsAgreeWithRuntimeAndKernel); the slash form is a name like any.
+func TestValidateSysctlValues(t *testing.T) {
+	tests := []struct {
+		sysctls []Sysctl
+		want    []string // paths with an error
+		msg     string
+	}{
+		{[]Sysctl{{"net/ipv4/ip_local_port_range", "32768 60999"}}, nil, ""},
+		{[]Sysctl{{"net.ipv4.tcp_syncookies", "+1"}}, []string{"spec.securityContext.sysctls[0].value"}, "is not a plain decimal number"},
+		{[]Sysctl{{"net.ipv4.tcp_syncookies", "256"}}, []string{"spec.securityContext.sysctls[0].value"}, "each number must be 0..255"},
+		{[]Sysctl{{"net.ipv4.tcp_syncookies", "1\n"}}, []string{"spec.securityContext.sysctls[0].value"}, "is not a plain decimal number"},
+		{[]Sysctl{{"net.core.somaxconn", "1\n"}}, []string{"spec.securityContext.sysctls[0].name", "spec.securityContext.sysctls[0].value"}, "safe set"},
+		{[]Sysctl{{"net.ipv4.tcp_syncookies", "01"}}, []string{"spec.securityContext.sysctls[0].value"}, "octal"},
+		{[]Sysctl{{"net.ipv4.tcp_syncookies", "1 2"}}, []string{"spec.securityContext.sysctls[0].value"}, "must be one integer"},
+		{[]Sysctl{{"net.ipv4.tcp_rmem", "4096 131072 6291456"}, {"net.ipv4.tcp_wmem", "1 2 3"}}, nil, ""},
+		{[]Sysctl{{"net.ipv4.tcp_rmem", "100 200 300"}}, []string{"spec.securityContext.sysctls[0].value"}, "each number must be 4096..2147483647"},
+		{[]Sysctl{{"net.ipv4.tcp_rmem", "4096 131072"}}, []string{"spec.securityContext.sysctls[0].value"}, "must be 3 integers"},
+		{[]Sysctl{{"net.ipv4.ip_local_reserved_ports", "8080,9148-9150"}}, nil, ""},
+		{[]Sysctl{{"net.ipv4.ip_local_reserved_ports", "8080, 9000"}}, []string{"spec.securityContext.sysctls[0].value"}, "joined by commas"},
+		{[]Sysctl{{"net.ipv4.ip_local_reserved_ports", "9-3"}}, []string{"spec.securityContext.sysctls[0].value"}, "ends before it starts"},
+		{[]Sysctl{{"net.ipv4.ip_local_reserved_ports", "65536"}}, []string{"spec.securityContext.sysctls[0].value"}, "0..65535"},
+		{[]Sysctl{{"net.ipv4.ip_local_port_range", "60999 32768"}}, []string{"spec.securityContext.sysctls[0].value"}, "ends before it starts"},
+		{[]Sysctl{{"net.ipv4.ip_local_port_range", "1000 2000"}}, []string{"spec.securityContext.sysctls[0].value"}, "starts below 1024"},
+		// Written after the range, which then still starts at 1024.
+		{[]Sysctl{{"net.ipv4.ip_unprivileged_port_start", "0"}, {"net.ipv4.ip_local_port_range", "1000 2000"}},
+			[]string{"spec.securityContext.sysctls[1].value"}, "starts below 1024"},
+		{[]Sysctl{{"net.ipv4.ip_unprivileged_port_start", "32769"}}, []string{"spec.securityContext.sysctls[0].value"}, "above the local port range's start 32768"},
+		{[]Sysctl{{"net.ipv4.ip_local_port_range", "2000 3000"}, {"net.ipv4.ip_unprivileged_port_start", "2000"}}, nil, ""},
+		{[]Sysctl{{"net.ipv4.tcp_syncookies", "1"}, {"net/ipv4/tcp_syncookies", "1"}}, []string{"spec.securityContext.sysctls[1].name"}, "duplicate"},
+		{[]Sysctl{{"Net.ipv4.tcp_syncookies", "1"}}, []string{"spec.securityContext.sysctls[0].name"}, "is not a sysctl name"},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.sysctls), func(t *testing.T) {
+			p := basePod()
+			p.Spec.SecurityContext = &PodSecurityContext{Sysctls: tc.sysctls}
+			SetDefaults(p)
+			errs := ValidatePod(p)
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Path)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("error paths (-want +got):\n%s\nerrors:\n%v", diff, errs)
+			}
+			if tc.msg != "" && !strings.Contains(errs[0].Msg, tc.msg) {
+				t.Errorf("error %q does not contain %q", errs[0].Msg, tc.msg)
+			}
+		})
+	}
+}
+
+func TestSysctlSlashFormIsNormalized(t *testing.T) {
+	slash, dotted := basePod(), basePod()
+	slash.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{"net/ipv4/ip_local_port_range", "32768 60999"}}}
+	dotted.Spec.SecurityContext = &PodSecurityContext{Sysctls: []Sysctl{{"net.ipv4.ip_local_port_range", "32768 60999"}}}
+	SetDefaults(slash)
+	SetDefaults(dotted)
+	if got := slash.Spec.SecurityContext.Sysctls[0].Name; got != "net.ipv4.ip_local_port_range" {
+		t.Errorf("slash form defaulted to %q, want the dotted form", got)
+	}
+	if SandboxHash(slash) != SandboxHash(dotted) {
+		t.Error("the two spellings of one sysctl hash differently")
+	}
+	// A component holding a dot (an interface name) keeps the slash form:
+	// the dotted form would name another file.
+	if got := normalizeSysctlName("net/ipv4/conf/eth0.100/forwarding"); got != "net/ipv4/conf/eth0.100/forwarding" {
+		t.Errorf("got %q", got)
 	}
 }

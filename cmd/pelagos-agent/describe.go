@@ -106,11 +106,7 @@ func describePod(w io.Writer, p *reconcile.Pod, evs []reconcile.Event, now time.
 	fmt.Fprintln(tw, "  Type\tReason\tAge\tFrom\tMessage")
 	fmt.Fprintln(tw, "  ----\t------\t----\t----\t-------")
 	for _, ev := range evs {
-		a := age(now.Sub(ev.LastTimestamp))
-		if ev.Count > 1 {
-			a = fmt.Sprintf("%s (x%d over %s)", a, ev.Count, age(now.Sub(ev.FirstTimestamp)))
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ev.Type, ev.Reason, a, "pelagos-agent", ev.Message)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", ev.Type, ev.Reason, seen(ev, now), "pelagos-agent", ev.Message)
 	}
 	tw.Flush()
 }

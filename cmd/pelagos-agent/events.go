@@ -69,9 +69,19 @@ func printEvents(w io.Writer, evs []reconcile.Event, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "LAST SEEN\tTYPE\tREASON\tOBJECT\tCOUNT\tMESSAGE")
+	fmt.Fprintln(tw, "LAST SEEN\tTYPE\tREASON\tOBJECT\tMESSAGE")
 	for _, ev := range evs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", age(now.Sub(ev.LastTimestamp)), ev.Type, ev.Reason, object(ev.InvolvedObject), ev.Count, ev.Message)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", seen(ev, now), ev.Type, ev.Reason, object(ev.InvolvedObject), ev.Message)
 	}
 	tw.Flush()
+}
+
+// seen is kubectl's way of showing an aggregated event: "8s (x7 over 20s)",
+// the age of the last occurrence, then the count over the age of the first.
+func seen(ev reconcile.Event, now time.Time) string {
+	a := age(now.Sub(ev.LastTimestamp))
+	if ev.Count > 1 {
+		a = fmt.Sprintf("%s (x%d over %s)", a, ev.Count, age(now.Sub(ev.FirstTimestamp)))
+	}
+	return a
 }

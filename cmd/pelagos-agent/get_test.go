@@ -128,3 +128,23 @@ func TestClientCommandsWithoutAgent(t *testing.T) {
 		}
 	}
 }
+
+// An aggregated event reads as kubectl shows one: "8s (x7 over 20s)".
+func TestPrintEventsAggregated(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	pod := reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "crash", FieldPath: "spec.containers{app}"}
+	evs := []reconcile.Event{
+		{Type: "Normal", Reason: "Pulled", InvolvedObject: pod, Message: "image present", Count: 1,
+			FirstTimestamp: now.Add(-40 * time.Second), LastTimestamp: now.Add(-40 * time.Second)},
+		{Type: "Warning", Reason: "BackOff", InvolvedObject: pod, Message: "Back-off restarting failed container", Count: 7,
+			FirstTimestamp: now.Add(-20 * time.Second), LastTimestamp: now.Add(-8 * time.Second)},
+	}
+	var b bytes.Buffer
+	printEvents(&b, evs, now)
+	want := "LAST SEEN          TYPE      REASON    OBJECT                           MESSAGE\n" +
+		"40s                Normal    Pulled    pod/crash spec.containers{app}   image present\n" +
+		"8s (x7 over 20s)   Warning   BackOff   pod/crash spec.containers{app}   Back-off restarting failed container\n"
+	if b.String() != want {
+		t.Errorf("events:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

@@ -42,7 +42,9 @@ type agentOptions struct {
 	BackoffInitial  time.Duration
 	BackoffMax      time.Duration
 	Workers         int
+	MaxPods         int
 	Debounce        time.Duration
+	RemovalSettle   time.Duration
 	DryRun          bool
 	StopPodsOnExit  bool
 	SkipTrustCheck  bool
@@ -58,6 +60,7 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.DurationVar(&o.BackoffInitial, "backoff-initial", reconcile.DefaultBackoff.Initial, "CrashLoopBackOff: first restart delay")
 	f.DurationVar(&o.BackoffMax, "backoff-max", reconcile.DefaultBackoff.Max, "CrashLoopBackOff: longest restart delay")
 	f.IntVar(&o.Workers, "workers", 16, "pods worked on at once")
+	f.IntVar(&o.MaxPods, "max-pods", reconcile.DefaultMaxPods, "pods that may own a sandbox at once; the others wait (OutOfCapacity) in order of manifest creation; 0 or less: no limit")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
 	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
@@ -86,6 +89,8 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.StringVar(&o.Config, "config", "", "configuration file (YAML or JSON, keys as the long flag names); flags given on the command line win")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
 	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
+	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
+		"how long a manifest file must stay missing before its pods are removed (tools that replace a file by unlink and create leave it missing for a moment); 0 removes at once")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	f.StringVar(&o.CRIListen, "cri-listen", "", "also serve the Kubernetes CRI on this unix socket (e.g. "+DefaultCRISocket+"), as `cri` does")
 	return cmd
@@ -225,8 +230,13 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 			g.log.Warn().Str("pod", key.String()).Str("container", container).Err(err).Msg("probes not started")
 		}
 	}
+	maxPods := o.MaxPods
+	if maxPods <= 0 {
+		maxPods = -1 // reconcile reads 0 as its default
+	}
+	host, _ := os.Hostname()
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync,
+		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
@@ -247,9 +257,18 @@ func (a *agent) close() {
 	}
 }
 
+// settleOption maps the flag (0 = remove at once) onto WatchOptions.Settle
+// (0 = the default, negative = off).
+func settleOption(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
 func translator() reconcile.Translator {
 	host, _ := os.Hostname()
-	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory()}
+	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), FileTime: fileCreated}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
@@ -295,7 +314,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	// Every change reloads the whole directory; the caches keep that to
 	// the files whose bytes changed.
 	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls, Cache: manifest.NewCache()},
-		manifest.WatchOptions{Debounce: o.Debounce})
+		manifest.WatchOptions{Debounce: o.Debounce, Settle: settleOption(o.RemovalSettle)})
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", o.Manifests, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -307,6 +308,35 @@ func TestAgentEndToEnd(t *testing.T) {
 		out, _, _ = e.cli("logs", "web", "-c", "side")
 		if strings.TrimSpace(out) != "side v1" {
 			t.Errorf("logs -c side = %q", out)
+		}
+	})
+
+	t.Run("exec from the CLI: all of the output, the command's status", func(t *testing.T) {
+		e.running("web")
+		// 64 MiB: interactive exec has no cap (it used to stop at 16 MiB
+		// and still exit 0).
+		cmd := exec.Command(e.bin, append(e.global(), "exec", "web", "-c", "app", "--", "sh", "-c", "head -c 67108864 /dev/zero; exit 3")...)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, stdout)
+		cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); n != 64<<20 || code != 3 {
+			t.Errorf("exec of 64 MiB then exit 3: %d bytes, exit %d, stderr %q", n, code, errOut.String())
+		}
+		if _, errOut, code := e.cli("exec", "web", "-c", "app", "--", "no-such-command"); code != 127 || !strings.Contains(errOut, "no-such-command") {
+			t.Errorf("exec of a missing command: exit %d, stderr %q; want 127 and the reason", code, errOut)
+		}
+		cmd = exec.Command(e.bin, append(e.global(), "exec", "-i", "web", "-c", "side", "--", "cat")...)
+		cmd.Stdin = strings.NewReader("through stdin\n")
+		if out, err := cmd.Output(); err != nil || string(out) != "through stdin\n" {
+			t.Errorf("exec -i cat: %q, %v", out, err)
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -104,6 +105,8 @@ func problemKind(err error) string {
 		return "NotRegularFile"
 	case errors.Is(err, manifest.ErrTooLarge):
 		return "TooLarge"
+	case errors.Is(err, manifest.ErrDanglingSymlink):
+		return "DanglingSymlink"
 	case errors.Is(err, spec.ErrSyntax):
 		return "Syntax"
 	case errors.Is(err, spec.ErrInvalid):
@@ -158,6 +161,16 @@ func runValidate(stdout io.Writer, args []string, o *validateOptions, allowUnsaf
 		for _, e := range fr.Errs {
 			vf.Errors = append(vf.Errors, toProblem(e))
 		}
+		// In file order: document, then line (problems about the whole
+		// file or document first). The loader adds some after parsing,
+		// such as duplicates.
+		sort.SliceStable(vf.Errors, func(i, j int) bool {
+			a, b := vf.Errors[i], vf.Errors[j]
+			if a.Doc != b.Doc {
+				return a.Doc < b.Doc
+			}
+			return a.Line < b.Line
+		})
 		problems += len(fr.Errs)
 		for _, ps := range fr.Pods {
 			report.Pods = append(report.Pods, validatePodEntry{Namespace: ps.Pod.Metadata.Namespace,

@@ -88,7 +88,21 @@ func TestValidateRefusals(t *testing.T) {
 		}, nil, []string{`DIR/web.yaml: spec.containers[0].securityContext.readOnlyRootFilesytem: unknown field "readOnlyRootFilesytem" (did you mean "readOnlyRootFilesystem"?) (line 10)`}},
 		{"unsupported Kubernetes field", map[string]string{
 			"web.yaml": fmt.Sprintf(validatePod, "web") + "  tolerations:\n  - operator: Exists\n",
-		}, nil, []string{`DIR/web.yaml: spec.tolerations: field is not supported by pelagos-agent (it is valid in Kubernetes; see docs/manifest.md) (line 9)`}},
+		}, nil, []string{`DIR/web.yaml: spec.tolerations: field is not supported by pelagos-agent: there is no scheduler on one node, so it would have no effect; delete this line (line 9)`}},
+		{"tty, AppArmor Localhost, workingDir in /proc, mount over /proc, wrapping numbers", map[string]string{
+			"shell.yaml": fmt.Sprintf(validatePod, "shell") + "    tty: true\n    workingDir: /proc/self/fd/12\n" +
+				"    securityContext:\n      appArmorProfile: {type: Localhost, localhostProfile: x}\n" +
+				"    volumeMounts: [{name: v, mountPath: /proc}]\n    resources: {limits: {cpu: 1e11, memory: 1e30}}\n" +
+				"  terminationGracePeriodSeconds: 9223372036854775807\n  volumes: [{name: v, emptyDir: {}}]\n",
+		}, nil, []string{
+			"DIR/shell.yaml: spec.containers[0].tty: not supported yet: pelagos-agent cannot attach a terminal to a container; delete this line (or set false), and use `pelagos-agent exec -t` for an interactive shell (line 9)",
+			`DIR/shell.yaml: spec.containers[0].workingDir: "/proc/self/fd/12" is inside /proc: a working directory on procfs (such as /proc/self/fd/N) can leave the container outside its root filesystem (line 10)`,
+			`DIR/shell.yaml: spec.containers[0].securityContext.appArmorProfile.type: AppArmor profiles are not supported by pelagos-agent (it loads none, so a Localhost profile would silently not apply); use RuntimeDefault, or confine the container with a Localhost seccompProfile (line 12)`,
+			`DIR/shell.yaml: spec.containers[0].volumeMounts[0].mountPath: "/proc" cannot be a mount point: the runtime mounts procfs there and masks parts of it; a volume over or inside it would undo the masks or fail every start (line 13)`,
+			`DIR/shell.yaml: spec.containers[0].resources.limits.cpu: 100G is out of range: must be at most 175921860 cores (the kernel's CFS bandwidth limit) (line 14)`,
+			`DIR/shell.yaml: spec.containers[0].resources.limits.memory: 1e+30 is out of range: must be at most 9223372036854775807 bytes (8Ei - 1) (line 14)`,
+			`DIR/shell.yaml: spec.terminationGracePeriodSeconds: 9223372036854775807 is out of range: must be 0..31536000 (one year) (line 15)`,
+		}},
 		{"YAML bomb", map[string]string{"lol.yaml": bomb}, nil,
 			[]string{`DIR/lol.yaml: document expands to more than 100000 YAML nodes or 2097152 bytes (aliases included); refusing it as a possible YAML bomb`}},
 		{"invalid quantity in a multi-document file", map[string]string{
@@ -226,5 +240,81 @@ func TestValidateUnsafeSysctls(t *testing.T) {
 	}
 	if out, _, code := validateRun(t, "--allow-unsafe-sysctls", "validate", f); code != 0 {
 		t.Errorf("with --allow-unsafe-sysctls: exit %d\n%s", code, out)
+	}
+}
+
+// TestValidateLineOrderAndSyntaxLine: every problem of a file, in the order
+// of the file, with the line of a YAML syntax error in the JSON report.
+func TestValidateLineOrderAndSyntaxLine(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pods")
+	// doc 1: a pod b.yaml defines too (reported after parsing, so it is
+	// sorted in); doc 2: a bad quantity (line 20) must not hide the bad
+	// restartPolicy (line 15) or the unknown field (line 18); doc 3: bad YAML.
+	validateWrite(t, filepath.Join(dir, "a.yaml"), fmt.Sprintf(validatePod, "web")+`---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+spec:
+  restartPolicy: Sometimes
+  containers:
+  - name: db
+    imagee: busybox:1.36
+    resources:
+      limits: {memory: 10Qi}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: [unclosed
+`)
+	validateWrite(t, filepath.Join(dir, "b.yaml"), fmt.Sprintf(validatePod, "web"))
+	out, _, code := validateRun(t, "validate", dir)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	a := filepath.Join(dir, "a.yaml")
+	want := []string{
+		a + ": doc 1: metadata.name: pod default/web is also defined in " + filepath.Join(dir, "b.yaml") + " doc 1; this one wins (line 4)",
+		a + `: doc 2: spec.restartPolicy: "Sometimes" is not one of: Always, OnFailure, Never (line 15)`,
+		a + `: doc 2: spec.containers[0].imagee: unknown field "imagee" (did you mean "image"?) (line 18)`,
+		a + `: doc 2: spec.containers[0].resources.limits.memory: "10Qi" is not a valid quantity (line 20)`,
+		a + `: doc 3: not valid YAML: did not find expected ',' or ']' (line 24)`,
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) < len(want) || strings.Join(lines[:len(want)], "\n") != strings.Join(want, "\n") {
+		t.Errorf("output:\n%s\nwant first:\n%s", out, strings.Join(want, "\n"))
+	}
+
+	out, _, _ = validateRun(t, "validate", "-o", "json", a)
+	var report struct {
+		Files []struct {
+			Errors []struct {
+				Doc, Line int
+				Kind      string
+			} `json:"errors"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil || len(report.Files) != 1 {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	errs := report.Files[0].Errors
+	last := errs[len(errs)-1]
+	if last.Kind != "Syntax" || last.Doc != 3 || last.Line != 24 {
+		t.Errorf("syntax error entry %+v, want doc 3 line 24", last)
+	}
+}
+
+func TestValidateDanglingSymlink(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pods")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "..", "gone.yaml"), filepath.Join(dir, "web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := validateRun(t, "validate", "-o", "json", dir)
+	if code != 1 || !strings.Contains(out, `"kind": "DanglingSymlink"`) || !strings.Contains(out, "is a dangling symlink") {
+		t.Errorf("exit %d\n%s", code, out)
 	}
 }

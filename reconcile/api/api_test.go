@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -169,21 +171,49 @@ func TestLogs(t *testing.T) {
 func TestExec(t *testing.T) {
 	c, f, rec, _ := startAPI(t)
 	f.OnExec(func(id string, opts runtime.ExecOptions) int {
+		if opts.TTY {
+			line, _ := bufio.NewReader(opts.Stdin).ReadString('\n')
+			fmt.Fprintf(opts.Stdout, "tty got %q\n", line)
+			return 0
+		}
 		in, _ := io.ReadAll(opts.Stdin)
 		opts.Stdout.Write([]byte("out:" + strings.Join(opts.Cmd, " ") + ":" + string(in)))
 		opts.Stderr.Write([]byte("err"))
 		return 7
 	})
-	rec.SetDesired(reconcile.DesiredSet{Pods: []*reconcile.DesiredPod{desired("web")}})
-	waitRunning(t, c, "web")
+	d := desired("web")
+	d.Containers[0].Config.TTY = true // exec's terminal is the client's choice, not the container's
+	rec.SetDesired(reconcile.DesiredSet{Pods: []*reconcile.DesiredPod{d}})
+	p := waitRunning(t, c, "web")
 	var out, errb bytes.Buffer
 	code, err := c.Exec(context.Background(), "default", "web", ExecOptions{Cmd: []string{"cat", "-"},
 		Stdin: strings.NewReader("input"), Stdout: &out, Stderr: &errb})
 	if err != nil || code != 7 || out.String() != "out:cat -:input" || errb.String() != "err" {
 		t.Errorf("exec: code=%d err=%v out=%q stderr=%q", code, err, out.String(), errb.String())
 	}
-	if _, err := c.Exec(context.Background(), "default", "nope", ExecOptions{Cmd: []string{"true"}}); err == nil {
-		t.Errorf("exec in a missing pod succeeded")
+
+	out.Reset()
+	resize := make(chan runtime.TermSize, 1)
+	resize <- runtime.TermSize{Width: 70, Height: 20}
+	code, err = c.Exec(context.Background(), "default", "web", ExecOptions{Cmd: []string{"sh"}, TTY: true,
+		Stdin: strings.NewReader("hi\r"), Stdout: &out, Resize: resize})
+	if err != nil || code != 0 || out.String() != "hi\r\ntty got \"hi\\n\"\r\n" {
+		t.Errorf("exec with a terminal: code=%d err=%v out=%q", code, err, out.String())
+	}
+	id := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "pelagos://")
+	deadline := time.Now().Add(10 * time.Second)
+	for s, _ := f.TermSize(id); s != (runtime.TermSize{Width: 70, Height: 20}); s, _ = f.TermSize(id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the terminal size never reached the runtime: %+v", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	if _, err := c.Exec(context.Background(), "default", "nope", ExecOptions{Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "not running") && !strings.Contains(err.Error(), "no sandbox") {
+		t.Errorf("exec in a missing pod: %v", err)
+	}
+	if _, err := c.Exec(context.Background(), "default", "web", ExecOptions{Container: "side", Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), `container "side" in pod default/web not found`) {
+		t.Errorf("exec in a missing container: %v", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 )
 
 // ErrAgentNotRunning is returned when nothing listens on the socket.
@@ -90,7 +91,12 @@ func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) 
 		return err
 	}
 	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(v)
+	dec := json.NewDecoder(resp.Body)
+	// A pod's spec is decoded into `any`; without UseNumber every number
+	// would pass through float64, and an int64 such as 9223372036854775807
+	// would come out as 9223372036854776000.
+	dec.UseNumber()
+	return dec.Decode(v)
 }
 
 // Pods lists pods; namespace "" means all.
@@ -225,82 +231,21 @@ type ExecOptions struct {
 	TTY       bool
 	Stdin     io.Reader // nil: no input
 	Stdout    io.Writer
-	Stderr    io.Writer
+	Stderr    io.Writer // unused with TTY
+	// Resize, with TTY, sends the terminal's size; the first is the
+	// initial one.
+	Resize <-chan runtime.TermSize
 }
 
-// Exec runs a command in a pod's container and returns its exit code.
+// Exec runs a command in a pod's container over the Kubernetes streaming
+// protocol (v5.channel.k8s.io, as kubectl) and returns its exit code.
 func (c *Client) Exec(ctx context.Context, namespace, name string, opts ExecOptions) (int, error) {
-	q := url.Values{"command": opts.Cmd}
-	if opts.Container != "" {
-		q.Set("container", opts.Container)
-	}
-	if opts.TTY {
-		q.Set("tty", "true")
-	}
-	if opts.Stdin != nil {
-		q.Set("stdin", "true")
-	}
-	conn, err := c.dial(ctx)
-	if err != nil {
-		return -1, err
-	}
-	defer conn.Close()
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
-	fmt.Fprintf(conn, "POST %s/exec?%s HTTP/1.1\r\nHost: agent\r\nConnection: Upgrade\r\nUpgrade: %s\r\nContent-Length: 0\r\n\r\n",
-		podPath(namespace, name), q.Encode(), upgradeProto)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
+	want := streaming.Streams{Stdin: opts.Stdin != nil, Stdout: true, Stderr: !opts.TTY, TTY: opts.TTY}
+	u := "ws://agent" + podPath(namespace, name) + "/exec?" + streaming.Query(opts.Container, opts.Cmd, want).Encode()
+	code, err := streaming.Stream(ctx, c.dial, u, streaming.ClientOptions{
+		Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, TTY: opts.TTY, Resize: opts.Resize})
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s/%s: %w", namespace, name, err)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		defer resp.Body.Close()
-		return -1, decodeError(resp)
-	}
-	if opts.Stdin != nil {
-		go func() {
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := opts.Stdin.Read(buf)
-				if n > 0 {
-					if WriteFrame(conn, StreamStdin, buf[:n]) != nil {
-						return
-					}
-				}
-				if err != nil {
-					_ = WriteFrame(conn, StreamStdin, nil)
-					return
-				}
-			}
-		}()
-	}
-	for {
-		st, p, err := ReadFrame(br)
-		if err != nil {
-			return -1, fmt.Errorf("exec in %s/%s: stream ended without an exit status: %w", namespace, name, err)
-		}
-		switch st {
-		case StreamStdout:
-			if opts.Stdout != nil {
-				_, _ = opts.Stdout.Write(p)
-			}
-		case StreamStderr:
-			if opts.Stderr != nil {
-				_, _ = opts.Stderr.Write(p)
-			}
-		case StreamExit:
-			s := string(p)
-			if msg, ok := strings.CutPrefix(s, "error: "); ok {
-				return -1, fmt.Errorf("exec in %s/%s: %w: %s", namespace, name, ErrExecFailed, msg)
-			}
-			code, err := strconv.Atoi(s)
-			if err != nil {
-				return -1, fmt.Errorf("exec in %s/%s: bad exit status %q", namespace, name, s)
-			}
-			return code, nil
-		}
-	}
+	return code, nil
 }

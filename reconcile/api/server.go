@@ -8,7 +8,9 @@
 //	/api/v1/pods                              a Kubernetes-style List of Pods
 //	/api/v1/namespaces/{ns}/pods/{name}       one Pod
 //	/api/v1/namespaces/{ns}/pods/{name}/log   ?container=&follow=&tailLines=&previous=&timestamps=
-//	/api/v1/namespaces/{ns}/pods/{name}/exec  POST, upgraded to a framed stream (see exec.go)
+//	/api/v1/namespaces/{ns}/pods/{name}/exec         GET or POST, upgraded: the Kubernetes
+//	/api/v1/namespaces/{ns}/pods/{name}/attach       streaming protocols (runtime/streaming),
+//	/api/v1/namespaces/{ns}/pods/{name}/portforward  as kubectl speaks them
 //	/api/v1/events                            ?namespace=&name=&watch= (watch streams JSON lines)
 //	/api/v1/errors                            manifest problems that belong to no pod
 package api
@@ -33,6 +35,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 )
 
 // Backend is what the API reads; *reconcile.Reconciler implements it.
@@ -73,7 +76,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods", s.listPods)
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}", s.getPod)
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/pods/{name}/log", s.logs)
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/pods/{name}/exec", s.exec)
+	for sub, h := range map[string]http.Handler{
+		"exec":        streaming.ExecHandler(s.Runtime, s.streamTarget),
+		"attach":      streaming.AttachHandler(s.Runtime, s.streamTarget),
+		"portforward": streaming.PortForwardHandler(s.Runtime, s.streamTarget),
+	} {
+		mux.Handle("GET /api/v1/namespaces/{ns}/pods/{name}/"+sub, h)
+		mux.Handle("POST /api/v1/namespaces/{ns}/pods/{name}/"+sub, h)
+	}
 	mux.HandleFunc("GET /api/v1/events", s.events)
 	mux.HandleFunc("GET /api/v1/errors", s.errors)
 	return mux
@@ -307,6 +317,39 @@ func (s *Server) pickContainer(ctx context.Context, key runtime.PodKey, name str
 	}
 	return list[idx], 0, ""
 }
+
+// streamTarget resolves exec, attach and port-forward requests: the
+// container as logs pick it (by name, or the pod's first app container),
+// which must be running, with its spec's tty and stdin.
+func (s *Server) streamTarget(ctx context.Context, key runtime.PodKey, name string) (streaming.Target, error) {
+	c, code, msg := s.pickContainer(ctx, key, name, false)
+	switch {
+	case c == nil && code == http.StatusNotFound:
+		return streaming.Target{}, kindError{msg, runtime.ErrNotFound}
+	case c == nil:
+		return streaming.Target{}, errors.New(msg)
+	case c.State != runtime.ContainerRunning:
+		return streaming.Target{}, kindError{fmt.Sprintf("container %s is %s, not running", containerName(key, c.Name), c.State), runtime.ErrConflict}
+	}
+	t := streaming.Target{ContainerID: c.ID, SandboxID: c.SandboxID}
+	if d := s.Backend.Desired(key); d != nil {
+		for _, dc := range d.Containers {
+			if dc.Name == c.Name {
+				t.TTY, t.Stdin = dc.Config.TTY, dc.Config.Stdin
+			}
+		}
+	}
+	return t, nil
+}
+
+// kindError is a message for people that is also of an error kind.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e kindError) Error() string { return e.msg }
+func (e kindError) Unwrap() error { return e.kind }
 
 func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	key := podKey(r)

@@ -3,8 +3,10 @@ package fake
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -74,6 +76,7 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	}
 	f.containers[id] = c
 	f.resources[id] = cfg.Resources
+	f.consoles[id] = newConsole(cfg)
 	if f.onStart != nil {
 		if exits, code := f.onStart(cfg); exits {
 			f.exit(c, code, "")
@@ -119,6 +122,7 @@ func (f *Runtime) exit(c *runtime.Container, code int, signal string) {
 	c.Signal = signal
 	c.PID = 0
 	c.FinishedAt = f.now()
+	f.endConsole(c.ID)
 	c.Reason = runtime.ReasonCompleted
 	if code != 0 {
 		c.Reason = runtime.ReasonError
@@ -159,9 +163,18 @@ func (f *Runtime) RemoveContainer(ctx context.Context, id string) error {
 	if fl := f.call(OpRemoveContainer, id); fl != nil {
 		return fl.Err
 	}
+	f.forget(id)
+	return nil
+}
+
+// forget drops a container and releases its attached clients. The caller
+// holds f.mu.
+func (f *Runtime) forget(id string) {
+	f.endConsole(id)
+	delete(f.consoles, id)
+	delete(f.sizes, id)
 	delete(f.containers, id)
 	delete(f.resources, id)
-	return nil
 }
 
 // UpdateContainerResources implements runtime.ResourceUpdater: non-zero
@@ -209,10 +222,12 @@ func (f *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Contain
 	if fl := f.call(OpGetContainer, id); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("container", id)
 	c, ok := f.containers[id]
 	if !ok {
 		return nil, fmt.Errorf("get container %s: %w", id, runtime.ErrNotFound)
 	}
+	f.reads++
 	return cloneContainer(c), nil
 }
 
@@ -223,16 +238,23 @@ func (f *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 	if fl := f.call(OpListContainers, filter.SandboxID); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("container", "")
 	var out []*runtime.Container
 	for _, c := range f.sortedContainers() {
 		if filter.SandboxID == "" || c.SandboxID == filter.SandboxID {
 			out = append(out, cloneContainer(c))
 		}
 	}
+	f.reads += len(out)
 	return out, nil
 }
 
-// Exec implements runtime.Runtime for running containers.
+// Exec implements runtime.Runtime for running containers: the OnExec hook
+// plays the process. With TTY the hook talks to a terminal: the client's
+// keystrokes are echoed, CR reaches the process as NL, ^D on an empty
+// line ends its input, its NL leaves as CR LF, and window sizes are
+// recorded (TermSize). When ctx ends first, Exec returns its error, as the
+// real runtime does after killing the process.
 func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	f.mu.Lock()
 	if fl := f.call(OpExec, id); fl != nil {
@@ -253,7 +275,50 @@ func (f *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if hook == nil {
 		return 0, nil
 	}
-	return hook(id, opts), nil
+	// Like a process the runtime kills when ctx ends, the hook may not
+	// write once Exec has returned.
+	var g gate
+	opts.Stdout, opts.Stderr = g.wrap(opts.Stdout), g.wrap(opts.Stderr)
+	if opts.TTY {
+		var done func()
+		opts, done = f.withTerminal(id, opts)
+		defer done()
+	}
+	exited := make(chan int, 1)
+	go func() { exited <- hook(id, opts) }()
+	select {
+	case code := <-exited:
+		return code, nil
+	case <-ctx.Done():
+		g.shut()
+		return -1, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
+	}
+}
+
+// gate passes writes on until shut, then drops them.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+func (g *gate) wrap(w io.Writer) io.Writer {
+	if w == nil {
+		return nil
+	}
+	return writerFunc(func(p []byte) (int, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.closed {
+			return 0, io.ErrClosedPipe
+		}
+		return w.Write(p)
+	})
+}
+
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // WatchExits implements runtime.ExitWatcher. Events are buffered; when the

@@ -36,6 +36,8 @@ const (
 	OpGetContainer    Op = "GetContainer"    // arg: container ID
 	OpListContainers  Op = "ListContainers"  // arg: sandbox ID filter
 	OpExec            Op = "Exec"            // arg: container ID
+	OpAttach          Op = "Attach"          // arg: container ID
+	OpPortForward     Op = "PortForward"     // arg: sandbox ID
 	OpGC              Op = "GC"              // arg: ""
 	OpEnsureImage     Op = "EnsureImage"     // arg: image reference
 	OpGetImage        Op = "GetImage"        // arg: image reference
@@ -70,8 +72,14 @@ type Runtime struct {
 	images     map[string]*runtime.Image    // by reference
 	failures   []*Failure
 	calls      map[Op]int
+	reads      int // objects handed out by Get and List calls
 	pulls      map[string]int
+	corrupt    map[string]corruption // "kind/id" -> damage not yet found
+	problems   []runtime.RecordProblem
 	watchers   []chan runtime.ExitEvent
+	consoles   map[string]*console         // by container ID
+	sizes      map[string]runtime.TermSize // last terminal size, by container ID
+	ports      map[string]map[int32]string // served ports: sandbox ID -> port -> address
 	seq        int
 	now        func() time.Time
 	onStart    func(cfg *runtime.ContainerConfig) (exits bool, code int)
@@ -79,10 +87,10 @@ type Runtime struct {
 }
 
 var (
-	_ runtime.Runtime      = (*Runtime)(nil)
-	_ runtime.ImageService = (*Runtime)(nil)
-	_ runtime.ExitWatcher  = (*Runtime)(nil)
-
+	_ runtime.Runtime         = (*Runtime)(nil)
+	_ runtime.ImageService    = (*Runtime)(nil)
+	_ runtime.ExitWatcher     = (*Runtime)(nil)
+	_ runtime.ProblemReporter = (*Runtime)(nil)
 	_ runtime.ResourceUpdater = (*Runtime)(nil)
 )
 
@@ -100,6 +108,10 @@ func New() *Runtime {
 		images:     map[string]*runtime.Image{},
 		calls:      map[Op]int{},
 		pulls:      map[string]int{},
+		corrupt:    map[string]corruption{},
+		consoles:   map[string]*console{},
+		sizes:      map[string]runtime.TermSize{},
+		ports:      map[string]map[int32]string{},
 		now: func() time.Time {
 			tick = tick.Add(time.Millisecond)
 			return tick
@@ -137,6 +149,15 @@ func (f *Runtime) Calls(op Op) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls[op]
+}
+
+// Reads reports how many objects Get and List calls have handed out since
+// New: the fake's stand-in for the records a real runtime reads and
+// decodes, so tests and benchmarks can show what a pass or a resync costs.
+func (f *Runtime) Reads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
 }
 
 // Pulls reports how many times EnsureImage pulled ref.
@@ -293,11 +314,11 @@ func (f *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	}
 	for cid, c := range f.containers {
 		if c.SandboxID == id {
-			delete(f.containers, cid)
-			delete(f.resources, cid)
+			f.forget(cid)
 		}
 	}
 	delete(f.sandboxes, id)
+	delete(f.ports, id)
 	return nil
 }
 
@@ -308,10 +329,12 @@ func (f *Runtime) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, 
 	if fl := f.call(OpGetSandbox, id); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("sandbox", id)
 	sb, ok := f.sandboxes[id]
 	if !ok {
 		return nil, fmt.Errorf("get sandbox %s: %w", id, runtime.ErrNotFound)
 	}
+	f.reads++
 	return clone(sb), nil
 }
 
@@ -322,6 +345,8 @@ func (f *Runtime) ListSandboxes(ctx context.Context) ([]*runtime.Sandbox, error)
 	if fl := f.call(OpListSandboxes, ""); fl != nil {
 		return nil, fl.Err
 	}
+	f.findCorruption("sandbox", "")
+	f.reads += len(f.sandboxes)
 	out := make([]*runtime.Sandbox, 0, len(f.sandboxes))
 	for _, sb := range f.sandboxes {
 		out = append(out, clone(sb))
@@ -347,12 +372,12 @@ func (f *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		}
 		for cid, c := range f.containers {
 			if c.SandboxID == id {
-				delete(f.containers, cid)
-				delete(f.resources, cid)
+				f.forget(cid)
 				rep.Removed = append(rep.Removed, "container "+cid)
 			}
 		}
 		delete(f.sandboxes, id)
+		delete(f.ports, id)
 		rep.Removed = append(rep.Removed, "sandbox "+id+" ("+sb.Reason+")")
 	}
 	return rep, nil

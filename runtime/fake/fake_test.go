@@ -3,6 +3,10 @@ package fake_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +41,11 @@ func TestConformance(t *testing.T) {
 			},
 			Images:    f,
 			TestImage: "example.test/busybox:1",
+			ServeHTTP: func(t *testing.T, _ runtime.Runtime, sb *runtime.Sandbox, port int32) {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
+				t.Cleanup(srv.Close)
+				f.ServePort(sb.ID, port, strings.TrimPrefix(srv.URL, "http://"))
+			},
 		}
 	}})
 }
@@ -137,5 +146,78 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	if err := f.RemoveContainer(ctx, c.ID); err != nil {
 		t.Errorf("removing a gone container: %v", err)
+	}
+}
+
+// A corrupt record is found by the next read that meets it: set aside,
+// reported once through TakeProblems, and gone from the runtime's view
+// with everything it named.
+func TestCorruptRecordSetAside(t *testing.T) {
+	ctx := context.Background()
+	f := fake.New()
+	f.AddImage("img", runtime.ImageConfig{})
+	pod := runtime.PodKey{Namespace: "default", Name: "web"}
+	sb, err := f.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.StartContainer(ctx, &runtime.ContainerConfig{SandboxID: sb.ID, Name: "app", Image: "img"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := f.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: runtime.PodKey{Namespace: "default", Name: "other"}})
+	if err := f.CorruptRecord("sandbox", sb.ID, "unexpected end of JSON input", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CorruptRecord("sandbox", other.ID, "garbage", false); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.TakeProblems(); len(p) != 0 {
+		t.Fatalf("problems reported before any read: %+v", p)
+	}
+	boxes, err := f.ListSandboxes(ctx)
+	if err != nil || len(boxes) != 0 {
+		t.Fatalf("listing after corruption: %v %v; want both set aside", boxes, err)
+	}
+	if _, err := f.GetContainer(ctx, c.ID); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("container of a set-aside sandbox: %v; want not found", err)
+	}
+	probs := f.TakeProblems()
+	if len(probs) != 2 {
+		t.Fatalf("problems %+v; want 2", probs)
+	}
+	for _, p := range probs {
+		switch p.ID {
+		case sb.ID:
+			if p.Kind != "sandbox" || p.Pod == nil || *p.Pod != pod || p.Path == "" || p.Reason != "unexpected end of JSON input" {
+				t.Errorf("problem %+v", p)
+			}
+		case other.ID:
+			if p.Pod != nil {
+				t.Errorf("pod named though unknown: %+v", p)
+			}
+		default:
+			t.Errorf("unexpected problem %+v", p)
+		}
+	}
+	if p := f.TakeProblems(); len(p) != 0 {
+		t.Errorf("problems reported twice: %+v", p)
+	}
+}
+
+func TestReadsCountObjectsHandedOut(t *testing.T) {
+	ctx := context.Background()
+	f := fake.New()
+	for _, n := range []string{"a", "b", "c"} {
+		if _, err := f.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: runtime.PodKey{Namespace: "default", Name: n}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := f.Reads()
+	boxes, _ := f.ListSandboxes(ctx)
+	_, _ = f.GetSandbox(ctx, boxes[0].ID)
+	_, _ = f.GetSandbox(ctx, "missing")
+	if got := f.Reads() - before; got != 4 {
+		t.Errorf("reads %d; want 3 listed + 1 got", got)
 	}
 }

@@ -824,7 +824,7 @@ func signalAndWait(ctx context.Context, p procID, sig unix.Signal, d time.Durati
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = time.Until(dl)
 	}
-	_, err = waitPidfd(fd, d)
+	_, err = waitPidfdCtx(ctx, fd, d)
 	return err
 }
 
@@ -847,7 +847,7 @@ func waitGone(ctx context.Context, p procID, d time.Duration) error {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		d = time.Until(dl)
 	}
-	exited, err := waitPidfd(fd, d)
+	exited, err := waitPidfdCtx(ctx, fd, d)
 	if err != nil {
 		return err
 	}
@@ -855,6 +855,50 @@ func waitGone(ctx context.Context, p procID, d time.Duration) error {
 		return fmt.Errorf("pid %d still running after %s", p.PID, d)
 	}
 	return nil
+}
+
+// waitPidfdCtx is waitPidfd that also gives up, with ctx's error, as soon as
+// ctx ends: an agent shutting down must not sit out a workload's grace
+// period. The workload keeps what it was sent and its shim stays with it;
+// the next agent finds the outcome.
+func waitPidfdCtx(ctx context.Context, fd int, d time.Duration) (bool, error) {
+	if ctx.Done() == nil {
+		return waitPidfd(fd, d)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return false, os.NewSyscallError("eventfd", err)
+	}
+	woken := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(woken)
+		_, _ = unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	})
+	defer func() {
+		if !stop() {
+			<-woken // never close efd under the writer
+		}
+		unix.Close(efd)
+	}()
+	deadline := time.Now().Add(d)
+	for {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, max(0, int(time.Until(deadline).Milliseconds())))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return false, os.NewSyscallError("poll", err)
+		case fds[0].Revents != 0:
+			return true, nil
+		case n == 0:
+			return false, nil
+		}
+		// Only the eventfd: ctx ended; the loop's check returns its error.
+	}
 }
 
 func parseSignal(s string) unix.Signal {

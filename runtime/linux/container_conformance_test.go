@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -31,6 +32,13 @@ func TestContainerConformance(t *testing.T) {
 			},
 			Images:    e.store,
 			TestImage: testImage,
+			ServeHTTP: func(t *testing.T, rt runtime.Runtime, sb *runtime.Sandbox, port int32) {
+				cfg := &runtime.ContainerConfig{SandboxID: sb.ID, Name: "httpd", Image: testImage,
+					Command: []string{"/bin/busybox", "httpd", "-f", "-p", strconv.Itoa(int(port)), "-h", "/etc"}}
+				if _, err := rt.StartContainer(t.Context(), cfg); err != nil {
+					t.Fatal(err)
+				}
+			},
 		}
 	}})
 }

@@ -406,8 +406,16 @@ func TestContainerExec(t *testing.T) {
 	if _, err := e.rt.Exec(ctx, c.ID, runtime.ExecOptions{Cmd: []string{"sleep", "100"}, Timeout: 100 * time.Millisecond}); err == nil {
 		t.Error("exec past its timeout returned no error")
 	}
-	if _, err := e.rt.Exec(ctx, c.ID, runtime.ExecOptions{Cmd: []string{"/nope"}}); err == nil {
-		t.Error("exec of a missing binary succeeded")
+	// A command that cannot run: a shell's status, the reason on stderr.
+	for _, tc := range []struct {
+		cmd  string
+		code int
+	}{{"/nope", 127}, {"nope", 127}, {"/etc/passwd", 126}, {"/etc", 126}} {
+		var errOut bytes.Buffer
+		code, err := e.rt.Exec(ctx, c.ID, runtime.ExecOptions{Cmd: []string{tc.cmd}, Stderr: &errOut})
+		if err != nil || code != tc.code || !strings.Contains(errOut.String(), tc.cmd) {
+			t.Errorf("exec %s: code %d, %v, stderr %q; want %d and the reason", tc.cmd, code, err, errOut.String(), tc.code)
+		}
 	}
 	if err := e.rt.RemoveContainer(ctx, c.ID); err != nil {
 		t.Fatal(err)

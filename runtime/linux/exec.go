@@ -16,11 +16,6 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
-// ExecOutputLimit bounds what Exec copies from each of stdout and stderr;
-// the rest is read and discarded, so a chatty probe cannot exhaust the
-// agent's memory nor block on a full pipe.
-const ExecOutputLimit = 16 << 20
-
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // Exec implements runtime.Runtime. The process joins the container's UTS,
@@ -99,20 +94,40 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		if w == nil {
 			w = io.Discard
 		}
-		io.Copy(&limitWriter{w: w, n: ExecOutputLimit}, rd)
+		io.Copy(w, rd)
+	}
+	stdout, stderr := opts.Stdout, opts.Stderr
+	if stdout != nil && sameWriter(stdout, stderr) {
+		// One writer for both streams (a caller collecting all output):
+		// one write at a time, as os/exec does.
+		w := &lockedWriter{w: stdout}
+		stdout, stderr = w, w
 	}
 	wg.Add(2)
-	go drain(outR, opts.Stdout)
-	go drain(errR, opts.Stderr)
+	go drain(outR, stdout)
+	go drain(errR, stderr)
 	if stdinW != nil {
 		go func() { io.Copy(stdinW, opts.Stdin); stdinW.Close() }()
 	}
 	if err != nil {
+		code := -1
 		if p != nil {
+			// A reported failure means the init has exited already: the
+			// kill is for the other cases, and the status tells which.
 			p.Kill()
-			p.Wait()
+			if ps, werr := p.Wait(); werr == nil {
+				code = ps.ExitCode()
+			}
 		}
 		wg.Wait()
+		if code == 126 || code == 127 {
+			// The command could not be found or run: its status, with the
+			// reason on stderr, as a shell gives them.
+			if opts.Stderr != nil {
+				fmt.Fprintf(opts.Stderr, "%v\n", err)
+			}
+			return code, nil
+		}
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	if opts.Timeout > 0 {
@@ -147,24 +162,20 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	return ws.ExitStatus(), nil
 }
 
-// limitWriter passes on the first n bytes and swallows the rest.
-type limitWriter struct {
-	w io.Writer
-	n int64
+// sameWriter reports whether a and b are the same writer; writers of
+// types that cannot be compared are taken as different.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() { _ = recover() }()
+	return a == b
 }
 
-func (l *limitWriter) Write(b []byte) (int, error) {
-	total := len(b)
-	if l.n <= 0 {
-		return total, nil
-	}
-	if int64(len(b)) > l.n {
-		b = b[:l.n]
-	}
-	n, err := l.w.Write(b)
-	l.n -= int64(n)
-	if err != nil {
-		return n, err
-	}
-	return total, nil
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -71,7 +71,12 @@ func initMain() {
 	errPipe := os.NewFile(initErrFD, "init-errors")
 	fail := func(step string, err error) {
 		fmt.Fprintf(errPipe, "%s: %v", step, err)
-		os.Exit(127)
+		code := 125 // podman's status for a failure of the runtime itself
+		var ce *commandError
+		if errors.As(err, &ce) {
+			code = ce.code
+		}
+		os.Exit(code)
 	}
 	var spec initSpec
 	specPipe := os.NewFile(initSpecFD, "init-spec")
@@ -124,7 +129,7 @@ func runInit(spec *initSpec) error {
 	}
 	argv0, err := lookPath(p.Args[0], p.Env)
 	if err != nil {
-		return err
+		return &commandError{code: 127, err: err}
 	}
 	// Every descriptor but 0, 1, 2 closes at execve, including the error
 	// pipe: its EOF tells the shim the execve worked.
@@ -176,10 +181,25 @@ func runInit(spec *initSpec) error {
 		}
 	}
 	if err := unix.Exec(argv0, p.Args, p.Env); err != nil {
-		return fmt.Errorf("exec %s: %w", p.Args[0], err)
+		code := 126
+		if errors.Is(err, unix.ENOENT) {
+			code = 127
+		}
+		return &commandError{code: code, err: fmt.Errorf("exec %s: %w", p.Args[0], err)}
 	}
 	return nil
 }
+
+// commandError is the command itself failing to run: the init exits with
+// a shell's status for it (127 not found, 126 not executable), which exec
+// reports as the command's own, as a shell or crun would.
+type commandError struct {
+	code int
+	err  error
+}
+
+func (e *commandError) Error() string { return e.err.Error() }
+func (e *commandError) Unwrap() error { return e.err }
 
 // lookPath finds the executable with the container's PATH, as the
 // container would.

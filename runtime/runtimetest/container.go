@@ -29,6 +29,7 @@ func containerCases(t *testing.T, h Harness) {
 		{"ContainerListAfterRestart", testContainerListAfterRestart},
 		{"ContainerGoesWithSandbox", testContainerGoesWithSandbox},
 		{"ContainerExitWatch", testContainerExitWatch},
+		{"PortForward", testPortForward},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

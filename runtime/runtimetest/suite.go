@@ -30,6 +30,10 @@ type Env struct {
 	// EnsureImage(TestImage, IfNotPresent) must succeed.
 	Images    runtime.ImageService
 	TestImage string
+	// ServeHTTP, when set, makes an HTTP server listen on port inside the
+	// sandbox (a container for a real runtime): the port-forward case
+	// needs something to reach.
+	ServeHTTP func(t *testing.T, rt runtime.Runtime, sb *runtime.Sandbox, port int32)
 }
 
 // Harness adapts an implementation to the suite.

@@ -68,6 +68,9 @@ var (
 	ErrDuplicate = errors.New("duplicate pod")
 	// ErrTooLarge: a file over Options.MaxFileSize.
 	ErrTooLarge = errors.New("file too large")
+	// ErrDanglingSymlink: a manifest that is a symlink to nothing. It is a
+	// broken file, not a removed one: the agent keeps what it defined.
+	ErrDanglingSymlink = errors.New("dangling symlink")
 )
 
 // Options tune the loader. The zero value is the production setting.
@@ -136,6 +139,17 @@ type FileResult struct {
 
 // OK reports whether the file had no problem at all.
 func (f *FileResult) OK() bool { return len(f.Errs) == 0 }
+
+// Vanished reports whether the file was removed between the listing and
+// the read: it is gone, as the next listing will show.
+func (f *FileResult) Vanished() bool {
+	for _, err := range f.Errs {
+		if errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
 
 func (f *FileResult) fail(err error, format string, args ...any) {
 	f.Errs = append(f.Errs, &spec.FieldError{File: f.Path, Msg: fmt.Sprintf(format, args...), Err: err})
@@ -218,6 +232,16 @@ func ignoredName(name string) bool {
 // only when dir itself is missing, unreadable or untrusted; an existing
 // empty directory is a valid, empty Snapshot.
 func LoadDir(dir string, opts Options) (*Snapshot, error) {
+	snap, err := loadDir(dir, opts)
+	if err == nil && opts.Cache != nil {
+		opts.Cache.retain(snap.Files)
+	}
+	return snap, err
+}
+
+// loadDir is LoadDir without trimming the cache, for the watcher, which
+// keeps the entries of files it carries over a short absence.
+func loadDir(dir string, opts Options) (*Snapshot, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("manifest directory %s: %w", dir, err)
@@ -258,9 +282,6 @@ func LoadDir(dir string, opts Options) (*Snapshot, error) {
 		snap.Files[path] = loadEntry(path, e.Type(), opts)
 	}
 	resolveDuplicates(snap)
-	if opts.Cache != nil {
-		opts.Cache.retain(snap.Files)
-	}
 	return snap, nil
 }
 
@@ -296,19 +317,24 @@ func LoadFile(path string, opts Options) *FileResult {
 func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 	fr := &FileResult{Path: path}
 	target := path
-	if typ&fs.ModeSymlink != 0 {
+	link := typ&fs.ModeSymlink != 0
+	if link {
 		r, err := filepath.EvalSymlinks(path)
+		if err == nil {
+			target = r
+			var st fs.FileInfo
+			if st, err = os.Stat(r); err == nil {
+				typ = st.Mode().Type()
+			}
+		}
 		if err != nil {
-			fr.fail(err, "symlink cannot be resolved: %s", errText(err))
+			if cause := danglingOrGone(path, err); cause == ErrDanglingSymlink {
+				fr.fail(cause, "is a dangling symlink (%v); what it defined is kept until it is fixed or removed", err)
+			} else {
+				fr.fail(cause, "symlink cannot be resolved: %s", errText(err))
+			}
 			return fr
 		}
-		target = r
-		st, err := os.Stat(r)
-		if err != nil {
-			fr.fail(err, "symlink target %s: %s", r, errText(err))
-			return fr
-		}
-		typ = st.Mode().Type()
 		if !opts.SkipTrustCheck && typ.IsRegular() {
 			abs, err := filepath.Abs(filepath.Dir(r))
 			if err == nil {
@@ -326,6 +352,9 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 	}
 	data, err := readBounded(target, opts)
 	if err != nil {
+		if link {
+			err = danglingOrGone(path, err)
+		}
 		fr.fail(err, "%s", errText(err))
 		return fr
 	}
@@ -363,6 +392,19 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 		}
 	}
 	return fr
+}
+
+// danglingOrGone classifies a symlink that cannot be followed: when the
+// link itself is still there, its target is missing (ErrDanglingSymlink,
+// which must keep the pods it defined); otherwise the link was removed.
+func danglingOrGone(path string, err error) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if _, lerr := os.Lstat(path); lerr == nil {
+		return ErrDanglingSymlink
+	}
+	return err
 }
 
 // readBounded opens without blocking (a FIFO swapped in after the listing

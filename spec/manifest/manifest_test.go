@@ -64,7 +64,7 @@ func loaderErrClass(err error) string {
 		name string
 	}{{ErrUntrusted, "untrusted"}, {ErrNotRegular, "not-regular"}, {ErrDuplicate, "duplicate"}, {ErrTooLarge, "too-large"},
 		{spec.ErrUnknownField, "unknown-field"}, {spec.ErrUnsupported, "unsupported"}, {spec.ErrSyntax, "syntax"},
-		{spec.ErrInvalid, "invalid"}, {fs.ErrNotExist, "not-exist"}} {
+		{spec.ErrInvalid, "invalid"}, {fs.ErrNotExist, "not-exist"}, {ErrDanglingSymlink, "dangling"}} {
 		if errors.Is(err, c.err) {
 			return c.name
 		}
@@ -128,7 +128,7 @@ func TestLoadDir(t *testing.T) {
 			if err := os.Symlink("nowhere.yaml", filepath.Join(dir, "gone.yaml")); err != nil {
 				t.Fatal(err)
 			}
-		}, nil, map[string][]string{"gone.yaml": {"not-exist"}}, nil},
+		}, nil, map[string][]string{"gone.yaml": {"dangling"}}, nil},
 		{"symlink to a directory", func(t *testing.T, dir string) {
 			if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
 				t.Fatal(err)

@@ -184,7 +184,11 @@ func writeAtomic(dir string, files []runtime.ProjectedFile, gid int) error {
 		switch {
 		case name == dataLink:
 		case strings.HasPrefix(name, ".."):
-			if name != filepath.Base(tsDir) {
+			// The version just replaced stays until the next swap: a reader
+			// that resolved ..data a moment before this one still finds its
+			// files (kubelet removes it at once, and such a reader sees a
+			// file vanish).
+			if name != filepath.Base(tsDir) && name != old {
 				if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 					return err
 				}

@@ -1,0 +1,45 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A wait for a process to exit gives up when its context ends, not only at
+// its deadline: an agent stopping during a 30 s grace period must not sit
+// it out (issue 12). The process is left as it was.
+func TestWaitPidfdHonoursContext(t *testing.T) {
+	cmd := exec.Command("sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	fd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := waitPidfdCtx(ctx, fd, time.Hour)
+		errc <- err
+	}()
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait ended with %v, want context.Canceled", err)
+	}
+	if err := unix.PidfdSendSignal(fd, 0, nil, 0); err != nil {
+		t.Errorf("the process did not survive the abandoned wait: %v", err)
+	}
+	// Without cancellation the wait still sees the exit.
+	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	if exited, err := waitPidfdCtx(context.Background(), fd, time.Minute); err != nil || !exited {
+		t.Errorf("exit not seen: %v %v", exited, err)
+	}
+}
