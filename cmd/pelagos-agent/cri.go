@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,7 +25,7 @@ func init() { registerCommand(newCRICommand) }
 const DefaultCRISocket = "/run/pelagos/cri.sock"
 
 func newCRICommand(g *globalOptions) *cobra.Command {
-	var listen string
+	var listen, streamAddr string
 	var insecure []string
 	var mirrors map[string]string
 	cmd := &cobra.Command{
@@ -38,22 +39,32 @@ one process. On SIGTERM or SIGINT the server stops and every pod keeps
 running; the next start adopts them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCRI(cmd.Context(), g, listen, insecure, mirrors)
+			return runCRI(cmd.Context(), g, listen, streamAddr, insecure, mirrors)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", DefaultCRISocket, "unix socket the CRI is served on")
+	addStreamingFlag(f, &streamAddr, "streaming-addr")
 	f.StringSliceVar(&insecure, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
 	addMirrorFlag(f, &mirrors)
 	return cmd
 }
+
+// addStreamingFlag adds the address of the CRI's streaming endpoint.
+func addStreamingFlag(f *pflag.FlagSet, addr *string, name string) {
+	f.StringVar(addr, name, DefaultStreamingAddr, "TCP address of the CRI's exec/attach/port-forward endpoint (kubelet proxies to it; port 0 picks one)")
+}
+
+// DefaultStreamingAddr keeps the streaming endpoint on loopback, where
+// kubelet reaches it, as containerd does.
+const DefaultStreamingAddr = "127.0.0.1:0"
 
 // addMirrorFlag adds --registry-mirror, which the image store takes as is.
 func addMirrorFlag(f *pflag.FlagSet, m *map[string]string) {
 	f.StringToStringVar(m, "registry-mirror", nil, "pull a registry's images from a mirror instead: REGISTRY=HOST[:PORT] (e.g. docker.io=127.0.0.1:5000); repeatable")
 }
 
-func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []string, mirrors map[string]string) error {
+func runCRI(ctx context.Context, g *globalOptions, listen, streamAddr string, insecure []string, mirrors map[string]string) error {
 	setAgentOOMScore(g.log)
 	lock, err := lockStateRoot(g.Root)
 	if err != nil {
@@ -90,7 +101,7 @@ func runCRI(ctx context.Context, g *globalOptions, listen string, insecure []str
 		case <-ctx.Done():
 		}
 	}()
-	return serveCRI(ctx, g, rt, images, listen)
+	return serveCRI(ctx, g, rt, images, listen, streamAddr)
 }
 
 // containersUse tells the image store which images containers use, so that
@@ -110,12 +121,18 @@ func containersUse(rt runtime.Runtime) func(string) bool {
 	}
 }
 
-// serveCRI serves the CRI for rt and images on the socket listen until ctx
-// ends. The server's records live under the run root, as the runtime's do.
-func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images *image.Store, listen string) error {
+// serveCRI serves the CRI for rt and images on the socket listen, and its
+// streaming endpoint on streamAddr, until ctx ends. The server's records
+// live under the run root, as the runtime's do.
+func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images *image.Store, listen, streamAddr string) error {
 	log := g.log.With().Str("component", "cri").Logger()
+	sl, err := net.Listen("tcp", streamAddr)
+	if err != nil {
+		return fmt.Errorf("--streaming-addr: %w", err)
+	}
+	defer sl.Close()
 	srv, err := cri.New(cri.Options{
-		Runtime: rt, Images: images,
+		Runtime: rt, Images: images, Streaming: sl,
 		StateDir:   filepath.Join(g.RunRoot, "cri"),
 		SeccompDir: filepath.Join(g.Root, "seccomp"),
 		ImageFSDir: images.Dir(), ContainerFSDir: filepath.Join(g.Root, "containers"),
@@ -134,7 +151,7 @@ func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images 
 		return fmt.Errorf("--listen: %w", err)
 	}
 	defer os.Remove(listen)
-	log.Info().Str("socket", listen).Str("root", g.Root).Msg("CRI server ready")
+	log.Info().Str("socket", listen).Str("streaming", sl.Addr().String()).Str("root", g.Root).Msg("CRI server ready")
 	sdNotify("READY=1\nSTATUS=serving the CRI on " + listen)
 	return srv.Serve(ctx, l)
 }

@@ -50,8 +50,9 @@ type agentOptions struct {
 	SkipTrustCheck  bool
 	InsecureRegistr []string
 	Mirrors         map[string]string
-	// CRIListen, when set, also serves the CRI on this socket (run only).
-	CRIListen string
+	// CRIListen, when set, also serves the CRI on this socket, with its
+	// streaming endpoint on CRIStreamingAddr (run only).
+	CRIListen, CRIStreamingAddr string
 }
 
 func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
@@ -93,6 +94,7 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 		"how long a manifest file must stay missing before its pods are removed (tools that replace a file by unlink and create leave it missing for a moment); 0 removes at once")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	f.StringVar(&o.CRIListen, "cri-listen", "", "also serve the Kubernetes CRI on this unix socket (e.g. "+DefaultCRISocket+"), as `cri` does")
+	addStreamingFlag(f, &o.CRIStreamingAddr, "cri-streaming-addr")
 	return cmd
 }
 
@@ -340,7 +342,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	})
 	if o.CRIListen != "" && !o.DryRun {
 		wg.Go(func() {
-			if err := serveCRI(ctx, g, a.rt, a.images, o.CRIListen); err != nil {
+			if err := serveCRI(ctx, g, a.rt, a.images, o.CRIListen, o.CRIStreamingAddr); err != nil {
 				log.Error().Err(err).Msg("CRI server stopped")
 			}
 		})

@@ -47,8 +47,9 @@ type Options struct {
 	SeccompDir string
 	// ImageFSDir and ContainerFSDir are the trees ImageFsInfo reports.
 	ImageFSDir, ContainerFSDir string
-	// Streaming serves Exec, Attach and PortForward; nil refuses them.
-	Streaming Streamer
+	// Streaming is where the URLs of Exec, Attach and PortForward point
+	// (kubelet proxies to it; keep it on loopback). Nil refuses them.
+	Streaming net.Listener
 	// RuntimeVersion is reported by Version.
 	RuntimeVersion string
 	Log            zerolog.Logger
@@ -66,6 +67,7 @@ type Server struct {
 	locks  locks
 	log    zerolog.Logger
 	events *broadcaster
+	stream *streamServer // nil without Options.Streaming
 	stats  *cpuSampler
 	fsInfo fsInfoCache
 
@@ -86,6 +88,9 @@ func New(opts Options) (*Server, error) {
 	if err := s.store.init(); err != nil {
 		return nil, err
 	}
+	if opts.Streaming != nil {
+		s.stream = newStreamServer(opts.Streaming)
+	}
 	return s, nil
 }
 
@@ -96,14 +101,21 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Serve serves the CRI on l until ctx ends, then stops gracefully (bounded:
-// a client's open event stream does not hold it up). It also follows the
-// runtime's container exits for GetContainerEvents.
+// a client's open event stream does not hold it up). It also serves the
+// streaming endpoint and follows the runtime's container exits for
+// GetContainerEvents.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20))
 	s.Register(g)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.watchExits(ctx)
+	streamDone := make(chan error, 1)
+	if s.stream != nil {
+		go func() { streamDone <- s.serveStreams(ctx, s.opts.Streaming, s.stream) }()
+	} else {
+		streamDone <- nil
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -120,7 +132,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	cancel()
 	<-done
 	if errors.Is(err, grpc.ErrServerStopped) {
-		return nil
+		err = nil
+	}
+	if serr := <-streamDone; err == nil && serr != nil {
+		err = fmt.Errorf("streaming endpoint: %w", serr)
 	}
 	return err
 }

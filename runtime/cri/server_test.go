@@ -1,9 +1,12 @@
 package cri
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
+	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 )
 
 // env is a CRI server on the fake runtime, reached through a real gRPC
@@ -33,6 +37,8 @@ type env struct {
 	ic     runtimeapi.ImageServiceClient
 	cancel context.CancelFunc
 	done   chan error
+
+	streaming net.Listener // optional
 }
 
 func newEnv(t *testing.T, rt *fake.Runtime, dir string) *env {
@@ -46,7 +52,7 @@ func newEnv(t *testing.T, rt *fake.Runtime, dir string) *env {
 func (e *env) start() {
 	e.t.Helper()
 	srv, err := New(Options{Runtime: e.rt, Images: e.rt, StateDir: e.dir, SeccompDir: filepath.Join(e.dir, "seccomp"),
-		ImageFSDir: e.dir, Log: zerolog.Nop()})
+		ImageFSDir: e.dir, Streaming: e.streaming, Log: zerolog.Nop()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -731,6 +737,59 @@ func TestGRPCErrorCodes(t *testing.T) {
 		if got := code(grpcError(errors.Join(errors.New("wrapped"), tc.err))); got != tc.want {
 			t.Errorf("%v -> %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestStreaming: Exec returns a one-time URL that a Kubernetes streaming
+// client (WebSocket, v5.channel.k8s.io) runs the command through.
+func TestStreaming(t *testing.T) {
+	rt := fake.New()
+	rt.AddImage("busybox:1.36", runtime.ImageConfig{})
+	rt.OnExec(func(id string, opts runtime.ExecOptions) int {
+		fmt.Fprintf(opts.Stdout, "hello from %s", strings.Join(opts.Cmd, " "))
+		return 3
+	})
+	sl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, rt: rt, dir: t.TempDir(), streaming: sl}
+	e.start()
+	t.Cleanup(e.stop)
+	pod := e.runPod("p")
+	c := e.create(pod, "c")
+	if _, err := e.rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.rc.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: c[:13], Cmd: []string{"echo", "x"}, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(resp.GetUrl())
+	if err != nil || u.Host != sl.Addr().String() {
+		t.Fatalf("URL %q (%v), want one on %s", resp.GetUrl(), err, sl.Addr())
+	}
+	u.Scheme = "ws"
+	u.RawQuery = streaming.Query("", nil, streaming.Streams{Stdout: true}).Encode()
+	dial := func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", u.Host) }
+	var out bytes.Buffer
+	exit, err := streaming.Stream(ctx, dial, u.String(), streaming.ClientOptions{Stdout: &out})
+	if err != nil || exit != 3 || out.String() != "hello from echo x" {
+		t.Errorf("exec: code %d, output %q, err %v", exit, out.String(), err)
+	}
+	if _, err := streaming.Stream(ctx, dial, u.String(), streaming.ClientOptions{Stdout: &out}); err == nil {
+		t.Error("a URL served twice")
+	}
+	if _, err := e.rc.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: c, Cmd: []string{"sh"}}); code(err) != codes.InvalidArgument {
+		t.Errorf("exec without streams: %v", err)
+	}
+	e.rt.Exit(c, 0)
+	if _, err := e.rc.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: c, Cmd: []string{"sh"}, Stdout: true}); code(err) != codes.FailedPrecondition {
+		t.Errorf("exec in an exited container: %v", err)
+	}
+	pf, err := e.rc.PortForward(ctx, &runtimeapi.PortForwardRequest{PodSandboxId: pod, Port: []int32{80}})
+	if err != nil || !strings.HasPrefix(pf.GetUrl(), "http://"+sl.Addr().String()+"/portforward/") {
+		t.Errorf("port-forward URL %q, %v", pf.GetUrl(), err)
 	}
 }
 
