@@ -46,7 +46,8 @@ type ginkgoReport []struct {
 // build tag keeps it out of `go test ./...` (a run takes minutes).
 //
 // PELAGOS_CRITEST_FOCUS narrows the run to matching specs (Ginkgo regexp);
-// PELAGOS_CRITEST_REPORT names a file for the per-spec results.
+// PELAGOS_CRITEST_REPORT names a file for the per-spec results (and, with
+// ".log" added, one for critest's own output).
 func TestCritest(t *testing.T) {
 	e := newCRIEnv(t)
 	critest := criTool(t, "critest")
@@ -77,7 +78,11 @@ func TestCritest(t *testing.T) {
 	if f := os.Getenv("PELAGOS_CRITEST_FOCUS"); f != "" {
 		args = append(args, "--ginkgo.focus", f)
 	}
-	out, err := os.Create(filepath.Join(t.TempDir(), "critest.log"))
+	logPath := filepath.Join(t.TempDir(), "critest.log")
+	if p := os.Getenv("PELAGOS_CRITEST_REPORT"); p != "" {
+		logPath = p + ".log"
+	}
+	out, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,8 +195,9 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		Reason: rtReady.Reason, Message: rtReady.Message}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rtReady, netReady}},
+		// Every read-only bind of this runtime is read-only recursively.
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "",
-			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}}},
+			Features: &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: false}}},
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: false},
 	}
 	if req.GetVerbose() {

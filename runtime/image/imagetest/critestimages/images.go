@@ -38,7 +38,7 @@ const (
 // their paths by name. It runs the go command, so it needs the module.
 func BuildHelpers(dir string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, name := range []string{"webserver", "nonewprivs"} {
+	for _, name := range []string{"webserver", "nonewprivs", "tools"} {
 		bin := filepath.Join(dir, name)
 		cmd := exec.Command("go", "build", "-trimpath", "-o", bin, pkgPath+name)
 		cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
@@ -95,7 +95,14 @@ func Build(helpers map[string]string) (map[string]v1.Image, error) {
 		return imagetest.HostFile{Path: path, From: helpers["webserver"]}
 	}
 
-	add(e2e+"busybox:1.29-2", bb, nil)
+	// Debian's busybox-static lacks pgrep and ipcs, which critest runs
+	// in this image.
+	bbTools, err := imagetest.AddFiles(bb, imagetest.HostFile{Path: "/usr/bin/pgrep", From: helpers["tools"]},
+		imagetest.HostFile{Path: "/usr/bin/ipcs", From: helpers["tools"]})
+	if err != nil {
+		return nil, err
+	}
+	add(e2e+"busybox:1.29-2", bbTools, nil)
 	add(e2e+"nginx:1.14-2", bb, entrypoint("/usr/sbin/nginx"), server("/usr/sbin/nginx"), runDir)
 	add(e2e+"httpd:2.4.39-4", bb, entrypoint("/usr/local/apache2/bin/httpd"), server("/usr/local/apache2/bin/httpd"), runDir)
 	add(criTools+"hostnet-nginx-"+goruntime.GOARCH+":latest", bb, entrypoint("/usr/sbin/nginx", "-port", "12003"),

@@ -1,6 +1,7 @@
 // Command webserver stands in for the nginx and httpd images critest
 // runs: it serves a page on a port, writes /var/run/<name>.pid and says
-// where it listens on stderr, under whatever name it was started as.
+// where it listens on stderr, named after the file it runs from. Like
+// nginx's master, its command line says "<name>: master process".
 package main
 
 import (
@@ -10,10 +11,24 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 func main() {
-	name := filepath.Base(os.Args[0])
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "webserver:", err)
+		os.Exit(1)
+	}
+	name := filepath.Base(exe)
+	title := name + ": master process " + name
+	if os.Args[0] != title {
+		// Run again with the title as argv[0], as nginx sets it; the
+		// process name (comm) stays the file's.
+		err := syscall.Exec(exe, append([]string{title}, os.Args[1:]...), os.Environ())
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 	port := flag.Int("port", 80, "TCP port to serve on")
 	flag.Parse()
 	_ = os.MkdirAll("/var/run", 0o755)
