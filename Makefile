@@ -59,3 +59,7 @@ demo: deps build ## run the agent on examples/pods (as root), importing the exam
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin
+
+.PHONY: critest
+critest: ## run the CRI conformance suite (critest v1.37.0, built through the module proxy) against `pelagos-agent cri`, as root (~2 min)
+	CI=true CGO_ENABLED=1 go test -tags critest -count=1 -run TestCritest -v -timeout 60m ./cmd/pelagos-agent

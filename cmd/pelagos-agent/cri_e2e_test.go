@@ -73,7 +73,7 @@ func criTool(tb testing.TB, name string) string {
 // criEnv is `pelagos-agent cri` under test: its own roots and names, its
 // subnet in 10.217.0.0/16 (this area's range), its socket.
 type criEnv struct {
-	t                  *testing.T
+	t                  testing.TB
 	bin, tag, subnet   string
 	runRoot, stateRoot string
 	sock, logPath      string
@@ -82,7 +82,7 @@ type criEnv struct {
 	crictlCfg          string
 }
 
-func newCRIEnv(t *testing.T, extra ...string) *criEnv {
+func newCRIEnv(t testing.TB, extra ...string) *criEnv {
 	t.Helper()
 	linuxtest.RequireRoot(t)
 	imagetest.RequireBusybox(t)
@@ -259,7 +259,7 @@ func (e *criEnv) cleanup() {
 }
 
 // criConfigFile writes v as a crictl config file and returns its path.
-func criConfigFile(t *testing.T, v any) string {
+func criConfigFile(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -100,6 +100,18 @@ func TestCritest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
+	// critest's HostIpc specs make shared memory segments on the host
+	// (ipcmk) and leave them; those made during the run are removed after.
+	segmentsBefore := shmSegments(t)
+	defer func() {
+		for id := range shmSegments(t) {
+			if !segmentsBefore[id] {
+				if out, err := exec.Command("ipcrm", "-m", id).CombinedOutput(); err != nil {
+					t.Errorf("remove critest's shared memory segment %s: %v %s", id, err, out)
+				}
+			}
+		}
+	}()
 	cmd := exec.Command(critest, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Stdout, cmd.Stderr = out, out
@@ -163,11 +175,21 @@ func TestCritest(t *testing.T) {
 	}
 }
 
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
+// shmSegments lists the IDs of the host's unattached System V shared
+// memory segments of 1 MiB, the kind critest makes (ipcmk -M 1048576).
+func shmSegments(t *testing.T) map[string]bool {
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return string(b)
+	ids := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		// key shmid perms size cpid lpid nattch ...
+		if f := strings.Fields(line); len(f) > 6 && f[3] == "1048576" && f[6] == "0" {
+			ids[f[1]] = true
+		}
+	}
+	return ids
 }
 
 func firstLine(s string) string {

@@ -111,7 +111,9 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 	}
 	spec := *rec.Spec
 	spec.Resources = rec.Resources
+	t0 := time.Now()
 	_, serr := s.rt.StartContainer(ctx, &spec)
+	s.log.Debug().Str("container", id).Dur("runtime", time.Since(t0)).Err(serr).Msg("runtime start")
 	rec.Started = true
 	if serr != nil {
 		// The runtime undid the start; the container is over.

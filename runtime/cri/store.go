@@ -273,30 +273,17 @@ func (s *store) resolve(kind, idOrPrefix string) (string, error) {
 	return found, nil
 }
 
-// writeJSONAtomic writes v to path through a temporary file, fsync and a
-// rename, so a reader sees the old record or the new one, never a torn one.
+// writeJSONAtomic writes v to path through a temporary file and a rename,
+// so a reader sees the old record or the new one, never a torn one. There
+// is no fsync: the records live under the run root, which a reboot wipes
+// with the sandboxes they describe, and a crashed process cannot lose a
+// completed write.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp := path + ".tmp." + strconv.Itoa(os.Getpid())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := writeFileAtomic(path, b); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
