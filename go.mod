@@ -3,6 +3,7 @@ module github.com/pelagos-containers/pelagos-agent
 go 1.26.0
 
 require (
+	github.com/containernetworking/cni v1.2.3
 	github.com/creack/pty v1.1.24
 	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/elastic/go-seccomp-bpf v1.6.0

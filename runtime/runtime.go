@@ -163,6 +163,11 @@ type SandboxConfig struct {
 	Volumes     []VolumeConfig    `json:"volumes,omitempty"`
 	// CgroupParent overrides the runtime's configured parent when set.
 	CgroupParent string `json:"cgroupParent,omitempty"`
+	// ExternalNetwork hands the pod network to the caller (the CRI with a
+	// CNI plugin chain): the runtime makes and pins the pod's network
+	// namespace with its loopback up, and adds no interface, address or
+	// published port (Ports must be empty). Network mode Pod only.
+	ExternalNetwork bool `json:"externalNetwork,omitempty"`
 }
 
 // SandboxState is the observed state of a sandbox.

@@ -24,8 +24,30 @@ func init() { registerCommand(newCRICommand) }
 // DefaultCRISocket is where kubelet's --container-runtime-endpoint points.
 const DefaultCRISocket = "/run/pelagos/cri.sock"
 
+// criOptions are the CRI server's flags: `cri` has them as they are,
+// `run` with a "cri-" prefix.
+type criOptions struct {
+	Listen        string
+	StreamingAddr string
+	CNIConfDir    string
+	CNIBinDirs    []string
+}
+
+// DefaultCNIBinDirs are where CNI plugins are installed: the upstream
+// release's place and Debian's package's.
+var DefaultCNIBinDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
+
+// addCRIFlags adds the flags of o with the names prefixed; listen is the
+// default socket ("" for run, where the flag switches the CRI on).
+func addCRIFlags(f *pflag.FlagSet, o *criOptions, prefix, listen string) {
+	f.StringVar(&o.Listen, prefix+"listen", listen, "unix socket the CRI is served on (kubelet's --container-runtime-endpoint=unix://<socket>)")
+	f.StringVar(&o.StreamingAddr, prefix+"streaming-addr", DefaultStreamingAddr, "TCP address of the CRI's exec/attach/port-forward endpoint (kubelet proxies to it; port 0 picks one)")
+	f.StringVar(&o.CNIConfDir, prefix+"cni-conf-dir", "", "make pod networks with the first CNI network configuration in this directory (e.g. /etc/cni/net.d) instead of the agent's bridge")
+	f.StringSliceVar(&o.CNIBinDirs, prefix+"cni-bin-dir", DefaultCNIBinDirs, "directories of the CNI plugins")
+}
+
 func newCRICommand(g *globalOptions) *cobra.Command {
-	var listen, streamAddr string
+	var o criOptions
 	var insecure []string
 	var mirrors map[string]string
 	cmd := &cobra.Command{
@@ -39,20 +61,14 @@ one process. On SIGTERM or SIGINT the server stops and every pod keeps
 running; the next start adopts them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCRI(cmd.Context(), g, listen, streamAddr, insecure, mirrors)
+			return runCRI(cmd.Context(), g, o, insecure, mirrors)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", DefaultCRISocket, "unix socket the CRI is served on")
-	addStreamingFlag(f, &streamAddr, "streaming-addr")
+	addCRIFlags(f, &o, "", DefaultCRISocket)
 	f.StringSliceVar(&insecure, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
 	addMirrorFlag(f, &mirrors)
 	return cmd
-}
-
-// addStreamingFlag adds the address of the CRI's streaming endpoint.
-func addStreamingFlag(f *pflag.FlagSet, addr *string, name string) {
-	f.StringVar(addr, name, DefaultStreamingAddr, "TCP address of the CRI's exec/attach/port-forward endpoint (kubelet proxies to it; port 0 picks one)")
 }
 
 // DefaultStreamingAddr keeps the streaming endpoint on loopback, where
@@ -64,7 +80,7 @@ func addMirrorFlag(f *pflag.FlagSet, m *map[string]string) {
 	f.StringToStringVar(m, "registry-mirror", nil, "pull a registry's images from a mirror instead: REGISTRY=HOST[:PORT] (e.g. docker.io=127.0.0.1:5000); repeatable")
 }
 
-func runCRI(ctx context.Context, g *globalOptions, listen, streamAddr string, insecure []string, mirrors map[string]string) error {
+func runCRI(ctx context.Context, g *globalOptions, o criOptions, insecure []string, mirrors map[string]string) error {
 	setAgentOOMScore(g.log)
 	lock, err := lockStateRoot(g.Root)
 	if err != nil {
@@ -101,7 +117,7 @@ func runCRI(ctx context.Context, g *globalOptions, listen, streamAddr string, in
 		case <-ctx.Done():
 		}
 	}()
-	return serveCRI(ctx, g, rt, images, listen, streamAddr)
+	return serveCRI(ctx, g, rt, images, o)
 }
 
 // containersUse tells the image store which images containers use, so that
@@ -121,24 +137,32 @@ func containersUse(rt runtime.Runtime) func(string) bool {
 	}
 }
 
-// serveCRI serves the CRI for rt and images on the socket listen, and its
-// streaming endpoint on streamAddr, until ctx ends. The server's records
-// live under the run root, as the runtime's do.
-func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images *image.Store, listen, streamAddr string) error {
+// serveCRI serves the CRI for rt and images on o.Listen, and its
+// streaming endpoint on o.StreamingAddr, until ctx ends. The server's
+// records live under the run root, as the runtime's do.
+func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images *image.Store, o criOptions) error {
 	log := g.log.With().Str("component", "cri").Logger()
-	sl, err := net.Listen("tcp", streamAddr)
+	sl, err := net.Listen("tcp", o.StreamingAddr)
 	if err != nil {
-		return fmt.Errorf("--streaming-addr: %w", err)
+		return fmt.Errorf("streaming address: %w", err)
 	}
 	defer sl.Close()
-	srv, err := cri.New(cri.Options{
+	opts := cri.Options{
 		Runtime: rt, Images: images, Streaming: sl,
 		StateDir:   filepath.Join(g.RunRoot, "cri"),
 		SeccompDir: filepath.Join(g.Root, "seccomp"),
 		ImageFSDir: images.Dir(), ContainerFSDir: filepath.Join(g.Root, "containers"),
 		RuntimeVersion: version,
 		Log:            log,
-	})
+	}
+	if o.CNIConfDir != "" {
+		// libcni's result cache is ours, not the host's /var/lib/cni.
+		opts.Network = cri.NewCNI(o.CNIConfDir, o.CNIBinDirs, filepath.Join(g.Root, "cni"))
+		if err := opts.Network.Ready(); err != nil {
+			log.Warn().Err(err).Msg("no CNI network yet: pods wait (NetworkReady false) until a configuration appears")
+		}
+	}
+	srv, err := cri.New(opts)
 	if err != nil {
 		return err
 	}
@@ -146,12 +170,12 @@ func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images 
 		// What could not be undone is reported; the rest is served.
 		log.Warn().Err(err).Msg("CRI recovery incomplete")
 	}
-	l, err := api.Listen(listen)
+	l, err := api.Listen(o.Listen)
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		return fmt.Errorf("CRI socket: %w", err)
 	}
-	defer os.Remove(listen)
-	log.Info().Str("socket", listen).Str("streaming", sl.Addr().String()).Str("root", g.Root).Msg("CRI server ready")
-	sdNotify("READY=1\nSTATUS=serving the CRI on " + listen)
+	defer os.Remove(o.Listen)
+	log.Info().Str("socket", o.Listen).Str("streaming", sl.Addr().String()).Str("cni", o.CNIConfDir).Str("root", g.Root).Msg("CRI server ready")
+	sdNotify("READY=1\nSTATUS=serving the CRI on " + o.Listen)
 	return srv.Serve(ctx, l)
 }

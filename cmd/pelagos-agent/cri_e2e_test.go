@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -187,7 +190,8 @@ func (e *criEnv) eventually(what string, cond func() error) {
 func (e *criEnv) census() linuxtest.Census {
 	return linuxtest.Census{NetNSPrefix: e.tag + "-", Bridge: e.tag, MountDirs: []string{e.runRoot, e.stateRoot},
 		ProcessArg: e.runRoot, StateRoot: e.stateRoot,
-		EmptyDirs: []string{filepath.Join(e.runRoot, "cri"), filepath.Join(e.runRoot, "sandboxes"), filepath.Join(e.runRoot, "containers")}}
+		EmptyDirs: []string{filepath.Join(e.runRoot, "cri"), filepath.Join(e.runRoot, "sandboxes"), filepath.Join(e.runRoot, "containers"),
+			filepath.Join(e.stateRoot, "cni")}}
 }
 
 // podCgroups lists the pod cgroups left below the test's cgroup parent, in
@@ -463,4 +467,108 @@ func TestCRICrictl(t *testing.T) {
 	if err := syscall.Kill(inspect.Info.PID, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("the container's process %d outlived its pod: %v", inspect.Info.PID, err)
 	}
+}
+
+// TestCRICNI runs a pod whose network a CNI plugin chain makes (bridge,
+// host-local, loopback from the host's CNI plugins) instead of the agent's
+// bridge: the pod gets the plugin's address, serves on it, and stopping
+// the pod hands the address back and leaves no link.
+func TestCRICNI(t *testing.T) {
+	binDir := ""
+	for _, d := range DefaultCNIBinDirs {
+		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+			binDir = d
+			break
+		}
+	}
+	linuxtest.Require(t, binDir != "", "CNI plugins in "+strings.Join(DefaultCNIBinDirs, " or ")+" (apt-get install containernetworking-plugins)")
+	confDir, ipamDir := t.TempDir(), t.TempDir()
+	e := newCRIEnv(t)
+	cniBridge := e.tag + "c"
+	third := 1 + rand.IntN(250)
+	subnet := fmt.Sprintf("10.218.%d.0/24", third)
+	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "pelagos-test", "plugins": [
+  {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "subnet": %q, "dataDir": %q}},
+  {"type": "loopback"}]}`, cniBridge, subnet, ipamDir)
+	if err := os.WriteFile(filepath.Join(confDir, "10-test.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if l, err := netlink.LinkByName(cniBridge); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	})
+	e.extra = []string{"--cni-conf-dir", confDir, "--cni-bin-dir", binDir}
+	reg := imagetest.ServeRegistry(t, imagetest.RegistryOptions{})
+	ref := reg.Push(t, "library/busybox:1.36", imagetest.Busybox(t))
+	e.start()
+	e.crictl("pull", ref)
+
+	pod := criConfigFile(t, map[string]any{
+		"metadata": map[string]any{"name": "cni", "namespace": "default", "uid": "uid-cni"},
+		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
+	})
+	ctr := criConfigFile(t, map[string]any{
+		"metadata": map[string]any{"name": "web"}, "image": map[string]any{"image": ref},
+		"command": []string{"sh", "-c", "echo served-over-cni > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"},
+		"linux":   map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}},
+	})
+	podID := strings.TrimSpace(e.crictl("runp", pod))
+	ctrID := strings.TrimSpace(e.crictl("create", podID, ctr, pod))
+	e.crictl("start", ctrID)
+	var inspectp struct {
+		Status struct {
+			Network struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal([]byte(e.crictl("inspectp", podID)), &inspectp); err != nil {
+		t.Fatal(err)
+	}
+	ip := inspectp.Status.Network.IP
+	if !strings.HasPrefix(ip, fmt.Sprintf("10.218.%d.", third)) {
+		t.Fatalf("pod IP %q, want one from the CNI subnet %s", ip, subnet)
+	}
+	if out := e.crictl("exec", "-s", ctrID, "ip", "-o", "-4", "addr", "show", "dev", "eth0"); !strings.Contains(out, ip+"/24") {
+		t.Errorf("eth0 in the pod: %q, want %s", out, ip)
+	}
+	if ports := linuxtest.BridgePorts(e.tag); len(ports) != 0 {
+		t.Errorf("the agent's bridge got ports %v for a CNI pod", ports)
+	}
+	if leases := linuxtest.Files(ipamDir); !slices.Contains(leases, filepath.Join("pelagos-test", ip)) {
+		t.Errorf("host-local leases %v, want %s", leases, ip)
+	}
+	e.eventually("the pod's web server over the CNI network", func() error {
+		body, err := httpGet("http://" + ip + ":8080/index.html")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, "served-over-cni") {
+			return fmt.Errorf("body %q", body)
+		}
+		return nil
+	})
+
+	e.crictl("stopp", podID)
+	if leases := linuxtest.Files(ipamDir); slices.Contains(leases, filepath.Join("pelagos-test", ip)) {
+		t.Errorf("the lease of %s outlived the stopped pod: %v", ip, leases)
+	}
+	linuxtest.Census{NetNSPrefix: e.tag + "-", Bridge: cniBridge}.Check(t, 5*time.Second)
+	e.crictl("rmp", podID)
+	e.stop(syscall.SIGTERM)
+	e.census().Check(t, 5*time.Second)
+}
+
+// httpGet fetches url with a short timeout and returns the body.
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return string(b), err
 }

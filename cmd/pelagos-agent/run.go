@@ -50,9 +50,8 @@ type agentOptions struct {
 	SkipTrustCheck  bool
 	InsecureRegistr []string
 	Mirrors         map[string]string
-	// CRIListen, when set, also serves the CRI on this socket, with its
-	// streaming endpoint on CRIStreamingAddr (run only).
-	CRIListen, CRIStreamingAddr string
+	// CRI, with Listen set, also serves the CRI (run only).
+	CRI criOptions
 }
 
 func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
@@ -93,8 +92,7 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
 		"how long a manifest file must stay missing before its pods are removed (tools that replace a file by unlink and create leave it missing for a moment); 0 removes at once")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
-	f.StringVar(&o.CRIListen, "cri-listen", "", "also serve the Kubernetes CRI on this unix socket (e.g. "+DefaultCRISocket+"), as `cri` does")
-	addStreamingFlag(f, &o.CRIStreamingAddr, "cri-streaming-addr")
+	addCRIFlags(f, &o.CRI, "cri-", "")
 	return cmd
 }
 
@@ -340,9 +338,9 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			log.Error().Err(err).Msg("manifest watch stopped; relying on the periodic resync")
 		}
 	})
-	if o.CRIListen != "" && !o.DryRun {
+	if o.CRI.Listen != "" && !o.DryRun {
 		wg.Go(func() {
-			if err := serveCRI(ctx, g, a.rt, a.images, o.CRIListen, o.CRIStreamingAddr); err != nil {
+			if err := serveCRI(ctx, g, a.rt, a.images, o.CRI); err != nil {
 				log.Error().Err(err).Msg("CRI server stopped")
 			}
 		})

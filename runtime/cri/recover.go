@@ -23,6 +23,10 @@ func (s *Server) Recover(ctx context.Context) error {
 		if r.State != sandboxCreating {
 			continue
 		}
+		if err := s.teardownNetwork(ctx, r); err != nil {
+			errs = append(errs, fmt.Errorf("undo the network of pod sandbox %s: %w", r.ID, err))
+			continue
+		}
 		if err := s.rt.RemoveSandbox(ctx, r.ID); err != nil {
 			errs = append(errs, fmt.Errorf("undo the creation of pod sandbox %s: %w", r.ID, err))
 			continue

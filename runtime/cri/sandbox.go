@@ -42,11 +42,13 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err := s.store.putSandbox(rec); err != nil {
 		return nil, grpcError(err)
 	}
-	sb, err := s.rt.CreateSandbox(ctx, cfg)
+	sb, err := s.createSandbox(ctx, rec, cfg)
 	if err != nil {
 		// The runtime undoes a failed creation itself; removing by ID
 		// also covers one cut short by a cancelled request.
-		if rerr := s.rt.RemoveSandbox(context.WithoutCancel(ctx), id); rerr != nil {
+		if rerr := s.teardownNetwork(context.WithoutCancel(ctx), rec); rerr != nil {
+			err = fmt.Errorf("%w (cleanup: %v)", err, rerr)
+		} else if rerr := s.rt.RemoveSandbox(context.WithoutCancel(ctx), id); rerr != nil {
 			err = fmt.Errorf("%w (cleanup: %v)", err, rerr)
 		} else if derr := s.store.deleteSandbox(id); derr != nil {
 			err = fmt.Errorf("%w (cleanup: %v)", err, derr)
@@ -60,6 +62,31 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	s.sandboxEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	s.sandboxEvent(ctx, rec, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+}
+
+// createSandbox has the runtime make the sandbox and, with a CNI network,
+// attaches it. The record says a network is being made before it is, so a
+// crash leaves what to tear down.
+func (s *Server) createSandbox(ctx context.Context, rec *sandboxRecord, cfg *runtime.SandboxConfig) (*runtime.Sandbox, error) {
+	if s.opts.Network == nil || cfg.Namespaces.Network != runtime.NamespacePod {
+		return s.rt.CreateSandbox(ctx, cfg)
+	}
+	// The plugins publish the ports (portMappings capability).
+	cfg.ExternalNetwork, cfg.Ports = true, nil
+	sb, err := s.rt.CreateSandbox(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rec.Network = &NetworkResult{NetNS: sb.NetNSPath}
+	if err := s.store.putSandbox(rec); err != nil {
+		return nil, err
+	}
+	res, err := s.opts.Network.Setup(ctx, rec.ID, sb.NetNSPath, rec.config)
+	if err != nil {
+		return nil, err
+	}
+	rec.Network = res
+	return sb, nil
 }
 
 func sameSandboxMeta(a, b *runtimeapi.PodSandboxMetadata) bool {
@@ -135,6 +162,9 @@ func (s *Server) stopSandbox(ctx context.Context, rec *sandboxRecord) error {
 		}
 		unlock()
 	}
+	if err := s.teardownNetwork(ctx, rec); err != nil {
+		return err
+	}
 	if err := s.rt.RemoveSandbox(ctx, rec.ID); err != nil {
 		return err
 	}
@@ -179,6 +209,18 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 		return nil, grpcError(fmt.Errorf("remove pod sandbox %s: %w", id, err))
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// teardownNetwork detaches a sandbox from its CNI network, while its
+// namespace still exists.
+func (s *Server) teardownNetwork(ctx context.Context, rec *sandboxRecord) error {
+	if rec.Network == nil || rec.Network.Config == nil {
+		return nil // the runtime's bridge, or Setup never got the configuration
+	}
+	if s.opts.Network == nil {
+		return fmt.Errorf("pod sandbox %s has a CNI network, and this server was started without one (--cni-conf-dir)", rec.ID)
+	}
+	return s.opts.Network.Teardown(ctx, rec.ID, rec.Network, rec.config)
 }
 
 func (s *Server) removeSandbox(ctx context.Context, rec *sandboxRecord) error {
@@ -253,11 +295,18 @@ func (o *observedSandbox) status() *runtimeapi.PodSandboxStatus {
 	if o.rt != nil && o.rt.IP != "" {
 		ip = o.rt.IP
 	}
-	// A stopped sandbox has given its address back.
-	if o.rec.State == sandboxStopped {
-		ip = ""
+	var more []*runtimeapi.PodIP
+	if n := o.rec.Network; n != nil && len(n.IPs) > 0 {
+		ip = n.IPs[0]
+		for _, a := range n.IPs[1:] {
+			more = append(more, &runtimeapi.PodIP{Ip: a})
+		}
 	}
-	st.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: ip}
+	// A stopped sandbox has given its addresses back.
+	if o.rec.State == sandboxStopped {
+		ip, more = "", nil
+	}
+	st.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: ip, AdditionalIps: more}
 	return st
 }
 

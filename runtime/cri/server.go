@@ -47,6 +47,10 @@ type Options struct {
 	SeccompDir string
 	// ImageFSDir and ContainerFSDir are the trees ImageFsInfo reports.
 	ImageFSDir, ContainerFSDir string
+	// Network, when set, makes the networks of pods with their own
+	// network namespace (a CNI plugin chain); the runtime's bridge does
+	// otherwise.
+	Network Network
 	// Streaming is where the URLs of Exec, Attach and PortForward point
 	// (kubelet proxies to it; keep it on loopback). Nil refuses them.
 	Streaming net.Listener
@@ -184,15 +188,22 @@ func (s *Server) Version(context.Context, *runtimeapi.VersionRequest) (*runtimea
 }
 
 // Status implements the CRI: the runtime is ready when it lists its
-// sandboxes.
+// sandboxes, the network when the runtime is or, with a CNI network, when
+// its configuration loads.
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	rtReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
 	if _, err := s.rt.ListSandboxes(ctx); err != nil {
 		rtReady.Status, rtReady.Reason, rtReady.Message = false, "RuntimeUnavailable", err.Error()
 	}
-	// The pod network is the runtime's own bridge: ready with the runtime.
+	// Without a CNI network the pod network is the runtime's own bridge,
+	// ready with the runtime.
 	netReady := &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: rtReady.Status,
 		Reason: rtReady.Reason, Message: rtReady.Message}
+	if s.opts.Network != nil {
+		if err := s.opts.Network.Ready(); err != nil {
+			netReady.Status, netReady.Reason, netReady.Message = false, "NetworkPluginNotReady", err.Error()
+		}
+	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{rtReady, netReady}},
 		// Every read-only bind of this runtime is read-only recursively.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ type env struct {
 	done   chan error
 
 	streaming net.Listener // optional
+	network   Network      // optional
 }
 
 func newEnv(t *testing.T, rt *fake.Runtime, dir string) *env {
@@ -52,7 +54,7 @@ func newEnv(t *testing.T, rt *fake.Runtime, dir string) *env {
 func (e *env) start() {
 	e.t.Helper()
 	srv, err := New(Options{Runtime: e.rt, Images: e.rt, StateDir: e.dir, SeccompDir: filepath.Join(e.dir, "seccomp"),
-		ImageFSDir: e.dir, Streaming: e.streaming, Log: zerolog.Nop()})
+		ImageFSDir: e.dir, Streaming: e.streaming, Network: e.network, Log: zerolog.Nop()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -802,5 +804,133 @@ func TestStreamingRefusedWithoutServer(t *testing.T) {
 	e.rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c})
 	if _, err := e.rc.Exec(ctx, &runtimeapi.ExecRequest{ContainerId: c, Cmd: []string{"sh"}, Stdout: true}); code(err) != codes.Unimplemented {
 		t.Errorf("exec without a streaming server: %v", err)
+	}
+}
+
+// fakeNetwork is a Network that records what it is asked.
+type fakeNetwork struct {
+	mu        sync.Mutex
+	setups    map[string]string // sandbox ID -> netns
+	teardowns []string
+	failSetup error
+}
+
+func (n *fakeNetwork) Ready() error { return nil }
+
+func (n *fakeNetwork) setupOf(id string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ns, ok := n.setups[id]
+	return ns, ok
+}
+
+func (n *fakeNetwork) tornDown() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.teardowns)
+}
+
+func (n *fakeNetwork) Setup(_ context.Context, id, netns string, c *runtimeapi.PodSandboxConfig) (*NetworkResult, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.setups == nil {
+		n.setups = map[string]string{}
+	}
+	n.setups[id] = netns
+	if n.failSetup != nil {
+		return nil, n.failSetup
+	}
+	return &NetworkResult{NetNS: netns, Config: []byte(`{"name":"fake"}`), IPs: []string{"10.250.0.7", "fd00::7"}}, nil
+}
+
+func (n *fakeNetwork) Teardown(_ context.Context, id string, r *NetworkResult, _ *runtimeapi.PodSandboxConfig) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.teardowns = append(n.teardowns, id)
+	return nil
+}
+
+// TestCNINetwork: with a Network, the runtime makes only the namespace
+// (ExternalNetwork, no ports: the plugins publish them), the pod reports
+// the plugins' addresses, and stopping detaches it before the runtime
+// removes the namespace; a failed attach leaves nothing.
+func TestCNINetwork(t *testing.T) {
+	rt := fake.New()
+	nw := &fakeNetwork{}
+	e := &env{t: t, rt: rt, dir: t.TempDir(), network: nw}
+	e.start()
+	t.Cleanup(e.stop)
+	pc := podConfig("web")
+	pc.PortMappings = []*runtimeapi.PortMapping{{ContainerPort: 80, HostPort: 8080}}
+	resp, err := e.rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetPodSandboxId()
+	box, err := rt.GetSandbox(ctx, id)
+	if err != nil || box.IP != "" || len(box.Ports) != 0 || func() bool { ns, _ := nw.setupOf(id); return ns != box.NetNSPath }() {
+		t.Fatalf("runtime sandbox %+v (%v), CNI got netns %q", box, err, func() string { ns, _ := nw.setupOf(id); return ns }())
+	}
+	st, _ := e.rc.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id})
+	if n := st.GetStatus().GetNetwork(); n.GetIp() != "10.250.0.7" || len(n.GetAdditionalIps()) != 1 || n.GetAdditionalIps()[0].GetIp() != "fd00::7" {
+		t.Errorf("network status = %v", n)
+	}
+	if _, err := e.rc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(nw.tornDown(), []string{id}) {
+		t.Errorf("teardowns = %v", nw.tornDown())
+	}
+	// The node's own namespace is never the plugins'.
+	host := podConfig("host")
+	host.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+	hr, err := e.rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := nw.setupOf(hr.GetPodSandboxId()); ok {
+		t.Error("a hostNetwork pod went to the CNI plugins")
+	}
+	nw.mu.Lock()
+	nw.failSetup = errors.New("no more addresses")
+	nw.mu.Unlock()
+	if _, err := e.rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("full")}); err == nil || !strings.Contains(err.Error(), "no more addresses") {
+		t.Fatalf("a failed attach: %v", err)
+	}
+	boxes, _ := rt.ListSandboxes(ctx)
+	for _, b := range boxes {
+		if b.Pod.Name == "full" {
+			t.Errorf("the runtime kept the sandbox of a failed attach: %s", b.ID)
+		}
+	}
+	list, _ := e.rc.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if len(list.GetItems()) != 2 {
+		t.Errorf("the CRI lists %d pods, want 2 (the failed one gone)", len(list.GetItems()))
+	}
+}
+
+// TestRecoverTearsDownNetwork: a creation cut short after the network was
+// attached (record "creating" with a network) is detached, then removed.
+func TestRecoverTearsDownNetwork(t *testing.T) {
+	rt := fake.New()
+	nw := &fakeNetwork{}
+	dir := t.TempDir()
+	s := &store{dir: dir}
+	if err := s.init(); err != nil {
+		t.Fatal(err)
+	}
+	half := &sandboxRecord{ID: newID(), State: sandboxCreating, CreatedAt: time.Now(), config: podConfig("half"),
+		Network: &NetworkResult{NetNS: "/run/netns/x", Config: []byte(`{}`)}}
+	if err := s.putSandbox(half); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, rt: rt, dir: dir, network: nw}
+	e.start()
+	t.Cleanup(e.stop)
+	if !slices.Equal(nw.tornDown(), []string{half.ID}) {
+		t.Errorf("teardowns = %v, want the half-made sandbox's", nw.tornDown())
+	}
+	if _, err := s.sandbox(half.ID); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("record: %v", err)
 	}
 }

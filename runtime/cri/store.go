@@ -52,9 +52,11 @@ type sandboxRecord struct {
 	CreatedAt time.Time       `json:"createdAt"`
 	Handler   string          `json:"runtimeHandler,omitempty"`
 	Config    json.RawMessage `json:"config"` // protojson PodSandboxConfig
-	// IP is the pod's address while it had one, for the status of a
-	// stopped sandbox (kubelet reads it during teardown).
+	// IP is the pod's address from the runtime's bridge.
 	IP string `json:"ip,omitempty"`
+	// Network is set when Options.Network makes the pod network: written
+	// before the network is made, so a crash leaves what to tear down.
+	Network *NetworkResult `json:"network,omitempty"`
 
 	config *runtimeapi.PodSandboxConfig
 }

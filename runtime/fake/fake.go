@@ -258,8 +258,10 @@ func (f *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if ns.Network == runtime.NamespacePod {
 		sb.NetNSName = "fake-" + id
 		sb.NetNSPath = "/run/netns/fake-" + id
-		sb.VethHost = "fv" + id
-		sb.IP = fmt.Sprintf("10.88.%d.%d", (f.seq/250)%256, f.seq%250+2)
+		if !cfg.ExternalNetwork {
+			sb.VethHost = "fv" + id
+			sb.IP = fmt.Sprintf("10.88.%d.%d", (f.seq/250)%256, f.seq%250+2)
+		}
 	}
 	f.sandboxes[id] = sb
 	if fl != nil {
@@ -282,6 +284,9 @@ func validSandboxConfig(cfg *runtime.SandboxConfig) error {
 		if m == runtime.NamespaceContainer {
 			return fmt.Errorf("create sandbox for %s: network and IPC cannot be per container: %w", cfg.Pod, runtime.ErrInvalidConfig)
 		}
+	}
+	if cfg.ExternalNetwork && (cfg.Namespaces.Network == runtime.NamespaceNode || len(cfg.Ports) > 0) {
+		return fmt.Errorf("create sandbox for %s: externalNetwork needs the pod's own network namespace and no ports: %w", cfg.Pod, runtime.ErrInvalidConfig)
 	}
 	return nil
 }

@@ -7,14 +7,61 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 )
 
 // This file holds what a caller that prepares more than the reconciler
 // does needs (the CRI server, for kubelet): a log path of its own, host
-// paths it made ready as mounts, and limits changed in place.
+// paths it made ready as mounts, limits changed in place, and a pod
+// network of its own making (CNI).
+
+// checkExternalNetwork refuses what SandboxConfig.ExternalNetwork cannot
+// go with: the caller's network publishes the ports.
+func checkExternalNetwork(cfg *runtime.SandboxConfig, ns runtime.NamespaceOptions) error {
+	if !cfg.ExternalNetwork {
+		return nil
+	}
+	if ns.Network != runtime.NamespacePod {
+		return fmt.Errorf("externalNetwork with network namespace %s: only a pod's own namespace can be handed over: %w", ns.Network, runtime.ErrInvalidConfig)
+	}
+	if len(cfg.Ports) > 0 {
+		return fmt.Errorf("externalNetwork with %d ports: the caller's network publishes them: %w", len(cfg.Ports), runtime.ErrInvalidConfig)
+	}
+	return nil
+}
+
+// setupExternalNetwork is step 3 of a sandbox whose network the caller
+// makes: the namespace pinned by name, its loopback up, nothing else.
+func (r *Runtime) setupExternalNetwork(rec *sandboxRecord) error {
+	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
+		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	if err := r.crash(stepNetNS); err != nil {
+		return err
+	}
+	nsf, err := os.Open(rec.NetNSPath)
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
+	}
+	defer nsf.Close()
+	h, err := netlink.NewHandleAt(netns.NsHandle(int(nsf.Fd())), unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: netlink in pod netns: %w", rec.ID, err)
+	}
+	defer h.Close()
+	// lo is always index 1 in a new namespace.
+	if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1, Name: "lo"}}); err != nil {
+		return fmt.Errorf("create sandbox %s: set lo up: %w", rec.ID, err)
+	}
+	return nil
+}
 
 var _ runtime.ResourceUpdater = (*Runtime)(nil)
 

@@ -182,6 +182,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
 	}
+	if err := checkExternalNetwork(cfg, ns); err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
+	}
 	unlock := r.lockID(id)
 	defer unlock()
 	inflight.Store(r.sandboxDir(id), true)
@@ -259,7 +262,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	// Step 3: pod network: pin the netns by name, lease an address, and
 	// attach a veth whose peer is made inside the netns as eth0.
 	if ns.Network == runtime.NamespacePod {
-		if err := r.setupNetwork(rec); err != nil {
+		setup := r.setupNetwork
+		if cfg.ExternalNetwork {
+			setup = r.setupExternalNetwork
+		}
+		if err := setup(rec); err != nil {
 			return nil, err
 		}
 	}
