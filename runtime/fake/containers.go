@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	sb, ok := f.sandboxes[cfg.SandboxID]
 	if !ok {
 		return nil, fmt.Errorf("start container %s: sandbox %s: %w", cfg.Name, cfg.SandboxID, runtime.ErrNotFound)
+	}
+	if err := validCallerPaths(cfg); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", cfg.Name, err)
 	}
 	if sb.State != runtime.SandboxReady {
 		return nil, fmt.Errorf("start container %s: sandbox %s is not ready (%s): %w", cfg.Name, cfg.SandboxID, sb.Reason, runtime.ErrConflict)
@@ -83,6 +87,23 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		}
 	}
 	return cloneContainer(c), nil
+}
+
+// validCallerPaths checks the log path and host-path mounts a caller may
+// give, as runtime/linux does (where the host path must also exist).
+func validCallerPaths(cfg *runtime.ContainerConfig) error {
+	if cfg.LogPath != "" && (!filepath.IsAbs(cfg.LogPath) || filepath.Clean(cfg.LogPath) != cfg.LogPath) {
+		return fmt.Errorf("logPath %q: not an absolute, clean path: %w", cfg.LogPath, runtime.ErrInvalidConfig)
+	}
+	for i, m := range cfg.Mounts {
+		if m.HostPath == "" {
+			continue
+		}
+		if m.Volume != "" || m.SubPath != "" || !filepath.IsAbs(m.HostPath) || !filepath.IsAbs(m.ContainerPath) {
+			return fmt.Errorf("mounts[%d]: hostPath %q must be absolute and alone: %w", i, m.HostPath, runtime.ErrInvalidConfig)
+		}
+	}
+	return nil
 }
 
 // Exit simulates the container's process exiting with code.

@@ -232,7 +232,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if ns.Network == runtime.NamespacePod {
 		rec.NetNSName = r.cfg.NetNSPrefix + id
 		rec.NetNSPath = filepath.Join(netconf.NetNSDir, rec.NetNSName)
-		rec.VethHost = netconf.VethName(rec.NetNSName)
+		if !cfg.ExternalNetwork {
+			rec.VethHost = netconf.VethName(rec.NetNSName)
+		}
 	}
 	if err := r.publishRecord(rec); err != nil {
 		return nil, err

@@ -49,6 +49,7 @@ func sandboxCases(t *testing.T, h Harness) {
 		{"SandboxPauseDeath", testSandboxPauseDeath},
 		{"SandboxHostNetwork", testSandboxHostNetwork},
 		{"SandboxDistinctIPs", testSandboxDistinctIPs},
+		{"SandboxExternalNetwork", testSandboxExternalNetwork},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
