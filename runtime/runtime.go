@@ -163,6 +163,10 @@ type SandboxConfig struct {
 	Volumes     []VolumeConfig    `json:"volumes,omitempty"`
 	// CgroupParent overrides the runtime's configured parent when set.
 	CgroupParent string `json:"cgroupParent,omitempty"`
+	// Owner names the front end that made the sandbox: "" the reconciler
+	// (manifests), OwnerCRI the CRI server. Each sees only its own; no
+	// manifest can set it.
+	Owner string `json:"owner,omitempty"`
 	// ExternalNetwork hands the pod network to the caller (the CRI with a
 	// CNI plugin chain): the runtime makes and pins the pod's network
 	// namespace with its loopback up, and adds no interface, address or
@@ -196,8 +200,12 @@ type Sandbox struct {
 	Ports       []PortMapping     `json:"ports,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	Owner       string            `json:"owner,omitempty"` // as created (SandboxConfig.Owner)
 	CreatedAt   time.Time         `json:"createdAt"`
 }
+
+// OwnerCRI is SandboxConfig.Owner of the CRI server's sandboxes.
+const OwnerCRI = "cri"
 
 // Hash returns the sandbox config hash the reconciler stored, or "".
 func (s *Sandbox) Hash() string { return s.Annotations[AnnotationSandboxHash] }

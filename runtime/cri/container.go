@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -432,7 +433,8 @@ func (s *Server) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenC
 	if rec.LogPath == "" {
 		return nil, grpcError(fmt.Errorf("reopen log of container %s: it has no CRI log path: %w", id, runtime.ErrInvalidConfig))
 	}
-	f, err := os.OpenFile(rec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	// Never through a symlink put in the log's place: this runs as root.
+	f, err := os.OpenFile(rec.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o640)
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("reopen log of container %s: %w", id, err))
 	}

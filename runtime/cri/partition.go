@@ -9,7 +9,7 @@ import (
 )
 
 // WithoutCRI is the runtime as the reconciler must see it when the CRI
-// server shares it: the CRI's sandboxes (AnnotationOwner) and their
+// server shares it: the CRI's sandboxes (owner runtime.OwnerCRI) and their
 // containers are left out, so the reconciler never takes kubelet's pods
 // for pods no manifest wants. Removing a CRI sandbox through the view does
 // nothing. The view keeps the runtime's ExitWatcher (filtered) and
@@ -45,7 +45,7 @@ type view struct {
 	owned map[string]bool // sandbox ID -> the CRI's; ownership never changes
 }
 
-func isCRI(b *runtime.Sandbox) bool { return b.Annotations[AnnotationOwner] == ownerCRI }
+func isCRI(b *runtime.Sandbox) bool { return b.Owner == runtime.OwnerCRI }
 
 func (v *view) note(b *runtime.Sandbox) bool {
 	cri := isCRI(b)

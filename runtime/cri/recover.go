@@ -43,7 +43,7 @@ func (s *Server) Recover(ctx context.Context) error {
 		return fmt.Errorf("cri recover: %w", err)
 	}
 	for _, b := range boxes {
-		if b.Annotations[AnnotationOwner] != ownerCRI || known[b.ID] {
+		if b.Owner != runtime.OwnerCRI || known[b.ID] {
 			continue
 		}
 		if err := s.rt.RemoveSandbox(ctx, b.ID); err != nil {

@@ -172,15 +172,15 @@ func TestSandboxLifecycle(t *testing.T) {
 		s.GetMetadata().GetName() != "web" || s.GetLabels()["app"] != "web" || s.GetAnnotations()["note"] != "kept" {
 		t.Errorf("status = %v", s)
 	}
-	if _, ok := s.GetAnnotations()[AnnotationOwner]; ok {
-		t.Errorf("the owner annotation leaked to the client: %v", s.GetAnnotations())
+	if len(s.GetAnnotations()) != 1 {
+		t.Errorf("annotations = %v, want exactly the client's", s.GetAnnotations())
 	}
 	if !strings.Contains(st.GetInfo()["info"], `"pid"`) {
 		t.Errorf("verbose info = %v", st.GetInfo())
 	}
 	// The runtime's sandbox carries the CRI's mark; its ID is the CRI's.
 	box, err := rt.GetSandbox(ctx, id)
-	if err != nil || box.Annotations[AnnotationOwner] != ownerCRI || box.Namespaces.PID != runtime.NamespaceContainer {
+	if err != nil || box.Owner != runtime.OwnerCRI || box.Namespaces.PID != runtime.NamespaceContainer {
 		t.Fatalf("runtime sandbox = %+v, %v", box, err)
 	}
 	if _, err := e.rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podConfig("web")}); code(err) != codes.AlreadyExists {
@@ -582,7 +582,7 @@ func TestRecover(t *testing.T) {
 	}
 	for _, id := range []string{half.ID, newID()} {
 		if _, err := rt.CreateSandbox(ctx, &runtime.SandboxConfig{ID: id, Pod: runtime.PodKey{Namespace: "ns", Name: id},
-			Annotations: map[string]string{AnnotationOwner: ownerCRI}}); err != nil {
+			Owner: runtime.OwnerCRI}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -637,9 +637,19 @@ func TestPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Whatever a manifest writes in its annotations, its pod stays the
+	// reconciler's: ownership is no annotation.
+	spoof, err := view.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: runtime.PodKey{Namespace: "default", Name: "spoof"},
+		Annotations: map[string]string{"pelagos.io/owner": "cri", "owner": runtime.OwnerCRI}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	boxes, _ := view.ListSandboxes(ctx)
-	if len(boxes) != 1 || boxes[0].ID != mine.ID {
-		t.Errorf("the view lists %v", boxes)
+	if len(boxes) != 2 || boxes[0].ID == criPod || boxes[1].ID == criPod {
+		t.Errorf("the view lists %v, want the two manifest pods", boxes)
+	}
+	if _, err := view.GetSandbox(ctx, spoof.ID); err != nil {
+		t.Errorf("a manifest pod annotated as the CRI's is hidden from the reconciler: %v", err)
 	}
 	if _, err := view.GetSandbox(ctx, criPod); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("GetSandbox of the CRI's pod through the view: %v", err)
@@ -932,5 +942,54 @@ func TestRecoverTearsDownNetwork(t *testing.T) {
 	}
 	if _, err := s.sandbox(half.ID); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("record: %v", err)
+	}
+}
+
+// TestReopenContainerLog: kubelet's rotation renames the log and asks for
+// a new one, which appears at the path; a symlink put there instead is
+// refused, not followed (the server runs as root).
+func TestReopenContainerLog(t *testing.T) {
+	rt := fake.New()
+	rt.AddImage("busybox:1.36", runtime.ImageConfig{})
+	e := newEnv(t, rt, t.TempDir())
+	pc := podConfig("logs")
+	pc.LogDirectory = t.TempDir()
+	resp, err := e.rc.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, err := e.rc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: resp.GetPodSandboxId(), Config: ctrConfig("app")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cr.GetContainerId()
+	if _, err := e.rc.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); code(err) != codes.FailedPrecondition {
+		t.Errorf("reopen before the start: %v, want FailedPrecondition", err)
+	}
+	if _, err := e.rc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(pc.LogDirectory, "app", "0.log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rc.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(logPath); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("no new log file at %s: %v", logPath, err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(logPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, logPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rc.ReopenContainerLog(ctx, &runtimeapi.ReopenContainerLogRequest{ContainerId: id}); err == nil {
+		t.Error("reopen through a symlink succeeded")
 	}
 }

@@ -17,14 +17,6 @@ import (
 // limit, a mask or an isolation step the caller asked for either holds or
 // the sandbox or container does not start.
 
-// AnnotationOwner marks the runtime's sandboxes the CRI server made; the
-// reconciler's view of the runtime leaves them out (Partition), and the
-// CRI reports only them. The CRI never shows it to its clients.
-const AnnotationOwner = "pelagos.io/owner"
-
-// ownerCRI is AnnotationOwner's value on the CRI's sandboxes.
-const ownerCRI = "cri"
-
 func invalid(field, format string, a ...any) error {
 	return fmt.Errorf("%s: %s: %w", field, fmt.Sprintf(format, a...), runtime.ErrInvalidConfig)
 }
@@ -41,15 +33,11 @@ func sandboxConfig(id string, c *runtimeapi.PodSandboxConfig) (*runtime.SandboxC
 		UID:         md.GetUid(),
 		Hostname:    c.GetHostname(),
 		Labels:      c.GetLabels(),
-		Annotations: map[string]string{},
+		Annotations: c.GetAnnotations(),
+		// The reconciler's view of the runtime leaves these out
+		// (WithoutCRI).
+		Owner: runtime.OwnerCRI,
 	}
-	for k, v := range c.GetAnnotations() {
-		if k == AnnotationOwner {
-			return nil, invalid("annotations", "%s is reserved", AnnotationOwner)
-		}
-		cfg.Annotations[k] = v
-	}
-	cfg.Annotations[AnnotationOwner] = ownerCRI
 	if dns := c.GetDnsConfig(); dns != nil {
 		cfg.DNS = runtime.DNSConfig{Servers: dns.GetServers(), Searches: dns.GetSearches(), Options: dns.GetOptions()}
 	} else {

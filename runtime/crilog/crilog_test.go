@@ -279,3 +279,43 @@ func TestFollowPath(t *testing.T) {
 		t.Errorf("the new log got lines written before the reopen:\n%s", cur)
 	}
 }
+
+// TestFollowPathNoSymlink: a symlink put at the log's path (by anyone who
+// can write the log directory) is not followed: the writer, which runs as
+// root, never appends to the file it names.
+func TestFollowPathNoSymlink(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.log")
+	victim := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(victim, []byte("root:x:0:0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(path, Options{FollowPath: true, Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() { w.Copy(Stdout, pr); close(done) }()
+	fmt.Fprintln(pw, "first")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		fmt.Fprintf(pw, "line %d\n", i)
+	}
+	pw.Close()
+	<-done
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "root:x:0:0\n" {
+		t.Errorf("the writer followed a symlink into another file:\n%s", b)
+	}
+	if b, _ := os.ReadFile(path + ".1"); !strings.Contains(string(b), "line 19") {
+		t.Errorf("the lines did not stay in the log it had open:\n%s", b)
+	}
+}

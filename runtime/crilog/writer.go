@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -240,12 +241,14 @@ func (w *Writer) flush(b []byte) {
 // follow switches to the file at the path when it is no longer the one
 // open. A missing file is not created: whoever renamed it away creates its
 // successor (ReopenContainerLog), and until then lines go on in the old one.
+// A symlink put there is never followed: the log writer runs as root, and
+// the link could name any file of the host.
 func (w *Writer) follow() {
-	st, err := os.Stat(w.path)
-	if err != nil || fileIno(st) == w.ino {
+	st, err := os.Lstat(w.path)
+	if err != nil || fileIno(st) == w.ino || !st.Mode().IsRegular() {
 		return
 	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return // gone again: the next batch looks once more
 	}

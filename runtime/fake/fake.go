@@ -253,6 +253,7 @@ func (f *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		Ports:       slices.Clone(cfg.Ports),
 		Labels:      maps.Clone(cfg.Labels),
 		Annotations: maps.Clone(cfg.Annotations),
+		Owner:       cfg.Owner,
 		CreatedAt:   f.now(),
 	}
 	if ns.Network == runtime.NamespacePod {

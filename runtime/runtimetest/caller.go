@@ -87,3 +87,29 @@ func testContainerCallerPaths(t *testing.T, h Harness, env *Env) {
 	}
 	mustRemove(t, rt, sb.ID)
 }
+
+// testSandboxOwner: the owner a sandbox was made with is reported by Get
+// and List, also by a fresh runtime object (a restarted agent).
+func testSandboxOwner(t *testing.T, h Harness, env *Env) {
+	ctx := context.Background()
+	rt := env.Open()
+	cfg := sandboxConfig("owned")
+	cfg.Owner = runtime.OwnerCRI
+	sb := mustCreate(t, rt, cfg)
+	plain := mustCreate(t, rt, sandboxConfig("plain"))
+	rt = env.Open()
+	if got, err := rt.GetSandbox(ctx, sb.ID); err != nil || got.Owner != runtime.OwnerCRI {
+		t.Errorf("GetSandbox: owner %q, %v; want %q", got.Owner, err, runtime.OwnerCRI)
+	}
+	list, err := rt.ListSandboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range list {
+		if want := map[string]string{sb.ID: runtime.OwnerCRI, plain.ID: ""}[b.ID]; b.Owner != want {
+			t.Errorf("ListSandboxes: %s has owner %q, want %q", b.ID, b.Owner, want)
+		}
+	}
+	mustRemove(t, rt, sb.ID)
+	mustRemove(t, rt, plain.ID)
+}

@@ -50,6 +50,7 @@ func sandboxCases(t *testing.T, h Harness) {
 		{"SandboxHostNetwork", testSandboxHostNetwork},
 		{"SandboxDistinctIPs", testSandboxDistinctIPs},
 		{"SandboxExternalNetwork", testSandboxExternalNetwork},
+		{"SandboxOwner", testSandboxOwner},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
