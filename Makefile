@@ -4,6 +4,8 @@ export PATH := $(PATH):/usr/local/go/bin
 export CGO_ENABLED := 0
 
 BIN      := bin/pelagos-agent
+GOARCH   ?= $(shell go env GOARCH)
+HELPERS  := runtime/linux/helperbin/bin/$(GOARCH)
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
@@ -22,17 +24,27 @@ deps: ## install what builds and tests need on Debian (as root): busybox-static,
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; fi
 	go mod download
 
+.PHONY: helpers
+# The helpers are embedded in the agent (runtime/linux/helperbin), which
+# checks them against SHA256SUMS. The pause never starts the Go runtime:
+# its entry point is its own assembly (see cmd/pelagos-pause).
+helpers: ## build the helper binaries the agent embeds (pelagos-helper, pelagos-pause) for GOARCH
+	@mkdir -p $(HELPERS)
+	GOARCH=$(GOARCH) go build -trimpath -ldflags '-s -w' -o $(HELPERS)/pelagos-helper ./cmd/pelagos-helper
+	GOARCH=$(GOARCH) go build -trimpath -ldflags '-s -w -E main.entry' -o $(HELPERS)/pelagos-pause ./cmd/pelagos-pause
+	cd $(HELPERS) && sha256sum pelagos-helper pelagos-pause > SHA256SUMS
+
 .PHONY: build
-build: ## build the static binary into bin/
+build: helpers ## build the static binary into bin/
 	go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pelagos-agent
 
 .PHONY: vet
-vet: ## gofmt check and go vet
+vet: helpers ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
 
 .PHONY: test
-test: deps vet ## every test tier (unit, root, end to end) with -race, then short fuzzing; run as root
+test: deps helpers vet ## every test tier (unit, root, end to end) with -race, then short fuzzing; run as root
 	CGO_ENABLED=1 go test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
@@ -49,7 +61,7 @@ fuzz: ## run each native fuzz target for FUZZEXECS executions
 	done
 
 .PHONY: bench
-bench: ## run every benchmark BENCHTIME times (as root); docs/benchmarks.md gives per-benchmark commands
+bench: helpers ## run every benchmark BENCHTIME times (as root); docs/benchmarks.md gives per-benchmark commands
 	go test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
 .PHONY: demo
@@ -59,7 +71,8 @@ demo: deps build ## run the agent on examples/pods (as root), importing the exam
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin
+	rm -f runtime/linux/helperbin/bin/*/pelagos-* runtime/linux/helperbin/bin/*/SHA256SUMS
 
 .PHONY: critest
-critest: ## run the CRI conformance suite (critest v1.37.0, built through the module proxy) against `pelagos-agent cri`, as root (~2 min)
+critest: helpers ## run the CRI conformance suite (critest v1.37.0, built through the module proxy) against `pelagos-agent cri`, as root (about a minute)
 	CI=true CGO_ENABLED=1 go test -tags critest -count=1 -run TestCritest -v -timeout 60m ./cmd/pelagos-agent

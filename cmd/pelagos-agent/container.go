@@ -18,6 +18,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	logfollow "github.com/pelagos-containers/pelagos-agent/runtime/crilog/follow"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 )
@@ -318,7 +319,7 @@ func newContainerLogsCommand(g *globalOptions) *cobra.Command {
 					}
 				}
 			}()
-			return crilog.Follow(ctx, c.LogPath, g.stdout, crilog.ReadOptions{}, done)
+			return logfollow.Follow(ctx, c.LogPath, g.stdout, crilog.ReadOptions{}, done)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the container exits")

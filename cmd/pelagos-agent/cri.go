@@ -99,10 +99,10 @@ func runCRI(ctx context.Context, g *globalOptions, o criOptions, insecure []stri
 	}
 	rt.SetImageStore(images)
 	images.SetInUse(containersUse(rt))
-	// No spare shim: on a host whose root mount is private, a spare's
-	// mount namespace, made ahead of the sandbox, lacks the sandbox's
-	// pod-files tmpfs, and the container's first start fails (the
-	// reconciler retries; through the CRI it would be a StartError).
+	// A long-running server keeps shims started ahead of need, as run
+	// does; they exit with it.
+	rt.EnableSpareShim()
+	defer rt.DisableSpareShim()
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

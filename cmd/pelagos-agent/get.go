@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,6 +36,9 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 			if all {
 				ns = ""
 			}
+			if output == "json" || output == "yaml" {
+				return printRawPods(cmd, g, ns, args[1:], output)
+			}
 			list, err := g.client().Pods(cmd.Context(), ns)
 			if err != nil {
 				return err
@@ -53,17 +58,6 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 				list.Items = keep
 			}
 			switch output {
-			case "json":
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "    ")
-				return enc.Encode(list)
-			case "yaml":
-				b, err := yaml.Marshal(list)
-				if err != nil {
-					return err
-				}
-				_, err = g.stdout.Write(b)
-				return err
 			case "", "wide":
 				printPods(g.stdout, list.Items, output == "wide", all, time.Now())
 				if len(list.Items) == 0 {
@@ -84,6 +78,72 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "pods of every namespace")
 	return cmd
+}
+
+// printRawPods prints pods as the API serves them, as kubectl does: one
+// named pod is printed itself, anything else as a List.
+func printRawPods(cmd *cobra.Command, g *globalOptions, ns string, names []string, output string) error {
+	c := g.client()
+	var items []json.RawMessage
+	if len(names) == 1 {
+		raw, err := c.RawPod(cmd.Context(), dashNS(ns), names[0])
+		if err != nil {
+			return err
+		}
+		return printObject(g.stdout, raw, output)
+	}
+	all, err := c.RawPods(cmd.Context(), ns)
+	if err != nil {
+		return err
+	}
+	for _, raw := range all {
+		var m struct {
+			Metadata struct{ Name string } `json:"metadata"`
+		}
+		if json.Unmarshal(raw, &m) == nil && (len(names) == 0 || slices.Contains(names, m.Metadata.Name)) {
+			items = append(items, raw)
+		}
+	}
+	if len(names) > 0 && len(items) == 0 {
+		return fmt.Errorf("pods %q not found", strings.Join(names, ", "))
+	}
+	if items == nil {
+		items = []json.RawMessage{}
+	}
+	list, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"resourceVersion": ""}, "items": items})
+	if err != nil {
+		return err
+	}
+	return printObject(g.stdout, list, output)
+}
+
+// dashNS is the namespace a named get looks in: all namespaces (-A) has
+// no meaning for one name, so it is the default one.
+func dashNS(ns string) string {
+	if ns == "" {
+		return "default"
+	}
+	return ns
+}
+
+// printObject prints JSON as kubectl's -o json (four-space indent) or -o
+// yaml.
+func printObject(w io.Writer, raw []byte, output string) error {
+	if output == "yaml" {
+		b, err := yaml.JSONToYAML(raw)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "    "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 // printManifestErrors shows, under the table, the problems a person must

@@ -22,6 +22,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/hooks"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/metrics"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -50,6 +51,9 @@ type agentOptions struct {
 	SkipTrustCheck  bool
 	InsecureRegistr []string
 	Mirrors         map[string]string
+	APIListen       string
+	APIWriteDir     string
+	NodeLabels      map[string]string
 	// CRI, with Listen set, also serves the CRI (run only).
 	CRI criOptions
 }
@@ -92,6 +96,9 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
 		"how long a manifest file must stay missing before its pods are removed (tools that replace a file by unlink and create leave it missing for a moment); 0 removes at once")
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
+	f.StringVar(&o.APIListen, "api-listen", defaultAPIListen, "also serve the Kubernetes API on this TCP address, with TLS and client certificates (see `kubeconfig`); \"\" serves only the socket")
+	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
+	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "labels of the node object the API serves (key=value,...)")
 	addCRIFlags(f, &o.CRI, "cri-", "")
 	return cmd
 }
@@ -157,6 +164,7 @@ type agent struct {
 	rec     *reconcile.Reconciler
 	metrics *metrics.Metrics
 	bridge  *prober.Bridge
+	changes *kubeapi.Changes
 	lock    *os.File
 }
 
@@ -235,6 +243,9 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		maxPods = -1 // reconcile reads 0 as its default
 	}
 	host, _ := os.Hostname()
+	// The API's watches hear of every pass through the prober seam.
+	a.changes = kubeapi.NewChanges()
+	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
 		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
@@ -289,18 +300,30 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		defer a.rt.DisableSpareShim()
 	}
 
+	kube, writes, err := newKubeAPI(g, o, a)
+	if err != nil {
+		return err
+	}
 	l, err := api.Listen(g.Socket)
 	if err != nil {
 		return err
 	}
-	srv := &api.Server{Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Log: log}
+	srv := &api.Server{Kube: kube, Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Log: log}
 	var wg sync.WaitGroup
+	wg.Go(func() { kube.Run(ctx) })
 	wg.Go(func() {
 		if err := srv.Serve(ctx, l); err != nil {
 			log.Error().Err(err).Msg("API server stopped")
 		}
 	})
 	defer os.Remove(g.Socket)
+	if o.APIListen != "" {
+		stopTCP, err := serveTCP(ctx, &wg, g, o, srv)
+		if err != nil {
+			return err
+		}
+		defer stopTCP()
+	}
 	if o.MetricsAddr != "" {
 		ml, err := net.Listen("tcp", o.MetricsAddr)
 		if err != nil {
@@ -312,32 +335,56 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	}
 
 	// Every change reloads the whole directory; the caches keep that to
-	// the files whose bytes changed.
-	w, err := manifest.NewWatcher(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls, Cache: manifest.NewCache()},
-		manifest.WatchOptions{Debounce: o.Debounce, Settle: settleOption(o.RemovalSettle)})
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", o.Manifests, err)
+	// the files whose bytes changed. The API's write directory, when it is
+	// another directory, is watched too and both loads are merged.
+	dirs := []string{o.Manifests}
+	if writes != nil && resolveDir(writes.Dir()) != resolveDir(o.Manifests) {
+		dirs = append(dirs, writes.Dir())
 	}
 	tr := translator()
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	var once sync.Once
-	wg.Go(func() {
-		err := w.Run(ctx, func(ld manifest.Load) {
-			set := tr.FromSnapshot(ld.Snapshot, ld.Err)
-			set.Changed = ld.Changed
-			if ld.Err != nil {
-				log.Warn().Err(ld.Err).Str("reason", ld.Reason).Msg("manifest directory unavailable; keeping every pod as it is")
-			} else {
-				log.Debug().Str("reason", ld.Reason).Int("pods", len(set.Pods)).Int("errors", len(set.Errors)).Msg("manifests loaded")
-			}
-			a.rec.SetDesired(set)
-			once.Do(func() { close(loaded) })
-		})
-		if err != nil && ctx.Err() == nil {
-			log.Error().Err(err).Msg("manifest watch stopped; relying on the periodic resync")
+	merged := newLoadMerger(len(dirs))
+	var watchers []*manifest.Watcher
+	for i, dir := range dirs {
+		w, err := manifest.NewWatcher(dir, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls, Cache: manifest.NewCache()},
+			manifest.WatchOptions{Debounce: o.Debounce, Settle: settleOption(o.RemovalSettle)})
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", dir, err)
 		}
-	})
+		watchers = append(watchers, w)
+		wg.Go(func() {
+			err := w.Run(ctx, func(one manifest.Load) {
+				merged.Lock()
+				defer merged.Unlock()
+				ld, ok := merged.add(i, one)
+				if !ok {
+					return // the other directory has not loaded yet
+				}
+				set := tr.FromSnapshot(ld.Snapshot, ld.Err)
+				set.Changed = ld.Changed
+				if ld.Err != nil {
+					log.Warn().Err(ld.Err).Str("reason", ld.Reason).Msg("manifest directory unavailable; keeping every pod as it is")
+				} else {
+					log.Debug().Str("reason", ld.Reason).Int("pods", len(set.Pods)).Int("errors", len(set.Errors)).Msg("manifests loaded")
+				}
+				a.rec.SetDesired(set)
+				if ld.Err == nil {
+					kube.SetSnapshot(ld.Snapshot)
+				}
+				once.Do(func() { close(loaded) })
+			})
+			if err != nil && ctx.Err() == nil {
+				log.Error().Err(err).Str("directory", dir).Msg("manifest watch stopped; relying on the periodic resync")
+			}
+		})
+	}
+	reload := func() {
+		for _, w := range watchers {
+			w.Reload()
+		}
+	}
 	if o.CRI.Listen != "" && !o.DryRun {
 		wg.Go(func() {
 			if err := serveCRI(ctx, g, a.rt, a.images, o.CRI); err != nil {
@@ -375,7 +422,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				w.Reload()
+				reload()
 			}
 		}
 	})
@@ -411,7 +458,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 				if err := loadConfigFile(cmd, g, o); err != nil {
 					log.Error().Err(err).Msg("config reload failed; keeping the running configuration")
 				}
-				w.Reload()
+				reload()
 				continue
 			}
 			log.Info().Str("signal", s.String()).Bool("stopPods", o.StopPodsOnExit).Msg("shutting down")

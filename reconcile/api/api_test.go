@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 )
@@ -55,10 +58,14 @@ func startAPI(t *testing.T) (*Client, *fake.Runtime, *reconcile.Reconciler, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &Server{Backend: logBackend{rec, logDir}, Runtime: f, Log: zerolog.Nop()}
+	kube := kubeapi.New(kubeapi.Config{Backend: logBackend{rec, logDir}, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
+	kube.SetStreams(kube.RuntimeStreams())
+	kubeDone := make(chan struct{})
+	go func() { kube.Run(ctx); close(kubeDone) }()
+	srv := &Server{Kube: kube, Backend: rec, Runtime: f, Log: zerolog.Nop()}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ctx, l) }()
-	t.Cleanup(func() { cancel(); <-recDone; <-srvDone })
+	t.Cleanup(func() { cancel(); <-recDone; <-srvDone; <-kubeDone })
 	return NewClient(sock), f, rec, logDir
 }
 
@@ -104,7 +111,7 @@ func TestPodsEventsAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list.Kind != "List" || list.APIVersion != "v1" || len(list.Items) != 2 || list.Items[0].Metadata.Name != "db" ||
+	if list.Kind != "PodList" || list.APIVersion != "v1" || len(list.Items) != 2 || list.Items[0].Metadata.Name != "db" ||
 		list.Items[0].Kind != "Pod" || list.Items[0].Status.PodIP == "" {
 		t.Fatalf("list: %+v", list)
 	}
@@ -209,10 +216,10 @@ func TestExec(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	if _, err := c.Exec(context.Background(), "default", "nope", ExecOptions{Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "not running") && !strings.Contains(err.Error(), "no sandbox") {
+	if _, err := c.Exec(context.Background(), "default", "nope", ExecOptions{Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), `pods "nope" not found`) {
 		t.Errorf("exec in a missing pod: %v", err)
 	}
-	if _, err := c.Exec(context.Background(), "default", "web", ExecOptions{Container: "side", Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), `container "side" in pod default/web not found`) {
+	if _, err := c.Exec(context.Background(), "default", "web", ExecOptions{Container: "side", Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "container side is not valid for pod web") {
 		t.Errorf("exec in a missing container: %v", err)
 	}
 }
@@ -222,5 +229,22 @@ func TestAgentNotRunning(t *testing.T) {
 	_, err := c.Pods(context.Background(), "")
 	if !errors.Is(err, ErrAgentNotRunning) {
 		t.Errorf("want ErrAgentNotRunning, got %v", err)
+	}
+}
+
+// TestServeTLSRequiresClientCertificates: the TCP listener refuses to
+// start unless every client must show a verified certificate.
+func TestServeTLSRequiresClientCertificates(t *testing.T) {
+	srv := &Server{Log: zerolog.Nop()}
+	for _, auth := range []tls.ClientAuthType{tls.NoClientCert, tls.RequestClientCert, tls.RequireAnyClientCert, tls.VerifyClientCertIfGiven} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = srv.ServeTLS(context.Background(), l, &tls.Config{ClientAuth: auth})
+		l.Close()
+		if err == nil {
+			t.Errorf("ServeTLS with %v served", auth)
+		}
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 )
@@ -99,59 +101,133 @@ func (c *Client) getJSON(ctx context.Context, path string, q url.Values, v any) 
 	return dec.Decode(v)
 }
 
+// podFromKube reads a served Pod into the reconciler's shape, which
+// follows core/v1's field names; the agent's own status block comes back
+// from its annotations.
+func podFromKube(raw []byte) (reconcile.Pod, error) {
+	var p reconcile.Pod
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return p, fmt.Errorf("decode pod: %w", err)
+	}
+	p.Status.Pelagos = kubeapi.AgentStatus(p.Metadata.Annotations)
+	for k := range p.Metadata.Annotations {
+		if kubeapi.IsAgentAnnotation(k) {
+			delete(p.Metadata.Annotations, k)
+		}
+	}
+	if len(p.Metadata.Annotations) == 0 {
+		p.Metadata.Annotations = nil
+	}
+	return p, nil
+}
+
+func podsPath(namespace string) string {
+	if namespace == "" {
+		return "/api/v1/pods"
+	}
+	return "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods"
+}
+
+// RawPods returns the served Pods (core/v1 JSON); namespace "" means all.
+func (c *Client) RawPods(ctx context.Context, namespace string) ([]json.RawMessage, error) {
+	var l struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := c.getJSON(ctx, podsPath(namespace), nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// RawPod returns one served Pod (core/v1 JSON).
+func (c *Client) RawPod(ctx context.Context, namespace, name string) (json.RawMessage, error) {
+	var raw json.RawMessage
+	return raw, c.getJSON(ctx, podPath(namespace, name), nil, &raw)
+}
+
 // Pods lists pods; namespace "" means all.
 func (c *Client) Pods(ctx context.Context, namespace string) (*reconcile.PodList, error) {
-	path := "/api/v1/pods"
-	if namespace != "" {
-		path = "/api/v1/namespaces/" + url.PathEscape(namespace) + "/pods"
+	items, err := c.RawPods(ctx, namespace)
+	if err != nil {
+		return nil, err
 	}
-	var l reconcile.PodList
-	return &l, c.getJSON(ctx, path, nil, &l)
+	l := &reconcile.PodList{APIVersion: "v1", Kind: "PodList", Items: []reconcile.Pod{}}
+	for _, raw := range items {
+		p, err := podFromKube(raw)
+		if err != nil {
+			return nil, err
+		}
+		l.Items = append(l.Items, p)
+	}
+	return l, nil
 }
 
 // Pod gets one pod.
 func (c *Client) Pod(ctx context.Context, namespace, name string) (*reconcile.Pod, error) {
-	var p reconcile.Pod
-	return &p, c.getJSON(ctx, podPath(namespace, name), nil, &p)
+	raw, err := c.RawPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := podFromKube(raw)
+	return &p, err
 }
 
 func podPath(ns, name string) string {
 	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/pods/" + url.PathEscape(name)
 }
 
-// Events lists the kept events, optionally about one pod.
-func (c *Client) Events(ctx context.Context, namespace, name string) ([]reconcile.Event, error) {
+// eventsQuery lists (or watches) events, optionally about one pod.
+func eventsQuery(namespace, name string) (string, url.Values) {
+	path := "/api/v1/events"
 	q := url.Values{}
 	if namespace != "" {
-		q.Set("namespace", namespace)
+		path = "/api/v1/namespaces/" + url.PathEscape(namespace) + "/events"
 	}
 	if name != "" {
-		q.Set("name", name)
+		q.Set("fieldSelector", "involvedObject.kind=Pod,involvedObject.name="+name)
 	}
+	return path, q
+}
+
+// Events lists the kept events, optionally about one pod, oldest first.
+func (c *Client) Events(ctx context.Context, namespace, name string) ([]reconcile.Event, error) {
+	path, q := eventsQuery(namespace, name)
 	var l struct {
 		Items []reconcile.Event `json:"items"`
 	}
-	return l.Items, c.getJSON(ctx, "/api/v1/events", q, &l)
+	if err := c.getJSON(ctx, path, q, &l); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(l.Items, func(i, j int) bool { return l.Items[i].FirstTimestamp.Before(l.Items[j].FirstTimestamp) })
+	return l.Items, nil
 }
 
-// WatchEvents calls fn for the kept events and then each new one until
-// ctx ends or fn returns an error.
+// WatchEvents calls fn for the kept events and then each new or repeated
+// one until ctx ends or fn returns an error.
 func (c *Client) WatchEvents(ctx context.Context, fn func(reconcile.Event) error) error {
-	resp, err := c.get(ctx, "/api/v1/events", url.Values{"watch": {"true"}})
+	path, q := eventsQuery("", "")
+	q.Set("watch", "true")
+	resp, err := c.get(ctx, path, q)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var ev reconcile.Event
+		var ev struct {
+			Type   string          `json:"type"`
+			Object reconcile.Event `json:"object"`
+		}
 		if err := dec.Decode(&ev); err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("event stream: %w", err)
 		}
-		if err := fn(ev); err != nil {
+		if ev.Type != "ADDED" && ev.Type != "MODIFIED" {
+			continue
+		}
+		if err := fn(ev.Object); err != nil {
 			return err
 		}
 	}
@@ -166,7 +242,7 @@ func (c *Client) FileErrors(ctx context.Context) (dir string, files []reconcile.
 			File, Field, Pod, Message string
 		} `json:"files"`
 	}
-	if err := c.getJSON(ctx, "/api/v1/errors", nil, &out); err != nil {
+	if err := c.getJSON(ctx, "/pelagos/v1/errors", nil, &out); err != nil {
 		return "", nil, err
 	}
 	for _, f := range out.Files {

@@ -14,6 +14,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 )
 
@@ -67,7 +68,7 @@ var _ runtime.ResourceUpdater = (*Runtime)(nil)
 
 // useCallerLogPath applies ContainerConfig.LogPath: the log goes where the
 // caller asks, and its rotation replaces ours.
-func useCallerLogPath(rec *containerRecord, cfg *runtime.ContainerConfig) error {
+func useCallerLogPath(rec *record.Container, cfg *runtime.ContainerConfig) error {
 	if cfg.LogPath == "" {
 		return nil
 	}
@@ -119,13 +120,16 @@ func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res r
 	}
 	unlock := r.lockID("container/" + id)
 	defer unlock()
-	rec, err := r.containerRecord(id)
+	e, err := r.ctr.index.get(id)
 	if err != nil {
 		return fmt.Errorf("update container: %w", err)
 	}
-	if c := rec.observe(); c.State != runtime.ContainerRunning {
+	if c := e.observe(); c.State != runtime.ContainerRunning {
 		return fmt.Errorf("update container %s: it is %s, not running: %w", id, c.State, runtime.ErrConflict)
 	}
+	// The index's record is shared: the update is made on a copy.
+	cp := *e.rec
+	rec := &cp
 	next := rec.Config.Resources
 	set := func(cur *int64, v int64) {
 		if v != 0 {
@@ -155,8 +159,13 @@ func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res r
 		return fmt.Errorf("update container %s: %w", id, err)
 	}
 	rec.Config.Resources = next
-	if err := writeJSONAtomic(filepath.Join(rec.Dir, containerFile), rec); err != nil {
+	if err := record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec); err != nil {
 		return fmt.Errorf("update container %s: %w", id, err)
 	}
+	st, err := rec.State()
+	if err != nil {
+		st = nil
+	}
+	r.ctr.index.put(rec, st)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,7 +39,17 @@ func TestKubectl(t *testing.T) {
 			web := e.addPod("web", runtime.ContainerConfig{Name: "app"})
 			protocols := func(t *testing.T, sub, want string) {
 				t.Helper()
-				ups := e.takeUpgrades()
+				// A session is recorded when its handler returns, which
+				// can be after kubectl has exited: wait for it, so that it
+				// is not counted as the next subtest's.
+				var ups []string
+				seen := func() bool {
+					ups = append(ups, e.takeUpgrades()...)
+					return slices.ContainsFunc(ups, func(u string) bool { return strings.HasPrefix(u, sub+" ") })
+				}
+				for deadline := time.Now().Add(10 * time.Second); !seen() && time.Now().Before(deadline); {
+					time.Sleep(5 * time.Millisecond)
+				}
 				if len(ups) == 0 {
 					t.Errorf("no %s session reached the server", sub)
 				}
