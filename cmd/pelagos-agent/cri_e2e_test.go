@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -571,4 +572,62 @@ func httpGet(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return string(b), err
+}
+
+// TestRunServesCRI: `run --cri-listen` serves the CRI beside the manifests
+// from one process, and each side sees only its own pods: the CRI lists
+// no manifest pod, the agent's API no CRI pod, and the reconciler's
+// resyncs leave the CRI's pod running.
+func TestRunServesCRI(t *testing.T) {
+	e := newAgentEnv(t)
+	criSock := filepath.Join(e.runRoot, "cri.sock")
+	e.extra = append(e.extra, "--cri-listen", criSock, "--resync", "100ms")
+	e.write("rev1", "web.yaml", podYAML("web", "web", "one"))
+	e.start()
+	e.running("web")
+	cfg := filepath.Join(t.TempDir(), "crictl.yaml")
+	if err := os.WriteFile(cfg, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	crictl := func(args ...string) string {
+		t.Helper()
+		full := append([]string{"--config", cfg, "--runtime-endpoint", "unix://" + criSock, "--image-endpoint", "unix://" + criSock, "--timeout", "2m"}, args...)
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(criTool(t, "crictl"), full...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("crictl %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		}
+		return strings.TrimSpace(stdout.String())
+	}
+	pod := criConfigFile(t, map[string]any{"metadata": map[string]any{"name": "kubelets", "namespace": "default", "uid": "uid-k"},
+		"linux": map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}}})
+	ctr := criConfigFile(t, map[string]any{"metadata": map[string]any{"name": "c"}, "image": map[string]any{"image": "busybox:1.36"},
+		"command": []string{"sleep", "3600"},
+		"linux":   map[string]any{"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}}}})
+	podID := crictl("runp", pod)
+	crictl("start", crictl("create", podID, ctr, pod))
+	if out := crictl("pods", "-q"); out != podID {
+		t.Errorf("the CRI lists %q, want only its pod %s", out, podID)
+	}
+	// Many resyncs later, the reconciler has neither listed nor removed it.
+	time.Sleep(time.Second)
+	l, err := e.client.Pods(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) != 1 || l.Items[0].Metadata.Name != "web" {
+		var names []string
+		for _, p := range l.Items {
+			names = append(names, p.Metadata.Name)
+		}
+		t.Errorf("the agent shows %v, want only web", names)
+	}
+	if out := crictl("pods", "--state", "ready", "-q"); out != podID {
+		t.Errorf("the CRI pod after the reconciler's resyncs: %q", out)
+	}
+	crictl("rmp", "-f", podID)
+	e.removeAll()
+	e.stop(syscall.SIGTERM)
+	e.census().Check(t, 5*time.Second)
 }
