@@ -136,22 +136,12 @@ func (s *Server) StartContainer(ctx context.Context, req *runtimeapi.StartContai
 // StopContainer implements the CRI. A created container has nothing to
 // stop; stopping what is gone succeeds.
 func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
-	id, err := s.store.resolve("containers", req.GetContainerId())
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.StopContainerResponse{}, nil
+	rec, unlock, err := s.lockedContainer(req.GetContainerId())
+	if err != nil || rec == nil {
+		return &runtimeapi.StopContainerResponse{}, grpcError(err)
 	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.store.container(id)
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.StopContainerResponse{}, nil
-	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
+	id := rec.ID
 	if !rec.Started || rec.Final != nil {
 		return &runtimeapi.StopContainerResponse{}, nil
 	}
@@ -168,22 +158,12 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 // RemoveContainer implements the CRI: a running container is killed. The
 // log file stays: it is kubelet's.
 func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
-	id, err := s.store.resolve("containers", req.GetContainerId())
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.RemoveContainerResponse{}, nil
+	rec, unlock, err := s.lockedContainer(req.GetContainerId())
+	if err != nil || rec == nil {
+		return &runtimeapi.RemoveContainerResponse{}, grpcError(err)
 	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.store.container(id)
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.RemoveContainerResponse{}, nil
-	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
+	id := rec.ID
 	if rec.Started && rec.Final == nil {
 		if err := s.rt.RemoveContainer(ctx, id); err != nil {
 			return nil, grpcError(fmt.Errorf("remove container %s: %w", id, err))
@@ -196,7 +176,20 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
-// observed is a container's state as the CRI reports it.
+// lockedContainer finds and locks a container for a call that succeeds
+// when it is gone (stop, remove): a missing one is a nil record and no
+// error.
+func (s *Server) lockedContainer(idOrPrefix string) (*containerRecord, func(), error) {
+	return locked(s, "containers", idOrPrefix, s.store.container)
+}
+
+// matches applies a listing's filter: ID and sandbox ID prefixes, labels.
+func (rec *containerRecord) matches(id, sandboxID string, labels map[string]string) bool {
+	return (id == "" || hasIDPrefix(rec.ID, id)) && (sandboxID == "" || hasIDPrefix(rec.SandboxID, sandboxID)) &&
+		matchLabels(labels, rec.config.GetLabels())
+}
+
+// observe is a container's state as the CRI reports it.
 func (s *Server) observe(ctx context.Context, rec *containerRecord) (*runtime.Container, error) {
 	switch {
 	case rec.Final != nil:
@@ -317,13 +310,7 @@ func (s *Server) listContainers(ctx context.Context, f *runtimeapi.ContainerFilt
 	sort.Slice(recs, func(i, j int) bool { return recs[i].CreatedAt.Before(recs[j].CreatedAt) })
 	var out []*runtimeapi.Container
 	for _, rec := range recs {
-		if f.GetId() != "" && !hasIDPrefix(rec.ID, f.GetId()) {
-			continue
-		}
-		if f.GetPodSandboxId() != "" && !hasIDPrefix(rec.SandboxID, f.GetPodSandboxId()) {
-			continue
-		}
-		if !matchLabels(f.GetLabelSelector(), rec.config.GetLabels()) {
+		if !rec.matches(f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector()) {
 			continue
 		}
 		c, err := s.observe(ctx, rec)

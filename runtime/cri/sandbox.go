@@ -103,26 +103,43 @@ func metaName(m *runtimeapi.PodSandboxMetadata) string {
 // made (the pod network first of all). The record stays, NOTREADY, until
 // RemovePodSandbox. Stopping what is stopped or gone succeeds.
 func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	id, err := s.store.resolve("sandboxes", req.GetPodSandboxId())
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.StopPodSandboxResponse{}, nil
+	rec, unlock, err := s.lockedSandbox(req.GetPodSandboxId())
+	if err != nil || rec == nil {
+		return &runtimeapi.StopPodSandboxResponse{}, grpcError(err)
 	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.store.sandbox(id)
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.StopPodSandboxResponse{}, nil
-	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
 	if err := s.stopSandbox(ctx, rec); err != nil {
-		return nil, grpcError(fmt.Errorf("stop pod sandbox %s: %w", id, err))
+		return nil, grpcError(fmt.Errorf("stop pod sandbox %s: %w", rec.ID, err))
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+// lockedSandbox finds and locks a sandbox for a call that succeeds when it
+// is gone (stop, remove): a missing one is a nil record and no error.
+func (s *Server) lockedSandbox(idOrPrefix string) (*sandboxRecord, func(), error) {
+	return locked(s, "sandboxes", idOrPrefix, s.store.sandbox)
+}
+
+// locked finds a record of kind by ID or prefix and takes its lock; a
+// missing one is a nil record and no error.
+func locked[T any](s *Server, kind, idOrPrefix string, read func(string) (*T, error)) (*T, func(), error) {
+	id, err := s.store.resolve(kind, idOrPrefix)
+	if errors.Is(err, runtime.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock := s.locks.lock(id)
+	rec, err := read(id)
+	if err != nil {
+		unlock()
+		if errors.Is(err, runtime.ErrNotFound) {
+			return nil, nil, nil
+		}
+		return nil, nil, err
+	}
+	return rec, unlock, nil
 }
 
 // stopSandbox does StopPodSandbox's work; the caller holds the sandbox's
@@ -189,24 +206,13 @@ func lostContainer(c *containerRecord) *runtime.Container {
 // RemovePodSandbox implements the CRI: a sandbox not stopped yet is
 // stopped first; then its containers' records and its own go.
 func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	id, err := s.store.resolve("sandboxes", req.GetPodSandboxId())
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	rec, unlock, err := s.lockedSandbox(req.GetPodSandboxId())
+	if err != nil || rec == nil {
+		return &runtimeapi.RemovePodSandboxResponse{}, grpcError(err)
 	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	unlock := s.locks.lock(id)
 	defer unlock()
-	rec, err := s.store.sandbox(id)
-	if errors.Is(err, runtime.ErrNotFound) {
-		return &runtimeapi.RemovePodSandboxResponse{}, nil
-	}
-	if err != nil {
-		return nil, grpcError(err)
-	}
 	if err := s.removeSandbox(ctx, rec); err != nil {
-		return nil, grpcError(fmt.Errorf("remove pod sandbox %s: %w", id, err))
+		return nil, grpcError(fmt.Errorf("remove pod sandbox %s: %w", rec.ID, err))
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
@@ -323,18 +329,11 @@ type sandboxInfo struct {
 
 // PodSandboxStatus implements the CRI.
 func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	id, err := s.store.resolve("sandboxes", req.GetPodSandboxId())
+	o, err := s.sandboxByID(ctx, req.GetPodSandboxId())
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	rec, err := s.store.sandbox(id)
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	o, err := s.observeSandbox(ctx, rec)
-	if err != nil {
-		return nil, grpcError(err)
-	}
+	rec, id := o.rec, o.rec.ID
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: o.status(), Timestamp: time.Now().UnixNano()}
 	ctrs, errs := s.store.containers()
 	s.logErrors(errs)
@@ -355,6 +354,19 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		resp.Info = map[string]string{"info": string(b)}
 	}
 	return resp, nil
+}
+
+// sandboxByID finds and observes one sandbox.
+func (s *Server) sandboxByID(ctx context.Context, idOrPrefix string) (*observedSandbox, error) {
+	id, err := s.store.resolve("sandboxes", idOrPrefix)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := s.store.sandbox(id)
+	if err != nil {
+		return nil, err
+	}
+	return s.observeSandbox(ctx, rec)
 }
 
 // listSandboxes observes every sandbox of the store, oldest first.

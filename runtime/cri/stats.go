@@ -109,9 +109,7 @@ func (s *Server) listContainerStats(ctx context.Context, f *runtimeapi.Container
 	keep := map[string]bool{}
 	for _, rec := range recs {
 		keep[rec.ID] = true
-		if f.GetId() != "" && !hasIDPrefix(rec.ID, f.GetId()) ||
-			f.GetPodSandboxId() != "" && !hasIDPrefix(rec.SandboxID, f.GetPodSandboxId()) ||
-			!matchLabels(f.GetLabelSelector(), rec.config.GetLabels()) {
+		if !rec.matches(f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector()) {
 			continue
 		}
 		st, _, err := s.containerStats(ctx, rec)
@@ -219,15 +217,7 @@ func netDev(pid int) ([]*runtimeapi.NetworkInterfaceUsage, error) {
 
 // PodSandboxStats implements the CRI.
 func (s *Server) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	id, err := s.store.resolve("sandboxes", req.GetPodSandboxId())
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	rec, err := s.store.sandbox(id)
-	if err != nil {
-		return nil, grpcError(err)
-	}
-	o, err := s.observeSandbox(ctx, rec)
+	o, err := s.sandboxByID(ctx, req.GetPodSandboxId())
 	if err != nil {
 		return nil, grpcError(err)
 	}

@@ -188,40 +188,23 @@ func (s *store) ids(kind string) ([]string, error) {
 	return out, nil
 }
 
-// sandboxes reads every sandbox record; unreadable ones are skipped (and
-// logged by the caller through errs).
-func (s *store) sandboxes() ([]*sandboxRecord, []error) {
-	ids, err := s.ids("sandboxes")
+// sandboxes reads every sandbox record; unreadable ones are skipped and
+// returned as errors for the caller to log.
+func (s *store) sandboxes() ([]*sandboxRecord, []error) { return readAll(s, "sandboxes", s.sandbox) }
+
+func (s *store) containers() ([]*containerRecord, []error) { return readAll(s, "containers", s.container) }
+
+func readAll[T any](s *store, kind string, read func(string) (*T, error)) ([]*T, []error) {
+	ids, err := s.ids(kind)
 	if err != nil {
 		return nil, []error{err}
 	}
-	var out []*sandboxRecord
+	var out []*T
 	var errs []error
 	for _, id := range ids {
-		r, err := s.sandbox(id)
+		r, err := read(id)
 		if errors.Is(err, runtime.ErrNotFound) {
 			continue // removed meanwhile
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out, errs
-}
-
-func (s *store) containers() ([]*containerRecord, []error) {
-	ids, err := s.ids("containers")
-	if err != nil {
-		return nil, []error{err}
-	}
-	var out []*containerRecord
-	var errs []error
-	for _, id := range ids {
-		r, err := s.container(id)
-		if errors.Is(err, runtime.ErrNotFound) {
-			continue
 		}
 		if err != nil {
 			errs = append(errs, err)

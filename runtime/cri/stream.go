@@ -210,18 +210,11 @@ func (s *Server) PortForward(ctx context.Context, req *runtimeapi.PortForwardReq
 	if err != nil {
 		return nil, err
 	}
-	id, err := s.store.resolve("sandboxes", req.GetPodSandboxId())
+	o, err := s.sandboxByID(ctx, req.GetPodSandboxId())
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("port-forward: %w", err))
 	}
-	rec, err := s.store.sandbox(id)
-	if err != nil {
-		return nil, grpcError(fmt.Errorf("port-forward: %w", err))
-	}
-	o, err := s.observeSandbox(ctx, rec)
-	if err != nil {
-		return nil, grpcError(err)
-	}
+	rec, id := o.rec, o.rec.ID
 	if o.state != runtimeapi.PodSandboxState_SANDBOX_READY {
 		return nil, grpcError(fmt.Errorf("port-forward: pod sandbox %s is not ready: %w", id, runtime.ErrConflict))
 	}
