@@ -192,7 +192,9 @@ func (s *store) ids(kind string) ([]string, error) {
 // returned as errors for the caller to log.
 func (s *store) sandboxes() ([]*sandboxRecord, []error) { return readAll(s, "sandboxes", s.sandbox) }
 
-func (s *store) containers() ([]*containerRecord, []error) { return readAll(s, "containers", s.container) }
+func (s *store) containers() ([]*containerRecord, []error) {
+	return readAll(s, "containers", s.container)
+}
 
 func readAll[T any](s *store, kind string, read func(string) (*T, error)) ([]*T, []error) {
 	ids, err := s.ids(kind)
