@@ -33,9 +33,10 @@ help: ## show the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 .PHONY: deps
-deps: ## install what builds and tests need on Debian (as root): busybox-static, systemd-analyze, Go modules
+deps: ## install what builds and tests need on Debian (as root): busybox-static, systemd-analyze, CNI plugins, Go modules
 	@missing=; dpkg -s busybox-static >/dev/null 2>&1 || missing="$$missing busybox-static"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	dpkg -s containernetworking-plugins >/dev/null 2>&1 || missing="$$missing containernetworking-plugins"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	go mod download
 
@@ -99,3 +100,7 @@ package: build ## build the .deb into PKG_DIR (dist/): binary, systemd unit, set
 clean: ## remove build output
 	rm -rf bin dist
 	rm -f runtime/linux/helperbin/bin/*/pelagos-* runtime/linux/helperbin/bin/*/SHA256SUMS
+
+.PHONY: critest
+critest: helpers ## run the CRI conformance suite (critest v1.37.0, built through the module proxy) against `pelagos-agent cri`, as root (about a minute)
+	CI=true CGO_ENABLED=1 go test -tags critest -count=1 -run TestCritest -v -timeout 60m ./cmd/pelagos-agent

@@ -62,7 +62,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 	a.rec.SetDesired(set)
 
 	if o.DryRun {
-		boxes, err := a.rt.ListSandboxes(ctx)
+		boxes, err := a.view.ListSandboxes(ctx)
 		if err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 			stableSince = time.Time{}
 		}
 		if settled {
-			boxes, _ := a.rt.ListSandboxes(ctx)
+			boxes, _ := a.view.ListSandboxes(ctx)
 			extra := 0
 			for _, b := range boxes {
 				if !want[b.Pod] {

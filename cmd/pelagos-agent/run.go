@@ -26,6 +26,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile/metrics"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/cri"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
@@ -48,9 +49,12 @@ type agentOptions struct {
 	StopPodsOnExit  bool
 	SkipTrustCheck  bool
 	InsecureRegistr []string
+	Mirrors         map[string]string
 	APIListen       string
 	APIWriteDir     string
 	NodeLabels      map[string]string
+	// CRI, with Listen set, also serves the CRI (run only).
+	CRI criOptions
 }
 
 func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
@@ -63,6 +67,7 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
 	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+	addMirrorFlag(f, &o.Mirrors)
 }
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -92,12 +97,16 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.StringVar(&o.APIListen, "api-listen", defaultAPIListen, "also serve the Kubernetes API on this TCP address, with TLS and client certificates (see `kubeconfig`); \"\" serves only the socket")
 	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
 	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "labels of the node object the API serves (key=value,...)")
+	addCRIFlags(f, &o.CRI, "cri-", "")
 	return cmd
 }
 
 // agent is the assembled daemon: runtime, image store, reconciler.
 type agent struct {
-	rt      *linux.Runtime
+	rt *linux.Runtime
+	// view is the runtime without the CRI's pods: what the reconciler
+	// sees, so that it never removes kubelet's pods as unwanted.
+	view    runtime.Runtime
 	images  *image.Store
 	rec     *reconcile.Reconciler
 	metrics *metrics.Metrics
@@ -149,24 +158,14 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		a.close()
 		return nil, err // "linux runtime: ..." already
 	}
-	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log}))
+	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Mirrors: o.Mirrors, Logger: g.log}))
 	if err != nil {
 		a.close()
 		return nil, err // "open image store DIR: ..." already
 	}
 	a.rt.SetImageStore(a.images)
-	a.images.SetInUse(func(id string) bool {
-		cs, err := a.rt.ListContainers(context.Background(), runtime.ContainerFilter{})
-		if err != nil {
-			return true // unsure: keep the image
-		}
-		for _, c := range cs {
-			if c.ImageID == id {
-				return true
-			}
-		}
-		return false
-	})
+	a.images.SetInUse(containersUse(a.rt))
+	a.view = cri.WithoutCRI(a.rt)
 	a.metrics = metrics.New()
 	a.metrics.SetAgentInfo(metrics.AgentInfo{Version: version, Root: g.Root, RunRoot: g.RunRoot, Bridge: g.Bridge,
 		Subnet: g.Subnet, NetNSPrefix: g.NetNSPrefix, NFTable: g.NFTable, CgroupParent: g.CgroupParent})
@@ -197,7 +196,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	a.changes = kubeapi.NewChanges()
 	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
+		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
@@ -342,6 +341,13 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			w.Reload()
 		}
 	}
+	if o.CRI.Listen != "" && !o.DryRun {
+		wg.Go(func() {
+			if err := serveCRI(ctx, g, a.rt, a.images, o.CRI); err != nil {
+				log.Error().Err(err).Msg("CRI server stopped")
+			}
+		})
+	}
 	// Offline edge boxes receive images as archives dropped into
 	// <root>/images/import: each is imported once and moved aside.
 	wg.Go(func() {
@@ -442,7 +448,7 @@ func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptio
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	a.rec.SetDesired(reconcile.DesiredSet{})
-	if err := removeAll(ctx, a.rec, a.rt, o.Workers); err != nil {
+	if err := removeAll(ctx, a.rec, a.view, o.Workers); err != nil {
 		return fmt.Errorf("stop pods on exit: %w", err)
 	}
 	g.log.Info().Msg("agent stopped; every pod removed")

@@ -271,7 +271,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	}
 	passwd, _ := imageFile(layers, "/etc/passwd")
 	group, _ := imageFile(layers, "/etc/group")
-	ident, err := resolveUser(&cfg.Security, img.Config.User, passwd, group)
+	ident, err := resolveUser(&cfg.Security, imageUser(cfg, img), passwd, group)
 	if err != nil {
 		return nil, res, nil, err
 	}
@@ -357,6 +357,9 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	} {
 		rec.Rootfs.Binds = append(rec.Rootfs.Binds, rootfs.Bind{Source: r.podFile(sb.ID, f.file), Destination: f.dest})
 	}
+	if err := useCallerLogPath(rec, cfg); err != nil {
+		return nil, res, nil, err
+	}
 	if cfg.TerminationMessagePath != "" {
 		if !filepath.IsAbs(cfg.TerminationMessagePath) {
 			return nil, res, nil, fmt.Errorf("terminationMessagePath %q: not absolute: %w", cfg.TerminationMessagePath, runtime.ErrInvalidConfig)
@@ -420,6 +423,14 @@ func (r *Runtime) prepareContainer(rec *record.Container, res cgroups.Resources,
 	if len(rec.Config.Mounts) > 0 {
 		vols := volume.New(r.cfg.StateRoot, r.cfg.RunRoot)
 		for i, m := range rec.Config.Mounts {
+			if m.HostPath != "" {
+				b, err := hostMountBind(i, m)
+				if err != nil {
+					return err
+				}
+				rec.Rootfs.Binds = append(rec.Rootfs.Binds, b)
+				continue
+			}
 			var vc *runtime.VolumeConfig
 			for j := range sb.Config.Volumes {
 				if sb.Config.Volumes[j].Name == m.Volume {

@@ -183,6 +183,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
 	}
+	if err := checkExternalNetwork(cfg, ns); err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
+	}
 	unlock := r.lockID(id)
 	defer unlock()
 	// A container start follows: the spare shim pool grows for it now,
@@ -234,7 +237,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if ns.Network == runtime.NamespacePod {
 		rec.NetNSName = r.cfg.NetNSPrefix + id
 		rec.NetNSPath = filepath.Join(netconf.NetNSDir, rec.NetNSName)
-		rec.VethHost = netconf.VethName(rec.NetNSName)
+		if !cfg.ExternalNetwork {
+			rec.VethHost = netconf.VethName(rec.NetNSName)
+		}
 	}
 	if err := r.publishRecord(rec); err != nil {
 		return nil, err
@@ -264,7 +269,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	// Step 3: pod network: pin the netns by name, lease an address, and
 	// attach a veth whose peer is made inside the netns as eth0.
 	if ns.Network == runtime.NamespacePod {
-		if err := r.setupNetwork(rec); err != nil {
+		setup := r.setupNetwork
+		if cfg.ExternalNetwork {
+			setup = r.setupExternalNetwork
+		}
+		if err := setup(rec); err != nil {
 			return nil, err
 		}
 	}

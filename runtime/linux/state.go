@@ -250,6 +250,7 @@ func (rec *sandboxRecord) observe() *runtime.Sandbox {
 		Ports:       rec.Config.Ports,
 		Labels:      rec.Labels,
 		Annotations: rec.Annotations,
+		Owner:       rec.Config.Owner,
 		CreatedAt:   rec.CreatedAt,
 	}
 	switch {

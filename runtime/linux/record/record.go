@@ -82,6 +82,9 @@ type Container struct {
 	LogPath     string                  `json:"logPath"`
 	LogMaxSize  int64                   `json:"logMaxSize,omitempty"`
 	LogMaxFiles int                     `json:"logMaxFiles,omitempty"`
+	// LogFollow: the log is the caller's (ContainerConfig.LogPath), who
+	// rotates it; the shim follows the path and never rotates.
+	LogFollow bool `json:"logFollow,omitempty"`
 
 	CgroupParent string `json:"cgroupParent"`
 	CgroupRel    string `json:"cgroupRel"`

@@ -217,7 +217,7 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 		pre.Discard()
 		return reportFailure(ready, err)
 	}
-	logw, err := crilog.NewWriter(rec.LogPath, crilog.Options{MaxSize: rec.LogMaxSize, MaxFiles: rec.LogMaxFiles})
+	logw, err := crilog.NewWriter(rec.LogPath, crilog.Options{MaxSize: rec.LogMaxSize, MaxFiles: rec.LogMaxFiles, FollowPath: rec.LogFollow})
 	if err != nil {
 		pre.Discard()
 		return reportFailure(ready, err)
