@@ -13,6 +13,7 @@ FUZZEXECS ?= 20000x
 BENCHTIME ?= 5x
 FUZZEXECS_SLOW ?= 300x
 DEMO_DIR ?= /tmp/pelagos-demo
+TESTLOGS ?= /tmp/pelagos-test-logs
 # Builds with -v print each package they compile: shown as a count, on one
 # line on a terminal, so that a first build shows progress (errors are
 # printed as they are).
@@ -61,8 +62,16 @@ vet: helpers ## gofmt check and go vet
 	go vet ./...
 
 .PHONY: test
-test: deps helpers vet ## every test tier (unit, root, end to end) with -race, then short fuzzing; run as root
-	CGO_ENABLED=1 go test -race -count=1 -timeout 20m ./...
+test: deps helpers vet ## every test tier (unit, root, end to end with -race; CRI conformance beside them), then short fuzzing; run as root
+	@# Two tiers side by side: the CRI conformance suite (critest, about a
+	@# minute of mostly waiting) runs while go test works through the
+	@# packages; either failing fails the run, and its log is printed.
+	@mkdir -p $(TESTLOGS); \
+	$(MAKE) --no-print-directory critest > $(TESTLOGS)/critest.log 2>&1 & crit=$$!; \
+	CGO_ENABLED=1 go test -race -count=1 -timeout 30m ./...; rc=$$?; \
+	wait $$crit; crc=$$?; \
+	echo "==> critest tier (exit $$crc):"; tail -n 40 $(TESTLOGS)/critest.log; \
+	[ $$rc -eq 0 ] && [ $$crc -eq 0 ]
 	$(MAKE) fuzz
 
 .PHONY: fuzz
