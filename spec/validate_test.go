@@ -285,17 +285,21 @@ func TestValidateIsolationAndNumbers(t *testing.T) {
 		class  error
 		msg    string
 	}{
-		// Not supported yet: terminals, stdin, native sidecars.
+		// Not supported yet: terminals, stdin.
 		{"tty", func(p *Pod) { p.Spec.Containers[0].TTY = true }, "spec.containers[0].tty", ErrUnsupported, "not supported yet: pelagos-agent cannot attach a terminal"},
 		{"stdin", func(p *Pod) { p.Spec.Containers[0].Stdin = true }, "spec.containers[0].stdin", ErrUnsupported, "not supported yet"},
 		{"stdinOnce", func(p *Pod) { p.Spec.Containers[0].StdinOnce = true }, "spec.containers[0].stdinOnce", ErrUnsupported, "not supported yet"},
 		{"tty on an init container", func(p *Pod) { init(p).TTY = true }, "spec.initContainers[0].tty", ErrUnsupported, "not supported yet"},
 		{"false is fine", func(p *Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = false, false }, "", nil, ""},
-		{"native sidecar with probes: one message, not three", func(p *Pod) {
+		// Native sidecars: probes and hooks allowed, unlike on init containers.
+		{"native sidecar with probes and hooks", func(p *Pod) {
 			c := init(p)
 			c.RestartPolicy = ptr(ContainerRestartPolicyAlways)
-			c.ReadinessProbe, c.LivenessProbe = exec, exec
-		}, "spec.initContainers[0].restartPolicy", ErrUnsupported, "not supported yet: native sidecars"},
+			c.ReadinessProbe, c.LivenessProbe, c.StartupProbe = exec, exec, exec
+			c.Lifecycle = &Lifecycle{PreStop: &LifecycleHandler{Exec: &ExecAction{Command: []string{"true"}}}}
+		}, "", nil, ""},
+		{"probes on a plain init container", func(p *Pod) { init(p).ReadinessProbe = exec },
+			"spec.initContainers[0].readinessProbe", ErrInvalid, "must not be set on an init container"},
 		{"init container restartPolicy other than Always", func(p *Pod) { init(p).RestartPolicy = ptr(ContainerRestartPolicy("Never")) },
 			"spec.initContainers[0].restartPolicy", ErrInvalid, "the only value for an init container is Always"},
 		{"app container restartPolicy", func(p *Pod) { p.Spec.Containers[0].RestartPolicy = ptr(ContainerRestartPolicyAlways) },
