@@ -27,9 +27,13 @@ const (
 // DesiredContainer is one container of a desired pod, translated to the
 // runtime's terms.
 type DesiredContainer struct {
-	Name       string
-	Hash       string
-	Init       bool
+	Name string
+	Hash string
+	Init bool
+	// Sidecar marks a native sidecar (an init container with
+	// restartPolicy Always): started in order with the init containers,
+	// kept running beside the app, stopped after it.
+	Sidecar    bool
 	PullPolicy runtime.PullPolicy
 	// Config is complete except SandboxID, Attempt and the reconciler's
 	// annotations, which the apply step fills in.

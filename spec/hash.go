@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 )
 
@@ -116,7 +115,7 @@ func SandboxHash(p *Pod) string {
 			f.SupplementalGroupsPolicy = string(*p)
 		}
 	}
-	for _, c := range slices.Concat(s.InitContainers, s.Containers) {
+	for _, c := range s.Serving() {
 		for _, pt := range c.Ports {
 			if pt.HostPort != 0 {
 				f.HostPorts = append(f.HostPorts, hostPortHash{pt.HostIP, pt.HostPort, pt.ContainerPort, pt.Protocol})

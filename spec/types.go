@@ -143,6 +143,19 @@ func (c *Container) IsSidecar() bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == ContainerRestartPolicyAlways
 }
 
+// Serving returns the containers that run for the pod's life, in the
+// order they start: native sidecars, then the app containers. Their ports
+// are the pod's; plain init containers end before the app starts.
+func (s *PodSpec) Serving() []Container {
+	var out []Container
+	for _, c := range s.InitContainers {
+		if c.IsSidecar() {
+			out = append(out, c)
+		}
+	}
+	return append(out, s.Containers...)
+}
+
 // ContainerResizePolicy says whether a resource change needs a restart
 // (Kubernetes' in-place resize); see Container.ResizePolicy.
 type ContainerResizePolicy struct {
