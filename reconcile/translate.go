@@ -449,7 +449,7 @@ func project(data map[string][]byte, items []spec.KeyToPath, mode uint32, what s
 // container translates one container: env (with its sources), $(VAR)
 // expansion of command and args, mounts, security, resources.
 func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (DesiredContainer, error) {
-	dc := DesiredContainer{Name: c.Name, PullPolicy: runtime.PullPolicy(c.ImagePullPolicy)}
+	dc := DesiredContainer{Name: c.Name, PullPolicy: runtime.PullPolicy(c.ImagePullPolicy), StartupProbe: c.StartupProbe != nil}
 	env, refDigest, err := t.env(p, c, docs)
 	if err != nil {
 		return dc, err

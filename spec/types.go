@@ -156,6 +156,18 @@ func (s *PodSpec) Serving() []Container {
 	return append(out, s.Containers...)
 }
 
+// Container returns the init or app container of that name, or nil.
+func (s *PodSpec) Container(name string) *Container {
+	for _, list := range [][]Container{s.Containers, s.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
 // ContainerResizePolicy says whether a resource change needs a restart
 // (Kubernetes' in-place resize); see Container.ResizePolicy.
 type ContainerResizePolicy struct {
