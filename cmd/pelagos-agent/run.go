@@ -261,9 +261,10 @@ func settleOption(d time.Duration) time.Duration {
 	return d
 }
 
-func translator() reconcile.Translator {
+func translator(stateRoot string) reconcile.Translator {
 	host, _ := os.Hostname()
-	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), FileTime: fileCreated}
+	cpu, disk := nodeAllocatable(stateRoot)
+	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), NodeCPUMilli: cpu, NodeEphemeralStorage: disk, FileTime: fileCreated}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
@@ -313,7 +314,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", o.Manifests, err)
 	}
-	tr := translator()
+	tr := translator(g.Root)
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	var once sync.Once
