@@ -128,6 +128,15 @@ func TestValidatePodFeatures(t *testing.T) {
 			p.Spec.Containers[0].ResizePolicy = []ContainerResizePolicy{{ResourceName: "cpu", RestartPolicy: "Later"}}
 		}, "spec.containers[0].resizePolicy[0].restartPolicy", ErrInvalid, "not one of: NotRequired, RestartContainer"},
 
+		// What podman's kube generate writes.
+		{"automountServiceAccountToken false, enableServiceLinks either way", func(p *Pod) {
+			p.Spec.AutomountServiceAccountToken, p.Spec.EnableServiceLinks = ptr(false), ptr(true)
+		}, "", nil, ""},
+		{"automountServiceAccountToken true", func(p *Pod) { p.Spec.AutomountServiceAccountToken = ptr(true) },
+			"spec.automountServiceAccountToken", ErrUnsupported, "set false or delete this line"},
+		{"annotation keys are checked without case, as Kubernetes does", func(p *Pod) {
+			p.Metadata.Annotations = map[string]string{"io.kubernetes.cri-o.TTY/app": "false"}
+		}, "", nil, ""},
 		{"supplementalGroupsPolicy Strict", func(p *Pod) {
 			p.Spec.SecurityContext = &PodSecurityContext{SupplementalGroupsPolicy: ptr(SupplementalGroupsStrict)}
 		}, "", nil, ""},

@@ -86,6 +86,14 @@ type PodSpec struct {
 	SecurityContext               *PodSecurityContext    `json:"securityContext,omitempty"`
 	NodeSelector                  map[string]string      `json:"nodeSelector,omitempty"`
 	ImagePullSecrets              []LocalObjectReference `json:"imagePullSecrets,omitempty" validate:"dive"`
+
+	// AutomountServiceAccountToken: false says what happens here anyway
+	// (no API server issues tokens); true is refused. podman's kube
+	// generate writes false.
+	AutomountServiceAccountToken *bool `json:"automountServiceAccountToken,omitempty"`
+	// EnableServiceLinks is accepted either way: there are no Services on
+	// one node, so no service variables are set whatever it says.
+	EnableServiceLinks *bool `json:"enableServiceLinks,omitempty"`
 }
 
 // PullPolicy says when an image is pulled.

@@ -301,6 +301,9 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 		}
 	}
 
+	if s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken {
+		l.unsupported(sp.Field("automountServiceAccountToken"), "true is not supported by pelagos-agent: no API server issues service-account tokens here; set false or delete this line")
+	}
 	if s.HostPID && s.ShareProcessNamespace != nil && *s.ShareProcessNamespace {
 		l.add(sp.Field("shareProcessNamespace"), "cannot be true together with hostPID")
 	}
@@ -357,7 +360,9 @@ func validateMeta(l *errList, mp fieldPath, m *ObjectMeta) {
 	total := 0
 	for k, v := range m.Annotations {
 		total += len(k) + len(v)
-		if msgs := content.IsLabelKey(k); len(msgs) > 0 {
+		// As Kubernetes checks them: a qualified name whose case does not
+		// matter (podman writes io.kubernetes.cri-o.TTY/app).
+		if msgs := content.IsLabelKey(strings.ToLower(k)); len(msgs) > 0 {
 			l.add(mp.Field("annotations").Key(k), "key %q is invalid: %s", k, strings.Join(msgs, "; "))
 		}
 	}
