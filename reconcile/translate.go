@@ -333,7 +333,7 @@ func (t Translator) volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (r
 			vc.EmptyDir.SizeLimit = wholeValue(*v.EmptyDir.SizeLimit)
 		}
 	case v.HostPath != nil:
-		vc.HostPath = &runtime.HostPathVolume{Path: v.HostPath.Path}
+		vc.HostPath = &runtime.HostPathVolume{Path: path.Clean(v.HostPath.Path)}
 		if v.HostPath.Type != nil {
 			vc.HostPath.Type = string(*v.HostPath.Type)
 		}
@@ -479,7 +479,7 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		cfg.Annotations = map[string]string{AnnotationPreStop: string(b)}
 	}
 	for _, m := range c.VolumeMounts {
-		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: m.MountPath, SubPath: m.SubPath,
+		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: path.Clean(m.MountPath), SubPath: m.SubPath,
 			ReadOnly: m.ReadOnly || readOnlyClaim(p, m.Name)})
 	}
 	sc := spec.EffectiveSecurityContext(p, c)

@@ -128,6 +128,18 @@ func TestValidatePodFeatures(t *testing.T) {
 			p.Spec.Containers[0].ResizePolicy = []ContainerResizePolicy{{ResourceName: "cpu", RestartPolicy: "Later"}}
 		}, "spec.containers[0].resizePolicy[0].restartPolicy", ErrInvalid, "not one of: NotRequired, RestartContainer"},
 
+		// What kubeadm and GCE static pods write.
+		{"mountPath and hostPath path with a trailing slash", func(p *Pod) {
+			p.Spec.Containers[0].VolumeMounts[0].MountPath = "/data/"
+			p.Spec.Volumes[0].VolumeSource = VolumeSource{HostPath: &HostPathVolumeSource{Path: "/etc/kubernetes/"}}
+		}, "", nil, ""},
+		{"a trailing slash does not hide /dev", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/dev/" },
+			"spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "cannot be a mount point"},
+		{"a trailing slash does not hide a second mount", func(p *Pod) {
+			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, VolumeMount{Name: "data", MountPath: "/data/"})
+		}, "spec.containers[0].volumeMounts[1].mountPath", ErrInvalid, "mounted twice"},
+		{"two trailing slashes are not clean", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "/data//" },
+			"spec.containers[0].volumeMounts[0].mountPath", ErrInvalid, "clean path"},
 		// What podman's kube generate writes.
 		{"automountServiceAccountToken false, enableServiceLinks either way", func(p *Pod) {
 			p.Spec.AutomountServiceAccountToken, p.Spec.EnableServiceLinks = ptr(false), ptr(true)

@@ -288,7 +288,7 @@ type ResourceRequirements struct {
 type VolumeMount struct {
 	Name      string `json:"name" validate:"required"`
 	ReadOnly  bool   `json:"readOnly,omitempty"`
-	MountPath string `json:"mountPath" validate:"required,abspath"`
+	MountPath string `json:"mountPath" validate:"required,dirpath"`
 	SubPath   string `json:"subPath,omitempty"`
 }
 
@@ -513,7 +513,7 @@ const (
 
 // HostPathVolumeSource mounts a path of the node.
 type HostPathVolumeSource struct {
-	Path string        `json:"path" validate:"required,abspath"`
+	Path string        `json:"path" validate:"required,dirpath"`
 	Type *HostPathType `json:"type,omitempty"`
 }
 

@@ -59,6 +59,7 @@ var (
 		"httpheader":       isHTTPHeaderName,
 		"configkey":        isConfigMapKey,
 		"abspath":          checkAbsPath,
+		"dirpath":          checkDirPath,
 		"relpath":          checkRelPath,
 		"volfile":          checkVolumeFilePath,
 		"imageref":         checkImageRef,
@@ -100,6 +101,16 @@ func checkAbsPath(p string) []string {
 		return []string{fmt.Sprintf("must be a clean path (%s)", path.Clean(p))}
 	}
 	return nil
+}
+
+// checkDirPath is checkAbsPath for a directory, which may end in one
+// slash as Kubernetes allows (kubeadm and GCE static pods write
+// mountPath: /etc/kubernetes/).
+func checkDirPath(p string) []string {
+	if p != "/" && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return checkAbsPath(p)
 }
 
 // checkRelPath refuses what could escape the directory it is joined to.
@@ -676,10 +687,10 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 		if m.Name != "" && volumes[m.Name] == nil {
 			l.add(mp.Field("name"), "volume %q is not declared in spec.volumes", m.Name)
 		}
-		if mounts[m.MountPath] && m.MountPath != "" {
+		if mounts[path.Clean(m.MountPath)] && m.MountPath != "" {
 			l.add(mp.Field("mountPath"), "%q is mounted twice in this container", m.MountPath)
 		}
-		mounts[m.MountPath] = true
+		mounts[path.Clean(m.MountPath)] = true
 		if m.SubPath != "" {
 			if msgs := checkRelPath(m.SubPath); len(msgs) > 0 {
 				l.add(mp.Field("subPath"), "%q %s", m.SubPath, msgs[0])
