@@ -47,13 +47,7 @@ func TestValidatePodFeatures(t *testing.T) {
 	cm := func(name string, items ...KeyToPath) VolumeProjection {
 		return VolumeProjection{ConfigMap: &ConfigMapProjection{LocalObjectReference: LocalObjectReference{Name: name}, Items: items}}
 	}
-	tests := []struct {
-		name   string
-		mutate func(p *Pod)
-		path   string // "" when the pod is valid
-		class  error
-		msg    string
-	}{
+	tests := []oneErrorCase{
 		{"downwardAPI labels, annotations, one label, name, resources", downward(
 			field("labels", "metadata.labels"), field("annotations", "metadata.annotations"),
 			field("app", "metadata.labels['app.kubernetes.io/name']"), field("name", "metadata.name"),
@@ -156,6 +150,21 @@ func TestValidatePodFeatures(t *testing.T) {
 			p.Spec.SecurityContext = &PodSecurityContext{SupplementalGroupsPolicy: ptr(SupplementalGroupsPolicy("Replace"))}
 		}, "spec.securityContext.supplementalGroupsPolicy", ErrInvalid, "not one of: Merge, Strict"},
 	}
+	runOneErrorCases(t, tests)
+}
+
+// oneErrorCase mutates basePod: the pod is then valid (path "") or has
+// exactly one problem, at path, of class, whose message holds msg.
+type oneErrorCase struct {
+	name   string
+	mutate func(p *Pod)
+	path   string
+	class  error
+	msg    string
+}
+
+func runOneErrorCases(t *testing.T, tests []oneErrorCase) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := basePod()
