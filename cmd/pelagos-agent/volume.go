@@ -37,6 +37,7 @@ refuses while a pod uses it. A PersistentVolumeClaim document in the
 manifest directory sizes it: a quota where the filesystem enforces one,
 advisory elsewhere (see QUOTA).`,
 	}
+	addLowLevelFlags(cmd, g)
 	cmd.AddCommand(newVolumeListCommand(g), newVolumeInspectCommand(g), newVolumeRemoveCommand(g))
 	return cmd
 }
