@@ -3,9 +3,11 @@ package spec
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,10 +64,10 @@ func (l Limits) orDefault() Limits {
 }
 
 // Document is one non-empty YAML document of a file, decoded, defaulted
-// and validated. Exactly one of Pod, ConfigMap and Secret is set when the
-// document decoded strictly to a known kind, even if it then failed
-// validation; it is nil after an unknown field, unsupported field or type
-// error. Only a document whose Errs is empty (Valid) may be used.
+// and validated. Exactly one of Pod, ConfigMap, Secret and Workload is set
+// when the document decoded strictly to a known kind, even if it then
+// failed validation; it is nil after an unknown field, unsupported field or
+// type error. Only a document whose Errs is empty (Valid) may be used.
 type Document struct {
 	Index     int    // 1-based among the file's non-empty documents
 	Line      int    // line of the document's first byte in the file
@@ -74,12 +76,29 @@ type Document struct {
 	Pod       *Pod
 	ConfigMap *ConfigMap
 	Secret    *Secret
-	Errs      FieldErrors
+	// Workload is a Deployment, StatefulSet, DaemonSet or Job.
+	Workload Workload
+	Errs     FieldErrors
+	// Warnings are accepted fields with no effect on one node
+	// (ErrWarning) and the notice of a skipped cluster object
+	// (ErrSkipped); they never make the document invalid.
+	Warnings FieldErrors
 }
 
 // Valid reports whether the document decoded and validated cleanly.
 func (d *Document) Valid() bool {
-	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil)
+	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil || d.Workload != nil)
+}
+
+// Skipped reports whether the document is a cluster object the agent
+// skips with a notice.
+func (d *Document) Skipped() bool {
+	for _, w := range d.Warnings {
+		if errors.Is(w, ErrSkipped) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseFile decodes every document of a manifest file strictly, applies the
@@ -122,7 +141,7 @@ func ParseFile(name string, data []byte, lim Limits) (docs []*Document, fileErrs
 		docs = append(docs, d)
 	}
 	if len(docs) == 1 {
-		for _, e := range docs[0].Errs {
+		for _, e := range append(slices.Clone(docs[0].Errs), docs[0].Warnings...) {
 			e.SingleDoc = true
 		}
 	}
@@ -246,6 +265,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	defer func() {
 		doc.Errs = append(doc.Errs, d.errs...)
 		sortByLine(doc.Errs)
+		sortByLine(doc.Warnings)
 	}()
 
 	// Parse once with yaml.v3 for line numbers and to measure the document
@@ -300,6 +320,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	apiVersion, _ := obj["apiVersion"].(string)
 	doc.Kind = kind
 	var target any
+	wantAPI := APIVersion
 	switch kind {
 	case KindPod:
 		doc.Pod = &Pod{}
@@ -310,18 +331,29 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	case KindSecret:
 		doc.Secret = &Secret{}
 		target = doc.Secret
+	case KindDeployment, KindStatefulSet, KindDaemonSet, KindJob:
+		doc.Workload = newWorkload(kind)
+		target = doc.Workload
+		wantAPI = workloadAPIVersion[kind]
 	case "":
-		d.add(fieldPath{}.Field("kind"), ErrInvalid, "is required: one of Pod, ConfigMap, Secret")
+		d.add(fieldPath{}.Field("kind"), ErrInvalid, "is required: one of %s", strings.Join(runKinds, ", "))
 		return doc
 	default:
-		d.add(fieldPath{}.Field("kind"), ErrUnsupported, "%q is not supported by pelagos-agent: only Pod, ConfigMap and Secret are", kind)
+		skip, refusal := kindVerdict(apiVersion, kind)
+		if skip != "" {
+			doc.NameLine = d.lineOf(fieldPath{}.Field("metadata").Field("name"))
+			doc.Warnings = append(doc.Warnings, &FieldError{File: file, Doc: index, Path: "kind",
+				Line: d.lineOf(fieldPath{}.Field("kind")), Msg: skip, Err: ErrSkipped})
+		} else {
+			d.add(fieldPath{}.Field("kind"), ErrUnsupported, "%s", refusal)
+		}
 		return doc
 	}
-	if apiVersion != APIVersion {
+	if apiVersion != wantAPI {
 		if apiVersion == "" {
-			d.add(fieldPath{}.Field("apiVersion"), ErrInvalid, "is required: v1")
+			d.add(fieldPath{}.Field("apiVersion"), ErrInvalid, "is required: %s", wantAPI)
 		} else {
-			d.add(fieldPath{}.Field("apiVersion"), ErrUnsupported, "%q is not supported for kind %s: use v1", apiVersion, kind)
+			d.add(fieldPath{}.Field("apiVersion"), ErrUnsupported, "%q is not supported for kind %s: use %s", apiVersion, kind, wantAPI)
 		}
 	}
 	d.checkValue(tree, reflectTypeOf(target), nil, "")
@@ -331,29 +363,37 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		// validation still reports the document's other problems.
 		if js, err = json.Marshal(tree); err != nil {
 			d.add(nil, ErrInvalid, "cannot decode: %v", err)
-			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+			doc.dropObjects()
 			return doc
 		}
 	}
 	if err := json.Unmarshal(js, target); err != nil {
 		// checkValue should have caught this; report rather than trust it.
 		d.add(nil, ErrInvalid, "cannot decode: %v", err)
-		doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+		doc.dropObjects()
 		return doc
 	}
 	// A document with decoding problems is still validated, so the user
 	// sees every problem in one go; the object itself is dropped below.
 	defer func() {
 		if strictErrs > 0 {
-			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+			doc.dropObjects()
 		}
 	}()
 	doc.NameLine = d.lineOf(fieldPath{}.Field("metadata").Field("name"))
-	var verrs FieldErrors
+	var verrs, warnings FieldErrors
 	switch {
 	case doc.Pod != nil:
 		SetDefaults(doc.Pod)
 		verrs = ValidatePodWithOptions(doc.Pod, lim.Validation)
+		warnings = SchedulingWarnings(&doc.Pod.Spec)
+	case doc.Workload != nil:
+		SetWorkloadDefaults(doc.Workload)
+		verrs = ValidateWorkload(doc.Workload, lim.Validation)
+		for _, w := range SchedulingWarnings(&doc.Workload.Template().Spec) {
+			w.Path = "spec.template." + w.Path
+			warnings = append(warnings, w)
+		}
 	case doc.ConfigMap != nil:
 		SetConfigMapDefaults(doc.ConfigMap)
 		verrs = ValidateConfigMap(doc.ConfigMap)
@@ -374,7 +414,16 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		e.Line = d.lineOf(parsePath(e.Path))
 		d.errs = append(d.errs, e)
 	}
+	for _, w := range warnings {
+		w.File, w.Doc = file, index
+		w.Line = d.lineOf(parsePath(w.Path))
+		doc.Warnings = append(doc.Warnings, w)
+	}
 	return doc
+}
+
+func (d *Document) dropObjects() {
+	d.Pod, d.ConfigMap, d.Secret, d.Workload = nil, nil, nil, nil
 }
 
 // cascade reports whether a validation problem at path follows from a

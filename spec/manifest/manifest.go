@@ -50,6 +50,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -114,6 +115,15 @@ type ConfigMapSource struct {
 	NameLine  int
 }
 
+// WorkloadSource is a valid Deployment, StatefulSet, DaemonSet or Job and
+// where it came from.
+type WorkloadSource struct {
+	Workload spec.Workload
+	File     string
+	Doc      int
+	NameLine int
+}
+
 // SecretSource is a valid Secret and where it came from.
 type SecretSource struct {
 	Secret   *spec.Secret
@@ -134,7 +144,12 @@ type FileResult struct {
 	Pods       []*PodSource
 	ConfigMaps []*ConfigMapSource
 	Secrets    []*SecretSource
+	Workloads  []*WorkloadSource
 	Errs       []error
+	// Warnings are accepted fields with no effect on one node and the
+	// notices of skipped cluster objects (all *spec.FieldError, of class
+	// spec.ErrWarning or spec.ErrSkipped); they do not make a file broken.
+	Warnings []error
 }
 
 // OK reports whether the file had no problem at all.
@@ -164,12 +179,14 @@ type Snapshot struct {
 	Pods       map[spec.PodKey]*PodSource
 	ConfigMaps map[spec.PodKey]*ConfigMapSource
 	Secrets    map[spec.PodKey]*SecretSource
+	Workloads  map[spec.WorkloadKey]*WorkloadSource
 	Ignored    []string // entry names skipped by the name rules, sorted
 }
 
 func newSnapshot(dir string) *Snapshot {
 	return &Snapshot{Dir: dir, Files: map[string]*FileResult{}, Pods: map[spec.PodKey]*PodSource{},
-		ConfigMaps: map[spec.PodKey]*ConfigMapSource{}, Secrets: map[spec.PodKey]*SecretSource{}}
+		ConfigMaps: map[spec.PodKey]*ConfigMapSource{}, Secrets: map[spec.PodKey]*SecretSource{},
+		Workloads: map[spec.WorkloadKey]*WorkloadSource{}}
 }
 
 // SortedPods returns the valid pods ordered by namespace/name.
@@ -379,6 +396,9 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 		for _, e := range d.Errs {
 			fr.Errs = append(fr.Errs, e)
 		}
+		for _, w := range d.Warnings {
+			fr.Warnings = append(fr.Warnings, w)
+		}
 		if !d.Valid() {
 			continue
 		}
@@ -389,6 +409,8 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 			fr.ConfigMaps = append(fr.ConfigMaps, &ConfigMapSource{ConfigMap: d.ConfigMap, File: path, Doc: d.Index, NameLine: d.NameLine})
 		case d.Secret != nil:
 			fr.Secrets = append(fr.Secrets, &SecretSource{Secret: d.Secret, File: path, Doc: d.Index, NameLine: d.NameLine})
+		case d.Workload != nil:
+			fr.Workloads = append(fr.Workloads, &WorkloadSource{Workload: d.Workload, File: path, Doc: d.Index, NameLine: d.NameLine})
 		}
 	}
 	return fr
@@ -501,6 +523,37 @@ func resolveDuplicates(snap *Snapshot) {
 			m := ss.Secret.Metadata
 			return origin{spec.PodKey{Namespace: m.Namespace, Name: m.Name}, ss.File, ss.Doc, ss.NameLine}
 		}, func(k spec.PodKey, ss *SecretSource) { snap.Secrets[k] = ss })
+	// Each workload kind's names are its own, as in Kubernetes.
+	byKind := map[*FileResult]map[string]*[]*WorkloadSource{}
+	for _, fr := range snap.Files {
+		m := map[string]*[]*WorkloadSource{}
+		for _, ws := range fr.Workloads {
+			k := ws.Workload.WorkloadKind()
+			if m[k] == nil {
+				m[k] = new([]*WorkloadSource)
+			}
+			*m[k] = append(*m[k], ws)
+		}
+		byKind[fr] = m
+	}
+	kept := map[*WorkloadSource]bool{}
+	for _, kind := range []string{spec.KindDeployment, spec.KindStatefulSet, spec.KindDaemonSet, spec.KindJob} {
+		dedupe(snap, paths, kind, func(fr *FileResult) *[]*WorkloadSource {
+			if l := byKind[fr][kind]; l != nil {
+				return l
+			}
+			return new([]*WorkloadSource)
+		}, func(ws *WorkloadSource) origin {
+			m := ws.Workload.Meta()
+			return origin{spec.PodKey{Namespace: m.Namespace, Name: m.Name}, ws.File, ws.Doc, ws.NameLine}
+		}, func(k spec.PodKey, ws *WorkloadSource) {
+			kept[ws] = true
+			snap.Workloads[spec.WorkloadKey{Kind: kind, Namespace: k.Namespace, Name: k.Name}] = ws
+		})
+	}
+	for _, fr := range snap.Files {
+		fr.Workloads = slices.DeleteFunc(fr.Workloads, func(ws *WorkloadSource) bool { return !kept[ws] })
+	}
 }
 
 // origin is where one object was defined.
