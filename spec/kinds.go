@@ -19,13 +19,13 @@ import (
 // ("" is core), with why one node has no use for them.
 var skippedKinds = map[string]map[string]string{
 	"": {
-		"Service":        "pods here publish ports with hostPort and reach each other by pod IP; there is no kube-proxy or cluster DNS",
-		"ServiceAccount": "there is no API server to issue its tokens",
-		"Namespace":      "namespaces need no declaration here: a pod's namespace is part of its name",
-		"Endpoints":      "there are no Services to route to",
+		"Service":          "pods here publish ports with hostPort and reach each other by pod IP; there is no kube-proxy or cluster DNS",
+		"ServiceAccount":   "there is no API server to issue its tokens",
+		"Namespace":        "namespaces need no declaration here: a pod's namespace is part of its name",
+		"Endpoints":        "there are no Services to route to",
 		"PersistentVolume": "there is no volume binding on one node",
-		"PodTemplate":    "templates are written inside the workloads here",
-		"Event":          "events are recorded by the agent itself",
+		"PodTemplate":      "templates are written inside the workloads here",
+		"Event":            "events are recorded by the agent itself",
 	},
 	"networking.k8s.io": {
 		"Ingress":      "there is no ingress controller on one node; publish with hostPort",

@@ -165,7 +165,7 @@ type JobSpec struct {
 	// TTLSecondsAfterFinished: this long after the Job completes or
 	// fails, its pods are removed; the Job stays finished (its manifest is
 	// still in the directory) and does not run again.
-	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty" validate:"omitempty,range=0:31536000"`
+	TTLSecondsAfterFinished *int32  `json:"ttlSecondsAfterFinished,omitempty" validate:"omitempty,range=0:31536000"`
 	CompletionMode          *string `json:"completionMode,omitempty" validate:"omitempty,oneof=NonIndexed Indexed"`
 	Suspend                 *bool   `json:"suspend,omitempty"`
 	PodReplacementPolicy    *string `json:"podReplacementPolicy,omitempty" validate:"omitempty,oneof=TerminatingOrFailed Failed"`
