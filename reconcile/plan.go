@@ -68,8 +68,8 @@ func (a Action) String() string {
 type Wait struct {
 	Container string `json:"container"`
 	// Reason: CrashLoopBackOff, PodInitializing, ImagePullBackOff,
-	// CreateContainerError, CreateContainerConfigError; OutOfCapacity for
-	// a pod.
+	// CreateContainerError, CreateContainerConfigError; OutOfCapacity,
+	// NodeMismatch or HostPortConflict for a pod (DesiredPod.Hold).
 	Reason  string    `json:"reason"`
 	Until   time.Time `json:"until,omitzero"`
 	Message string    `json:"message,omitempty"`
@@ -123,6 +123,8 @@ func (p *Plan) requeue(d time.Duration) {
 		p.RequeueAfter = d
 	}
 }
+
+const removedReason = "pod removed from manifests"
 
 // DiffOptions are the inputs of Diff besides the two states.
 type DiffOptions struct {
@@ -180,6 +182,19 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 	} else if len(observed.Sandboxes) > 0 {
 		p.Key = observed.Sandboxes[0].Pod
 	}
+	if desired != nil && desired.Hold != nil {
+		// Desired, but owning nothing: everything it has goes.
+		h := desired.Hold
+		p.Waits = append(p.Waits, Wait{Reason: h.Reason, Message: h.Message})
+		removal := Diff(nil, observed, opt)
+		for _, a := range removal.Actions {
+			if a.Reason == removedReason {
+				a.Reason = h.Reason + ": " + h.Message
+			}
+			p.add(a)
+		}
+		return p
+	}
 	byBox := map[string][]*runtime.Container{}
 	for _, c := range observed.Containers {
 		byBox[c.SandboxID] = append(byBox[c.SandboxID], c)
@@ -208,7 +223,7 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 			// What runs in the next sandbox continues from this one.
 			carried = mergeCarry(maps.Clone(carried), carryFrom(byBox[s.ID], s, opt.Now))
 		}
-		reason := "pod removed from manifests"
+		reason := removedReason
 		switch {
 		case desired == nil:
 		case s.State != runtime.SandboxReady:

@@ -17,6 +17,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 // emptyDigest is the sha256 of zero bytes.
@@ -38,6 +39,9 @@ type TranslateFunc func(pod *spec.Pod, d *DesiredPod, docs *Documents) error
 type Translator struct {
 	// NodeName answers spec.nodeName field references (the host name).
 	NodeName string
+	// Node, when set, decides which pods are meant for this node
+	// (spec/node); the others are held with reason NodeMismatch.
+	Node *node.Node
 	// NodeMemory is the node's memory in bytes, for the OOM score of
 	// Burstable pods (see OOMScoreAdj); 0 when unknown.
 	NodeMemory int64
@@ -96,6 +100,9 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		}
 		for _, err := range fr.Errs {
 			set.Errors = append(set.Errors, fileError(p, err))
+		}
+		for _, w := range fr.Warnings {
+			set.Notices = append(set.Notices, noticeOf(fr, w))
 		}
 		if fr.Digest == emptyDigest {
 			// Truncate-then-write shows an empty file for a moment. Treat it
@@ -159,6 +166,37 @@ func nsOr(ns string) string {
 	return ns
 }
 
+// Event reasons of manifest notices.
+const (
+	ReasonNoEffect = "NoEffect"
+	ReasonSkipped  = "Skipped"
+)
+
+// noticeOf turns a loader warning into a notice about the object its
+// document defines (the file, for a skipped document).
+func noticeOf(fr *manifest.FileResult, w error) Notice {
+	n := Notice{Type: EventWarning, Reason: ReasonNoEffect, Object: ObjectRef{Kind: "File", Name: fr.Path}, Message: w.Error()}
+	if errors.Is(w, spec.ErrSkipped) {
+		n.Type, n.Reason = EventNormal, ReasonSkipped
+	}
+	var fe *spec.FieldError
+	if !errors.As(w, &fe) {
+		return n
+	}
+	for _, ps := range fr.Pods {
+		if ps.Doc == fe.Doc {
+			n.Object = podRef(runtime.PodKey(ps.Pod.Key()))
+		}
+	}
+	for _, ws := range fr.Workloads {
+		if ws.Doc == fe.Doc {
+			k := spec.KeyOf(ws.Workload)
+			n.Object = ObjectRef{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
+		}
+	}
+	return n
+}
+
 func fileError(file string, err error) FileError {
 	fe := FileError{File: file, Message: err.Error()}
 	var se *spec.FieldError
@@ -184,6 +222,21 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 	}
 	if docs == nil {
 		docs = &Documents{}
+	}
+	if t.Node != nil {
+		if m := t.Node.Match(s); m != nil {
+			// Not meant for this node: it owns nothing here, so nothing of
+			// it is translated (a ConfigMap or hostPath it needs may exist
+			// only where it runs); its containers are named for its status.
+			d.Hold = &Hold{Reason: ReasonNodeMismatch, Message: m.Message}
+			for _, c := range s.InitContainers {
+				d.Init = append(d.Init, DesiredContainer{Name: c.Name, Init: true, Config: runtime.ContainerConfig{Name: c.Name, Image: c.Image}})
+			}
+			for _, c := range s.Containers {
+				d.Containers = append(d.Containers, DesiredContainer{Name: c.Name, Config: runtime.ContainerConfig{Name: c.Name, Image: c.Image}})
+			}
+			return d, nil
+		}
 	}
 	sb := runtime.SandboxConfig{
 		Pod:         key,
