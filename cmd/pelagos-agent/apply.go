@@ -53,7 +53,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 		return err
 	}
 	defer a.close()
-	set := translator().FromSnapshot(snap, nil)
+	set := a.translator().FromSnapshot(snap, nil)
 	for _, fe := range set.Errors {
 		fmt.Fprintf(g.stderr, "manifest error: %s\n", fe.Message)
 	}
@@ -156,6 +156,8 @@ func summarize(pods []reconcile.Pod, want map[runtime.PodKey]bool) (bool, []stri
 		seen++
 		status := podStatus(p)
 		switch {
+		case p.Status.Reason == reconcile.ReasonNodeMismatch:
+			// Meant for another node: owning nothing is its settled state.
 		case p.Status.Phase == reconcile.PhaseSucceeded:
 		case p.Status.Phase == reconcile.PhaseRunning && status == reconcile.PhaseRunning:
 		case status == "CrashLoopBackOff" || status == "ImagePullBackOff" || status == "CreateContainerConfigError" ||

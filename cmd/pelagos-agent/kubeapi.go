@@ -38,8 +38,8 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 		}
 	}
 	kube := kubeapi.New(kubeapi.Config{
-		Backend: a.rec, Runtime: a.rt, NodeName: translator().NodeName, Host: newHostReader(g.Root),
-		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, NodeLabels: o.NodeLabels, Writes: writes,
+		Backend: a.rec, Runtime: a.rt, Node: a.node, Host: newHostReader(g.Root),
+		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, Writes: writes,
 		Changes: a.changes, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})
 	kube.SetStreams(streamHandlers(a.rt, kube))
@@ -150,6 +150,7 @@ func (m *loadMerger) add(i int, ld manifest.Load) (manifest.Load, bool) {
 			// load must stay as loaded for the next merge.
 			c := *fr
 			c.Pods, c.ConfigMaps, c.Secrets, c.Errs = slices.Clone(fr.Pods), slices.Clone(fr.ConfigMaps), slices.Clone(fr.Secrets), slices.Clone(fr.Errs)
+			c.Workloads = slices.Clone(fr.Workloads)
 			files = append(files, &c)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 func init() { registerCommand(newRunCommand) }
@@ -52,6 +54,7 @@ type agentOptions struct {
 	APIListen       string
 	APIWriteDir     string
 	NodeLabels      map[string]string
+	NodeTaints      []string
 }
 
 func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
@@ -64,6 +67,8 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
 	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "the node's labels (key=value,...), beside kubernetes.io/hostname, /os and /arch: pods whose nodeSelector or node affinity do not match them are not run here")
+	f.StringSliceVar(&o.NodeTaints, "node-taints", nil, "the node's taints (key[=value]:Effect,...): pods that do not tolerate a NoSchedule or NoExecute taint are not run here")
 }
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -93,7 +98,6 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	f.StringVar(&o.APIListen, "api-listen", defaultAPIListen, "also serve the Kubernetes API on this TCP address, with TLS and client certificates (see `kubeconfig`); \"\" serves only the socket")
 	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
-	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "labels of the node object the API serves (key=value,...)")
 	return cmd
 }
 
@@ -124,6 +128,14 @@ func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error
 		}
 		var s string
 		switch x := v.(type) {
+		case map[string]any:
+			// node-labels: a mapping, as the flag's k=v,... list.
+			parts := make([]string, 0, len(x))
+			for k, v := range x {
+				parts = append(parts, k+"="+fmt.Sprint(v))
+			}
+			slices.Sort(parts)
+			s = strings.Join(parts, ",")
 		case []any:
 			parts := make([]string, len(x))
 			for i := range x {
@@ -144,6 +156,7 @@ func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error
 
 // agent is the assembled daemon: runtime, image store, reconciler.
 type agent struct {
+	node    *node.Node
 	rt      *linux.Runtime
 	images  *image.Store
 	rec     *reconcile.Reconciler
@@ -184,11 +197,15 @@ func lockStateRoot(root string) (*os.File, error) {
 // buildAgent makes the runtime, the image store and the reconciler. This
 // is the only place the real runtime is built for the agent.
 func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, error) {
+	id, err := nodeIdentity(o)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
 	lock, err := lockStateRoot(g.Root)
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{lock: lock}
+	a := &agent{lock: lock, node: id}
 	cfg := g.linuxConfig()
 	cfg.InsecureRegistries = o.InsecureRegistr
 	a.rt, err = linux.New(cfg)
@@ -237,12 +254,11 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	if maxPods <= 0 {
 		maxPods = -1 // reconcile reads 0 as its default
 	}
-	host, _ := os.Hostname()
 	// The API's watches hear of every pass through the prober seam.
 	a.changes = kubeapi.NewChanges()
 	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
+		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: id.Name,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
@@ -272,9 +288,11 @@ func settleOption(d time.Duration) time.Duration {
 	return d
 }
 
-func translator() reconcile.Translator {
-	host, _ := os.Hostname()
-	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), FileTime: fileCreated}
+// translator translates manifests for this node: its name answers
+// spec.nodeName references and its labels and taints decide which pods
+// are meant for it.
+func (a *agent) translator() reconcile.Translator {
+	return reconcile.Translator{NodeName: a.node.Name, Node: a.node, NodeMemory: nodeMemory(), FileTime: fileCreated}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
@@ -336,7 +354,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if writes != nil && resolveDir(writes.Dir()) != resolveDir(o.Manifests) {
 		dirs = append(dirs, writes.Dir())
 	}
-	tr := translator()
+	tr := a.translator()
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	var once sync.Once

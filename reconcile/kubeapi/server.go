@@ -13,6 +13,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 // Backend is what the facade reads from the reconciler;
@@ -40,8 +41,11 @@ type Config struct {
 	Version, Commit string
 	// MaxPods is the node's pod capacity (default 110, as kubelet's).
 	MaxPods int
-	// NodeLabels are added to the node's well-known labels.
-	NodeLabels map[string]string
+	// Node is the node's identity (spec/node): its labels, the
+	// well-known ones included, and its taints, as the agent matches pods
+	// with them. When set, its name is NodeName; nil serves a node with
+	// the well-known labels of NodeName only.
+	Node *node.Node
 	// Writes, when set, accepts writes of Pods, ConfigMaps and Secrets as
 	// manifest files in its directory; nil keeps the API read-only.
 	Writes *Writer
@@ -86,6 +90,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Changes == nil {
 		cfg.Changes = NewChanges()
+	}
+	if cfg.Node != nil {
+		cfg.NodeName = cfg.Node.Name
 	}
 	s := &Server{cfg: cfg, start: cfg.Now(), watchStart: make(chan struct{}, 1), bookmarkEvery: time.Minute}
 	s.vs = newVersions(s.start)
