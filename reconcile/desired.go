@@ -63,6 +63,11 @@ type DesiredPod struct {
 	Hold *Hold
 	// Owner is the workload that made the pod, if any (reconcile/workload).
 	Owner *OwnerRef
+	// Terminal marks a pod that has finished for good (a Job's completed
+	// or failed pod, kept for its status and logs): what it still has is
+	// kept as it is, and nothing of it is ever created or started again,
+	// not even after a reboot wiped its sandbox.
+	Terminal bool
 }
 
 // Hold is why a desired pod owns nothing; see DesiredPod.Hold.

@@ -249,6 +249,12 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 	if desired == nil {
 		return p
 	}
+	if desired.Terminal {
+		if keep == nil {
+			p.Waits = append(p.Waits, Wait{Reason: "Terminal", Message: "the pod has finished; it is not run again"})
+		}
+		return p
+	}
 	boxID := ""
 	var current []*runtime.Container
 	if keep == nil {

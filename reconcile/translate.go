@@ -77,9 +77,7 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		return DesiredSet{Unavailable: loadErr}
 	}
 	var set DesiredSet
-	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{}}
-	paths := snap.Paths()
-	for _, p := range paths {
+	for _, p := range snap.Paths() {
 		fr := snap.Files[p]
 		if fr.Vanished() {
 			// Removed between the listing and the read: the file is gone,
@@ -90,13 +88,12 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 					delete(snap.Pods, k)
 				}
 			}
+			for k, ws := range snap.Workloads {
+				if ws.File == p {
+					delete(snap.Workloads, k)
+				}
+			}
 			continue
-		}
-		for _, c := range fr.ConfigMaps {
-			docs.ConfigMaps[spec.PodKey{Namespace: nsOr(c.ConfigMap.Metadata.Namespace), Name: c.ConfigMap.Metadata.Name}] = c.ConfigMap
-		}
-		for _, s := range fr.Secrets {
-			docs.Secrets[spec.PodKey{Namespace: nsOr(s.Secret.Metadata.Namespace), Name: s.Secret.Metadata.Name}] = s.Secret
 		}
 		for _, err := range fr.Errs {
 			set.Errors = append(set.Errors, fileError(p, err))
@@ -112,18 +109,13 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		}
 	}
 	// The cache is valid only for the same ConfigMaps and Secrets.
-	var docsKey strings.Builder
-	for _, p := range paths {
-		if fr := snap.Files[p]; fr != nil && (len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0) {
-			docsKey.WriteString(p + "\x00" + fr.Digest + "\x00")
-		}
-	}
+	docs, docsKey := DocumentsOf(snap)
 	var fresh map[string]*DesiredPod
 	if t.Cache != nil {
 		t.Cache.mu.Lock()
 		defer t.Cache.mu.Unlock()
-		if t.Cache.docs != docsKey.String() {
-			t.Cache.docs, t.Cache.pods = docsKey.String(), map[string]*DesiredPod{}
+		if t.Cache.docs != docsKey {
+			t.Cache.docs, t.Cache.pods = docsKey, map[string]*DesiredPod{}
 		}
 		fresh = map[string]*DesiredPod{}
 		defer func() { t.Cache.pods = fresh }()
@@ -157,6 +149,27 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		set.Pods = append(set.Pods, d)
 	}
 	return set
+}
+
+// DocumentsOf gathers the snapshot's ConfigMaps and Secrets for pods to
+// consume, and a key that changes whenever any of them may have (the paths
+// and digests of the files that hold them).
+func DocumentsOf(snap *manifest.Snapshot) (*Documents, string) {
+	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{}}
+	var key strings.Builder
+	for _, p := range snap.Paths() {
+		fr := snap.Files[p]
+		for _, c := range fr.ConfigMaps {
+			docs.ConfigMaps[spec.PodKey{Namespace: nsOr(c.ConfigMap.Metadata.Namespace), Name: c.ConfigMap.Metadata.Name}] = c.ConfigMap
+		}
+		for _, s := range fr.Secrets {
+			docs.Secrets[spec.PodKey{Namespace: nsOr(s.Secret.Metadata.Namespace), Name: s.Secret.Metadata.Name}] = s.Secret
+		}
+		if len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0 {
+			key.WriteString(p + "\x00" + fr.Digest + "\x00")
+		}
+	}
+	return docs, key.String()
 }
 
 func nsOr(ns string) string {

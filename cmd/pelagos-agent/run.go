@@ -26,6 +26,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/metrics"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
@@ -156,8 +157,9 @@ func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error
 
 // agent is the assembled daemon: runtime, image store, reconciler.
 type agent struct {
-	node    *node.Node
-	rt      *linux.Runtime
+	node      *node.Node
+	workloads *workload.Controller
+	rt        *linux.Runtime
 	images  *image.Store
 	rec     *reconcile.Reconciler
 	metrics *metrics.Metrics
@@ -254,7 +256,13 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	if maxPods <= 0 {
 		maxPods = -1 // reconcile reads 0 as its default
 	}
-	// The API's watches hear of every pass through the prober seam.
+	// The workload controllers and the API's watches hear of every pass
+	// through the prober seam.
+	a.workloads = workload.New(workload.Config{Translator: a.translator(),
+		Store:   workload.DirStore{Dir: filepath.Join(g.Root, "workloads")},
+		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
+		Log:     g.log.With().Str("component", "workloads").Logger()})
+	h.Prober = a.workloads.Chain(h.Prober)
 	a.changes = kubeapi.NewChanges()
 	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
@@ -263,6 +271,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
 	})
+	a.workloads.Attach(a.rec)
 	if a.bridge != nil {
 		a.bridge.Reporter = a.rec
 	}
@@ -321,7 +330,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if err != nil {
 		return err
 	}
-	srv := &api.Server{Kube: kube, Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Log: log}
+	srv := &api.Server{Kube: kube, Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Workloads: a.workloads.Workloads, Log: log}
 	var wg sync.WaitGroup
 	wg.Go(func() { kube.Run(ctx) })
 	wg.Go(func() {
@@ -382,7 +391,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 				} else {
 					log.Debug().Str("reason", ld.Reason).Int("pods", len(set.Pods)).Int("errors", len(set.Errors)).Msg("manifests loaded")
 				}
-				a.rec.SetDesired(set)
+				a.workloads.SetManifests(set, ld.Snapshot)
 				if ld.Err == nil {
 					kube.SetSnapshot(ld.Snapshot)
 				}
@@ -418,6 +427,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		defer close(recDone)
 		_ = a.rec.Run(ctx)
 	}()
+	wg.Go(func() { a.workloads.Run(ctx) })
 	// The periodic resync re-reads the manifests too; the reconciler
 	// re-lists the runtime on its own timer.
 	wg.Go(func() {
