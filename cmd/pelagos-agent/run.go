@@ -160,12 +160,12 @@ type agent struct {
 	node      *node.Node
 	workloads *workload.Controller
 	rt        *linux.Runtime
-	images  *image.Store
-	rec     *reconcile.Reconciler
-	metrics *metrics.Metrics
-	bridge  *prober.Bridge
-	changes *kubeapi.Changes
-	lock    *os.File
+	images    *image.Store
+	rec       *reconcile.Reconciler
+	metrics   *metrics.Metrics
+	bridge    *prober.Bridge
+	changes   *kubeapi.Changes
+	lock      *os.File
 }
 
 // lockStateRoot takes the single-instance lock: an flock on

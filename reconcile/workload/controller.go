@@ -72,7 +72,7 @@ type Controller struct {
 	dmu    sync.Mutex // guards dirty and owners; Update must never wait for an evaluation
 	dirty  map[spec.WorkloadKey]bool
 	owners map[runtime.PodKey]spec.WorkloadKey // generated pods, until each is gone
-	kick  chan struct{}
+	kick   chan struct{}
 }
 
 // kindState is what one workload's controller remembers between
