@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -110,5 +111,25 @@ func TestTranslatorHoldsPodsForOtherNodes(t *testing.T) {
 	p.Spec.NodeSelector["disktype"] = "hdd"
 	if _, err := tr.Pod(p, "/m/db.yaml", nil); err == nil || !strings.Contains(err.Error(), "only-there") {
 		t.Fatalf("a pod for this node is translated in full: err %v", err)
+	}
+}
+
+// A terminal pod (a Job's finished attempt) is kept as it is and never
+// made or started again: not when its container failed under OnFailure,
+// not when its sandbox is gone (a reboot).
+func TestDiffTerminalPod(t *testing.T) {
+	opt := DiffOptions{Now: t0.Add(time.Hour)}
+	d := pod(RestartOnFailure, nil, dc("app", "c1"))
+	d.Terminal = true
+	if p := Diff(d, ObservedPod{}, opt); !p.Empty() || len(p.Waits) != 1 || p.Waits[0].Reason != "Terminal" {
+		t.Errorf("no sandbox: %s", p.String())
+	}
+	obs := ObservedPod{Sandboxes: []*runtime.Sandbox{box("sb", "sb1")}, Containers: []*runtime.Container{exited("c", "sb", "app", "c1", 0, 1, time.Second, 0)}}
+	if p := Diff(d, obs, opt); !p.Empty() {
+		t.Errorf("a failed container of a terminal pod is restarted: %s", p.String())
+	}
+	d.Terminal = false
+	if p := Diff(d, obs, opt); p.Empty() {
+		t.Error("the same pod, not terminal, is not restarted: the test shows nothing")
 	}
 }

@@ -267,7 +267,7 @@ func (c *Controller) SetManifests(set reconcile.DesiredSet, snap *manifest.Snaps
 	for _, k := range slices.SortedFunc(maps.Keys(next), compareKeys) {
 		c.evaluate(k)
 	}
-	c.publish(set.Changed)
+	c.publish(true, set.Changed)
 }
 
 // forget drops a workload whose manifest is gone: its pods leave the
@@ -311,7 +311,7 @@ func (c *Controller) Run(ctx context.Context) {
 				c.evaluate(k)
 			}
 		}
-		c.publish(time.Time{})
+		c.publish(false, time.Time{})
 		c.mu.Unlock()
 	}
 }
@@ -385,9 +385,9 @@ func newState(kind string) kindState {
 }
 
 // publish translates the workloads' pods and hands the whole desired set to
-// the reconciler, unless nothing changed since the last time. Called with
-// c.mu held.
-func (c *Controller) publish(changed time.Time) {
+// the reconciler: always after a load (force), else only when the pods
+// changed. Called with c.mu held.
+func (c *Controller) publish(force bool, changed time.Time) {
 	set := c.base
 	set.Pods = slices.Clone(set.Pods)
 	set.Errors = slices.Clone(set.Errors)
@@ -423,7 +423,7 @@ func (c *Controller) publish(changed time.Time) {
 		}
 	}
 	c.cache = cache
-	if !changed.IsZero() || !slices.Equal(gen, c.published) {
+	if force || !slices.Equal(gen, c.published) {
 		c.published = gen
 		set.Pods = append(set.Pods, gen...)
 		c.b.SetDesired(set)

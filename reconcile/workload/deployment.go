@@ -37,6 +37,7 @@ type rollout struct {
 
 	hash     string               // the current template
 	newCount int                  // current-template pods wanted now
+	lastNew  int                  // newCount at the last evaluation, for events
 	cur      map[string]*spec.Pod // the current template's pods, as last made
 	old      map[string]*genPod   // earlier templates' pods still kept
 	gone     map[string]*genPod   // pods removed and not yet gone: they hold their hostPorts
@@ -119,7 +120,7 @@ func (r *rollout) eval(w spec.Workload, in *input) *result {
 		for name, pod := range r.cur {
 			r.old[name] = &genPod{name: name, pod: pod}
 		}
-		r.newCount, r.progress = 0, in.now
+		r.newCount, r.lastNew, r.progress = 0, 0, in.now
 		res.events = append(res.events, event{reconcile.EventNormal, "RolloutStarted", "template changed: rolling out " + hash})
 	}
 	r.hash = hash
@@ -183,6 +184,15 @@ func (r *rollout) eval(w spec.Workload, in *input) *result {
 		r.newCount = min(r.newCount, p.replicas)
 	}
 
+	if r.newCount != r.lastNew {
+		verb := "up"
+		if r.newCount < r.lastNew {
+			verb = "down"
+		}
+		res.events = append(res.events, event{reconcile.EventNormal, "ScalingReplicaSet",
+			fmt.Sprintf("Scaled %s the pods of template %s from %d to %d", verb, hash, r.lastNew, r.newCount)})
+		r.lastNew = r.newCount
+	}
 	newNames := make([]string, r.newCount)
 	cur := map[string]*spec.Pod{}
 	for i := range newNames {
