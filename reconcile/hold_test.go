@@ -133,3 +133,26 @@ func TestDiffTerminalPod(t *testing.T) {
 		t.Error("the same pod, not terminal, is not restarted: the test shows nothing")
 	}
 }
+
+// Fields accepted with no effect and skipped cluster objects become one
+// event each, the first time a load has them.
+func TestNoticesBecomeEventsOnce(t *testing.T) {
+	r, _, _ := newHarness(t)
+	n := Notice{Type: EventWarning, Reason: ReasonNoEffect, Object: podRef(key("web")), Message: "web.yaml: spec.priority: accepted with no effect"}
+	s := Notice{Type: EventNormal, Reason: ReasonSkipped, Object: ObjectRef{Kind: "File", Name: "web.yaml"}, Message: "web.yaml: doc 2: kind: Service is skipped"}
+	for range 3 {
+		r.SetDesired(DesiredSet{Notices: []Notice{n, s}})
+	}
+	count := map[string]int{}
+	for _, ev := range r.Events().List() {
+		count[ev.Reason] += ev.Count
+	}
+	if count[ReasonNoEffect] != 1 || count[ReasonSkipped] != 1 {
+		t.Errorf("events %v: want one of each", count)
+	}
+	r.SetDesired(DesiredSet{})
+	r.SetDesired(DesiredSet{Notices: []Notice{n}})
+	if ev := r.Events().List(); ev[len(ev)-1].Reason != ReasonNoEffect || ev[len(ev)-1].Count != 2 {
+		t.Errorf("a notice back after a load without it is told again: %+v", ev[len(ev)-1])
+	}
+}

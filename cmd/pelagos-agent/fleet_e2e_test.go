@@ -292,6 +292,13 @@ func TestAgentFleetTwoNodesOneDirectory(t *testing.T) {
 	if strings.Count(out, "NodeMismatch") != 2 {
 		t.Errorf("b's get pods:\n%s", out)
 	}
+	if out, _, _ := b.cli("describe", "pod", "alpha"); !strings.Contains(out, "Message:       nodeSelector site=a does not match (the node has site=b)") ||
+		!strings.Contains(out, "Normal  NodeMismatch") {
+		t.Errorf("b's describe pod alpha:\n%s", out)
+	}
+	if out, _, _ := a.cli("describe", "pod", "plain"); !strings.Contains(out, "Status:        Running") {
+		t.Errorf("a's describe pod plain:\n%s", out)
+	}
 	if out, _, _ := b.cli("get", "daemonsets"); !tableHas(out, "edge", "0", "0", "0") {
 		t.Errorf("b's get daemonsets:\n%s", out)
 	}
