@@ -119,6 +119,14 @@ func TestAgentDeploymentScales(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"pod-template-hash"`) || !strings.Contains(out, `"kind": "Deployment"`) {
 		t.Errorf("a replica's labels and owner (exit %d):\n%s", code, out)
 	}
+	// kubectl reads the Deployment from the agent's Kubernetes API.
+	k := newKubectl(t, e)
+	if out, errOut, code := k.run("get", "deployments"); code != 0 || !tableHas(out, "web", "3/3", "3", "3") {
+		t.Errorf("kubectl get deployments (exit %d):\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := k.run("get", "pods", "-l", "app=web", "-o", "name"); code != 0 || strings.Count(out, "pod/web-") != 3 {
+		t.Errorf("kubectl get pods -l app=web (exit %d):\n%s%s", code, out, errOut)
+	}
 	e.write("rev1", "web.yaml", e2eDeployment(0))
 	e.eventually("no replica", func() error {
 		l, err := e.client.Pods(context.Background(), "")

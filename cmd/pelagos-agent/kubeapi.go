@@ -40,7 +40,7 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 	kube := kubeapi.New(kubeapi.Config{
 		Backend: a.rec, Runtime: a.rt, Node: a.node, Host: newHostReader(g.Root),
 		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, Writes: writes,
-		Changes: a.changes, Log: g.log.With().Str("component", "kubeapi").Logger(),
+		Changes: a.changes, Workloads: a.workloads.Workloads, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})
 	kube.SetStreams(streamHandlers(a.rt, kube))
 	return kube, writes, nil

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
@@ -53,6 +54,9 @@ type Config struct {
 	Streams Streams
 	// Changes tells the facade which pods a pass touched (see Changes).
 	Changes *Changes
+	// Workloads lists the workloads and their status, served read-only
+	// as apps/v1 and batch/v1; nil serves none.
+	Workloads func() []workload.Object
 	Log     zerolog.Logger
 	Now     func() time.Time
 }
@@ -103,6 +107,9 @@ func New(cfg Config) *Server {
 	s.nodeSampler, s.podSampler = newSampler(cfg.Now), newSampler(cfg.Now)
 	s.nodeMetrics, s.podMetrics = newCollection(s.vs), newCollection(s.vs)
 	s.registerResources()
+	if cfg.Workloads != nil {
+		s.registerWorkloads()
+	}
 	s.mux = s.routes()
 	return s
 }
