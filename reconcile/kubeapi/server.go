@@ -57,8 +57,8 @@ type Config struct {
 	// Workloads lists the workloads and their status, served read-only
 	// as apps/v1 and batch/v1; nil serves none.
 	Workloads func() []workload.Object
-	Log     zerolog.Logger
-	Now     func() time.Time
+	Log       zerolog.Logger
+	Now       func() time.Time
 }
 
 // Server is the Kubernetes API facade.

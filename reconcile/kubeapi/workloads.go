@@ -22,7 +22,7 @@ import (
 // manifest; a list or get reads the controllers' state then.
 
 type workloadColls struct {
-	s                                          *Server
+	s                                           *Server
 	deployments, statefulSets, daemonSets, jobs *collection
 }
 
