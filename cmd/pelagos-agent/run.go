@@ -258,8 +258,12 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	}
 	// The workload controllers and the API's watches hear of every pass
 	// through the prober seam.
+	var records workload.Store = workload.DirStore{Dir: filepath.Join(g.Root, "workloads")}
+	if o.DryRun {
+		records = workload.NewMemStore() // a dry run changes nothing, a Job's record included
+	}
 	a.workloads = workload.New(workload.Config{Translator: a.translator(),
-		Store:   workload.DirStore{Dir: filepath.Join(g.Root, "workloads")},
+		Store:   records,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		Log:     g.log.With().Str("component", "workloads").Logger()})
 	h.Prober = a.workloads.Chain(h.Prober)

@@ -644,3 +644,32 @@ func TestJobSuspend(t *testing.T) {
 	e.apply("later.yaml", job("later", "Never", "sleep:1", "  suspend: false\n"))
 	e.await("a running pod", func() bool { return len(e.running()) == 1 })
 }
+
+// A Deployment whose template is meant for another node: its replicas are
+// listed, NodeMismatch, owning nothing; a template change replaces them at
+// once (there is no availability to keep).
+func TestDeploymentForAnotherNode(t *testing.T) {
+	e := newEnv(t, nil, nil, nil)
+	sel := func(image string) string {
+		return strings.Replace(deployment("web", 2, image, ""), "    spec:\n", "    spec:\n      nodeSelector: {site: elsewhere}\n", 1)
+	}
+	e.apply("web.yaml", sel("busybox:1"))
+	held := func(hash string) func() bool {
+		return func() bool {
+			n := 0
+			for _, p := range e.rec.Pods() {
+				if p.Status.Reason == reconcile.ReasonNodeMismatch && strings.Contains(p.Metadata.Name, hash) {
+					n++
+				}
+			}
+			return n == 2 && len(e.rec.Pods()) == 2
+		}
+	}
+	e.await("two held replicas", held("-"))
+	if len(e.sandboxes()) != 0 {
+		t.Fatalf("sandboxes %v", e.sandboxes())
+	}
+	e.apply("web.yaml", sel("busybox:2"))
+	h := templateHash(workloadOf(t, sel("busybox:2")))
+	e.await("two held replicas of the new template", held("-"+h+"-"))
+}

@@ -167,11 +167,18 @@ func (r *rollout) eval(w spec.Workload, in *input) *result {
 		}
 	}
 
-	if p.recreate {
-		for _, name := range slices.Sorted(maps.Keys(r.old)) {
-			remove(name, "Recreate: every old pod goes first")
+	// Pods not meant for this node own nothing: there is no availability
+	// to keep, so the old ones go at once.
+	notHere := in.node(&spec.TemplatePod(w).Spec) != ""
+	if p.recreate || notHere {
+		why := "Recreate: every old pod goes first"
+		if notHere {
+			why = "the template is not meant for this node"
 		}
-		if len(r.gone) == 0 {
+		for _, name := range slices.Sorted(maps.Keys(r.old)) {
+			remove(name, why)
+		}
+		if len(r.gone) == 0 || notHere {
 			r.newCount = p.replicas
 		}
 	} else {
