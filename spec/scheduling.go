@@ -76,7 +76,7 @@ func validateNodeSelectorTerm(l *errList, tp fieldPath, t *NodeSelectorTerm) {
 		if msgs := content.IsLabelKey(r.Key); len(msgs) > 0 {
 			l.add(rp.Field("key"), "%q is invalid: %s", r.Key, strings.Join(msgs, "; "))
 		}
-		validateNodeSelectorValues(l, rp, r)
+		validateRequirement(l, rp, string(r.Operator), r.Values, true)
 	}
 	for i, r := range t.MatchFields {
 		rp := tp.Field("matchFields").Index(i)
@@ -94,24 +94,29 @@ func validateNodeSelectorTerm(l *errList, tp fieldPath, t *NodeSelectorTerm) {
 	}
 }
 
-func validateNodeSelectorValues(l *errList, rp fieldPath, r NodeSelectorRequirement) {
-	switch r.Operator {
-	case NodeSelectorOpIn, NodeSelectorOpNotIn:
-		if len(r.Values) == 0 {
-			l.add(rp.Field("values"), "must have at least one value for operator %s", r.Operator)
+// validateRequirement checks a selector requirement's operator and values
+// as Kubernetes does: In and NotIn need values, Exists and DoesNotExist
+// none, and (for node selectors, gtLt) Gt and Lt exactly one integer.
+func validateRequirement(l *errList, rp fieldPath, op string, values []string, gtLt bool) {
+	switch {
+	case op == "In" || op == "NotIn":
+		if len(values) == 0 {
+			l.add(rp.Field("values"), "must have at least one value for operator %s", op)
 		}
-	case NodeSelectorOpExists, NodeSelectorOpDoesNotExist:
-		if len(r.Values) > 0 {
-			l.add(rp.Field("values"), "must be empty for operator %s", r.Operator)
+	case op == "Exists" || op == "DoesNotExist":
+		if len(values) > 0 {
+			l.add(rp.Field("values"), "must be empty for operator %s", op)
 		}
-	case NodeSelectorOpGt, NodeSelectorOpLt:
-		if len(r.Values) != 1 {
-			l.add(rp.Field("values"), "must have exactly one value for operator %s", r.Operator)
-		} else if _, err := strconv.ParseInt(r.Values[0], 10, 64); err != nil {
-			l.add(rp.Field("values").Index(0), "%q must be an integer for operator %s", r.Values[0], r.Operator)
+	case gtLt && (op == "Gt" || op == "Lt"):
+		if len(values) != 1 {
+			l.add(rp.Field("values"), "must have exactly one value for operator %s", op)
+		} else if _, err := strconv.ParseInt(values[0], 10, 64); err != nil {
+			l.add(rp.Field("values").Index(0), "%q must be an integer for operator %s", values[0], op)
 		}
+	case gtLt:
+		l.add(rp.Field("operator"), "%q is not one of: In, NotIn, Exists, DoesNotExist, Gt, Lt", op)
 	default:
-		l.add(rp.Field("operator"), "%q is not one of: In, NotIn, Exists, DoesNotExist, Gt, Lt", r.Operator)
+		l.add(rp.Field("operator"), "%q is not one of: In, NotIn, Exists, DoesNotExist", op)
 	}
 }
 
@@ -155,18 +160,7 @@ func validateLabelSelector(l *errList, p fieldPath, s *LabelSelector) {
 		if msgs := content.IsLabelKey(r.Key); len(msgs) > 0 {
 			l.add(rp.Field("key"), "%q is invalid: %s", r.Key, strings.Join(msgs, "; "))
 		}
-		switch r.Operator {
-		case LabelSelectorOpIn, LabelSelectorOpNotIn:
-			if len(r.Values) == 0 {
-				l.add(rp.Field("values"), "must have at least one value for operator %s", r.Operator)
-			}
-		case LabelSelectorOpExists, LabelSelectorOpDoesNotExist:
-			if len(r.Values) > 0 {
-				l.add(rp.Field("values"), "must be empty for operator %s", r.Operator)
-			}
-		default:
-			l.add(rp.Field("operator"), "%q is not one of: In, NotIn, Exists, DoesNotExist", r.Operator)
-		}
+		validateRequirement(l, rp, string(r.Operator), r.Values, false)
 		for j, v := range r.Values {
 			if msgs := content.IsLabelValue(v); len(msgs) > 0 {
 				l.add(rp.Field("values").Index(j), "%q is invalid: %s", v, strings.Join(msgs, "; "))

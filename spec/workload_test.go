@@ -64,6 +64,8 @@ func TestWorkloadValidation(t *testing.T) {
 		{"selector must match the template", workloadYAML("apps/v1", "DaemonSet", "  selector:\n    matchLabels: {app: api}\n"+tmplAlways),
 			[]wantErr{{"spec.selector", ErrInvalid, "does not match spec.template.metadata.labels (app=web)"}}},
 		{"selector expressions", workloadYAML("apps/v1", "Deployment", "  selector:\n    matchExpressions: [{key: app, operator: In, values: [web, api]}]\n"+tmplAlways), nil},
+		{"selector operators are label selector operators", workloadYAML("apps/v1", "Deployment", "  selector:\n    matchExpressions: [{key: app, operator: Gt, values: [\"1\"]}]\n"+tmplAlways),
+			[]wantErr{{"spec.selector.matchExpressions[0].operator", ErrInvalid, `"Gt" is not one of: In, NotIn, Exists, DoesNotExist`}}},
 		{"empty selector", workloadYAML("apps/v1", "Deployment", "  selector: {}\n"+tmplAlways),
 			[]wantErr{{"spec.selector", ErrInvalid, "must not be empty"}}},
 		{"Deployment pods restart", workloadYAML("apps/v1", "Deployment", selWeb+tmplNever),

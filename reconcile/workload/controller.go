@@ -128,6 +128,51 @@ type podState struct {
 	reason   string
 }
 
+// readiness reads the pods' states at most once per evaluation and
+// remembers, across evaluations, since when each pod has been ready: a pod
+// is available once ready for minReadySeconds.
+type readiness struct {
+	since map[string]time.Time
+	state map[string]podState
+}
+
+// begin starts an evaluation: states are read afresh.
+func (r *readiness) begin() {
+	if r.since == nil {
+		r.since = map[string]time.Time{}
+	}
+	r.state = map[string]podState{}
+}
+
+func (r *readiness) look(in *input, name string) podState {
+	st, ok := r.state[name]
+	if !ok {
+		st = in.pod(name)
+		r.state[name] = st
+		if st.ready {
+			if _, seen := r.since[name]; !seen {
+				r.since[name] = in.now
+			}
+		} else {
+			delete(r.since, name)
+		}
+	}
+	return st
+}
+
+func (r *readiness) available(in *input, name string, minReady time.Duration) bool {
+	return r.look(in, name).ready && !in.now.Before(r.since[name].Add(minReady))
+}
+
+// availableAt is when a ready pod that is not yet available will be; zero
+// when there is nothing to wait for.
+func (r *readiness) availableAt(in *input, name string, minReady time.Duration) time.Time {
+	if t, ok := r.since[name]; ok && r.look(in, name).ready && in.now.Before(t.Add(minReady)) {
+		return t.Add(minReady)
+	}
+	return time.Time{}
+}
+
 func stateOf(p reconcile.Pod, ok bool) podState {
 	if !ok {
 		return podState{}

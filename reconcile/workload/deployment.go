@@ -41,10 +41,10 @@ type rollout struct {
 	cur      map[string]*spec.Pod // the current template's pods, as last made
 	old      map[string]*genPod   // earlier templates' pods still kept
 	gone     map[string]*genPod   // pods removed and not yet gone: they hold their hostPorts
-	since    map[string]time.Time // when each pod was first seen ready
-	progress time.Time            // the last time the rollout moved
-	avail    int                  // available pods at the last evaluation
-	mismatch string               // why a DaemonSet's template is not for this node
+	readiness
+	progress time.Time // the last time the rollout moved
+	avail    int       // available pods at the last evaluation
+	mismatch string    // why a DaemonSet's template is not for this node
 }
 
 // rolloutParams are what a Deployment and a DaemonSet say about it.
@@ -105,7 +105,7 @@ func (r *rollout) eval(w spec.Workload, in *input) *result {
 		p.unavail = 1 // Kubernetes' rule: a rollout must be able to move
 	}
 	if r.old == nil {
-		r.old, r.gone, r.since, r.cur = map[string]*genPod{}, map[string]*genPod{}, map[string]time.Time{}, map[string]*spec.Pod{}
+		r.old, r.gone, r.cur = map[string]*genPod{}, map[string]*genPod{}, map[string]*spec.Pod{}
 	}
 	res := &result{}
 	hash := templateHash(w)
@@ -132,28 +132,9 @@ func (r *rollout) eval(w spec.Workload, in *input) *result {
 		}
 	}
 
-	state := map[string]podState{}
-	look := func(name string) podState {
-		st, ok := state[name]
-		if !ok {
-			st = in.pod(name)
-			state[name] = st
-			if st.ready {
-				if _, seen := r.since[name]; !seen {
-					r.since[name] = in.now
-				}
-			} else {
-				delete(r.since, name)
-			}
-		}
-		return st
-	}
-	available := func(name string) bool {
-		if !look(name).ready { // look first: it records when the pod became ready
-			return false
-		}
-		return !in.now.Before(r.since[name].Add(p.minReady))
-	}
+	r.begin()
+	look := func(name string) podState { return r.look(in, name) }
+	available := func(name string) bool { return r.available(in, name, p.minReady) }
 	remove := func(name string, why string) {
 		g := r.old[name]
 		delete(r.old, name)
@@ -302,9 +283,7 @@ func (r *rollout) eval(w spec.Workload, in *input) *result {
 	complete := len(r.old) == 0 && len(r.gone) == 0 && r.newCount == p.replicas && updatedAvail == p.replicas
 	// Pods becoming available after minReadySeconds need a look then.
 	for _, g := range pods {
-		if t, ok := r.since[g.name]; ok && look(g.name).ready && in.now.Before(t.Add(p.minReady)) {
-			res.wake = earliest(res.wake, t.Add(p.minReady))
-		}
+		res.wake = earliest(res.wake, r.availableAt(in, g.name, p.minReady))
 	}
 	if r.daemon {
 		res.status = DaemonSetStatus{ObservedGeneration: 1, DesiredNumberScheduled: int32(p.replicas),

@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/spec"
@@ -26,16 +25,16 @@ type setState struct {
 	templates map[string]*spec.Pod // revision -> the template, as a pod
 	made      map[string]int       // pod -> ordinal, for the pods made
 	removing  map[string]bool      // pods removed and not yet gone
-	since     map[string]time.Time // when each pod was first seen ready
-	current   string               // the revision the pods had before the update began
+	readiness
+	current string // the revision the pods had before the update began
 }
 
 func (st *setState) eval(w spec.Workload, in *input) *result {
 	sts := w.(*spec.StatefulSet)
 	s := &sts.Spec
 	if st.revs == nil {
-		st.revs, st.templates, st.made, st.removing, st.since = map[string]string{}, map[string]*spec.Pod{},
-			map[string]int{}, map[string]bool{}, map[string]time.Time{}
+		st.revs, st.templates, st.made, st.removing = map[string]string{}, map[string]*spec.Pod{},
+			map[string]int{}, map[string]bool{}
 	}
 	res := &result{}
 	upd := templateHash(w)
@@ -59,22 +58,8 @@ func (st *setState) eval(w spec.Workload, in *input) *result {
 	}
 	ordered := s.PodManagementPolicy != "Parallel"
 
-	state := map[string]podState{}
-	look := func(pod string) podState {
-		ps, ok := state[pod]
-		if !ok {
-			ps = in.pod(pod)
-			state[pod] = ps
-			if ps.ready {
-				if _, seen := st.since[pod]; !seen {
-					st.since[pod] = in.now
-				}
-			} else {
-				delete(st.since, pod)
-			}
-		}
-		return ps
-	}
+	st.begin()
+	look := func(pod string) podState { return st.look(in, pod) }
 	healthy := func(pod string) bool { ps := look(pod); return ps.running && ps.ready }
 	for pod := range st.removing {
 		if !look(pod).known {
@@ -172,12 +157,11 @@ func (st *setState) eval(w spec.Workload, in *input) *result {
 		res.pods = append(res.pods, genPod{name: pod, pod: stsPod(st.templates[rev], sts, pod, st.made[pod], rev)})
 		if look(pod).ready {
 			ready++
-			if t := st.since[pod]; !in.now.Before(t.Add(minReady)) {
-				avail++
-			} else {
-				res.wake = earliest(res.wake, t.Add(minReady))
-			}
 		}
+		if st.available(in, pod, minReady) {
+			avail++
+		}
+		res.wake = earliest(res.wake, st.availableAt(in, pod, minReady))
 		if rev == upd {
 			updated++
 		}
