@@ -395,5 +395,36 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 	}
 	allReady := n > 0 && ready == n
 	st.Conditions = []PodCondition{cond("Initialized", initialized && box != nil), cond("ContainersReady", allReady), cond("Ready", allReady)}
+	limitTerminationMessages(&st)
 	return st
+}
+
+// Kubernetes' bounds on termination messages: 4 KiB per container (the
+// runtime reads no more), and 12 KiB for the whole pod, divided equally
+// among its containers (init containers included).
+const (
+	maxContainerTerminationMessage = 4 << 10
+	maxPodTerminationMessages      = 12 << 10
+)
+
+// limitTerminationMessages cuts every termination message of the pod to
+// its share of the pod's 12 KiB, so a pod of many containers cannot make
+// its status (and every API answer and watch event carrying it) large.
+func limitTerminationMessages(st *PodStatus) {
+	n := len(st.InitContainerStatuses) + len(st.ContainerStatuses)
+	if n == 0 {
+		return
+	}
+	limit := min(maxContainerTerminationMessage, maxPodTerminationMessages/n)
+	cut := func(t *StateTerminated) {
+		if t != nil && len(t.Message) > limit {
+			t.Message = t.Message[:limit]
+		}
+	}
+	for _, list := range [][]ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses} {
+		for i := range list {
+			cut(list[i].State.Terminated)
+			cut(list[i].LastState.Terminated)
+		}
+	}
 }

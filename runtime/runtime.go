@@ -163,6 +163,15 @@ type SandboxConfig struct {
 	Volumes     []VolumeConfig    `json:"volumes,omitempty"`
 	// CgroupParent overrides the runtime's configured parent when set.
 	CgroupParent string `json:"cgroupParent,omitempty"`
+	// Owner names the front end that made the sandbox: "" the reconciler
+	// (manifests), OwnerCRI the CRI server. Each sees only its own; no
+	// manifest can set it.
+	Owner string `json:"owner,omitempty"`
+	// ExternalNetwork hands the pod network to the caller (the CRI with a
+	// CNI plugin chain): the runtime makes and pins the pod's network
+	// namespace with its loopback up, and adds no interface, address or
+	// published port (Ports must be empty). Network mode Pod only.
+	ExternalNetwork bool `json:"externalNetwork,omitempty"`
 }
 
 // SandboxState is the observed state of a sandbox.
@@ -191,8 +200,12 @@ type Sandbox struct {
 	Ports       []PortMapping     `json:"ports,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	Owner       string            `json:"owner,omitempty"` // as created (SandboxConfig.Owner)
 	CreatedAt   time.Time         `json:"createdAt"`
 }
+
+// OwnerCRI is SandboxConfig.Owner of the CRI server's sandboxes.
+const OwnerCRI = "cri"
 
 // Hash returns the sandbox config hash the reconciler stored, or "".
 func (s *Sandbox) Hash() string { return s.Annotations[AnnotationSandboxHash] }
@@ -203,9 +216,13 @@ type EnvVar struct {
 	Value string `json:"value"`
 }
 
-// Mount mounts a pod volume (by name) into a container.
+// Mount mounts a pod volume (by name) into a container, or, with
+// HostPath, a host path the caller prepared (the CRI: kubelet hands every
+// volume over as a host path). Exactly one of Volume and HostPath is set;
+// SubPath goes with Volume only.
 type Mount struct {
 	Volume        string `json:"volume"`
+	HostPath      string `json:"hostPath,omitempty"`
 	ContainerPath string `json:"containerPath"`
 	SubPath       string `json:"subPath,omitempty"`
 	ReadOnly      bool   `json:"readOnly,omitempty"`
@@ -220,16 +237,20 @@ type SeccompProfile struct {
 // SecurityConfig is the container's security context. Zero values are the
 // secure defaults: default capability set, no_new_privs, RuntimeDefault seccomp.
 type SecurityConfig struct {
-	Privileged               bool           `json:"privileged,omitempty"`
-	CapAdd                   []string       `json:"capAdd,omitempty"`
-	CapDrop                  []string       `json:"capDrop,omitempty"`
-	AllowPrivilegeEscalation bool           `json:"allowPrivilegeEscalation,omitempty"`
-	ReadOnlyRootfs           bool           `json:"readOnlyRootfs,omitempty"`
-	RunAsUser                *int64         `json:"runAsUser,omitempty"`
-	RunAsGroup               *int64         `json:"runAsGroup,omitempty"`
-	RunAsNonRoot             bool           `json:"runAsNonRoot,omitempty"`
-	SupplementalGroups       []int64        `json:"supplementalGroups,omitempty"`
-	Seccomp                  SeccompProfile `json:"seccomp"`
+	Privileged               bool     `json:"privileged,omitempty"`
+	CapAdd                   []string `json:"capAdd,omitempty"`
+	CapDrop                  []string `json:"capDrop,omitempty"`
+	AllowPrivilegeEscalation bool     `json:"allowPrivilegeEscalation,omitempty"`
+	ReadOnlyRootfs           bool     `json:"readOnlyRootfs,omitempty"`
+	RunAsUser                *int64   `json:"runAsUser,omitempty"`
+	RunAsGroup               *int64   `json:"runAsGroup,omitempty"`
+	RunAsNonRoot             bool     `json:"runAsNonRoot,omitempty"`
+	// RunAsUserName is a user of the image's /etc/passwd to run as in
+	// place of the image's USER (the CRI's run_as_username); RunAsUser
+	// wins over it.
+	RunAsUserName      string         `json:"runAsUserName,omitempty"`
+	SupplementalGroups []int64        `json:"supplementalGroups,omitempty"`
+	Seccomp            SeccompProfile `json:"seccomp"`
 }
 
 // Resources are the container's cgroup limits. Zero means unset.
@@ -277,6 +298,14 @@ type ContainerConfig struct {
 	// the container fails and its message file is empty, the tail of its
 	// log (80 lines, 2 KiB at most) becomes the message.
 	TerminationMessageFromLogs bool `json:"terminationMessageFromLogs,omitempty"`
+	// LogPath, when set (an absolute path: the CRI's log_directory joined
+	// with log_path), is where the runtime writes the container's CRI-format
+	// log instead of its own place; the caller owns the file and removes
+	// it. The writer follows the path: when the file there is renamed away
+	// and a new one is put in its place (kubelet's rotation, then
+	// ReopenContainerLog), the output goes on in the new file, and the
+	// runtime never rotates such a log itself.
+	LogPath string `json:"logPath,omitempty"`
 }
 
 // ContainerState is the observed state of a container.
@@ -461,6 +490,15 @@ type ContainerStats struct {
 // StatsProvider is an optional Runtime ability.
 type StatsProvider interface {
 	ContainerStats(ctx context.Context, id string) (*ContainerStats, error)
+}
+
+// ResourceUpdater is an optional Runtime ability: change the cgroup limits
+// of a running container in place (the CRI's UpdateContainerResources,
+// kubelet's in-place resize). A zero field leaves that limit as it is; a
+// limit that cannot be applied fails the call and changes nothing the
+// caller relies on (the record keeps the limits in force).
+type ResourceUpdater interface {
+	UpdateContainerResources(ctx context.Context, id string, res Resources) error
 }
 
 // PullPolicy is the Kubernetes imagePullPolicy.

@@ -37,6 +37,8 @@ It takes the same lock as ` + "`run`" + `, so it refuses to run beside an agent.
 		},
 	}
 	f := cmd.Flags()
+	addRootFlags(f, g)
+	addNetworkFlags(f, g)
 	addAgentFlags(f, o)
 	f.Lookup("manifests").Hidden = true
 	f.BoolVar(&once, "once", false, "converge once and exit (required)")
@@ -62,7 +64,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 	a.workloads.SetManifests(set, snap)
 
 	if o.DryRun {
-		boxes, err := a.rt.ListSandboxes(ctx)
+		boxes, err := a.view.ListSandboxes(ctx)
 		if err != nil {
 			return err
 		}
@@ -119,7 +121,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 			stableSince = time.Time{}
 		}
 		if settled {
-			boxes, _ := a.rt.ListSandboxes(ctx)
+			boxes, _ := a.view.ListSandboxes(ctx)
 			extra := 0
 			for _, b := range boxes {
 				if !want[b.Pod] {

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,18 +21,15 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
-// TestMain lets the test binary serve as the pause and shim helpers, which
-// the in-process runtime of the benchmark baseline re-executes.
+// TestMain removes the agent binary the end-to-end tests built.
 func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
-	}
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, d := range []string{binDir, criToolsDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -76,12 +75,14 @@ func benchAgent(b *testing.B, n int) {
 	linuxtest.RequireRoot(b)
 	imagetest.RequireBusybox(b)
 	e := newBenchEnv(b)
-	defer e.close()
 
 	var agentRun, agentGone, directRun, directGone, podmanRun, podmanGone []time.Duration
-	havePodman := exec.Command("podman", "--version").Run() == nil
+	var mem helperMem
+	// podman is measured only when it has the image locally: a pull would
+	// reach for a registry outside this machine.
+	havePodman := exec.Command("podman", "image", "exists", "docker.io/library/busybox:1.36").Run() == nil
 	for i := 0; i < b.N; i++ {
-		run, gone := e.agentRound(b, n, i)
+		run, gone := e.agentRound(b, n, i, &mem)
 		agentRun, agentGone = append(agentRun, run), append(agentGone, gone)
 		run, gone = e.directRound(b, n, i)
 		directRun, directGone = append(directRun, run), append(directGone, gone)
@@ -103,13 +104,18 @@ func benchAgent(b *testing.B, n int) {
 	}
 	line := fmt.Sprintf("pods=%d rounds=%d: agent running %.1f ms, gone %.1f ms; direct runtime running %.1f ms, gone %.1f ms",
 		n, b.N, ms(ar), ms(ag), ms(dr), ms(dg))
+	line += mem.report(b)
+	if m, err := linuxtest.ProcKiB(fmt.Sprintf("/proc/%d/status", e.cmd.Process.Pid), "VmRSS", "RssAnon"); err == nil {
+		b.ReportMetric(float64(m["VmRSS"]), "agent-rss-KiB")
+		line += fmt.Sprintf("; agent RSS after the rounds %d KiB (anonymous %d KiB)", m["VmRSS"], m["RssAnon"])
+	}
 	if havePodman {
 		pr, pg := median(podmanRun), median(podmanGone)
 		b.ReportMetric(ms(pr), "podman-running-ms")
 		b.ReportMetric(ms(pg), "podman-gone-ms")
 		line += fmt.Sprintf("; podman kube play %.1f ms, kube down %.1f ms", ms(pr), ms(pg))
 	} else {
-		line += "; podman not installed"
+		line += "; podman not measured (not installed, or without docker.io/library/busybox:1.36)"
 	}
 	b.Log(line)
 }
@@ -136,6 +142,9 @@ func (e *benchEnv) mkdir(b *testing.B) string {
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
 	e := &benchEnv{tag: linuxtest.RandomName("pb", 5), subnet: fmt.Sprintf("10.203.%d.0/24", 200+time.Now().Nanosecond()%50)}
+	// Registered first, so a failure while setting up (the warm-up rounds
+	// below) cannot leave the agent and its bridges behind.
+	b.Cleanup(e.close)
 	e.runRoot, e.stateRoot, e.dir = e.mkdir(b), e.mkdir(b), e.mkdir(b)
 	for _, d := range []string{e.runRoot, e.stateRoot, e.dir} {
 		os.Chmod(d, 0o755)
@@ -177,7 +186,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	}
 	e.rt.SetImageStore(st)
 	// Warm both paths once (bridge, nftables table, cgroup parent).
-	e.agentRound(b, 1, -1)
+	e.agentRound(b, 1, -1, nil)
 	e.directRound(b, 1, -1)
 	b.ResetTimer()
 	return e
@@ -201,7 +210,7 @@ func (e *benchEnv) await(b *testing.B, reason string, names map[string]bool) {
 	}
 }
 
-func (e *benchEnv) agentRound(b *testing.B, n, round int) (time.Duration, time.Duration) {
+func (e *benchEnv) agentRound(b *testing.B, n, round int, mem *helperMem) (time.Duration, time.Duration) {
 	names := map[string]bool{}
 	var files []string
 	start := time.Now()
@@ -220,6 +229,9 @@ func (e *benchEnv) agentRound(b *testing.B, n, round int) (time.Duration, time.D
 	}
 	e.await(b, "Started", maps(names))
 	running := time.Since(start)
+	if mem != nil {
+		mem.sample(e.runRoot, e.cmd.Process.Pid)
+	}
 	start = time.Now()
 	for _, f := range files {
 		if err := os.Remove(f); err != nil {
@@ -338,4 +350,83 @@ func (e *benchEnv) close() {
 	for _, d := range e.tmp {
 		_ = os.RemoveAll(d)
 	}
+}
+
+// helperMem collects the private and proportional memory of the agent's
+// helper processes (pauses, shims, spare shims), read from
+// /proc/PID/smaps_rollup while the pods run.
+type helperMem struct {
+	pausePriv, pausePss, shimPriv, shimPss, sparePriv []int
+}
+
+// sample reads every helper of the agent's run root: pauses and shims are
+// recognised by their arguments, spare shims (which have no run root yet)
+// by being shims whose parent is the agent's parent.
+func (m *helperMem) sample(runRoot string, agentPID int) {
+	ents, _ := os.ReadDir("/proc")
+	agentParent := procParent(agentPID)
+	for _, en := range ents {
+		pid, err := strconv.Atoi(en.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + en.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		pss, priv, err := linuxtest.Smaps(pid)
+		if err != nil {
+			continue
+		}
+		// A spare waiting for its container: "pelagos-shimd <run root>
+		// spare…" (before process model v2: "pelagos-shimd spare", and a
+		// spare kept that argv once handed a container).
+		spare := len(argv) == 3 && argv[0] == linux.ShimDaemonName && argv[1] == runRoot && strings.TrimRight(argv[2], " ") == "spare" ||
+			len(argv) == 2 && argv[0] == linux.ShimDaemonName && argv[1] == "spare" && procParent(pid) == agentParent
+		switch {
+		case len(argv) == 3 && argv[0] == linux.PauseName && argv[1] == runRoot:
+			m.pausePriv, m.pausePss = append(m.pausePriv, priv), append(m.pausePss, pss)
+		case spare:
+			m.sparePriv = append(m.sparePriv, priv)
+		case len(argv) == 3 && argv[0] == linux.ShimDaemonName && argv[1] == runRoot:
+			m.shimPriv, m.shimPss = append(m.shimPriv, priv), append(m.shimPss, pss)
+		}
+	}
+}
+
+func medianInt(v []int) int {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func (m *helperMem) report(b *testing.B) string {
+	if len(m.pausePriv) == 0 {
+		return "; no helper memory sampled"
+	}
+	b.ReportMetric(float64(medianInt(m.pausePriv)), "pause-private-KiB")
+	b.ReportMetric(float64(medianInt(m.shimPriv)), "shim-private-KiB")
+	return fmt.Sprintf("; per pod: pause %d KiB private / %d KiB Pss, shim %d KiB private / %d KiB Pss; spare shim %d KiB private (%d samples)",
+		medianInt(m.pausePriv), medianInt(m.pausePss), medianInt(m.shimPriv), medianInt(m.shimPss), medianInt(m.sparePriv), len(m.sparePriv))
+}
+
+func procParent(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }

@@ -44,7 +44,16 @@ func buildAgentBinary(tb testing.TB) string {
 // status; failing to run it at all fails the test.
 func runCLI(tb testing.TB, bin string, args ...string) (string, string, int) {
 	tb.Helper()
+	return runCLIEnv(tb, bin, nil, args...)
+}
+
+// runCLIEnv is runCLI with env added to the environment.
+func runCLIEnv(tb testing.TB, bin string, env []string, args ...string) (string, string, int) {
+	tb.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

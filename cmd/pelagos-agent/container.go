@@ -18,6 +18,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	logfollow "github.com/pelagos-containers/pelagos-agent/runtime/crilog/follow"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 )
@@ -32,6 +33,7 @@ func newContainerCommand(g *globalOptions) *cobra.Command {
 on the runtime directly, like crictl, for debugging and scripts; the agent's
 own pods are managed from their manifests.`,
 	}
+	addLowLevelFlags(cmd, g)
 	cmd.AddCommand(newContainerRunCommand(g), newContainerListCommand(g), newContainerInspectCommand(g),
 		newContainerLogsCommand(g), newContainerExecCommand(g), newContainerStopCommand(g), newContainerRemoveCommand(g))
 	return cmd
@@ -318,7 +320,7 @@ func newContainerLogsCommand(g *globalOptions) *cobra.Command {
 					}
 				}
 			}()
-			return crilog.Follow(ctx, c.LogPath, g.stdout, crilog.ReadOptions{}, done)
+			return logfollow.Follow(ctx, c.LogPath, g.stdout, crilog.ReadOptions{}, done)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the container exits")

@@ -38,6 +38,7 @@ func newDescribeCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+	addSocketFlag(cmd.Flags(), g)
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace")
 	return cmd
 }

@@ -45,6 +45,7 @@ func newEventsCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+	addSocketFlag(cmd.Flags(), g)
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep printing events as they happen")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "only events about pods of this namespace")
 	return cmd

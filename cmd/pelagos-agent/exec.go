@@ -58,6 +58,7 @@ func newExecCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	addSocketFlag(f, g)
 	f.StringVarP(&namespace, "namespace", "n", "default", "namespace")
 	f.StringVarP(&container, "container", "c", "", "container (default: the pod's first container)")
 	f.BoolVarP(&stdin, "stdin", "i", false, "pass stdin to the command")

@@ -70,7 +70,7 @@ func fakeAgent(t *testing.T) (string, *fake.Runtime, string) {
 		t.Fatal(err)
 	}
 	kube := kubeapi.New(kubeapi.Config{Backend: rec, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
-	kube.SetStreams(streamHandlers(f, kube))
+	kube.SetStreams(kube.RuntimeStreams())
 	srv := &api.Server{Backend: rec, Runtime: f, Kube: kube, Log: zerolog.Nop()}
 	go func() { defer wg.Done(); srv.Serve(ctx, l) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -123,7 +123,7 @@ func TestExecCLI(t *testing.T) {
 		{[]string{"web", "--", "nope"}, "", "", "exec \"nope\": executable file not found in $PATH\n", 127},
 		{[]string{"-i", "web", "--", "cat"}, "to the end\n", "to the end\n", "", 0},
 		{[]string{"-t", "web", "--", "echo", "plain"}, "", "plain\n", "Unable to use a TTY - input is not a terminal or the right kind of file\n", 0},
-		{[]string{"ghost", "--", "echo"}, "", "", "Error: exec in default/ghost: pod default/ghost has no sandbox (not running)\n", 1},
+		{[]string{"ghost", "--", "echo"}, "", "", "Error: exec in default/ghost: pods \"ghost\" not found\n", 1},
 	} {
 		out, errOut, code := cli(strings.NewReader(tc.stdin), tc.args...)
 		if out != tc.stdout || errOut != tc.stderr || code != tc.code {

@@ -77,6 +77,7 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 			}
 		},
 	}
+	addSocketFlag(cmd.Flags(), g)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json or yaml")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "pods of every namespace")

@@ -2,13 +2,10 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 )
@@ -57,45 +54,6 @@ func TestPrintPodsTable(t *testing.T) {
 	want := "NAME   READY   STATUS             RESTARTS      AGE   IP\nweb    1/2     CrashLoopBackOff   2 (30s ago)   90s   10.88.0.2\n"
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
-	}
-}
-
-func TestConfigFileFlagsWin(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	root, g := newRootCommand(&stdout, &stderr)
-	var run *cobra.Command
-	for _, c := range root.Commands() {
-		if c.Name() == "run" {
-			run = c
-		}
-	}
-	if run == nil {
-		t.Fatal("no run command")
-	}
-	cfg := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfg, []byte("manifests: /from/config\nresync: 30s\nlog-level: debug\nmetrics-addr: 127.0.0.1:9464\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := run.ParseFlags([]string{"--config", cfg, "--resync", "5s"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := root.PersistentFlags().Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	o := &agentOptions{}
-	o.Config, _ = run.Flags().GetString("config")
-	if err := loadConfigFile(run, g, o); err != nil {
-		t.Fatal(err)
-	}
-	get := func(name string) string { return run.Flags().Lookup(name).Value.String() }
-	if get("manifests") != "/from/config" || get("resync") != "5s" || get("metrics-addr") != "127.0.0.1:9464" || g.LogLevel != "debug" {
-		t.Errorf("manifests=%s resync=%s metrics=%s log=%s", get("manifests"), get("resync"), get("metrics-addr"), g.LogLevel)
-	}
-	if err := os.WriteFile(cfg, []byte("manifestz: /x\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := loadConfigFile(run, g, o); err == nil || !strings.Contains(err.Error(), `unknown setting "manifestz"`) {
-		t.Errorf("unknown key: %v", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 	"github.com/pelagos-containers/pelagos-agent/spec"
 )
@@ -35,7 +36,10 @@ func TestGetPodsPrintsInt64Exactly(t *testing.T) {
 		t.Fatal(err)
 	}
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- (&api.Server{Backend: rec, Runtime: f, Log: zerolog.Nop()}).Serve(ctx, l) }()
+	kube := kubeapi.New(kubeapi.Config{Backend: rec, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
+	go func() {
+		srvDone <- (&api.Server{Backend: rec, Runtime: f, Kube: kube, Log: zerolog.Nop()}).Serve(ctx, l)
+	}()
 	defer func() { cancel(); <-recDone; <-srvDone }()
 
 	maxInt := int64(math.MaxInt64)

@@ -63,6 +63,7 @@ Images come from registries (image pull) or from files (image import, or a
 file dropped into <root>/images/import, which the running agent imports once
 and moves to done/ or failed/).`,
 	}
+	addLowLevelFlags(cmd, g)
 	cmd.PersistentFlags().StringSliceVar(&o.insecure, "insecure-registry", nil,
 		"registry (host or host:port) that may be reached over plain HTTP; loopback always may")
 	cmd.PersistentFlags().StringVar(&o.dockerConfig, "docker-config", "",

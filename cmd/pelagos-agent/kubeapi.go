@@ -12,8 +12,6 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
-	"github.com/pelagos-containers/pelagos-agent/runtime"
-	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
 )
 
@@ -42,7 +40,7 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, Writes: writes,
 		Changes: a.changes, Workloads: a.workloads.Workloads, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})
-	kube.SetStreams(streamHandlers(a.rt, kube))
+	kube.SetStreams(kube.RuntimeStreams())
 	return kube, writes, nil
 }
 
@@ -60,24 +58,6 @@ func vcsCommit() string {
 		}
 	}
 	return ""
-}
-
-// streamHandlers serve pods' exec, attach and port-forward with
-// runtime/streaming, resolving the container a request names as pods/log
-// does (kube.Resolve).
-func streamHandlers(rt runtime.Runtime, kube *kubeapi.Server) kubeapi.Streams {
-	resolve := func(ctx context.Context, pod runtime.PodKey, container string) (streaming.Target, error) {
-		t, err := kube.Resolve(ctx, pod.Namespace, pod.Name, container)
-		if err != nil {
-			return streaming.Target{}, err
-		}
-		return streaming.Target{ContainerID: t.ContainerID, SandboxID: t.SandboxID, TTY: t.TTY, Stdin: t.Stdin}, nil
-	}
-	return kubeapi.Streams{
-		Exec:        streaming.ExecHandler(rt, resolve),
-		Attach:      streaming.AttachHandler(rt, resolve),
-		PortForward: streaming.PortForwardHandler(rt, resolve),
-	}
 }
 
 // serveTCP serves the API on --api-listen with TLS; the address actually

@@ -77,6 +77,7 @@ The certificates live under <root>/kubeapi, which only root can read:
 		},
 	}
 	f := cmd.Flags()
+	addRootFlags(f, g)
 	f.StringVar(&server, "server", "", "the API's URL (default: the address the running agent recorded)")
 	f.StringVar(&name, "name", "pelagos", "name of the cluster, user and context in the kubeconfig")
 	f.BoolVar(&readOnly, "read-only", false, "embed the viewer certificate: no Secrets, no writes, no exec")

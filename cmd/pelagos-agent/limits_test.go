@@ -27,7 +27,11 @@ func TestByteSizeFlag(t *testing.T) {
 	}
 	// Every command that opens the store passes the caps on.
 	root, g := newRootCommand(nil, nil)
-	if err := root.ParseFlags([]string{"--max-layer-size", "1Mi", "--max-image-size", "-1", "--pod-pids-limit", "64", "--reserved-pids", "-1"}); err != nil {
+	runCmd, _, err := root.Find([]string{"run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runCmd.ParseFlags([]string{"--max-layer-size", "1Mi", "--max-image-size", "-1", "--pod-pids-limit", "64", "--reserved-pids", "-1"}); err != nil {
 		t.Fatal(err)
 	}
 	if o := g.withImageCaps(image.Options{}); o.MaxLayerSize != 1<<20 || o.MaxImageSize != -1 {

@@ -35,6 +35,7 @@ func newLogsCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	addSocketFlag(f, g)
 	f.StringVarP(&namespace, "namespace", "n", "default", "namespace")
 	f.StringVarP(&opts.Container, "container", "c", "", "container (default: the pod's default-container annotation, else its first container)")
 	f.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until the container exits")

@@ -7,16 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
+// The pause, shims and container inits are separate helper binaries that
+// the agent embeds and runs from sealed copies (runtime/linux/helperbin):
+// this binary is never re-executed as one.
 func main() {
-	// The hidden helper entry points (pause, shim, container init) must run
-	// before anything else starts.
-	if reexec.Init() {
-		return
-	}
 	err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 	os.Exit(exitCode(err))
 }

@@ -1,38 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 )
 
 // The node's labels and taints come from the flags or the settings file
 // (a mapping and a list there), and bad ones stop the agent with the flag's
 // name.
 func TestNodeIdentityFromSettings(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	root, g := newRootCommand(&stdout, &stderr)
-	var run *cobra.Command
-	for _, c := range root.Commands() {
-		if c.Name() == "run" {
-			run = c
-		}
-	}
-	cfg := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(cfg, []byte("node-labels:\n  site: lab\n  disktype: ssd\nnode-taints: [dedicated=db:NoSchedule, maintenance:NoExecute]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := run.ParseFlags([]string{"--config", cfg}); err != nil {
-		t.Fatal(err)
-	}
-	if err := root.PersistentFlags().Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := loadConfigFile(run, g, &agentOptions{Config: cfg}); err != nil {
+	cfg := writeSettings(t, "node-labels:\n  site: lab\n  disktype: ssd\nnode-taints: [dedicated=db:NoSchedule, maintenance:NoExecute]\n")
+	run, _, err := parseFor(t, "run", "--config", cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	labels, _ := run.Flags().GetStringToString("node-labels")

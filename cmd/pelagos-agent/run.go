@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/yaml"
 
+	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/hooks"
@@ -28,6 +27,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/cri"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
@@ -38,7 +38,6 @@ func init() { registerCommand(newRunCommand) }
 
 // agentOptions are the flags of `run` (and, in part, `apply --once`).
 type agentOptions struct {
-	Config          string
 	Manifests       string
 	MetricsAddr     string
 	Resync          time.Duration
@@ -52,10 +51,13 @@ type agentOptions struct {
 	StopPodsOnExit  bool
 	SkipTrustCheck  bool
 	InsecureRegistr []string
+	Mirrors         map[string]string
 	APIListen       string
 	APIWriteDir     string
 	NodeLabels      map[string]string
 	NodeTaints      []string
+	// CRI, with Listen set, also serves the CRI (run only).
+	CRI criOptions
 }
 
 func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
@@ -70,6 +72,7 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
 	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "the node's labels (key=value,...), beside kubernetes.io/hostname, /os and /arch: pods whose nodeSelector or node affinity do not match them are not run here")
 	f.StringSliceVar(&o.NodeTaints, "node-taints", nil, "the node's taints (key[=value]:Effect,...): pods that do not tolerate a NoSchedule or NoExecute taint are not run here")
+	addMirrorFlag(f, &o.Mirrors)
 }
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -83,15 +86,14 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 --stop-pods-on-exit). SIGHUP re-reads --config and the manifests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := loadConfigFile(cmd, g, o); err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
 			return runAgent(cmd.Context(), cmd, g, o)
 		},
 	}
 	f := cmd.Flags()
+	addSocketFlag(f, g)
+	addRootFlags(f, g)
+	addNetworkFlags(f, g)
 	addAgentFlags(f, o)
-	f.StringVar(&o.Config, "config", "", "configuration file (YAML or JSON, keys as the long flag names); flags given on the command line win")
 	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
 	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
 	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
@@ -99,60 +101,8 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	f.StringVar(&o.APIListen, "api-listen", defaultAPIListen, "also serve the Kubernetes API on this TCP address, with TLS and client certificates (see `kubeconfig`); \"\" serves only the socket")
 	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
+	addCRIFlags(f, &o.CRI, "cri-", "")
 	return cmd
-}
-
-// loadConfigFile applies the config file's values to every flag, of the
-// command or global, that was not given on the command line.
-func loadConfigFile(cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
-	if o.Config == "" {
-		return nil
-	}
-	data, err := os.ReadFile(o.Config)
-	if err != nil {
-		return fmt.Errorf("--config: %w", err)
-	}
-	var values map[string]any
-	if err := yaml.Unmarshal(data, &values); err != nil {
-		return fmt.Errorf("--config %s: %w", o.Config, err)
-	}
-	for name, v := range values {
-		fl := cmd.Flags().Lookup(name)
-		if fl == nil {
-			fl = cmd.InheritedFlags().Lookup(name)
-		}
-		if fl == nil || name == "config" {
-			return fmt.Errorf("--config %s: unknown setting %q (settings are the long flag names of `run`)", o.Config, name)
-		}
-		if fl.Changed {
-			continue
-		}
-		var s string
-		switch x := v.(type) {
-		case map[string]any:
-			// node-labels: a mapping, as the flag's k=v,... list.
-			parts := make([]string, 0, len(x))
-			for k, v := range x {
-				parts = append(parts, k+"="+fmt.Sprint(v))
-			}
-			slices.Sort(parts)
-			s = strings.Join(parts, ",")
-		case []any:
-			parts := make([]string, len(x))
-			for i := range x {
-				parts[i] = fmt.Sprint(x[i])
-			}
-			s = strings.Join(parts, ",")
-		case float64:
-			s = strconv.FormatFloat(x, 'f', -1, 64)
-		default:
-			s = fmt.Sprint(x)
-		}
-		if err := fl.Value.Set(s); err != nil {
-			return fmt.Errorf("--config %s: %s: %w", o.Config, name, err)
-		}
-	}
-	return g.setupLogging()
 }
 
 // agent is the assembled daemon: runtime, image store, reconciler.
@@ -160,12 +110,15 @@ type agent struct {
 	node      *node.Node
 	workloads *workload.Controller
 	rt        *linux.Runtime
-	images    *image.Store
-	rec       *reconcile.Reconciler
-	metrics   *metrics.Metrics
-	bridge    *prober.Bridge
-	changes   *kubeapi.Changes
-	lock      *os.File
+	// view is the runtime without the CRI's pods: what the reconciler
+	// sees, so that it never removes kubelet's pods as unwanted.
+	view    runtime.Runtime
+	images  *image.Store
+	rec     *reconcile.Reconciler
+	metrics *metrics.Metrics
+	bridge  *prober.Bridge
+	changes *kubeapi.Changes
+	lock    *os.File
 }
 
 // lockStateRoot takes the single-instance lock: an flock on
@@ -213,27 +166,19 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	a.rt, err = linux.New(cfg)
 	if err != nil {
 		a.close()
-		return nil, fmt.Errorf("runtime: %w", err)
+		return nil, err // "linux runtime: ..." already
 	}
-	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Logger: g.log}))
+	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Mirrors: o.Mirrors, Logger: g.log}))
 	if err != nil {
 		a.close()
-		return nil, fmt.Errorf("image store: %w", err)
+		return nil, err // "open image store DIR: ..." already
 	}
 	a.rt.SetImageStore(a.images)
-	a.images.SetInUse(func(id string) bool {
-		cs, err := a.rt.ListContainers(context.Background(), runtime.ContainerFilter{})
-		if err != nil {
-			return true // unsure: keep the image
-		}
-		for _, c := range cs {
-			if c.ImageID == id {
-				return true
-			}
-		}
-		return false
-	})
+	a.images.SetInUse(containersUse(a.rt))
+	a.view = cri.WithoutCRI(a.rt)
 	a.metrics = metrics.New()
+	a.metrics.SetAgentInfo(metrics.AgentInfo{Version: version, Root: g.Root, RunRoot: g.RunRoot, Bridge: g.Bridge,
+		Subnet: g.Subnet, NetNSPrefix: g.NetNSPrefix, NFTable: g.NFTable, CgroupParent: g.CgroupParent})
 	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
 	var h reconcile.Hooks
 	runner := hooks.New(a.rt)
@@ -270,7 +215,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	a.changes = kubeapi.NewChanges()
 	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.rt, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: id.Name,
+		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: id.Name,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
@@ -370,6 +315,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	tr := a.translator()
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
+	reloaded := make(chan struct{}, 1) // a full reload (SIGHUP, resync) was handed over
 	var once sync.Once
 	merged := newLoadMerger(len(dirs))
 	var watchers []*manifest.Watcher
@@ -400,6 +346,12 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 					kube.SetSnapshot(ld.Snapshot)
 				}
 				once.Do(func() { close(loaded) })
+				if ld.Reason == "reload" {
+					select {
+					case reloaded <- struct{}{}:
+					default:
+					}
+				}
 			})
 			if err != nil && ctx.Err() == nil {
 				log.Error().Err(err).Str("directory", dir).Msg("manifest watch stopped; relying on the periodic resync")
@@ -410,6 +362,13 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		for _, w := range watchers {
 			w.Reload()
 		}
+	}
+	if o.CRI.Listen != "" && !o.DryRun {
+		wg.Go(func() {
+			if err := serveCRI(ctx, g, a.rt, a.images, o.CRI); err != nil {
+				log.Error().Err(err).Msg("CRI server stopped")
+			}
+		})
 	}
 	// Offline edge boxes receive images as archives dropped into
 	// <root>/images/import: each is imported once and moved aside.
@@ -462,27 +421,41 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		// Up, adopting what runs, but without a truth to converge to: say
 		// so; readiness (/readyz) waits for the first good load.
 		log.Warn().Err(err).Msg("agent started; waiting for the manifest directory")
-		sdNotify("READY=1\nSTATUS=waiting for " + o.Manifests)
 	} else {
-		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Msg("agent ready")
-		sdNotify("READY=1\nSTATUS=watching " + o.Manifests)
+		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Str("settings", g.Config).Msg("agent ready")
 	}
+	notifyReady(log, a.rec, o.Manifests)
+	wg.Go(func() { watchdog(ctx, log, a.rec, recDone) })
 
+	reloading := false
 	for {
 		select {
 		case <-ctx.Done():
 			return shutdown(a, &wg, recDone, o, g)
+		case <-reloaded:
+			if reloading {
+				reloading = false
+				notifyReady(log, a.rec, o.Manifests)
+			}
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				log.Info().Msg("SIGHUP: re-reading the configuration and the manifests")
-				if err := loadConfigFile(cmd, g, o); err != nil {
-					log.Error().Err(err).Msg("config reload failed; keeping the running configuration")
+				log.Info().Msg("SIGHUP: re-reading the settings and the manifests")
+				notify(log, sdnotify.Reloading())
+				reloading = true
+				select {
+				case <-reloaded: // an earlier reload's, not this one's
+				default:
+				}
+				if restart, err := g.reloadSettings(cmd); err != nil {
+					log.Error().Err(err).Msg("settings not reloaded; keeping the running ones")
+				} else if len(restart) > 0 {
+					log.Warn().Strs("settings", restart).Msg("settings changed that take effect at the next start")
 				}
 				reload()
 				continue
 			}
 			log.Info().Str("signal", s.String()).Bool("stopPods", o.StopPodsOnExit).Msg("shutting down")
-			sdNotify("STOPPING=1")
+			notify(log, sdnotify.Stopping())
 			stop()
 		}
 	}
@@ -498,7 +471,7 @@ func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptio
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	a.rec.SetDesired(reconcile.DesiredSet{})
-	if err := removeAll(ctx, a.rec, a.rt, o.Workers); err != nil {
+	if err := removeAll(ctx, a.rec, a.view, o.Workers); err != nil {
 		return fmt.Errorf("stop pods on exit: %w", err)
 	}
 	g.log.Info().Msg("agent stopped; every pod removed")
@@ -552,23 +525,4 @@ func removeAll(ctx context.Context, rec *reconcile.Reconciler, rt runtime.Runtim
 			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
-}
-
-// sdNotify tells systemd (Type=notify) about readiness; without
-// NOTIFY_SOCKET it does nothing.
-func sdNotify(state string) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	addr := &net.UnixAddr{Name: sock, Net: "unixgram"}
-	if strings.HasPrefix(sock, "@") {
-		addr.Name = "\x00" + sock[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, addr)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte(state))
 }

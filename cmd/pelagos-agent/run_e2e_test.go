@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,6 +37,7 @@ type agentEnv struct {
 	cmd                 *exec.Cmd
 	logPath             string
 	extra               []string
+	env                 []string // added to the agent's environment
 	client              *api.Client
 }
 
@@ -81,6 +83,9 @@ func (e *agentEnv) start() {
 	args := append(e.global(), "--log-format", "json", "run", "--manifests", e.current, "--api-listen", "127.0.0.1:0")
 	e.cmd = exec.Command(e.bin, append(args, e.extra...)...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if e.env != nil {
+		e.cmd.Env = append(os.Environ(), e.env...)
+	}
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -99,10 +104,22 @@ func (e *agentEnv) stop(sig syscall.Signal) {
 	e.cmd = nil
 }
 
-// cli runs the binary as a user would.
+// cli runs the binary as a user would: client commands get the socket,
+// commands that work on the node's state get its roots and names too.
 func (e *agentEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
-	return runCLI(e.t, e.bin, append(e.global(), args...)...)
+	var flags []string
+	switch args[0] {
+	case "run", "sandbox", "container", "image":
+		flags = e.global()
+	case "apply": // converges without a socket
+		flags = slices.DeleteFunc(e.global(), func(s string) bool { return s == "--socket" || s == e.sock })
+	case "kubeconfig": // reads the agent's certificates under its state root
+		flags = []string{"--root", e.stateRoot, "--run-root", e.runRoot}
+	default:
+		flags = []string{"--socket", e.sock}
+	}
+	return runCLI(e.t, e.bin, append(flags, args...)...)
 }
 
 // eventually polls cond until it holds. The deadline only bounds a hang
@@ -338,7 +355,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		e.running("web")
 		// 64 MiB: interactive exec has no cap (it used to stop at 16 MiB
 		// and still exit 0).
-		cmd := exec.Command(e.bin, append(e.global(), "exec", "web", "-c", "app", "--", "sh", "-c", "head -c 67108864 /dev/zero; exit 3")...)
+		cmd := exec.Command(e.bin, "--socket", e.sock, "exec", "web", "-c", "app", "--", "sh", "-c", "head -c 67108864 /dev/zero; exit 3")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -356,7 +373,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		if _, errOut, code := e.cli("exec", "web", "-c", "app", "--", "no-such-command"); code != 127 || !strings.Contains(errOut, "no-such-command") {
 			t.Errorf("exec of a missing command: exit %d, stderr %q; want 127 and the reason", code, errOut)
 		}
-		cmd = exec.Command(e.bin, append(e.global(), "exec", "-i", "web", "-c", "side", "--", "cat")...)
+		cmd = exec.Command(e.bin, "--socket", e.sock, "exec", "-i", "web", "-c", "side", "--", "cat")
 		cmd.Stdin = strings.NewReader("through stdin\n")
 		if out, err := cmd.Output(); err != nil || string(out) != "through stdin\n" {
 			t.Errorf("exec -i cat: %q, %v", out, err)

@@ -30,6 +30,7 @@ func newSandboxCommand(g *globalOptions) *cobra.Command {
 bridge, with IPC and UTS namespaces held open by a small pause process.
 These commands work on the runtime directly, for debugging and scripts.`,
 	}
+	addLowLevelFlags(cmd, g)
 	cmd.AddCommand(newSandboxCreateCommand(g), newSandboxListCommand(g), newSandboxRemoveCommand(g),
 		newSandboxInspectCommand(g), newSandboxGCCommand(g))
 	return cmd

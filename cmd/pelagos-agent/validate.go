@@ -52,6 +52,7 @@ Exit status: 0 when everything is valid, 1 when anything is invalid,
 		},
 	}
 	f := cmd.Flags()
+	addSysctlFlag(f, g)
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	f.BoolVar(&o.skipTrustCheck, "insecure-skip-trust-check", false,
 		"do not check that manifests and their directories are owned by root (or you) and not group/world-writable; for development only")

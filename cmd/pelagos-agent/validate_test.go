@@ -238,7 +238,7 @@ func TestValidateUnsafeSysctls(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "spec.securityContext.sysctls[0].name: \"net.core.somaxconn\" is not in the namespaced safe set") {
 		t.Errorf("without the flag: exit %d\n%s", code, out)
 	}
-	if out, _, code := validateRun(t, "--allow-unsafe-sysctls", "validate", f); code != 0 {
+	if out, _, code := validateRun(t, "validate", "--allow-unsafe-sysctls", f); code != 0 {
 		t.Errorf("with --allow-unsafe-sysctls: exit %d\n%s", code, out)
 	}
 }

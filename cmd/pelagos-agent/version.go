@@ -19,24 +19,29 @@ func init() { registerCommand(newVersionCommand) }
 func newVersionCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version, commit and Go version",
+		Short: "Print the version, commit and Go version (as --version does)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := commit
-			if c == "" {
-				if bi, ok := debug.ReadBuildInfo(); ok {
-					for _, s := range bi.Settings {
-						if s.Key == "vcs.revision" {
-							c = s.Value
-						}
-					}
-				}
-			}
-			if c == "" {
-				c = "unknown"
-			}
-			fmt.Fprintf(g.stdout, "pelagos-agent %s\ncommit: %s\ngo: %s %s/%s\n", version, c, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
+			fmt.Fprintln(g.stdout, versionText())
 			return nil
 		},
 	}
+}
+
+// versionText is what `version` and `--version` print.
+func versionText() string {
+	c := commit
+	if c == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					c = s.Value
+				}
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("pelagos-agent %s\ncommit: %s\ngo: %s %s/%s", version, c, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
 }

@@ -59,6 +59,7 @@ func startAPI(t *testing.T) (*Client, *fake.Runtime, *reconcile.Reconciler, stri
 		t.Fatal(err)
 	}
 	kube := kubeapi.New(kubeapi.Config{Backend: logBackend{rec, logDir}, Runtime: f, NodeName: "node", Log: zerolog.Nop()})
+	kube.SetStreams(kube.RuntimeStreams())
 	kubeDone := make(chan struct{})
 	go func() { kube.Run(ctx); close(kubeDone) }()
 	srv := &Server{Kube: kube, Backend: rec, Runtime: f, Log: zerolog.Nop()}
@@ -215,10 +216,10 @@ func TestExec(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	if _, err := c.Exec(context.Background(), "default", "nope", ExecOptions{Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "not running") && !strings.Contains(err.Error(), "no sandbox") {
+	if _, err := c.Exec(context.Background(), "default", "nope", ExecOptions{Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), `pods "nope" not found`) {
 		t.Errorf("exec in a missing pod: %v", err)
 	}
-	if _, err := c.Exec(context.Background(), "default", "web", ExecOptions{Container: "side", Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), `container "side" in pod default/web not found`) {
+	if _, err := c.Exec(context.Background(), "default", "web", ExecOptions{Container: "side", Cmd: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "container side is not valid for pod web") {
 		t.Errorf("exec in a missing container: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	"github.com/pelagos-containers/pelagos-agent/runtime/crilog/follow"
 )
 
 // DefaultContainerAnnotation names the container kubectl (and this API)
@@ -234,7 +235,7 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request, ri requestInfo
 			}
 		}
 	}()
-	if err := crilog.Follow(ctx, c.LogPath, filter, read, done); err != nil && !errors.Is(err, errLimit) {
+	if err := follow.Follow(ctx, c.LogPath, filter, read, done); err != nil && !errors.Is(err, errLimit) {
 		s.cfg.Log.Warn().Err(err).Str("pod", key.String()).Str("container", name).Msg("follow log")
 	}
 	filter.flush()

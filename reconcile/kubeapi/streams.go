@@ -9,6 +9,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 )
 
 // Streams serve pods' streaming subresources (exec, attach, port-forward
@@ -22,6 +23,24 @@ type Streams struct {
 // SetStreams installs the streaming handlers (before serving: they need
 // the server's Resolve).
 func (s *Server) SetStreams(st Streams) { s.cfg.Streams = st }
+
+// RuntimeStreams are the handlers of runtime/streaming over the server's
+// runtime, resolving the container a request names as pods/log does.
+func (s *Server) RuntimeStreams() Streams {
+	resolve := func(ctx context.Context, pod runtime.PodKey, container string) (streaming.Target, error) {
+		t, err := s.Resolve(ctx, pod.Namespace, pod.Name, container)
+		if err != nil {
+			return streaming.Target{}, err
+		}
+		return streaming.Target{ContainerID: t.ContainerID, SandboxID: t.SandboxID, TTY: t.TTY, Stdin: t.Stdin}, nil
+	}
+	rt := s.cfg.Runtime
+	return Streams{
+		Exec:        streaming.ExecHandler(rt, resolve),
+		Attach:      streaming.AttachHandler(rt, resolve),
+		PortForward: streaming.PortForwardHandler(rt, resolve),
+	}
+}
 
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, ri requestInfo, sub string) error {
 	var h http.Handler

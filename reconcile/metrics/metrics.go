@@ -36,9 +36,11 @@ type Metrics struct {
 
 var _ reconcile.Metrics = (*Metrics)(nil)
 
-// latencyBuckets span 1 ms to ~16 s: the agent's budget is 25 ms, an
-// image pull takes seconds.
-var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
+// latencyBuckets span 1 ms to ~65 s: the agent's budget is 25 ms, an image
+// pull takes seconds, and stopping a container that ignores SIGTERM takes
+// its whole grace period (30 s by default) — which must land in a bucket of
+// its own, not in +Inf with everything slower.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 17)
 
 // New registers every metric, plus Go runtime and process collectors.
 func New() *Metrics {
@@ -50,7 +52,7 @@ func New() *Metrics {
 			Help: "Duration of one reconcile pass for one pod.", Buckets: latencyBuckets}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pelagos_reconcile_actions_total",
 			Help: "Plan actions applied, by kind and result."}, []string{"kind", "result"}),
-		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pelagos_action_duration_seconds",
+		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pelagos_reconcile_action_duration_seconds",
 			Help:    "Duration of plan actions by kind (CreateSandbox and RemoveSandbox are sandbox create/remove latency).",
 			Buckets: latencyBuckets}, []string{"kind"}),
 		manifestErrors: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pelagos_manifest_errors",
@@ -104,7 +106,7 @@ func (m *Metrics) ChangeToGone(d time.Duration)    { m.toGone.Observe(d.Seconds(
 
 var (
 	podsDesc = prometheus.NewDesc("pelagos_pods", "Pods by phase.", []string{"phase"}, nil)
-	restarts = prometheus.NewDesc("pelagos_container_restarts", "Restart count of each container.",
+	restarts = prometheus.NewDesc("pelagos_container_restarts_total", "Restarts of each container (its restartCount).",
 		[]string{"namespace", "pod", "container"}, nil)
 	ready = prometheus.NewDesc("pelagos_container_ready", "1 when the container is ready.",
 		[]string{"namespace", "pod", "container"}, nil)
@@ -124,7 +126,7 @@ func (c *podCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.l.Pods() {
 		phases[p.Status.Phase]++
 		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
-			ch <- prometheus.MustNewConstMetric(restarts, prometheus.GaugeValue, float64(cs.RestartCount),
+			ch <- prometheus.MustNewConstMetric(restarts, prometheus.CounterValue, float64(cs.RestartCount),
 				p.Metadata.Namespace, p.Metadata.Name, cs.Name)
 			r := 0.0
 			if cs.Ready {

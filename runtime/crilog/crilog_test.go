@@ -2,7 +2,6 @@ package crilog
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -116,7 +115,7 @@ func TestNeverBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newWriter("pipe", pw, 0, Options{MaxSize: 1 << 40, MaxFiles: 2, Now: fixedClock()})
+	w := newWriter("pipe", pw, 0, 0, Options{MaxSize: 1 << 40, MaxFiles: 2, Now: fixedClock()})
 	in := strings.Repeat(strings.Repeat("y", 100)+"\n", 100000) // 10 MB, far beyond pipe and queue
 	w.Copy(Stdout, strings.NewReader(in))                       // returns only if never blocked
 	w.mu.Lock()
@@ -128,38 +127,6 @@ func TestNeverBlocks(t *testing.T) {
 	}
 	if dropped == 0 {
 		t.Error("no line was dropped although the file never drained")
-	}
-}
-
-func TestFollowAcrossRotation(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "0.log")
-	w, err := NewWriter(path, Options{MaxSize: 200, MaxFiles: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, pw := io.Pipe()
-	go w.Copy(Stdout, pr)
-	outR, outW := io.Pipe()
-	done := make(chan struct{})
-	errc := make(chan error, 1)
-	go func() { errc <- Follow(context.Background(), path, outW, ReadOptions{}, done); outW.Close() }()
-	got := make(chan string, 1)
-	go func() { b, _ := io.ReadAll(outR); got <- string(b) }()
-	var want strings.Builder
-	for i := range 40 {
-		fmt.Fprintf(pw, "follow %02d\n", i)
-		fmt.Fprintf(&want, "follow %02d\n", i)
-	}
-	pw.Close()
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	close(done)
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	if g := <-got; g != want.String() {
-		t.Errorf("followed:\n%s\nwant:\n%s", g, want.String())
 	}
 }
 
@@ -214,5 +181,108 @@ func TestTail(t *testing.T) {
 		if string(got) != tc.want {
 			t.Errorf("Tail(%d lines, %d bytes) = %q, want %q", tc.lines, tc.bytes, got, tc.want)
 		}
+	}
+}
+
+// TestFollowPath is kubelet's rotation: the log is renamed away, the
+// runtime is asked to reopen it (a new empty file at the path), and the
+// lines after that land in the new file, none in the renamed one; a writer
+// that follows the path never rotates by size on its own.
+func TestFollowPath(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.log")
+	w, err := NewWriter(path, Options{MaxSize: 100, FollowPath: true, Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() { w.Copy(Stdout, pr); close(done) }()
+	// Each line is one batch: Write returns once Copy has read it, and
+	// the file is read until the line is there.
+	waitFor := func(p, want string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			b, _ := os.ReadFile(p)
+			if strings.Contains(string(b), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %q never appeared; it holds %q", p, want, b)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for i := range 10 {
+		fmt.Fprintf(pw, "before %d, a line long enough to pass MaxSize soon\n", i)
+	}
+	waitFor(path, "before 9")
+	if got := Files(path); len(got) != 1 {
+		t.Fatalf("a FollowPath writer rotated on its own: %v", got)
+	}
+	rotated := path + ".20260101-000000"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(pw, "between")
+	waitFor(rotated, "between") // no file at the path yet: the old one goes on
+	if err := os.WriteFile(path, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(pw, "after")
+	waitFor(path, "after")
+	pw.Close()
+	<-done
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(rotated)
+	if strings.Contains(string(old), "after") {
+		t.Errorf("the renamed log got lines written after the reopen:\n%s", old)
+	}
+	cur, _ := os.ReadFile(path)
+	if strings.Contains(string(cur), "before") || strings.Contains(string(cur), "between") {
+		t.Errorf("the new log got lines written before the reopen:\n%s", cur)
+	}
+}
+
+// TestFollowPathNoSymlink: a symlink put at the log's path (by anyone who
+// can write the log directory) is not followed: the writer, which runs as
+// root, never appends to the file it names.
+func TestFollowPathNoSymlink(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.log")
+	victim := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(victim, []byte("root:x:0:0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(path, Options{FollowPath: true, Now: fixedClock()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() { w.Copy(Stdout, pr); close(done) }()
+	fmt.Fprintln(pw, "first")
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		fmt.Fprintf(pw, "line %d\n", i)
+	}
+	pw.Close()
+	<-done
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "root:x:0:0\n" {
+		t.Errorf("the writer followed a symlink into another file:\n%s", b)
+	}
+	if b, _ := os.ReadFile(path + ".1"); !strings.Contains(string(b), "line 19") {
+		t.Errorf("the lines did not stay in the log it had open:\n%s", b)
 	}
 }

@@ -3,17 +3,12 @@ package crilog
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // Entry is one parsed log line.
@@ -53,7 +48,7 @@ func Parse(line []byte) (Entry, error) {
 	return Entry{Time: t, Stream: string(stream), Partial: tag[0] == tagPartial, Content: content}, nil
 }
 
-// ReadOptions select what Read and Follow print.
+// ReadOptions select what Read and a Cursor print.
 type ReadOptions struct {
 	// Stream limits output to "stdout" or "stderr"; "" prints both.
 	Stream string
@@ -92,9 +87,7 @@ func (p *printer) line(line []byte) error {
 // Read prints the content of path and its rotated files, oldest first,
 // joining partial entries back into whole lines.
 func Read(path string, w io.Writer, opts ReadOptions) error {
-	p := &printer{w: w, opts: opts, midLine: map[string]bool{}}
-	var pos position
-	return p.catchUp(path, &pos)
+	return NewCursor(w, opts).CatchUp(path)
 }
 
 // position is how far a reader got: file identity and offset. Every file
@@ -194,46 +187,22 @@ func readFile(file string, off int64, ino uint64, p *printer) (int64, error) {
 	}
 }
 
-// Follow prints the whole log like Read and then keeps printing what is
-// appended, across rotations, until ctx ends or done is closed (the
-// container exited); after done it prints what is left and returns.
-func Follow(ctx context.Context, path string, w io.Writer, opts ReadOptions, done <-chan struct{}) error {
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("follow log %s: %w", path, err)
-	}
-	defer watcher.Close()
-	// Watch the directory: rotation renames the file and creates a new one.
-	if err := watcher.Add(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("follow log %s: %w", path, err)
-	}
-	p := &printer{w: w, opts: opts, midLine: map[string]bool{}}
-	var pos position
-	if err := p.catchUp(path, &pos); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-done:
-			return p.catchUp(path, &pos)
-		case ev, ok := <-watcher.Events:
-			if !ok {
-				return nil
-			}
-			if ev.Name == path || strings.HasPrefix(ev.Name, path+".") {
-				if err := p.catchUp(path, &pos); err != nil {
-					return err
-				}
-			}
-		case err, ok := <-watcher.Errors:
-			if ok {
-				return fmt.Errorf("follow log %s: %w", path, err)
-			}
-		}
-	}
+// Cursor prints a log's content from where its previous CatchUp stopped,
+// across rotations: Read is one CatchUp, and a follower calls CatchUp each
+// time the log's directory changes.
+type Cursor struct {
+	p   *printer
+	pos position
 }
+
+// NewCursor returns a cursor at the start of the log's history.
+func NewCursor(w io.Writer, opts ReadOptions) *Cursor {
+	return &Cursor{p: &printer{w: w, opts: opts, midLine: map[string]bool{}}}
+}
+
+// CatchUp prints every complete line written to path (or rotated away from
+// it) since the last call.
+func (c *Cursor) CatchUp(path string) error { return c.p.catchUp(path, &c.pos) }
 
 func inode(path string) uint64 {
 	st, err := os.Stat(path)

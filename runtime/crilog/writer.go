@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,12 @@ const queueBytes = 4 << 20
 type Options struct {
 	MaxSize  int64 // rotate when the file would exceed this many bytes (default 10 MiB)
 	MaxFiles int   // files kept including the current one (default 5, minimum 2)
+	// FollowPath hands rotation to someone else (kubelet: it renames the
+	// file, then asks the runtime to reopen it): the writer never rotates,
+	// and when another file has taken the path, the next batch goes there.
+	// Until then it keeps writing to the file it has open, wherever that
+	// file was renamed to.
+	FollowPath bool
 	// Now is the clock; tests replace it.
 	Now func() time.Time
 }
@@ -71,6 +78,7 @@ type Writer struct {
 	done    chan struct{}
 
 	f       *os.File
+	ino     uint64 // of f, for FollowPath
 	size    int64
 	readers sync.WaitGroup
 	err     error
@@ -96,11 +104,11 @@ func NewWriter(path string, opts Options) (*Writer, error) {
 		f.Close()
 		return nil, fmt.Errorf("container log: %w", err)
 	}
-	return newWriter(path, f, st.Size(), opts), nil
+	return newWriter(path, f, st.Size(), fileIno(st), opts), nil
 }
 
-func newWriter(path string, f *os.File, size int64, opts Options) *Writer {
-	w := &Writer{path: path, opts: opts, f: f, size: size,
+func newWriter(path string, f *os.File, size int64, ino uint64, opts Options) *Writer {
+	w := &Writer{path: path, opts: opts, f: f, size: size, ino: ino,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.run()
 	return w
@@ -164,6 +172,9 @@ func (w *Writer) run() {
 		w.queue, w.queued, w.drops = nil, 0, 0
 		w.mu.Unlock()
 		buf = buf[:0]
+		if w.opts.FollowPath && len(batch) > 0 {
+			w.follow()
+		}
 		for i, e := range batch {
 			if drops > 0 && i == 0 {
 				msg := []byte("[pelagos: " + strconv.Itoa(drops) + " log lines dropped: disk too slow]")
@@ -191,7 +202,7 @@ func (w *Writer) run() {
 func (w *Writer) add(buf []byte, e entry) []byte {
 	n := int64(len(buf))
 	line := format(nil, e)
-	if w.size+n > 0 && w.size+n+int64(len(line)) > w.opts.MaxSize {
+	if !w.opts.FollowPath && w.size+n > 0 && w.size+n+int64(len(line)) > w.opts.MaxSize {
 		w.flush(buf)
 		buf = buf[:0]
 		if err := w.rotate(); err != nil && w.err == nil {
@@ -225,6 +236,30 @@ func (w *Writer) flush(b []byte) {
 	if err != nil && w.err == nil {
 		w.err = fmt.Errorf("container log %s: %w", w.path, err)
 	}
+}
+
+// follow switches to the file at the path when it is no longer the one
+// open. A missing file is not created: whoever renamed it away creates its
+// successor (ReopenContainerLog), and until then lines go on in the old one.
+// A symlink put there is never followed: the log writer runs as root, and
+// the link could name any file of the host.
+func (w *Writer) follow() {
+	st, err := os.Lstat(w.path)
+	if err != nil || fileIno(st) == w.ino || !st.Mode().IsRegular() {
+		return
+	}
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return // gone again: the next batch looks once more
+	}
+	if st, err = f.Stat(); err != nil {
+		f.Close()
+		return
+	}
+	if err := w.f.Close(); err != nil && w.err == nil {
+		w.err = fmt.Errorf("container log %s: %w", w.path, err)
+	}
+	w.f, w.ino, w.size = f, fileIno(st), st.Size()
 }
 
 // rotate shifts path.N-1 -> path.N ... path -> path.1 and reopens path. The

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -38,10 +39,13 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if !ok {
 		return nil, fmt.Errorf("start container %s: sandbox %s: %w", cfg.Name, cfg.SandboxID, runtime.ErrNotFound)
 	}
+	if err := validCallerPaths(cfg); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", cfg.Name, err)
+	}
 	if sb.State != runtime.SandboxReady {
 		return nil, fmt.Errorf("start container %s: sandbox %s is not ready (%s): %w", cfg.Name, cfg.SandboxID, sb.Reason, runtime.ErrConflict)
 	}
-	img, ok := f.images[cfg.Image]
+	img, ok := f.lookupImage(cfg.Image)
 	if !ok {
 		return nil, fmt.Errorf("start container %s: image %s: %w", cfg.Name, cfg.Image, runtime.ErrNotFound)
 	}
@@ -71,7 +75,11 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		Labels:      maps.Clone(cfg.Labels),
 		Annotations: maps.Clone(cfg.Annotations),
 	}
+	if cfg.LogPath != "" {
+		c.LogPath = cfg.LogPath
+	}
 	f.containers[id] = c
+	f.resources[id] = cfg.Resources
 	f.consoles[id] = newConsole(cfg)
 	if f.onStart != nil {
 		if exits, code := f.onStart(cfg); exits {
@@ -79,6 +87,23 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		}
 	}
 	return cloneContainer(c), nil
+}
+
+// validCallerPaths checks the log path and host-path mounts a caller may
+// give, as runtime/linux does (where the host path must also exist).
+func validCallerPaths(cfg *runtime.ContainerConfig) error {
+	if cfg.LogPath != "" && (!filepath.IsAbs(cfg.LogPath) || filepath.Clean(cfg.LogPath) != cfg.LogPath) {
+		return fmt.Errorf("logPath %q: not an absolute, clean path: %w", cfg.LogPath, runtime.ErrInvalidConfig)
+	}
+	for i, m := range cfg.Mounts {
+		if m.HostPath == "" {
+			continue
+		}
+		if m.Volume != "" || m.SubPath != "" || !filepath.IsAbs(m.HostPath) || !filepath.IsAbs(m.ContainerPath) {
+			return fmt.Errorf("mounts[%d]: hostPath %q must be absolute and alone: %w", i, m.HostPath, runtime.ErrInvalidConfig)
+		}
+	}
+	return nil
 }
 
 // Exit simulates the container's process exiting with code.
@@ -170,6 +195,45 @@ func (f *Runtime) forget(id string) {
 	delete(f.consoles, id)
 	delete(f.sizes, id)
 	delete(f.containers, id)
+	delete(f.resources, id)
+}
+
+// UpdateContainerResources implements runtime.ResourceUpdater: non-zero
+// fields replace the running container's limits.
+func (f *Runtime) UpdateContainerResources(ctx context.Context, id string, res runtime.Resources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("update container %s: %w", id, runtime.ErrNotFound)
+	}
+	if c.State != runtime.ContainerRunning {
+		return fmt.Errorf("update container %s: container is %s: %w", id, c.State, runtime.ErrConflict)
+	}
+	cur := f.resources[id]
+	for _, p := range []struct {
+		cur *int64
+		v   int64
+	}{
+		{&cur.MemoryLimit, res.MemoryLimit}, {&cur.MemoryRequest, res.MemoryRequest},
+		{&cur.CPULimitMilli, res.CPULimitMilli}, {&cur.CPURequestMilli, res.CPURequestMilli},
+		{&cur.PidsLimit, res.PidsLimit},
+	} {
+		if p.v != 0 {
+			*p.cur = p.v
+		}
+	}
+	f.resources[id] = cur
+	return nil
+}
+
+// Resources returns the limits in force for a container, as started or
+// last updated.
+func (f *Runtime) Resources(id string) (runtime.Resources, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.resources[id]
+	return r, ok
 }
 
 // GetContainer implements runtime.Runtime.

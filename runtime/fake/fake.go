@@ -68,7 +68,8 @@ type Runtime struct {
 	mu         sync.Mutex
 	sandboxes  map[string]*runtime.Sandbox
 	containers map[string]*runtime.Container
-	images     map[string]*runtime.Image // by reference
+	resources  map[string]runtime.Resources // by container ID
+	images     map[string]*runtime.Image    // by reference
 	failures   []*Failure
 	calls      map[Op]int
 	reads      int // objects handed out by Get and List calls
@@ -90,6 +91,7 @@ var (
 	_ runtime.ImageService    = (*Runtime)(nil)
 	_ runtime.ExitWatcher     = (*Runtime)(nil)
 	_ runtime.ProblemReporter = (*Runtime)(nil)
+	_ runtime.ResourceUpdater = (*Runtime)(nil)
 )
 
 // Epoch is where the default clock starts. The default clock advances one
@@ -102,6 +104,7 @@ func New() *Runtime {
 	return &Runtime{
 		sandboxes:  map[string]*runtime.Sandbox{},
 		containers: map[string]*runtime.Container{},
+		resources:  map[string]runtime.Resources{},
 		images:     map[string]*runtime.Image{},
 		calls:      map[Op]int{},
 		pulls:      map[string]int{},
@@ -250,13 +253,16 @@ func (f *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		Ports:       slices.Clone(cfg.Ports),
 		Labels:      maps.Clone(cfg.Labels),
 		Annotations: maps.Clone(cfg.Annotations),
+		Owner:       cfg.Owner,
 		CreatedAt:   f.now(),
 	}
 	if ns.Network == runtime.NamespacePod {
 		sb.NetNSName = "fake-" + id
 		sb.NetNSPath = "/run/netns/fake-" + id
-		sb.VethHost = "fv" + id
-		sb.IP = fmt.Sprintf("10.88.%d.%d", (f.seq/250)%256, f.seq%250+2)
+		if !cfg.ExternalNetwork {
+			sb.VethHost = "fv" + id
+			sb.IP = fmt.Sprintf("10.88.%d.%d", (f.seq/250)%256, f.seq%250+2)
+		}
 	}
 	f.sandboxes[id] = sb
 	if fl != nil {
@@ -279,6 +285,9 @@ func validSandboxConfig(cfg *runtime.SandboxConfig) error {
 		if m == runtime.NamespaceContainer {
 			return fmt.Errorf("create sandbox for %s: network and IPC cannot be per container: %w", cfg.Pod, runtime.ErrInvalidConfig)
 		}
+	}
+	if cfg.ExternalNetwork && (cfg.Namespaces.Network == runtime.NamespaceNode || len(cfg.Ports) > 0) {
+		return fmt.Errorf("create sandbox for %s: externalNetwork needs the pod's own network namespace and no ports: %w", cfg.Pod, runtime.ErrInvalidConfig)
 	}
 	return nil
 }

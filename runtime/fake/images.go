@@ -59,12 +59,26 @@ func (f *Runtime) GetImage(ctx context.Context, ref string) (*runtime.Image, err
 	if fl := f.call(OpGetImage, ref); fl != nil {
 		return nil, fl.Err
 	}
-	img, ok := f.images[ref]
+	img, ok := f.lookupImage(ref)
 	if !ok {
 		return nil, fmt.Errorf("image %s: %w", ref, runtime.ErrNotFound)
 	}
 	c := *img
 	return &c, nil
+}
+
+// lookupImage finds an image by reference or, as the real store does, by
+// ID. The caller holds f.mu.
+func (f *Runtime) lookupImage(ref string) (*runtime.Image, bool) {
+	if img, ok := f.images[ref]; ok {
+		return img, true
+	}
+	for _, img := range f.images {
+		if img.ID == ref {
+			return img, true
+		}
+	}
+	return nil, false
 }
 
 // ListImages implements runtime.ImageService; ordered by reference.

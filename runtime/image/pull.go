@@ -72,7 +72,11 @@ func (s *Store) pull(ctx context.Context, r name.Reference, canon string, opts r
 		remote.WithUserAgent("pelagos-agent"),
 		remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: 3}),
 	}
-	desc, err := remote.Get(r, ropts...)
+	src, err := s.source(r)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", canon, err)
+	}
+	desc, err := remote.Get(src, ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", canon, classifyRemote(err))
 	}
@@ -80,7 +84,7 @@ func (s *Store) pull(ctx context.Context, r name.Reference, canon string, opts r
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: platform %s: %w", canon, platformString(hostPlatform()), err)
 	}
-	blobs, err := s.remoteBlobs(ctx, r.Context(), opts.Auth)
+	blobs, err := s.remoteBlobs(ctx, src.Context(), opts.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", canon, err)
 	}
@@ -90,6 +94,31 @@ func (s *Store) pull(ctx context.Context, r name.Reference, canon string, opts r
 	}
 	prog.done(fmt.Sprintf("pulled %s (%s)", shortID(out.Digest), humanBytes(out.Size)))
 	return out, nil
+}
+
+// source is where r is pulled from: its registry, or that registry's
+// mirror (Options.Mirrors) with the same repository and tag or digest.
+func (s *Store) source(r name.Reference) (name.Reference, error) {
+	reg := r.Context().RegistryStr()
+	if reg == dockerHub {
+		reg = "docker.io"
+	}
+	m, ok := s.opts.Mirrors[reg]
+	if !ok {
+		return r, nil
+	}
+	ref := m + "/" + r.Context().RepositoryStr()
+	switch t := r.(type) {
+	case name.Digest:
+		ref += "@" + t.DigestStr()
+	case name.Tag:
+		ref += ":" + t.TagStr()
+	}
+	src, err := parseReference(ref, s.opts.InsecureRegistries)
+	if err != nil {
+		return nil, fmt.Errorf("mirror %s of %s: %w", m, reg, err)
+	}
+	return src, nil
 }
 
 // remoteBlobs returns a blob fetcher for repo that authenticates like the

@@ -427,3 +427,41 @@ func TestDigestMismatchStoresNothing(t *testing.T) {
 		t.Errorf("a digest mismatch was retried: the layer was served %d times", n)
 	}
 }
+
+// TestPullThroughMirror: an image of a registry that has a mirror is
+// fetched from the mirror (by tag and by digest) and stored under its own
+// name; the registry itself is never asked.
+func TestPullThroughMirror(t *testing.T) {
+	bb := imagetest.Busybox(t)
+	reg := imagetest.ServeRegistry(t, imagetest.RegistryOptions{})
+	reg.Push(t, "k8s-staging/busybox:1.36", bb)
+	s, err := image.Open(image.Options{Root: t.TempDir(), Mirrors: map[string]string{"gcr.io": reg.Host, "docker.io": reg.Host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := s.EnsureImage(context.Background(), "gcr.io/k8s-staging/busybox:1.36", runtime.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "gcr.io/k8s-staging/busybox:1.36"; len(img.References) != 1 || img.References[0] != want {
+		t.Errorf("references %q, want [%s]", img.References, want)
+	}
+	byDigest := "gcr.io/k8s-staging/busybox@" + mustDigest(t, bb)
+	if _, err := s.EnsureImage(context.Background(), byDigest, runtime.PullOptions{Policy: runtime.PullAlways}); err != nil {
+		t.Fatal(err)
+	}
+	reg.Push(t, "library/busybox:latest", bb)
+	if _, err := s.EnsureImage(context.Background(), "busybox", runtime.PullOptions{}); err != nil {
+		t.Errorf("docker.io through its mirror: %v", err)
+	}
+	// A registry without a mirror is asked itself.
+	other := imagetest.ServeRegistry(t, imagetest.RegistryOptions{})
+	ref := other.Push(t, "x/y:1", bb)
+	before := reg.Requests()
+	if _, err := s.EnsureImage(context.Background(), ref, runtime.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Requests() != before || other.Requests() == 0 {
+		t.Errorf("an unmirrored pull asked the mirror %d times and its registry %d times", reg.Requests()-before, other.Requests())
+	}
+}

@@ -56,7 +56,12 @@ type Options struct {
 	// DefaultMaxLayerSize / DefaultMaxImageSize, -1 no cap.
 	MaxLayerSize int64
 	MaxImageSize int64
-	Logger       zerolog.Logger
+	// Mirrors maps a registry (as references name it: docker.io, gcr.io,
+	// host:port) to the registry host[:port] pulls of its images go to
+	// instead; the image keeps its own name. A mirror answers for the
+	// registry it stands in for, so it must be one the node trusts.
+	Mirrors map[string]string
+	Logger  zerolog.Logger
 }
 
 // DefaultMaxLayerEntries is generous: the largest common base images carry

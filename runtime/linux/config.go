@@ -9,7 +9,7 @@ type Config struct {
 	StateRoot    string // persistent: images, leases, emptyDirs, logs (default /var/lib/pelagos)
 	RunRoot      string // volatile: records, pidfiles, sockets (default /run/pelagos)
 	Bridge       string // default pelagos0
-	Subnet       string // CIDR, default 10.88.0.0/16; the gateway is .1 on the bridge
+	Subnet       string // CIDR, default 172.16.128.0/20; the gateway is .1 on the bridge
 	NetNSPrefix  string // default "pelagos-"; netns pinned at /run/netns/<prefix><id>
 	CgroupParent string // default: below the agent's own cgroup
 	NFTable      string // nftables table name, default "pelagos"

@@ -1,14 +1,11 @@
 package linux
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -20,30 +17,6 @@ func ctrMedian(d []time.Duration) time.Duration {
 }
 
 func ctrMs(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// smapsKiB returns the Pss and the private (clean + dirty) memory of pid.
-func smapsKiB(pid int) (pss, private int, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		switch k {
-		case "Pss":
-			pss = n
-		case "Private_Clean", "Private_Dirty":
-			private += n
-		}
-	}
-	return pss, private, sc.Err()
-}
 
 // BenchmarkContainer measures, in one existing sandbox, "StartContainer
 // until the workload runs" and "stop + remove", next to a bare
@@ -75,8 +48,8 @@ func BenchmarkContainer(b *testing.B) {
 		}
 		start = append(start, time.Since(t0))
 		rec, _ := e.rt.containerRecord(c.ID)
-		if st, err := rec.state(); err == nil {
-			if p, pr, err := smapsKiB(st.Shim.PID); err == nil {
+		if st, err := rec.State(); err == nil {
+			if p, pr, err := linuxtest.Smaps(st.Shim.PID); err == nil {
 				pss, priv = append(pss, p), append(priv, pr)
 			}
 		}
@@ -122,5 +95,6 @@ func BenchmarkContainer(b *testing.B) {
 		b.ReportMetric(float64(priv[len(priv)/2]), "shim-private-KiB")
 	}
 	b.ReportMetric(0, "ns/op") // the medians above are the figures
+	spareRT.DisableSpareShim() // its spare is a process of the run root
 	e.check(b)
 }

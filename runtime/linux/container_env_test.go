@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -52,9 +54,22 @@ var (
 // buildProbe compiles testdata/ctrprobe statically, once per test binary.
 func buildProbe(t testing.TB) string {
 	probeOnce.Do(func() {
-		// One well-known path, replaced atomically: concurrent test binaries
-		// share it and nothing accumulates in the temporary directory.
-		probePath = filepath.Join(os.TempDir(), "pelagos-ctrprobe")
+		// One path per version of the probe's source, replaced atomically:
+		// concurrent test binaries of one tree share it, a tree with
+		// another probe (another worktree) never gets this one, and only
+		// one file per version accumulates in the temporary directory.
+		sum := sha256.New()
+		srcs, _ := filepath.Glob("testdata/ctrprobe/*.go")
+		for _, f := range srcs {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				probeErr = err
+				return
+			}
+			fmt.Fprintf(sum, "%s %d\n", f, len(b))
+			sum.Write(b)
+		}
+		probePath = filepath.Join(os.TempDir(), "pelagos-ctrprobe-"+hex.EncodeToString(sum.Sum(nil))[:12])
 		tmp := fmt.Sprintf("%s.%d", probePath, os.Getpid())
 		cmd := exec.Command("go", "build", "-o", tmp, "./testdata/ctrprobe")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

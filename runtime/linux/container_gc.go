@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/shim"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,11 +63,11 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 		delete(known, id)
 		removed = append(removed, fmt.Sprintf("container %s (sandbox %s gone)", id, rec.SandboxID))
 	}
-	exits, _ := os.ReadDir(exitsDir(r.cfg.RunRoot))
+	exits, _ := os.ReadDir(record.ExitsDir(r.cfg.RunRoot))
 	for _, e := range exits {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
 		if ok && !known[id] {
-			if os.Remove(filepath.Join(exitsDir(r.cfg.RunRoot), e.Name())) == nil {
+			if os.Remove(filepath.Join(record.ExitsDir(r.cfg.RunRoot), e.Name())) == nil {
 				removed = append(removed, "exit record "+id+" (no container)")
 			}
 		}
@@ -93,7 +95,8 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 }
 
 // orphanShims lists shim daemons of this run root whose container has no
-// record, found by their arguments in /proc.
+// record, found by their arguments in /proc. Spares waiting for a
+// container are left alone: they end with the agent that started them.
 func (r *Runtime) orphanShims(known map[string]bool) []int {
 	ents, _ := os.ReadDir("/proc")
 	var out []int
@@ -106,8 +109,10 @@ func (r *Runtime) orphanShims(known map[string]bool) []int {
 		if err != nil {
 			continue
 		}
-		argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
-		if len(argv) == 3 && argv[0] == ShimDaemonName && argv[1] == r.cfg.RunRoot && !known[argv[2]] {
+		// A spare handed its container writes the ID over its spare slot,
+		// padded with NULs: trim them all.
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(argv) == 3 && argv[0] == ShimDaemonName && argv[1] == r.cfg.RunRoot && !known[argv[2]] && !shim.IsSpare(argv[2]) {
 			out = append(out, pid)
 		}
 	}

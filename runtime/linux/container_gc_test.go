@@ -2,6 +2,7 @@ package linux
 
 import (
 	"context"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ func TestGCContainers(t *testing.T) {
 	ctx := context.Background()
 	c := e.startSleeper(t, "orphan", nil)
 	os.MkdirAll(filepath.Join(e.rt.containersDir(), "half-made"), 0o700)
-	os.WriteFile(exitPath(e.cfg.RunRoot, "stray"), []byte("{}"), 0o600)
+	os.WriteFile(record.ExitPath(e.cfg.RunRoot, "stray"), []byte("{}"), 0o600)
 	// Hide the sandbox record for the container pass, then put it back so
 	// the sandbox itself is removed normally.
 	sbDir := e.rt.sandboxDir(e.sb.ID)

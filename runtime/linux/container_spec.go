@@ -12,11 +12,14 @@ import (
 	"strings"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nsinit"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 )
 
 // defaultPath is the PATH a container gets when neither the image nor the
-// pod sets one (Docker's and containerd's default).
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+// pod sets one (Docker's and containerd's default); the init searches it
+// then.
+const defaultPath = nsinit.DefaultPath
 
 // resolveArgs applies Kubernetes' rules: command replaces the image's
 // Entrypoint, args its Cmd, and a command without args drops the image Cmd.
@@ -96,14 +99,6 @@ func imageFile(layers []string, name string) ([]byte, error) {
 	return nil, os.ErrNotExist
 }
 
-// identity is the user a container process runs as.
-type identity struct {
-	UID    uint32   `json:"uid"`
-	GID    uint32   `json:"gid"`
-	Groups []uint32 `json:"groups,omitempty"`
-	Home   string   `json:"home,omitempty"`
-}
-
 type passwdEntry struct {
 	name     string
 	uid, gid uint32
@@ -162,9 +157,9 @@ var errNonRoot = errors.New("runAsNonRoot")
 // image's User ("name", "uid", "uid:gid", "name:group"), names are looked up
 // in the image's /etc/passwd and /etc/group, and runAsNonRoot refuses uid 0
 // or a name it cannot prove is not root.
-func resolveUser(sec *runtime.SecurityConfig, imageUser string, passwd, group []byte) (*identity, error) {
+func resolveUser(sec *runtime.SecurityConfig, imageUser string, passwd, group []byte) (*record.User, error) {
 	users, groups := parsePasswd(passwd), parseGroup(group)
-	id := &identity{}
+	id := &record.User{}
 	userPart, groupPart, _ := strings.Cut(imageUser, ":")
 	var userName string
 	uidKnown := false

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 )
 
 func TestResolveArgs(t *testing.T) {
@@ -70,19 +71,19 @@ func TestResolveUser(t *testing.T) {
 		name      string
 		sec       runtime.SecurityConfig
 		imageUser string
-		want      identity
+		want      record.User
 		wantErr   error
 	}{
-		{name: "default root", want: identity{UID: 0, GID: 0, Home: "/root"}},
-		{name: "image name", imageUser: "app", want: identity{UID: 1000, GID: 1001, Groups: []uint32{2000}, Home: "/home/app"}},
-		{name: "image uid", imageUser: "1000", want: identity{UID: 1000, GID: 1001, Groups: []uint32{2000}, Home: "/home/app"}},
-		{name: "image uid:gid", imageUser: "1000:5", want: identity{UID: 1000, GID: 5, Groups: []uint32{2000}, Home: "/home/app"}},
-		{name: "image name:group", imageUser: "daemon:extra", want: identity{UID: 1, GID: 2000, Home: "/usr/sbin"}},
-		{name: "unknown numeric uid", imageUser: "4242", want: identity{UID: 4242, GID: 0, Home: "/"}},
-		{name: "runAsUser wins", imageUser: "app", sec: runtime.SecurityConfig{RunAsUser: i64(7)}, want: identity{UID: 7, GID: 0, Home: "/"}},
+		{name: "default root", want: record.User{UID: 0, GID: 0, Home: "/root"}},
+		{name: "image name", imageUser: "app", want: record.User{UID: 1000, GID: 1001, Groups: []uint32{2000}, Home: "/home/app"}},
+		{name: "image uid", imageUser: "1000", want: record.User{UID: 1000, GID: 1001, Groups: []uint32{2000}, Home: "/home/app"}},
+		{name: "image uid:gid", imageUser: "1000:5", want: record.User{UID: 1000, GID: 5, Groups: []uint32{2000}, Home: "/home/app"}},
+		{name: "image name:group", imageUser: "daemon:extra", want: record.User{UID: 1, GID: 2000, Home: "/usr/sbin"}},
+		{name: "unknown numeric uid", imageUser: "4242", want: record.User{UID: 4242, GID: 0, Home: "/"}},
+		{name: "runAsUser wins", imageUser: "app", sec: runtime.SecurityConfig{RunAsUser: i64(7)}, want: record.User{UID: 7, GID: 0, Home: "/"}},
 		{name: "runAsUser and group", sec: runtime.SecurityConfig{RunAsUser: i64(1000), RunAsGroup: i64(9), SupplementalGroups: []int64{9, 10}},
-			want: identity{UID: 1000, GID: 9, Groups: []uint32{2000, 10}, Home: "/home/app"}},
-		{name: "nonroot ok", imageUser: "app", sec: runtime.SecurityConfig{RunAsNonRoot: true}, want: identity{UID: 1000, GID: 1001, Groups: []uint32{2000}, Home: "/home/app"}},
+			want: record.User{UID: 1000, GID: 9, Groups: []uint32{2000, 10}, Home: "/home/app"}},
+		{name: "nonroot ok", imageUser: "app", sec: runtime.SecurityConfig{RunAsNonRoot: true}, want: record.User{UID: 1000, GID: 1001, Groups: []uint32{2000}, Home: "/home/app"}},
 		{name: "nonroot refuses root", sec: runtime.SecurityConfig{RunAsNonRoot: true}, wantErr: errNonRoot},
 		{name: "nonroot refuses runAsUser 0", imageUser: "app", sec: runtime.SecurityConfig{RunAsNonRoot: true, RunAsUser: i64(0)}, wantErr: errNonRoot},
 		{name: "nonroot refuses unknown name", imageUser: "ghost", sec: runtime.SecurityConfig{RunAsNonRoot: true}, wantErr: errNonRoot},

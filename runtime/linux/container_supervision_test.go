@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,39 +16,37 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
 )
 
-// starterName is a stand-in agent: it starts one container, prints its ID
-// and waits to be killed.
-const starterName = "pelagos-test-starter"
+// starterEnv makes the test binary a stand-in agent (see TestMain): it
+// starts the container described by the variable, prints its ID and waits
+// to be killed.
+const starterEnv = "PELAGOS_TEST_STARTER"
 
-func init() { reexec.Register(starterName, starterMain) }
-
-func starterMain() {
+func starterMain() int {
 	var in struct {
 		Config Config
 		Ctr    runtime.ContainerConfig
 	}
-	if err := json.Unmarshal([]byte(os.Getenv("PELAGOS_TEST_STARTER")), &in); err != nil {
+	if err := json.Unmarshal([]byte(os.Getenv(starterEnv)), &in); err != nil {
 		fmt.Println("error:", err)
-		os.Exit(1)
+		return 1
 	}
 	rt, err := New(in.Config)
 	if err != nil {
 		fmt.Println("error:", err)
-		os.Exit(1)
+		return 1
 	}
 	store, err := image.Open(image.Options{Root: in.Config.StateRoot})
 	if err != nil {
 		fmt.Println("error:", err)
-		os.Exit(1)
+		return 1
 	}
 	rt.SetImageStore(store)
 	c, err := rt.StartContainer(context.Background(), &in.Ctr)
 	if err != nil {
 		fmt.Println("error:", err)
-		os.Exit(1)
+		return 1
 	}
 	fmt.Println(c.ID)
 	select {}
@@ -75,8 +74,8 @@ func TestContainerSurvivesAgentKill(t *testing.T) {
 			"echo started; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after-agent-death; exit 7"),
 	}
 	b, _ := json.Marshal(in)
-	cmd := reexec.Command(starterName)
-	cmd.Env = append(os.Environ(), "PELAGOS_TEST_STARTER="+string(b))
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), starterEnv+"="+string(b))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +102,7 @@ func TestContainerSurvivesAgentKill(t *testing.T) {
 		t.Fatalf("after the agent died: state %s, want running", c.State)
 	}
 	rec, _ := rt.containerRecord(id)
-	st, _ := rec.state()
+	st, _ := rec.State()
 	// The shim is a child of the agent's parent (CLONE_PARENT) or of
 	// init, never of the agent that started it.
 	if pp := parentPID(t, st.Shim.PID); pp == cmd.Process.Pid {
@@ -146,11 +145,11 @@ func TestContainerShimLost(t *testing.T) {
 	ctx := context.Background()
 	c := e.startSleeper(t, "orphaned", nil)
 	rec, _ := e.rt.containerRecord(c.ID)
-	st, _ := rec.state()
+	st, _ := rec.State()
 	if err := syscall.Kill(st.Shim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := waitGone(ctx, st.Shim, time.Minute); err != nil {
+	if err := st.Shim.WaitGone(ctx, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := e.rt.GetContainer(ctx, c.ID)

@@ -17,6 +17,8 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/shim"
 )
 
 func TestContainerSmoke(t *testing.T) {
@@ -151,7 +153,7 @@ func TestContainerNamespaces(t *testing.T) {
 				// pod's namespaces itself (or is replaced when the PID
 				// namespace is shared).
 				e.rt.EnableSpareShim()
-				defer e.rt.DisableSpareShim()
+				defer e.rt.DisableSpareShim() // before the census too, below
 				for ok, _ := e.rt.spareReady(); !ok; ok, _ = e.rt.spareReady() {
 					time.Sleep(5 * time.Millisecond)
 				}
@@ -196,6 +198,7 @@ func TestContainerNamespaces(t *testing.T) {
 					t.Errorf("after stop: %s code %d signal %q", got.State, got.ExitCode, got.Signal)
 				}
 			}
+			e.rt.DisableSpareShim()
 			e.check(t)
 		})
 	}
@@ -447,19 +450,34 @@ func TestContainerSpareShim(t *testing.T) {
 		t.Errorf("exit %d log %q", c.ExitCode, out)
 	}
 	rec, _ := e.rt.containerRecord(c.ID)
-	st, _ := rec.state()
+	st, _ := rec.State()
 	if first != 0 && st.Shim.PID != first {
 		t.Errorf("container shim %d, want the spare %d", st.Shim.PID, first)
 	}
 	second := waitSpare(first)
+	// A shim that was a spare names its container in /proc like any
+	// other, so GC recognises it; a waiting spare is never GC's.
+	sl := e.startSleeper(t, "spare-sleeper", nil)
+	slRec, _ := e.rt.containerRecord(sl.ID)
+	slSt, _ := slRec.State()
+	argv, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", slSt.Shim.PID))
+	if got, want := strings.Split(strings.TrimRight(string(argv), "\x00"), "\x00"), []string{ShimDaemonName, e.cfg.RunRoot, sl.ID}; !slices.Equal(got, want) {
+		t.Errorf("shim argv %q, want %q", got, want)
+	}
+	if orphans := e.rt.orphanShims(map[string]bool{sl.ID: true}); len(orphans) != 0 {
+		t.Errorf("GC would kill shims %v (spares or known containers)", orphans)
+	}
+	if err := e.rt.RemoveContainer(context.Background(), sl.ID); err != nil {
+		t.Fatal(err)
+	}
 	e.rt.DisableSpareShim()
 	if second != 0 {
 		deadline := time.Now().Add(time.Minute)
-		for (procID{PID: second, Start: ctrProcStart(second)}).alive() && time.Now().Before(deadline) {
+		for (procid.ID{PID: second, Start: ctrProcStart(second)}).Alive() && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", second)); err == nil {
-			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", second)); strings.Contains(string(b), spareArg) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", second)); strings.Contains(string(b), shim.SpareArg) {
 				t.Errorf("spare %d still running after DisableSpareShim", second)
 			}
 		}
@@ -471,11 +489,11 @@ func TestContainerSpareShim(t *testing.T) {
 }
 
 func ctrProcStart(pid int) uint64 {
-	st, err := procStart(pid)
+	id, err := procid.Of(pid)
 	if err != nil {
 		return 0
 	}
-	return st
+	return id.Start
 }
 
 // TestContainerHostNamespaces: hostNetwork, hostIPC and hostPID containers
@@ -500,4 +518,40 @@ func TestContainerHostNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.check(t)
+}
+
+// TestSpareSeesMountsMadeAfterIt: a spare's init waits from before the pod
+// existed. The pod's files (a tmpfs) and a Secret volume (another tmpfs)
+// are mounted afterwards; on a host whose mounts do not propagate, an init
+// whose mount namespace was copied when it started would not find them
+// and the first start would fail (it did, with "bind /etc/hosts: open
+// mount source …: no such file or directory").
+func TestSpareSeesMountsMadeAfterIt(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	e.rt.EnableSpareShim()
+	defer e.rt.DisableSpareShim()
+	deadline := time.Now().Add(time.Minute)
+	for ok, _ := e.rt.spareReady(); !ok; ok, _ = e.rt.spareReady() {
+		if time.Now().After(deadline) {
+			t.Fatal("no spare shim after a minute")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx := context.Background()
+	sb, err := e.rt.CreateSandbox(ctx, &runtime.SandboxConfig{
+		Pod: runtime.PodKey{Namespace: "default", Name: "late"},
+		Volumes: []runtime.VolumeConfig{{Name: "token", Files: &runtime.ProjectedVolume{Sensitive: true,
+			Files: []runtime.ProjectedFile{{Path: "key", Data: []byte("s3cr3t"), Mode: 0o644}}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.rt.RemoveSandbox(ctx, sb.ID)
+	cfg := e.config("late", "/bin/sh", "-c", "cat /etc/hostname /secret/key")
+	cfg.SandboxID = sb.ID
+	cfg.Mounts = []runtime.Mount{{Volume: "token", ContainerPath: "/secret", ReadOnly: true}}
+	c, out := e.run(t, cfg)
+	if c.ExitCode != 0 || out != "late\ns3cr3t\n" {
+		t.Errorf("first start in a sandbox made after the spare: exit %d, log %q", c.ExitCode, out)
+	}
 }

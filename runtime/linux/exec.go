@@ -2,7 +2,6 @@ package linux
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,14 +13,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/helperbin"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nsinit"
 )
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-// Exec implements runtime.Runtime. The process joins the container's UTS,
-// network, IPC and PID namespaces and its cgroup, enters its root through
-// /proc/<init>/root (a Go process cannot setns into a mount namespace), and
-// gets the container's user, capabilities, no_new_privs and seccomp filter.
+// Exec implements runtime.Runtime. The process joins every namespace of
+// the container's main process (UTS, network, IPC and PID on the thread
+// that forks it, the mount namespace itself before it execs) and its
+// cgroup, and gets the container's user, capabilities, no_new_privs and
+// seccomp filter. The namespaces are reached through a pidfd checked
+// against the recorded start time, so a reused PID is never joined.
 func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	if len(opts.Cmd) == 0 {
 		return -1, fmt.Errorf("exec in container %s: empty command: %w", id, runtime.ErrInvalidConfig)
@@ -33,11 +34,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if err != nil {
 		return -1, fmt.Errorf("exec in container: %w", err)
 	}
-	st, err := rec.state()
-	if err != nil || !st.Init.alive() {
+	st, err := rec.State()
+	if err != nil || !st.Init.Alive() {
 		return -1, fmt.Errorf("exec in container %s: not running", id)
 	}
-	if _, err := rec.exit(); err == nil {
+	if _, err := rec.Exit(); err == nil {
 		return -1, fmt.Errorf("exec in container %s: not running", id)
 	}
 	cg, err := r.cgroupManager(rec.CgroupParent)
@@ -54,10 +55,27 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		envVars = append(envVars, runtime.EnvVar{Name: k, Value: v})
 	}
 	proc.Env = mergeEnv(nil, append(envVars, extra...), "", "")
-	spec := &initSpec{ChrootPID: st.Init.PID, Process: proc}
-
-	ns := fmt.Sprintf("/proc/%d/ns/", st.Init.PID)
-	join := []nsJoin{{ns + "uts", unix.CLONE_NEWUTS}, {ns + "net", unix.CLONE_NEWNET}, {ns + "ipc", unix.CLONE_NEWIPC}, {ns + "pid", unix.CLONE_NEWPID}}
+	prog, err := rec.Seccomp()
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	spec := &nsinit.Spec{Exec: true, Process: proc, Seccomp: prog}
+	exe, err := helperbin.Path(helperbin.Helper)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	pidfd, err := st.Init.OpenFile()
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	defer pidfd.Close()
+	// The thread that forks the exec init joins the PID namespace (which
+	// only children enter) and the others with it, in one setns through
+	// the pidfd; the init joins the mount namespace itself.
+	enter := func() error {
+		err := unix.Setns(int(pidfd.Fd()), unix.CLONE_NEWUTS|unix.CLONE_NEWNET|unix.CLONE_NEWIPC|unix.CLONE_NEWPID)
+		return os.NewSyscallError("setns", err)
+	}
 
 	stdin, err := os.Open(os.DevNull)
 	if err != nil {
@@ -83,7 +101,15 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		outW.Close()
 		return -1, err
 	}
-	p, err := startInit(spec, join, 0, cg, rec.CgroupRel, []*os.File{stdin, outW, errW})
+	var p *os.Process
+	ip, err := nsinit.Spawn(exe, enter, 0, []*os.File{stdin, outW, errW}, pidfd)
+	if err == nil {
+		p = ip.Process
+		err = ip.Configure(spec, func(pid int) error { return cg.Join(rec.CgroupRel, pid) })
+		if err != nil {
+			p.Kill()
+		}
+	}
 	outW.Close()
 	errW.Close()
 	stdin.Close()

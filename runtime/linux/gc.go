@@ -10,6 +10,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
+	"golang.org/x/sys/unix"
 )
 
 // GC implements runtime.Runtime. It removes, in order: sandboxes whose
@@ -101,7 +102,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		if ok && (rec == nil || rec.Phase != phaseReady || rec.Pause == p.proc) {
 			continue
 		}
-		if err := p.proc.stop(r.stopGrace); err != nil {
+		if err := p.proc.Stop(unix.SIGKILL, r.stopGrace); err != nil {
 			errs = append(errs, fmt.Errorf("gc: stop pause %d of sandbox %s: %w", p.proc.PID, p.id, err))
 			continue
 		}
@@ -203,7 +204,7 @@ func (r *Runtime) gcRecord(ctx context.Context, id string) (string, error) {
 			return "", nil
 		}
 		why = "creation did not finish"
-	case !rec.Pause.alive():
+	case !rec.Pause.Alive():
 		why = "pause process is gone"
 	default:
 		return "", nil
@@ -229,5 +230,5 @@ func (r *Runtime) creating(rec *sandboxRecord) bool {
 		_, ok := inflight.Load(rec.Dir)
 		return ok
 	}
-	return rec.Creator.alive()
+	return rec.Creator.Alive()
 }

@@ -1,69 +1,40 @@
 package linux
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	goruntime "runtime"
-	"strconv"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/helperbin"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/oomscore"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
-// PauseName is argv[0] of the pause process: the agent binary re-executed
-// to hold a sandbox's namespaces.
-const PauseName = "pelagos-pause"
-
-// Pause arguments: pelagos-pause <run root> <sandbox id>. They carry no
+// PauseName is argv[0] of the pause process (cmd/pelagos-pause, run from
+// its sealed copy). Its arguments, <run root> <sandbox id>, carry no
 // meaning for the pause itself; they let GC recognise its own pauses in
 // /proc, by run root, even when a crash lost the record.
-func init() { reexec.Register(PauseName, pauseMain) }
+const PauseName = string(helperbin.Pause)
 
-// pauseEnv keeps the pause small: one P and an aggressive GC; it allocates
-// almost nothing after start.
-var pauseEnv = []string{"GOMAXPROCS=1", "GOGC=20", "GOTRACEBACK=none"}
-
-// pauseMain is the pause process. It is born inside the sandbox's
-// namespaces, hostname already set (see startPause), and only waits: for
-// SIGTERM to exit, and, as PID 1 of a shared PID namespace, for orphans to
-// reap.
-func pauseMain() {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGCHLD)
-	signal.Ignore(unix.SIGHUP, unix.SIGPIPE, unix.SIGUSR1, unix.SIGUSR2)
-	pid1 := os.Getpid() == 1
-	if pid1 {
-		reapAll() // children orphaned before the handler was installed
-	}
-	for s := range sigs {
-		switch s {
-		case unix.SIGCHLD:
-			if pid1 {
-				reapAll()
-			}
-		default:
-			os.Exit(0)
-		}
-	}
+// pauseSteps names what a pause that exited before it was locked down
+// failed at, by exit status (cmd/pelagos-pause's exit* constants).
+var pauseSteps = map[int]string{
+	10: "close the descriptors it inherited", 11: "fchdir to its empty root", 12: "chroot into its empty root",
+	13: "close its root descriptor", 14: "drop the capability bounding set", 15: "clear its ambient capabilities",
+	16: "capset to no capability", 17: "prctl(PR_SET_DUMPABLE, 0)", 18: "prctl(PR_SET_NO_NEW_PRIVS, 1)",
+	19: "block every signal", 20: "install its seccomp filter", 21: "close the readiness pipe",
 }
 
-func reapAll() {
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-		if pid <= 0 || err != nil {
-			return
-		}
-	}
-}
+// pauseOOMScoreAdj is the pause's oom_score_adj, kubelet's for pod
+// infrastructure: the pause holds the pod together and uses no memory.
+const pauseOOMScoreAdj = -998
 
 // pauseSpec says which namespaces a new pause gets.
 type pauseSpec struct {
@@ -87,30 +58,54 @@ func (s pauseSpec) threadFlags() int {
 	return f
 }
 
-// procID identifies a process across PID reuse: PID plus start time in
-// clock ticks since boot (/proc/PID/stat field 22).
-type procID struct {
-	PID   int    `json:"pid"`
-	Start uint64 `json:"start"`
-}
+// emptyRoot is the pause's root directory: an empty, read-only tmpfs made
+// once per process with the new mount API and attached nowhere, so there
+// is no host mount to see or to clean up. Pauses chroot into it through
+// the descriptor; it lives as long as one of them does.
+var emptyRoot = sync.OnceValues(func() (*os.File, error) {
+	fsfd, err := unix.Fsopen("tmpfs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("pause root: %w", os.NewSyscallError("fsopen", err))
+	}
+	defer unix.Close(fsfd)
+	for k, v := range map[string]string{"mode": "0555", "size": "4k", "nr_inodes": "1"} {
+		if err := unix.FsconfigSetString(fsfd, k, v); err != nil {
+			return nil, fmt.Errorf("pause root: %s=%s: %w", k, v, os.NewSyscallError("fsconfig", err))
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return nil, fmt.Errorf("pause root: %w", os.NewSyscallError("fsconfig(CREATE)", err))
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("pause root: %w", os.NewSyscallError("fsmount", err))
+	}
+	return os.NewFile(uintptr(mfd), "pause-root"), nil
+})
 
 // startPause makes the sandbox's namespaces and starts the pause inside
 // them. The namespaces are made, and the hostname set, on a locked OS
 // thread of the agent, and the pause is forked from that thread, so it is
-// born inside them: once exec has succeeded (os.StartProcess reports exec
-// failures through its close-on-exec pipe) the pause holds the namespaces.
-// That is the readiness confirmation, and it does not wait for the Go
-// runtime of the re-executed binary to initialise, which costs tens of
-// milliseconds for a large binary. With a shared PID namespace the pause
-// is cloned into a new one and is its PID 1.
+// born inside them (ADR 0003). The pause then locks itself down and closes
+// its readiness pipe: EOF with the pause alive means it holds the
+// namespaces and can do nothing else. With a shared PID namespace the
+// pause is cloned into a new one and is its PID 1.
 //
 // The thread is never unlocked: Go ends it with its goroutine instead of
 // reusing a thread that sits in a pod's namespaces. The agent reaps the
 // pause if it dies while the agent lives; after the agent exits it is
 // reparented, never killed with it (Setsid).
-func startPause(s pauseSpec) (procID, error) {
+func startPause(s pauseSpec) (procid.ID, error) {
+	exe, err := helperbin.Path(helperbin.Pause)
+	if err != nil {
+		return procid.ID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+	}
+	root, err := emptyRoot()
+	if err != nil {
+		return procid.ID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, err)
+	}
 	type result struct {
-		p   procID
+		p   procid.ID
 		err error
 	}
 	done := make(chan result, 1)
@@ -124,197 +119,99 @@ func startPause(s pauseSpec) (procID, error) {
 			go run()
 			return
 		}
-		p, err := forkPause(s)
+		p, err := forkPause(s, exe, root)
 		done <- result{p, err}
 	}
 	go run()
 	res := <-done
 	if res.err != nil {
-		return procID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, res.err)
+		return procid.ID{}, fmt.Errorf("start pause of sandbox %s: %w", s.id, res.err)
 	}
 	return res.p, nil
 }
 
 // forkPause runs on a locked thread that it moves into new namespaces.
-func forkPause(s pauseSpec) (procID, error) {
+func forkPause(s pauseSpec, exe string, root *os.File) (procid.ID, error) {
 	flags := s.threadFlags()
 	if flags != 0 {
 		if err := unix.Unshare(flags); err != nil {
-			return procID{}, os.NewSyscallError("unshare", err)
+			return procid.ID{}, os.NewSyscallError("unshare", err)
 		}
 	}
 	if flags&unix.CLONE_NEWUTS != 0 {
 		if err := unix.Sethostname([]byte(s.hostname)); err != nil {
-			return procID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
+			return procid.ID{}, fmt.Errorf("set hostname %q: %w", s.hostname, os.NewSyscallError("sethostname", err))
 		}
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
-		return procID{}, err
+		return procid.ID{}, err
 	}
 	defer devnull.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return procid.ID{}, err
+	}
+	defer readyR.Close()
 	var clone uintptr
 	if s.ns.PID == runtime.NamespacePod {
 		clone = unix.CLONE_NEWPID
 	}
-	proc, err := os.StartProcess(reexec.Self, []string{PauseName, s.runRoot, s.id}, &os.ProcAttr{
+	proc, err := os.StartProcess(exe, []string{PauseName, s.runRoot, s.id}, &os.ProcAttr{
 		Dir:   "/",
-		Env:   pauseEnv,
-		Files: []*os.File{devnull, devnull, devnull},
+		Env:   []string{},
+		Files: []*os.File{devnull, devnull, devnull, root, readyW},
 		Sys:   &syscall.SysProcAttr{Cloneflags: clone, Setsid: true},
 	})
+	readyW.Close()
 	if err != nil {
-		return procID{}, err
+		return procid.ID{}, err
+	}
+	// EOF: the pause closed the pipe, its last step, or is exiting.
+	io.Copy(io.Discard, readyR)
+	if err := awaitLockedDown(proc.Pid); err != nil {
+		proc.Kill()
+		proc.Wait()
+		return procid.ID{}, err
 	}
 	go proc.Wait() // reap it should it die while we run; never block on it
-	st, err := procStart(proc.Pid)
+	id, err := procid.Of(proc.Pid)
 	if err != nil {
 		proc.Kill()
-		return procID{}, err
+		return procid.ID{}, err
 	}
-	return procID{PID: proc.Pid, Start: st}, nil
+	oomscore.Set(proc.Pid, pauseOOMScoreAdj)
+	return id, nil
 }
 
-// procStat returns a process's state letter and start time.
-func procStat(pid int) (state byte, start uint64, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// comm may hold spaces and parentheses: parse after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	// fields[0] is field 3 (state); start time is field 22.
-	if len(fields) < 20 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(fields))
-	}
-	start, err = strconv.ParseUint(fields[19], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat start time: %w", pid, err)
-	}
-	return fields[0][0], start, nil
-}
-
-func procStart(pid int) (uint64, error) {
-	_, st, err := procStat(pid)
-	return st, err
-}
-
-// alive reports whether the process is the one recorded and has not exited
-// (a zombie has exited, whatever kill(pid, 0) says).
-func (p procID) alive() bool {
-	if p.PID <= 0 {
-		return false
-	}
-	state, start, err := procStat(p.PID)
-	if err != nil || start != p.Start {
-		return false
-	}
-	return state != 'Z' && state != 'X' && state != 'x'
-}
-
-// stop ends the process: SIGTERM, up to grace for it to exit, then
-// SIGKILL. A process that is already gone is not an error.
-func (p procID) stop(grace time.Duration) error {
-	return p.terminate()(grace)
-}
-
-// terminate sends SIGTERM and returns the wait for the process's end,
-// which KILLs it after grace; the caller can do other work between the
-// two. The pidfd pins the process, so a reused PID is never signalled.
-func (p procID) terminate() (wait func(grace time.Duration) error) {
-	gone := func(time.Duration) error { return nil }
-	if p.PID <= 0 {
-		return gone
-	}
-	fd, err := unix.PidfdOpen(p.PID, 0)
-	if errors.Is(err, unix.ESRCH) || (err != nil && !p.alive()) {
-		// Gone, or the PID is now another process's thread (ENOENT).
-		return gone
-	}
-	if err != nil {
-		return func(time.Duration) error {
-			return fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_open", err))
+// awaitLockedDown tells a pause that closed its readiness pipe and now
+// sleeps in its wait loop from one that is exiting: a dying process closes
+// its descriptors before it can be reaped, so EOF alone does not say
+// which. It returns why the pause failed, if it did.
+func awaitLockedDown(pid int) error {
+	for i := 0; ; i++ {
+		var ws unix.WaitStatus
+		if wpid, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); wpid == pid {
+			return pauseFailure(ws)
 		}
-	}
-	// Checked after opening the pidfd: from here on the PID cannot be reused.
-	if !p.alive() {
-		unix.Close(fd)
-		return gone
-	}
-	signal := func(sig unix.Signal) (bool, error) {
-		if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
-			if errors.Is(err, unix.ESRCH) {
-				return true, nil
-			}
-			return false, fmt.Errorf("stop pid %d: %w", p.PID, os.NewSyscallError("pidfd_send_signal", err))
+		if state, _, err := procid.Stat(pid); err == nil && state == 'S' {
+			return nil
 		}
-		return false, nil
-	}
-	// PID 1 of a PID namespace ignores signals it has no handler for, and
-	// a pause still initialising its runtime has none yet: it holds
-	// nothing worth a graceful exit, so it gets SIGKILL at once.
-	first := unix.SIGTERM
-	if !catches(p.PID, unix.SIGTERM) {
-		first = unix.SIGKILL
-	}
-	exited, err := signal(first)
-	return func(grace time.Duration) error {
-		defer unix.Close(fd)
-		if exited || err != nil {
-			return err
+		if i == 10000 {
+			return fmt.Errorf("the pause neither waits nor exits after closing its readiness pipe")
 		}
-		if exited, err := waitPidfd(fd, grace); err != nil || exited {
-			return err
-		}
-		if exited, err := signal(unix.SIGKILL); err != nil || exited {
-			return err
-		}
-		if exited, err := waitPidfd(fd, 5*time.Second); err != nil || exited {
-			return err
-		}
-		return fmt.Errorf("stop pid %d: still running after SIGKILL", p.PID)
+		time.Sleep(20 * time.Microsecond)
 	}
 }
 
-// catches reports whether the process has a handler for sig (SigCgt in
-// /proc/PID/status).
-func catches(pid int, sig unix.Signal) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && mask&(1<<(uint(sig)-1)) != 0
-		}
-	}
-	return false
-}
-
-// waitPidfd waits up to d for the process behind fd to exit.
-func waitPidfd(fd int, d time.Duration) (bool, error) {
-	deadline := time.Now().Add(d)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms < 0 {
-			ms = 0
-		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return false, os.NewSyscallError("poll", err)
-		}
-		if n > 0 {
-			return true, nil
-		}
-		return false, nil
+// pauseFailure says why a pause exited before it was locked down.
+func pauseFailure(ws unix.WaitStatus) error {
+	switch {
+	case ws.Signaled():
+		return fmt.Errorf("the pause was killed by %s while locking itself down", ws.Signal())
+	case pauseSteps[ws.ExitStatus()] != "":
+		return fmt.Errorf("the pause could not %s (exit status %d)", pauseSteps[ws.ExitStatus()], ws.ExitStatus())
+	default:
+		return fmt.Errorf("the pause exited with status %d while locking itself down", ws.ExitStatus())
 	}
 }

@@ -93,7 +93,7 @@ func dialInNetNS(ctx context.Context, nsPath, network, addr string) (net.Conn, e
 			return
 		}
 		defer unix.Close(home)
-		if err := (nsJoin{Path: nsPath, Type: unix.CLONE_NEWNET}).enter(); err != nil {
+		if err := enterNetNS(nsPath); err != nil {
 			ch <- result{err: err}
 			return
 		}
@@ -109,4 +109,17 @@ func dialInNetNS(ctx context.Context, nsPath, network, addr string) (net.Conn, e
 	}()
 	res := <-ch
 	return res.conn, res.err
+}
+
+// enterNetNS moves the calling thread into the network namespace at path.
+func enterNetNS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open namespace", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return &os.PathError{Op: "setns", Path: path, Err: err}
+	}
+	return nil
 }

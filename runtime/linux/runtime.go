@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -30,7 +31,7 @@ type Runtime struct {
 	pool      *ipam.Pool
 	bridgeMu  sync.Mutex
 	bridgeIdx int
-	self      procID
+	self      procid.ID
 	// stopGrace bounds the wait for a pause to exit on SIGTERM.
 	stopGrace time.Duration
 	// crashAt, set by tests only, makes sandbox creation stop at the named
@@ -54,7 +55,7 @@ const (
 	DefaultStateRoot   = "/var/lib/pelagos"
 	DefaultRunRoot     = "/run/pelagos"
 	DefaultBridge      = "pelagos0"
-	DefaultSubnet      = "10.88.0.0/16"
+	DefaultSubnet      = "172.16.128.0/20" // see docs/networking.md: no common tool defaults to it
 	DefaultNetNSPrefix = "pelagos-"
 	DefaultNFTable     = "pelagos"
 )
@@ -80,6 +81,7 @@ func New(cfg Config) (*Runtime, error) {
 	if err := r.checkPidsLimits(); err != nil {
 		return nil, fmt.Errorf("linux runtime: %w", err)
 	}
+	r.ctr.index = newCtrIndex(r.containersDir())
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
 	}

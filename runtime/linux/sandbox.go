@@ -20,6 +20,8 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
+	"golang.org/x/sys/unix"
 )
 
 // inflight holds the directories of sandboxes this process is creating,
@@ -56,10 +58,9 @@ func (r *Runtime) initSandboxes() error {
 	if r.pool, err = ipam.Open(dir, r.cfg.Subnet); err != nil {
 		return fmt.Errorf("linux runtime: %w", err)
 	}
-	if r.self.Start, err = procStart(os.Getpid()); err != nil {
+	if r.self, err = procid.Self(); err != nil {
 		return fmt.Errorf("linux runtime: own start time: %w", err)
 	}
-	r.self.PID = os.Getpid()
 	_, err = r.reconcileLeases()
 	return err
 }
@@ -182,8 +183,15 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
 	}
+	if err := checkExternalNetwork(cfg, ns); err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
+	}
 	unlock := r.lockID(id)
 	defer unlock()
+	// A container start follows: the spare shim pool grows for it now,
+	// while the sandbox is being made (shims.go).
+	r.ctr.spares.expect(1)
+	defer r.ctr.spares.expect(-1)
 	inflight.Store(r.sandboxDir(id), true)
 	defer inflight.Delete(r.sandboxDir(id))
 	if rec, err := r.sandboxRecord(id); err == nil {
@@ -229,7 +237,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if ns.Network == runtime.NamespacePod {
 		rec.NetNSName = r.cfg.NetNSPrefix + id
 		rec.NetNSPath = filepath.Join(netconf.NetNSDir, rec.NetNSName)
-		rec.VethHost = netconf.VethName(rec.NetNSName)
+		if !cfg.ExternalNetwork {
+			rec.VethHost = netconf.VethName(rec.NetNSName)
+		}
 	}
 	if err := r.publishRecord(rec); err != nil {
 		return nil, err
@@ -259,7 +269,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	// Step 3: pod network: pin the netns by name, lease an address, and
 	// attach a veth whose peer is made inside the netns as eth0.
 	if ns.Network == runtime.NamespacePod {
-		if err := r.setupNetwork(rec); err != nil {
+		setup := r.setupNetwork
+		if cfg.ExternalNetwork {
+			setup = r.setupExternalNetwork
+		}
+		if err := setup(rec); err != nil {
 			return nil, err
 		}
 	}
@@ -357,7 +371,7 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 
 	// Step 2: the pause. A crash can lose its PID before it was recorded;
 	// then it is found in /proc by its arguments (run root and ID).
-	pauses := []procID{rec.Pause}
+	pauses := []procid.ID{rec.Pause}
 	if rec.Phase != phaseReady {
 		found, err := findPauses(r.cfg.RunRoot)
 		if err != nil {
@@ -369,11 +383,12 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 			}
 		}
 	}
-	// The pause is only signalled here; its exit (a whole Go runtime to
-	// tear down) overlaps the steps below and is awaited before step 4.
+	// The pause holds nothing that needs a graceful end: SIGKILL. It is
+	// only signalled here; its exit (the kernel releasing its namespaces)
+	// overlaps the steps below and is awaited before step 4.
 	var waits []func(time.Duration) error
 	for _, p := range pauses {
-		waits = append(waits, p.terminate())
+		waits = append(waits, p.Terminate(unix.SIGKILL))
 	}
 
 	// Step 3a: published ports and this pod's lines in the other pods'
@@ -460,7 +475,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]*runtime.Sandbox, error)
 
 // pauseProc is a pause found in /proc.
 type pauseProc struct {
-	proc procID
+	proc procid.ID
 	id   string
 }
 
@@ -484,12 +499,11 @@ func findPauses(runRoot string) ([]pauseProc, error) {
 		if len(args) != 3 || args[1] != runRoot {
 			continue
 		}
-		st, err := procStart(pid)
+		p, err := procid.Of(pid)
 		if err != nil {
 			continue
 		}
-		p := procID{PID: pid, Start: st}
-		if p.alive() {
+		if p.Alive() {
 			out = append(out, pauseProc{proc: p, id: args[2]})
 		}
 	}

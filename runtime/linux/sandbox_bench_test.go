@@ -1,15 +1,13 @@
 package linux
 
 import (
-	"bufio"
 	"context"
 	"fmt"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,8 +28,12 @@ func BenchmarkSandbox(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	waitPauseSettled(b, sb.PausePID)
-	pss, priv := sbSmapsRollup(b, sb.PausePID)
+	// CreateSandbox returns once the pause is locked down and asleep in
+	// its wait loop: the state whose memory is worth reporting.
+	pss, priv, err := linuxtest.Smaps(sb.PausePID)
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := r.RemoveSandbox(ctx, sb.ID); err != nil {
 		b.Fatal(err)
 	}
@@ -128,50 +130,4 @@ func sbMedian(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-// waitPauseSettled waits until the pause has installed its SIGTERM
-// handler (SigCgt in /proc/PID/status): its Go runtime is initialised and
-// it sits in its wait loop, the state whose memory is worth reporting.
-func waitPauseSettled(b testing.TB, pid int) {
-	const sigtermBit = 1 << (15 - 1)
-	for {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, line := range strings.Split(string(st), "\n") {
-			if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
-				mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if mask&sigtermBit != 0 {
-					return
-				}
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// smapsRollup returns a process's proportional and private memory in KiB.
-func sbSmapsRollup(b testing.TB, pid int) (pss, private int) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		v, _ := strconv.Atoi(fields[1])
-		switch fields[0] {
-		case "Pss:":
-			pss = v
-		case "Private_Clean:", "Private_Dirty:":
-			private += v
-		}
-	}
-	return pss, private
 }

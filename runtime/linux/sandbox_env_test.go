@@ -14,12 +14,16 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/reexec"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
+// TestMain runs the tests, or plays the agent that a supervision test
+// kills (starterEnv). The pause, shims and inits are the helper binaries
+// embedded by runtime/linux/helperbin, as in the agent: make helpers
+// builds them.
 func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
+	if os.Getenv(starterEnv) != "" {
+		os.Exit(starterMain())
 	}
 	os.Exit(m.Run())
 }
@@ -117,7 +121,7 @@ func killPause(t testing.TB, rt *Runtime, id string) {
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
 		t.Fatalf("kill pause %d: %v", rec.Pause.PID, err)
 	}
-	if exited, err := waitPidfd(fd, time.Minute); err != nil || !exited {
+	if exited, err := procid.WaitFD(fd, time.Minute); err != nil || !exited {
 		t.Fatalf("pause %d did not die: %v", rec.Pause.PID, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	rt "github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
 func podConfig(name string) *rt.SandboxConfig {
@@ -494,7 +495,7 @@ func TestSandboxGCHiddenDirs(t *testing.T) {
 	dir := r.sandboxesDir()
 	dead := dir + "/" + deadDirPrefix + "abc-0123"
 	orphan := fmt.Sprintf("%s/%sdef-%d-%d", dir, newDirPrefix, 999999999, 1)
-	live := fmt.Sprintf("%s/%sghi-%d-%d", dir, newDirPrefix, os.Getppid(), must(procStart(os.Getppid())))
+	live := fmt.Sprintf("%s/%sghi-%d-%d", dir, newDirPrefix, os.Getppid(), must(procid.Of(os.Getppid())).Start)
 	for _, d := range []string{dead, orphan, live} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
 // Sandbox record phases. A record is written in phaseCreating before any
@@ -35,7 +36,7 @@ type sandboxRecord struct {
 	Phase   string `json:"phase"`
 	// Creator identifies the process that is creating the sandbox, so GC
 	// leaves a creation in flight in another process alone.
-	Creator procID `json:"creator"`
+	Creator procid.ID `json:"creator"`
 
 	Pod         runtime.PodKey           `json:"pod"`
 	UID         string                   `json:"uid,omitempty"`
@@ -45,7 +46,7 @@ type sandboxRecord struct {
 	Namespaces  runtime.NamespaceOptions `json:"namespaces"` // defaults resolved
 	Config      runtime.SandboxConfig    `json:"config"`     // as requested
 
-	Pause procID `json:"pause"`
+	Pause procid.ID `json:"pause"`
 
 	// Network; empty for host-network sandboxes.
 	NetNSName string `json:"netnsName,omitempty"`
@@ -190,13 +191,13 @@ func (r *Runtime) gcHiddenDirs() ([]string, error) {
 		switch {
 		case strings.HasPrefix(name, deadDirPrefix):
 		case strings.HasPrefix(name, newDirPrefix):
-			var creator procID
+			var creator procid.ID
 			parts := strings.Split(strings.TrimPrefix(name, newDirPrefix), "-")
 			if len(parts) >= 3 {
 				creator.PID, _ = strconv.Atoi(parts[len(parts)-2])
 				creator.Start, _ = strconv.ParseUint(parts[len(parts)-1], 10, 64)
 			}
-			if creator == r.self || creator.alive() {
+			if creator == r.self || creator.Alive() {
 				// In flight: publishing takes one write and a rename.
 				continue
 			}
@@ -249,12 +250,13 @@ func (rec *sandboxRecord) observe() *runtime.Sandbox {
 		Ports:       rec.Config.Ports,
 		Labels:      rec.Labels,
 		Annotations: rec.Annotations,
+		Owner:       rec.Config.Owner,
 		CreatedAt:   rec.CreatedAt,
 	}
 	switch {
 	case rec.Phase != phaseReady:
 		sb.State, sb.Reason = runtime.SandboxNotReady, "creation did not finish"
-	case !rec.Pause.alive():
+	case !rec.Pause.Alive():
 		sb.State, sb.Reason = runtime.SandboxNotReady, "pause process is gone"
 	case rec.NetNSPath != "" && !pinned(rec.NetNSPath):
 		sb.State, sb.Reason = runtime.SandboxNotReady, "network namespace is gone"

@@ -30,6 +30,7 @@ func containerCases(t *testing.T, h Harness) {
 		{"ContainerGoesWithSandbox", testContainerGoesWithSandbox},
 		{"ContainerExitWatch", testContainerExitWatch},
 		{"PortForward", testPortForward},
+		{"ContainerCallerPaths", testContainerCallerPaths},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -49,6 +49,8 @@ func sandboxCases(t *testing.T, h Harness) {
 		{"SandboxPauseDeath", testSandboxPauseDeath},
 		{"SandboxHostNetwork", testSandboxHostNetwork},
 		{"SandboxDistinctIPs", testSandboxDistinctIPs},
+		{"SandboxExternalNetwork", testSandboxExternalNetwork},
+		{"SandboxOwner", testSandboxOwner},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -47,6 +47,12 @@ func Normalize(name string) string {
 	return "CAP_" + n
 }
 
+// Available lists what "every capability" means for a container:
+// privileged, or add: [ALL]. On Linux it is the capabilities this process
+// holds (root without CAP_SYS_RESOURCE cannot pass that one on, and
+// asking capset for it fails the start); elsewhere, All.
+var Available = All
+
 // All lists every capability known to the library, in kernel order.
 func All() []string {
 	var out []string
@@ -78,7 +84,7 @@ func Resolve(add, drop []string, privileged bool) ([]string, error) {
 		}
 	}
 	if privileged {
-		all := All()
+		all := Available()
 		slices.Sort(all)
 		return all, nil
 	}
@@ -101,7 +107,7 @@ func Resolve(add, drop []string, privileged bool) ([]string, error) {
 	for _, n := range add {
 		nn := Normalize(n)
 		if nn == "ALL" {
-			for _, c := range All() {
+			for _, c := range Available() {
 				set[c] = true
 			}
 			continue

@@ -2,9 +2,34 @@ package caps
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/moby/sys/capability"
 )
+
+func init() { Available = func() []string { return slices.Clone(permitted()) } }
+
+// permitted lists the known capabilities in this process's permitted set,
+// read once: it does not grow. If it cannot be read, every known one is
+// listed, and a start that asks for what is not held fails closed.
+var permitted = sync.OnceValue(func() []string {
+	c, err := capability.NewPid2(0)
+	if err == nil {
+		err = c.Load()
+	}
+	if err != nil {
+		return All()
+	}
+	var out []string
+	for _, k := range capability.ListKnown() {
+		if c.Get(capability.PERMITTED, k) {
+			out = append(out, "CAP_"+strings.ToUpper(k.String()))
+		}
+	}
+	return out
+})
 
 func toCaps(names []string) ([]capability.Cap, error) {
 	out := make([]capability.Cap, 0, len(names))

@@ -1,6 +1,7 @@
 // Package seccomp turns OCI/Docker seccomp profiles into classic BPF programs
-// in pure Go and loads them. The compiler builds and is tested on any OS; the
-// profile sources (moby's default, Localhost files) and loading are Linux-only.
+// in pure Go. The compiler builds and is tested on any OS; the profile
+// sources (moby's default, Localhost files) are Linux-only, and loading a
+// program is the filter package's job.
 //
 // The compiler fails closed: an action, operator, architecture or flag it
 // cannot express is an error, never a rule silently dropped or widened.
@@ -16,24 +17,19 @@ import (
 
 	"github.com/elastic/go-seccomp-bpf/arch"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp/filter"
 )
 
 // ErrUnsupported marks profile content the compiler cannot express.
 var ErrUnsupported = errors.New("cannot be expressed by the seccomp compiler")
 
 // Instruction is one classic BPF instruction, laid out as struct sock_filter.
-type Instruction struct {
-	Code uint16
-	Jt   uint8
-	Jf   uint8
-	K    uint32
-}
+type Instruction = filter.Instruction
 
-// Program is a compiled filter plus the seccomp(2) flags it wants.
-type Program struct {
-	Instructions []Instruction
-	Flags        uint32
-}
+// Program is a compiled filter plus the seccomp(2) flags it wants; the
+// filter package loads it.
+type Program = filter.Program
 
 // BPF opcodes and seccomp return values (linux/filter.h, linux/seccomp.h),
 // spelled out so the compiler builds on any OS.

@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"unsafe"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	mobyseccomp "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // Profile types, as Kubernetes spells them.
@@ -54,23 +52,4 @@ func LoadLocalhost(dir, name string, bounding []string) (*specs.LinuxSeccomp, er
 		return nil, fmt.Errorf("seccomp: localhost profile %s: empty profile: %w", filepath.Join(dir, name), ErrUnsupported)
 	}
 	return p, nil
-}
-
-// Load installs prog on the calling thread. The caller has set no_new_privs
-// or still holds CAP_SYS_ADMIN, keeps the thread locked and calls execve on
-// it next: the filter is inherited across execve.
-func Load(prog *Program) error {
-	if len(prog.Instructions) == 0 {
-		return fmt.Errorf("seccomp: load: empty program")
-	}
-	filters := make([]unix.SockFilter, len(prog.Instructions))
-	for i, in := range prog.Instructions {
-		filters[i] = unix.SockFilter{Code: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
-	}
-	fprog := unix.SockFprog{Len: uint16(len(filters)), Filter: &filters[0]}
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(prog.Flags), uintptr(unsafe.Pointer(&fprog)))
-	if errno != 0 {
-		return os.NewSyscallError("seccomp(SET_MODE_FILTER)", errno)
-	}
-	return nil
 }

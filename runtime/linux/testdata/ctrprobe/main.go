@@ -2,6 +2,10 @@
 // per line, what the container sees: the security fields of
 // /proc/self/status and the errno of calls the default seccomp profile must
 // refuse. It is compiled statically at test time.
+//
+// With an argument it plays an attacker instead (see attacks.go): it tries
+// an escape and reports what it reached, so that the test can check on the
+// host that nothing was.
 package main
 
 import (
@@ -21,6 +25,9 @@ func errno(_, _ uintptr, e syscall.Errno) string {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		os.Exit(attack(os.Args[1], os.Args[2:]))
+	}
 	f, err := os.Open("/proc/self/status")
 	if err == nil {
 		sc := bufio.NewScanner(f)

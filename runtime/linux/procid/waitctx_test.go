@@ -1,4 +1,4 @@
-package linux
+package procid
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 // A wait for a process to exit gives up when its context ends, not only at
 // its deadline: an agent stopping during a 30 s grace period must not sit
 // it out (issue 12). The process is left as it was.
-func TestWaitPidfdHonoursContext(t *testing.T) {
+func TestWaitFDContextHonoursContext(t *testing.T) {
 	cmd := exec.Command("sleep", "3600")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestWaitPidfdHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, err := waitPidfdCtx(ctx, fd, time.Hour)
+		_, err := WaitFDContext(ctx, fd, time.Hour)
 		errc <- err
 	}()
 	cancel()
@@ -39,7 +39,7 @@ func TestWaitPidfdHonoursContext(t *testing.T) {
 	}
 	// Without cancellation the wait still sees the exit.
 	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-	if exited, err := waitPidfdCtx(context.Background(), fd, time.Minute); err != nil || !exited {
+	if exited, err := WaitFDContext(context.Background(), fd, time.Minute); err != nil || !exited {
 		t.Errorf("exit not seen: %v %v", exited, err)
 	}
 }
