@@ -3,7 +3,6 @@ package spec
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -88,17 +87,6 @@ type Document struct {
 // Valid reports whether the document decoded and validated cleanly.
 func (d *Document) Valid() bool {
 	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil || d.Workload != nil)
-}
-
-// Skipped reports whether the document is a cluster object the agent
-// skips with a notice.
-func (d *Document) Skipped() bool {
-	for _, w := range d.Warnings {
-		if errors.Is(w, ErrSkipped) {
-			return true
-		}
-	}
-	return false
 }
 
 // ParseFile decodes every document of a manifest file strictly, applies the

@@ -87,12 +87,12 @@ func TemplatePod(w Workload) *Pod {
 
 // Kubernetes' defaults for the workload kinds.
 const (
-	defaultMaxUnavailable      = "25%"
-	defaultMaxSurge            = "25%"
-	defaultRevisionHistory     = int32(10)
-	defaultProgressDeadline    = int32(600)
-	defaultBackoffLimit        = int32(6)
-	defaultDaemonMaxUnavailble = int32(1)
+	defaultMaxUnavailable       = "25%"
+	defaultMaxSurge             = "25%"
+	defaultRevisionHistory      = int32(10)
+	defaultProgressDeadline     = int32(600)
+	defaultBackoffLimit         = int32(6)
+	defaultDaemonMaxUnavailable = int32(1)
 )
 
 // SetWorkloadDefaults fills the defaulted fields of a workload and of its
@@ -168,7 +168,7 @@ func SetWorkloadDefaults(w Workload) {
 			}
 			ru := s.UpdateStrategy.RollingUpdate
 			if ru.MaxUnavailable == nil {
-				v := FromInt(defaultDaemonMaxUnavailble)
+				v := FromInt(defaultDaemonMaxUnavailable)
 				ru.MaxUnavailable = &v
 			}
 			if ru.MaxSurge == nil {
