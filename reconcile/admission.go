@@ -42,7 +42,8 @@ func (r *Reconciler) admitLocked() []runtime.PodKey {
 	}
 	var waiting []*DesiredPod
 	for k, d := range r.desired {
-		if !r.admitted[k] {
+		// A held pod owns nothing and waits for no place (hold.go).
+		if !r.admitted[k] && d.Hold == nil {
 			waiting = append(waiting, d)
 		}
 	}

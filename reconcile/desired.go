@@ -66,6 +66,45 @@ type DesiredPod struct {
 	// Created is when the manifest file was created (Translator.FileTime),
 	// zero when unknown: the first key of the admission order.
 	Created time.Time
+	// Hold, when set, means the pod is desired but must own nothing: it
+	// is not meant for this node (NodeMismatch), or its controller holds
+	// it back (HostPortConflict). Whatever it runs is removed, and it is
+	// shown Pending with the hold's reason and message.
+	Hold *Hold
+	// Owner is the workload that made the pod, if any (reconcile/workload).
+	Owner *OwnerRef
+	// Terminal marks a pod that has finished for good (a Job's completed
+	// or failed pod, kept for its status and logs): what it still has is
+	// kept as it is, and nothing of it is ever created or started again,
+	// not even after a reboot wiped its sandbox.
+	Terminal bool
+}
+
+// Hold is why a desired pod owns nothing; see DesiredPod.Hold.
+type Hold struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// Hold reasons.
+const (
+	// ReasonNodeMismatch: the pod's nodeName, nodeSelector, required node
+	// affinity or tolerations say it is meant for another node. It is not
+	// an error: one manifest directory serves many nodes.
+	ReasonNodeMismatch = "NodeMismatch"
+	// ReasonHostPortConflict: another pod of the same workload holds the
+	// hostPort this one needs.
+	ReasonHostPortConflict = "HostPortConflict"
+)
+
+// OwnerRef names the workload that made a pod, as metadata.ownerReferences
+// does in Kubernetes.
+type OwnerRef struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	UID        string `json:"uid"`
+	Controller bool   `json:"controller"`
 }
 
 // ObservedPod is what the runtime reports for one pod key.

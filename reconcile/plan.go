@@ -77,8 +77,8 @@ func (a Action) String() string {
 type Wait struct {
 	Container string `json:"container"`
 	// Reason: CrashLoopBackOff, PodInitializing, ImagePullBackOff,
-	// CreateContainerError, CreateContainerConfigError; OutOfCapacity for
-	// a pod.
+	// CreateContainerError, CreateContainerConfigError; OutOfCapacity,
+	// NodeMismatch or HostPortConflict for a pod (DesiredPod.Hold).
 	Reason  string    `json:"reason"`
 	Until   time.Time `json:"until,omitzero"`
 	Message string    `json:"message,omitempty"`
@@ -132,6 +132,8 @@ func (p *Plan) requeue(d time.Duration) {
 		p.RequeueAfter = d
 	}
 }
+
+const removedReason = "pod removed from manifests"
 
 // DiffOptions are the inputs of Diff besides the two states.
 type DiffOptions struct {
@@ -203,6 +205,19 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 	} else if len(observed.Sandboxes) > 0 {
 		p.Key = observed.Sandboxes[0].Pod
 	}
+	if desired != nil && desired.Hold != nil {
+		// Desired, but owning nothing: everything it has goes.
+		h := desired.Hold
+		p.Waits = append(p.Waits, Wait{Reason: h.Reason, Message: h.Message})
+		removal := Diff(nil, observed, opt)
+		for _, a := range removal.Actions {
+			if a.Reason == removedReason {
+				a.Reason = h.Reason + ": " + h.Message
+			}
+			p.add(a)
+		}
+		return p
+	}
 	byBox := map[string][]*runtime.Container{}
 	for _, c := range observed.Containers {
 		byBox[c.SandboxID] = append(byBox[c.SandboxID], c)
@@ -231,7 +246,7 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 			// What runs in the next sandbox continues from this one.
 			carried = mergeCarry(maps.Clone(carried), carryFrom(byBox[s.ID], s, opt.Now))
 		}
-		reason := "pod removed from manifests"
+		reason := removedReason
 		switch {
 		case desired == nil:
 		case s.State != runtime.SandboxReady:
@@ -255,6 +270,12 @@ func Diff(desired *DesiredPod, observed ObservedPod, opt DiffOptions) Plan {
 		}
 	}
 	if desired == nil {
+		return p
+	}
+	if desired.Terminal {
+		if keep == nil {
+			p.Waits = append(p.Waits, Wait{Reason: "Terminal", Message: "the pod has finished; it is not run again"})
+		}
 		return p
 	}
 	boxID := ""

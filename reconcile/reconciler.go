@@ -93,6 +93,18 @@ type DesiredSet struct {
 	// Changed is when the change that led to this load was seen (for the
 	// change-to-running latency); zero means now.
 	Changed time.Time
+	// Notices are what the load has to say that is not an error: fields
+	// accepted with no effect on one node, cluster objects skipped. Each
+	// becomes one event the first time a load has it.
+	Notices []Notice
+}
+
+// Notice is a manifest remark that is not an error (DesiredSet.Notices).
+type Notice struct {
+	Type    string // EventWarning or EventNormal
+	Reason  string // NoEffect, Skipped
+	Object  ObjectRef
+	Message string // with the file, document, field and line
 }
 
 // Reconciler drives the runtime towards the desired pods.
@@ -110,6 +122,7 @@ type Reconciler struct {
 	loaded     bool
 	dirErr     error
 	fileErrs   []FileError
+	notices    map[Notice]bool
 	mem        map[runtime.PodKey]*podMemory
 	status     map[runtime.PodKey]PodStatus
 	changedAt  map[runtime.PodKey]time.Time
@@ -313,6 +326,15 @@ func (r *Reconciler) SetDesired(set DesiredSet) {
 	}
 	r.fileErrs = set.Errors
 	r.desired = next
+	var newNotices []Notice
+	notices := make(map[Notice]bool, len(set.Notices))
+	for _, n := range set.Notices {
+		if !r.notices[n] && !notices[n] {
+			newNotices = append(newNotices, n)
+		}
+		notices[n] = true
+	}
+	r.notices = notices
 	queue = append(queue, r.admitLocked()...)
 	r.mu.Unlock()
 
@@ -333,6 +355,9 @@ func (r *Reconciler) SetDesired(set DesiredSet) {
 			msg = fe.File + ": " + msg
 		}
 		r.events.Record(EventWarning, "InvalidManifest", obj, msg)
+	}
+	for _, n := range newNotices {
+		r.events.Record(n.Type, n.Reason, n.Object, n.Message)
 	}
 	for _, key := range queue {
 		r.q.Add(key)
@@ -636,6 +661,9 @@ func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error)
 		r.log.Warn().Str("pod", key.String()).Err(err).Msg("observe failed")
 		return Plan{Key: key}, err
 	}
+	if d != nil && d.Hold != nil {
+		return r.syncHeld(ctx, key, d, obs, start)
+	}
 	if d != nil && len(obs.Sandboxes) == 0 {
 		if w, ok := r.admit(key); !ok {
 			plan := Plan{Key: key, Waits: []Wait{w}}
@@ -717,6 +745,7 @@ func (r *Reconciler) recordStatus(key runtime.PodKey, d *DesiredPod, obs Observe
 	st := buildStatus(d, obs, plan, m, r.cfg.Now(), r.probing())
 	if m != nil {
 		m.outOfCapacity = false
+		m.held = ""
 		// A container that runs in the current sandbox carries its own
 		// count from now on.
 		for _, c := range obs.Containers {

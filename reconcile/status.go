@@ -34,6 +34,8 @@ type ObjectMeta struct {
 	Labels            map[string]string `json:"labels,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
 	CreationTimestamp *time.Time        `json:"creationTimestamp,omitempty"`
+	// OwnerReferences names the workload that made the pod.
+	OwnerReferences []OwnerRef `json:"ownerReferences,omitempty"`
 }
 
 // PodList is what `get pods -o json` prints.
@@ -164,6 +166,8 @@ type podMemory struct {
 	volumesBox string
 	// outOfCapacity: an OutOfCapacity event was recorded for this wait.
 	outOfCapacity bool
+	// held: the hold (reason: message) last recorded for the pod (hold.go).
+	held string
 }
 
 // containerRef is the containerID Kubernetes prints: runtime://id.

@@ -17,6 +17,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 // emptyDigest is the sha256 of zero bytes.
@@ -40,6 +41,9 @@ type TranslateFunc func(pod *spec.Pod, d *DesiredPod, docs *Documents) error
 type Translator struct {
 	// NodeName answers spec.nodeName field references (the host name).
 	NodeName string
+	// Node, when set, decides which pods are meant for this node
+	// (spec/node); the others are held with reason NodeMismatch.
+	Node *node.Node
 	// NodeMemory is the node's memory in bytes, for the OOM score of
 	// Burstable pods (see OOMScoreAdj) and as the memory limit the
 	// downward API reports for a container without one; 0 when unknown.
@@ -82,10 +86,7 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		return DesiredSet{Unavailable: loadErr}
 	}
 	var set DesiredSet
-	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{},
-		Claims: map[spec.PodKey]*spec.PersistentVolumeClaim{}}
-	paths := snap.Paths()
-	for _, p := range paths {
+	for _, p := range snap.Paths() {
 		fr := snap.Files[p]
 		if fr.Vanished() {
 			// Removed between the listing and the read: the file is gone,
@@ -96,19 +97,18 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 					delete(snap.Pods, k)
 				}
 			}
+			for k, ws := range snap.Workloads {
+				if ws.File == p {
+					delete(snap.Workloads, k)
+				}
+			}
 			continue
-		}
-		for _, c := range fr.ConfigMaps {
-			docs.ConfigMaps[spec.PodKey{Namespace: nsOr(c.ConfigMap.Metadata.Namespace), Name: c.ConfigMap.Metadata.Name}] = c.ConfigMap
-		}
-		for _, s := range fr.Secrets {
-			docs.Secrets[spec.PodKey{Namespace: nsOr(s.Secret.Metadata.Namespace), Name: s.Secret.Metadata.Name}] = s.Secret
-		}
-		for _, c := range fr.Claims {
-			docs.Claims[spec.PodKey{Namespace: nsOr(c.Claim.Metadata.Namespace), Name: c.Claim.Metadata.Name}] = c.Claim
 		}
 		for _, err := range fr.Errs {
 			set.Errors = append(set.Errors, fileError(p, err))
+		}
+		for _, w := range fr.Warnings {
+			set.Notices = append(set.Notices, noticeOf(fr, w))
 		}
 		if fr.Digest == emptyDigest {
 			// Truncate-then-write shows an empty file for a moment. Treat it
@@ -118,18 +118,13 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		}
 	}
 	// The cache is valid only for the same ConfigMaps, Secrets and claims.
-	var docsKey strings.Builder
-	for _, p := range paths {
-		if fr := snap.Files[p]; fr != nil && (len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0 || len(fr.Claims) > 0) {
-			docsKey.WriteString(p + "\x00" + fr.Digest + "\x00")
-		}
-	}
+	docs, docsKey := DocumentsOf(snap)
 	var fresh map[string]*DesiredPod
 	if t.Cache != nil {
 		t.Cache.mu.Lock()
 		defer t.Cache.mu.Unlock()
-		if t.Cache.docs != docsKey.String() {
-			t.Cache.docs, t.Cache.pods = docsKey.String(), map[string]*DesiredPod{}
+		if t.Cache.docs != docsKey {
+			t.Cache.docs, t.Cache.pods = docsKey, map[string]*DesiredPod{}
 		}
 		fresh = map[string]*DesiredPod{}
 		defer func() { t.Cache.pods = fresh }()
@@ -165,11 +160,67 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 	return set
 }
 
+// DocumentsOf gathers the snapshot's ConfigMaps and Secrets for pods to
+// consume, and a key that changes whenever any of them may have (the paths
+// and digests of the files that hold them).
+func DocumentsOf(snap *manifest.Snapshot) (*Documents, string) {
+	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{},
+		Claims: map[spec.PodKey]*spec.PersistentVolumeClaim{}}
+	var key strings.Builder
+	for _, p := range snap.Paths() {
+		fr := snap.Files[p]
+		for _, c := range fr.ConfigMaps {
+			docs.ConfigMaps[spec.PodKey{Namespace: nsOr(c.ConfigMap.Metadata.Namespace), Name: c.ConfigMap.Metadata.Name}] = c.ConfigMap
+		}
+		for _, s := range fr.Secrets {
+			docs.Secrets[spec.PodKey{Namespace: nsOr(s.Secret.Metadata.Namespace), Name: s.Secret.Metadata.Name}] = s.Secret
+		}
+		for _, c := range fr.Claims {
+			docs.Claims[spec.PodKey{Namespace: nsOr(c.Claim.Metadata.Namespace), Name: c.Claim.Metadata.Name}] = c.Claim
+		}
+		if len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0 || len(fr.Claims) > 0 {
+			key.WriteString(p + "\x00" + fr.Digest + "\x00")
+		}
+	}
+	return docs, key.String()
+}
+
 func nsOr(ns string) string {
 	if ns == "" {
 		return spec.DefaultNamespace
 	}
 	return ns
+}
+
+// Event reasons of manifest notices.
+const (
+	ReasonNoEffect = "NoEffect"
+	ReasonSkipped  = "Skipped"
+)
+
+// noticeOf turns a loader warning into a notice about the object its
+// document defines (the file, for a skipped document).
+func noticeOf(fr *manifest.FileResult, w error) Notice {
+	n := Notice{Type: EventWarning, Reason: ReasonNoEffect, Object: ObjectRef{Kind: "File", Name: fr.Path}, Message: w.Error()}
+	if errors.Is(w, spec.ErrSkipped) {
+		n.Type, n.Reason = EventNormal, ReasonSkipped
+	}
+	var fe *spec.FieldError
+	if !errors.As(w, &fe) {
+		return n
+	}
+	for _, ps := range fr.Pods {
+		if ps.Doc == fe.Doc {
+			n.Object = podRef(runtime.PodKey(ps.Pod.Key()))
+		}
+	}
+	for _, ws := range fr.Workloads {
+		if ws.Doc == fe.Doc {
+			k := spec.KeyOf(ws.Workload)
+			n.Object = ObjectRef{Kind: k.Kind, Namespace: k.Namespace, Name: k.Name}
+		}
+	}
+	return n
 }
 
 func fileError(file string, err error) FileError {
@@ -197,6 +248,21 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 	}
 	if docs == nil {
 		docs = &Documents{}
+	}
+	if t.Node != nil {
+		if m := t.Node.Match(s); m != nil {
+			// Not meant for this node: it owns nothing here, so nothing of
+			// it is translated (a ConfigMap or hostPath it needs may exist
+			// only where it runs); its containers are named for its status.
+			d.Hold = &Hold{Reason: ReasonNodeMismatch, Message: m.Message}
+			for _, c := range s.InitContainers {
+				d.Init = append(d.Init, DesiredContainer{Name: c.Name, Init: true, Config: runtime.ContainerConfig{Name: c.Name, Image: c.Image}})
+			}
+			for _, c := range s.Containers {
+				d.Containers = append(d.Containers, DesiredContainer{Name: c.Name, Config: runtime.ContainerConfig{Name: c.Name, Image: c.Image}})
+			}
+			return d, nil
+		}
 	}
 	sb := runtime.SandboxConfig{
 		Pod:         key,

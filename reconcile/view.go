@@ -84,6 +84,9 @@ func (r *Reconciler) podLocked(k runtime.PodKey) Pod {
 		if p.Metadata.UID == "" {
 			p.Metadata.UID = d.Sandbox.UID
 		}
+		if d.Owner != nil {
+			p.Metadata.OwnerReferences = []OwnerRef{*d.Owner}
+		}
 	}
 	return p
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,11 +63,11 @@ func (l Limits) orDefault() Limits {
 }
 
 // Document is one non-empty YAML document of a file, decoded, defaulted
-// and validated. Exactly one of Pod, ConfigMap, Secret and
-// PersistentVolumeClaim is set when the
-// document decoded strictly to a known kind, even if it then failed
-// validation; it is nil after an unknown field, unsupported field or type
-// error. Only a document whose Errs is empty (Valid) may be used.
+// and validated. Exactly one of Pod, ConfigMap, Secret,
+// PersistentVolumeClaim and Workload is set when the document decoded
+// strictly to a known kind, even if it then failed validation; it is nil
+// after an unknown field, unsupported field or type error. Only a document
+// whose Errs is empty (Valid) may be used.
 type Document struct {
 	Index     int    // 1-based among the file's non-empty documents
 	Line      int    // line of the document's first byte in the file
@@ -77,16 +78,18 @@ type Document struct {
 	Secret    *Secret
 	// PersistentVolumeClaim sizes a node-local named volume.
 	PersistentVolumeClaim *PersistentVolumeClaim
-	Errs                  FieldErrors
-}
-
-func (d *Document) dropObjects() {
-	d.Pod, d.ConfigMap, d.Secret, d.PersistentVolumeClaim = nil, nil, nil, nil
+	// Workload is a Deployment, StatefulSet, DaemonSet or Job.
+	Workload Workload
+	Errs     FieldErrors
+	// Warnings are accepted fields with no effect on one node
+	// (ErrWarning) and the notice of a skipped cluster object
+	// (ErrSkipped); they never make the document invalid.
+	Warnings FieldErrors
 }
 
 // Valid reports whether the document decoded and validated cleanly.
 func (d *Document) Valid() bool {
-	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil || d.PersistentVolumeClaim != nil)
+	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil || d.PersistentVolumeClaim != nil || d.Workload != nil)
 }
 
 // ParseFile decodes every document of a manifest file strictly, applies the
@@ -129,7 +132,7 @@ func ParseFile(name string, data []byte, lim Limits) (docs []*Document, fileErrs
 		docs = append(docs, d)
 	}
 	if len(docs) == 1 {
-		for _, e := range docs[0].Errs {
+		for _, e := range append(slices.Clone(docs[0].Errs), docs[0].Warnings...) {
 			e.SingleDoc = true
 		}
 	}
@@ -253,6 +256,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	defer func() {
 		doc.Errs = append(doc.Errs, d.errs...)
 		sortByLine(doc.Errs)
+		sortByLine(doc.Warnings)
 	}()
 
 	// Parse once with yaml.v3 for line numbers and to measure the document
@@ -307,6 +311,7 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	apiVersion, _ := obj["apiVersion"].(string)
 	doc.Kind = kind
 	var target any
+	wantAPI := APIVersion
 	switch kind {
 	case KindPod:
 		doc.Pod = &Pod{}
@@ -320,18 +325,29 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	case KindPersistentVolumeClaim:
 		doc.PersistentVolumeClaim = &PersistentVolumeClaim{}
 		target = doc.PersistentVolumeClaim
+	case KindDeployment, KindStatefulSet, KindDaemonSet, KindJob:
+		doc.Workload = newWorkload(kind)
+		target = doc.Workload
+		wantAPI = workloadAPIVersion[kind]
 	case "":
-		d.add(fieldPath{}.Field("kind"), ErrInvalid, "is required: one of Pod, ConfigMap, Secret, PersistentVolumeClaim")
+		d.add(fieldPath{}.Field("kind"), ErrInvalid, "is required: one of %s", strings.Join(runKinds, ", "))
 		return doc
 	default:
-		d.add(fieldPath{}.Field("kind"), ErrUnsupported, "%q is not supported by pelagos-agent: only Pod, ConfigMap, Secret and PersistentVolumeClaim are", kind)
+		skip, refusal := kindVerdict(apiVersion, kind)
+		if skip != "" {
+			doc.NameLine = d.lineOf(fieldPath{}.Field("metadata").Field("name"))
+			doc.Warnings = append(doc.Warnings, &FieldError{File: file, Doc: index, Path: "kind",
+				Line: d.lineOf(fieldPath{}.Field("kind")), Msg: skip, Err: ErrSkipped})
+		} else {
+			d.add(fieldPath{}.Field("kind"), ErrUnsupported, "%s", refusal)
+		}
 		return doc
 	}
-	if apiVersion != APIVersion {
+	if apiVersion != wantAPI {
 		if apiVersion == "" {
-			d.add(fieldPath{}.Field("apiVersion"), ErrInvalid, "is required: v1")
+			d.add(fieldPath{}.Field("apiVersion"), ErrInvalid, "is required: %s", wantAPI)
 		} else {
-			d.add(fieldPath{}.Field("apiVersion"), ErrUnsupported, "%q is not supported for kind %s: use v1", apiVersion, kind)
+			d.add(fieldPath{}.Field("apiVersion"), ErrUnsupported, "%q is not supported for kind %s: use %s", apiVersion, kind, wantAPI)
 		}
 	}
 	d.checkValue(tree, reflectTypeOf(target), nil, "")
@@ -359,11 +375,19 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		}
 	}()
 	doc.NameLine = d.lineOf(fieldPath{}.Field("metadata").Field("name"))
-	var verrs FieldErrors
+	var verrs, warnings FieldErrors
 	switch {
 	case doc.Pod != nil:
 		SetDefaults(doc.Pod)
 		verrs = ValidatePodWithOptions(doc.Pod, lim.Validation)
+		warnings = SchedulingWarnings(&doc.Pod.Spec)
+	case doc.Workload != nil:
+		SetWorkloadDefaults(doc.Workload)
+		verrs = ValidateWorkload(doc.Workload, lim.Validation)
+		for _, w := range SchedulingWarnings(&doc.Workload.Template().Spec) {
+			w.Path = "spec.template." + w.Path
+			warnings = append(warnings, w)
+		}
 	case doc.ConfigMap != nil:
 		SetConfigMapDefaults(doc.ConfigMap)
 		verrs = ValidateConfigMap(doc.ConfigMap)
@@ -387,7 +411,16 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		e.Line = d.lineOf(parsePath(e.Path))
 		d.errs = append(d.errs, e)
 	}
+	for _, w := range warnings {
+		w.File, w.Doc = file, index
+		w.Line = d.lineOf(parsePath(w.Path))
+		doc.Warnings = append(doc.Warnings, w)
+	}
 	return doc
+}
+
+func (d *Document) dropObjects() {
+	d.Pod, d.ConfigMap, d.Secret, d.PersistentVolumeClaim, d.Workload = nil, nil, nil, nil, nil
 }
 
 // cascade reports whether a validation problem at path follows from a

@@ -80,10 +80,11 @@ func TestParseFileRefusals(t *testing.T) {
 		{"misspelled top-level field", "apiVersion: v1\nkind: Pod\nmetdata:\n  name: p\nspec:\n" + ctr,
 			// Not also "metadata.name: is required": the typo explains it.
 			[]wantErr{{"metdata", ErrUnknownField, `unknown field "metdata" (did you mean "metadata"?)`}}},
-		{"unsupported affinity", pod(ctr + "  affinity: {}\n"),
-			[]wantErr{{"spec.affinity", ErrUnsupported, "is not supported by pelagos-agent"}}},
-		{"unsupported tolerations and serviceAccountName", pod(ctr + "  tolerations: []\n  serviceAccountName: x\n"),
-			[]wantErr{{"spec.tolerations", ErrUnsupported, "not supported"}, {"spec.serviceAccountName", ErrUnsupported, "not supported"}}},
+		{"scheduling fields are evaluated, not refused", pod(ctr + "  affinity: {}\n  tolerations: []\n  nodeName: node1\n"), nil},
+		{"unsupported serviceAccountName", pod(ctr + "  serviceAccountName: x\n"),
+			[]wantErr{{"spec.serviceAccountName", ErrUnsupported, "not supported"}}},
+		{"schedulingGates stay refused", pod(ctr + "  schedulingGates: [{name: g}]\n"),
+			[]wantErr{{"spec.schedulingGates", ErrUnsupported, "the pod would wait for a scheduler"}}},
 		{"unsupported ephemeralContainers", pod(ctr + "  ephemeralContainers: []\n"),
 			[]wantErr{{"spec.ephemeralContainers", ErrUnsupported, "not supported"}}},
 		{"unsupported volume type", pod(ctr + "  volumes:\n  - name: v\n    nfs: {server: x, path: /}\n"),
@@ -93,8 +94,13 @@ func TestParseFileRefusals(t *testing.T) {
 		{"unsupported container field", pod(ctr + "    volumeDevices: []\n"),
 			[]wantErr{{"spec.containers[0].volumeDevices", ErrUnsupported, "not supported"}}},
 		{"server-set metadata is ignored", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  uid: abc\n  creationTimestamp: null\n  resourceVersion: \"1\"\nspec:\n" + ctr + "status: {}\n", nil},
-		{"other kind", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n",
-			[]wantErr{{"kind", ErrUnsupported, `"Deployment" is not supported by pelagos-agent`}}},
+		{"workload kind not run here", "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: d\n",
+			[]wantErr{{"kind", ErrUnsupported, `"CronJob" is not supported by pelagos-agent: run the Job from a systemd timer`}}},
+		{"unknown kind", "apiVersion: v1\nkind: Pdo\nmetadata:\n  name: d\n",
+			[]wantErr{{"kind", ErrUnsupported, `"Pdo" is not a kind pelagos-agent runs: use one of Pod, ConfigMap, Secret, PersistentVolumeClaim, Deployment, StatefulSet, DaemonSet, Job (did you mean "Pod"?)`}}},
+		{"cluster object is skipped, not an error", "apiVersion: v1\nkind: Service\nmetadata:\n  name: d\nspec:\n  anything: [goes]\n", nil},
+		{"workload with the wrong API version", "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n    spec:\n" + "      containers: [{name: c, image: busybox:1.36}]\n",
+			[]wantErr{{"apiVersion", ErrUnsupported, `"extensions/v1beta1" is not supported for kind Deployment: use apps/v1`}}},
 		{"missing kind", "apiVersion: v1\nmetadata:\n  name: d\n",
 			[]wantErr{{"kind", ErrInvalid, "is required"}}},
 		{"wrong apiVersion", "apiVersion: v2\nkind: Pod\nmetadata:\n  name: p\nspec:\n" + ctr,
@@ -469,6 +475,9 @@ func TestMessagesGolden(t *testing.T) {
 				for _, e := range d.Errs {
 					fmt.Fprintf(&b, "%s [%s]\n", e, className(e))
 				}
+				for _, w := range d.Warnings {
+					fmt.Fprintf(&b, "%s [%s]\n", w, className(w))
+				}
 			}
 			golden := strings.TrimSuffix(p, ".yaml") + ".golden"
 			if *update {
@@ -491,7 +500,8 @@ func className(err error) string {
 	for _, c := range []struct {
 		err  error
 		name string
-	}{{ErrUnknownField, "UnknownField"}, {ErrUnsupported, "Unsupported"}, {ErrInvalid, "Invalid"}, {ErrSyntax, "Syntax"}} {
+	}{{ErrUnknownField, "UnknownField"}, {ErrUnsupported, "Unsupported"}, {ErrInvalid, "Invalid"}, {ErrSyntax, "Syntax"},
+		{ErrWarning, "Warning"}, {ErrSkipped, "Skipped"}} {
 		if errors.Is(err, c.err) {
 			return c.name
 		}

@@ -19,6 +19,13 @@ var (
 	// ErrSyntax: the bytes are not YAML or JSON, or break an input limit
 	// (size, alias expansion, depth, NUL, invalid UTF-8).
 	ErrSyntax = errors.New("malformed document")
+	// ErrWarning: a field that is accepted but has no effect on one node
+	// (Document.Warnings). Never part of a document's Errs: it does not
+	// make the document invalid.
+	ErrWarning = errors.New("accepted with a warning")
+	// ErrSkipped: a document of a kind that needs a cluster (Service,
+	// Ingress, RBAC...), skipped with a notice (Document.Warnings).
+	ErrSkipped = errors.New("skipped")
 )
 
 // FieldError is one problem found in a manifest. Every error the spec and

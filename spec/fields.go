@@ -39,7 +39,21 @@ type fieldException struct{ status, note string }
 // fieldStatus are the fields whose status is not what the model implies,
 // or that need a word. Keys are table paths.
 var fieldStatus = map[string]fieldException{
-	"spec.nodeSelector":                                 {FieldAccepted, "syntax checked; not matched against the node yet"},
+	"spec.nodeSelector":          {FieldEvaluated, "matched against the node's labels (--node-labels and the well-known ones); a pod that does not match is not run here"},
+	"spec.nodeName":              {FieldEvaluated, "must be this node's name (its host name, lower-cased)"},
+	"spec.affinity":              {FieldEvaluated, "required node affinity is evaluated; the rest is accepted with a warning"},
+	"spec.affinity.nodeAffinity": {FieldEvaluated, ""},
+	"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution": {FieldEvaluated,
+		"every operator (In, NotIn, Exists, DoesNotExist, Gt, Lt) and matchFields on metadata.name"},
+	"spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[]": {FieldWarned, "no choice of node on one node"},
+	"spec.affinity.podAffinity":                         {FieldWarned, "no other nodes to place pods on"},
+	"spec.affinity.podAntiAffinity":                     {FieldWarned, "no other nodes to place pods on"},
+	"spec.tolerations[]":                                {FieldEvaluated, "against the node's taints (--node-taints): NoSchedule and NoExecute must be tolerated; Equal and Exists"},
+	"spec.topologySpreadConstraints[]":                  {FieldWarned, "one node: nothing to spread over"},
+	"spec.priority":                                     {FieldWarned, "no scheduling queue, no preemption"},
+	"spec.priorityClassName":                            {FieldWarned, "no scheduling queue, no preemption"},
+	"spec.preemptionPolicy":                             {FieldWarned, "no scheduling queue, no preemption"},
+	"spec.schedulerName":                                {FieldWarned, "default-scheduler is silent; another name is accepted with a warning"},
 	"spec.enableServiceLinks":                           {FieldAccepted, "no effect: there are no Services on one node"},
 	"spec.automountServiceAccountToken":                 {FieldSupported, "false only: no API server issues tokens (true is refused)"},
 	"spec.containers[].tty":                             {FieldSupported, "false only: true is refused until terminals can be attached"},
@@ -110,7 +124,7 @@ func FieldTable() []FieldRow {
 				row.Status, row.Note = ex.status, ex.note
 			}
 			rows = append(rows, row)
-			if path == "spec.initContainers[]" || row.Status != FieldSupported || ft == nil {
+			if path == "spec.initContainers[]" || (row.Status != FieldSupported && row.Status != FieldEvaluated) || ft == nil {
 				continue // init containers have the fields of containers
 			}
 			if ft.Kind() == reflect.Struct && ft != quantityType && ft != intOrStringType && depth < 12 {

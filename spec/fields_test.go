@@ -75,7 +75,10 @@ func TestFieldTable(t *testing.T) {
 	for _, want := range []struct{ path, status string }{
 		{"spec.containers[].image", FieldSupported},
 		{"spec.initContainers[]", FieldSupported},
-		{"spec.affinity", FieldRefused},
+		{"spec.affinity", FieldEvaluated},
+		{"spec.affinity.podAffinity", FieldWarned},
+		{"spec.tolerations[]", FieldEvaluated},
+		{"spec.schedulingGates", FieldRefused},
 		{"spec.volumes[].nfs", FieldRefused},
 		{"spec.volumes[].projected.sources[].serviceAccountToken", FieldRefused},
 		{"spec.volumes[].downwardAPI.items[].resourceFieldRef.divisor", FieldSupported},

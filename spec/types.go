@@ -94,6 +94,17 @@ type PodSpec struct {
 	// EnableServiceLinks is accepted either way: there are no Services on
 	// one node, so no service variables are set whatever it says.
 	EnableServiceLinks *bool `json:"enableServiceLinks,omitempty"`
+
+	// Scheduling (types_scheduling.go): evaluated against the node or
+	// accepted with a warning, never acted on by a scheduler.
+	NodeName                  string                     `json:"nodeName,omitempty" validate:"omitempty,dns1123subdomain"`
+	Affinity                  *Affinity                  `json:"affinity,omitempty"`
+	Tolerations               []Toleration               `json:"tolerations,omitempty"`
+	SchedulerName             string                     `json:"schedulerName,omitempty"`
+	Priority                  *int32                     `json:"priority,omitempty"`
+	PriorityClassName         string                     `json:"priorityClassName,omitempty" validate:"omitempty,dns1123subdomain"`
+	PreemptionPolicy          *string                    `json:"preemptionPolicy,omitempty" validate:"omitempty,oneof=PreemptLowerPriority Never"`
+	TopologySpreadConstraints []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
 }
 
 // PullPolicy says when an image is pulled.

@@ -340,6 +340,7 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 	for k, v := range s.NodeSelector {
 		validateLabel(l, sp.Field("nodeSelector"), k, v)
 	}
+	validateScheduling(l, sp, s)
 	if s.DNSConfig != nil {
 		for i, o := range s.DNSConfig.Options {
 			if strings.ContainsAny(o.Name, " \t\n:") || (o.Value != nil && strings.ContainsAny(*o.Value, " \t\n")) {

@@ -8,7 +8,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
 )
 
@@ -55,11 +57,11 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 		return err
 	}
 	defer a.close()
-	set := translator(g.Root).FromSnapshot(snap, nil)
+	set := a.translator(g.Root).FromSnapshot(snap, nil)
 	for _, fe := range set.Errors {
 		fmt.Fprintf(g.stderr, "manifest error: %s\n", fe.Message)
 	}
-	a.rec.SetDesired(set)
+	a.workloads.SetManifests(set, snap)
 
 	if o.DryRun {
 		boxes, err := a.view.ListSandboxes(ctx)
@@ -67,8 +69,8 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 			return err
 		}
 		keys := map[runtime.PodKey]bool{}
-		for _, d := range set.Pods {
-			keys[d.Key] = true
+		for _, k := range a.workloads.PodKeys() {
+			keys[k] = true
 		}
 		for _, b := range boxes {
 			keys[b.Pod] = true
@@ -87,19 +89,26 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = a.rec.Run(runCtx) }()
-	defer func() { stopRun(); <-done }()
+	wlDone := make(chan struct{})
+	go func() { defer close(wlDone); a.workloads.Run(runCtx) }()
+	defer func() { stopRun(); <-done; <-wlDone }()
 
-	want := map[runtime.PodKey]bool{}
-	for _, d := range set.Pods {
-		want[d.Key] = true
-	}
+	var want map[runtime.PodKey]bool
 	// A container that crashes right after starting is "Running" for a
 	// moment: success needs the pods to stay as they are for --settle.
 	var stableSince time.Time
 	var stableKey string
 	for {
+		// The workloads' pods change as they scale and their Jobs run.
+		want = map[runtime.PodKey]bool{}
+		for _, k := range a.workloads.PodKeys() {
+			want[k] = true
+		}
 		pods := a.rec.Pods()
 		settled, bad := summarize(pods, want)
+		jobsDone, jobsBad := summarizeJobs(a.workloads.Workloads())
+		settled = settled && jobsDone
+		bad = append(bad, jobsBad...)
 		if settled {
 			key := restartsKey(pods)
 			if key != stableKey || stableSince.IsZero() {
@@ -156,8 +165,13 @@ func summarize(pods []reconcile.Pod, want map[runtime.PodKey]bool) (bool, []stri
 			continue
 		}
 		seen++
+		if owner := p.Metadata.OwnerReferences; len(owner) > 0 && owner[0].Kind == spec.KindJob {
+			continue // a Job's attempts: the Job's own outcome counts (summarizeJobs)
+		}
 		status := podStatus(p)
 		switch {
+		case p.Status.Reason == reconcile.ReasonNodeMismatch:
+			// Meant for another node: owning nothing is its settled state.
 		case p.Status.Phase == reconcile.PhaseSucceeded:
 		case p.Status.Phase == reconcile.PhaseRunning && status == reconcile.PhaseRunning:
 		case status == "CrashLoopBackOff" || status == "ImagePullBackOff" || status == "CreateContainerConfigError" ||
@@ -168,6 +182,31 @@ func summarize(pods []reconcile.Pod, want map[runtime.PodKey]bool) (bool, []stri
 		}
 	}
 	return settled && seen == len(want), bad
+}
+
+// summarizeJobs reports whether every Job has finished, and a line for each
+// one that failed.
+func summarizeJobs(objs []workload.Object) (bool, []string) {
+	done := true
+	var bad []string
+	for _, o := range objs {
+		st, ok := o.Status.(workload.JobStatus)
+		if o.Kind != spec.KindJob || !ok {
+			continue
+		}
+		finished := false
+		for _, c := range st.Conditions {
+			switch c.Type {
+			case "Complete":
+				finished = true
+			case "Failed":
+				finished = true
+				bad = append(bad, fmt.Sprintf("job %s/%s: Failed: %s: %s", o.Metadata.Namespace, o.Metadata.Name, c.Reason, c.Message))
+			}
+		}
+		done = done && finished
+	}
+	return done, bad
 }
 
 // restartsKey summarises every container's state and restart count, so a

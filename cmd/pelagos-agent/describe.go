@@ -53,6 +53,12 @@ func describePod(w io.Writer, p *reconcile.Pod, evs []reconcile.Event, now time.
 	}
 	kv("Labels", mapLine(p.Metadata.Labels))
 	kv("Status", podStatus(*p))
+	if st.Message != "" {
+		kv("Message", st.Message) // why it waits: OutOfCapacity, NodeMismatch...
+	}
+	for _, o := range p.Metadata.OwnerReferences {
+		kv("Controlled By", o.Kind+"/"+o.Name)
+	}
 	kv("Phase", st.Phase)
 	kv("IP", dashIfEmpty(st.PodIP))
 	kv("QoS Class", dashIfEmpty(st.QOSClass))

@@ -25,16 +25,19 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 	var output, namespace string
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "get pods [NAME...]",
-		Short: "List pods, kubectl-style (-o wide|json|yaml)",
+		Use:   "get pods|deployments|statefulsets|daemonsets|jobs [NAME...]",
+		Short: "List pods or workloads, kubectl-style (-o wide|json|yaml)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if r := args[0]; r != "pods" && r != "pod" && r != "po" {
-				return &exitError{code: exitUsage, err: fmt.Errorf("unknown resource %q: only pods", r)}
-			}
 			ns := namespace
 			if all {
 				ns = ""
+			}
+			if kind, ok := workloadKinds[args[0]]; ok {
+				return getWorkloads(cmd, g, kind, ns, args[1:], output, all)
+			}
+			if r := args[0]; r != "pods" && r != "pod" && r != "po" {
+				return &exitError{code: exitUsage, err: fmt.Errorf("unknown resource %q: pods, deployments, statefulsets, daemonsets or jobs", r)}
 			}
 			if output == "json" || output == "yaml" {
 				return printRawPods(cmd, g, ns, args[1:], output)

@@ -36,9 +36,9 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 		}
 	}
 	kube := kubeapi.New(kubeapi.Config{
-		Backend: a.rec, Runtime: a.rt, NodeName: translator(g.Root).NodeName, Host: newHostReader(g.Root),
-		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, NodeLabels: o.NodeLabels, Writes: writes,
-		Changes: a.changes, Log: g.log.With().Str("component", "kubeapi").Logger(),
+		Backend: a.rec, Runtime: a.rt, Node: a.node, Host: newHostReader(g.Root),
+		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, Writes: writes,
+		Changes: a.changes, Workloads: a.workloads.Workloads, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})
 	kube.SetStreams(kube.RuntimeStreams())
 	return kube, writes, nil
@@ -130,6 +130,7 @@ func (m *loadMerger) add(i int, ld manifest.Load) (manifest.Load, bool) {
 			// load must stay as loaded for the next merge.
 			c := *fr
 			c.Pods, c.ConfigMaps, c.Secrets, c.Errs = slices.Clone(fr.Pods), slices.Clone(fr.ConfigMaps), slices.Clone(fr.Secrets), slices.Clone(fr.Errs)
+			c.Claims, c.Workloads, c.Warnings = slices.Clone(fr.Claims), slices.Clone(fr.Workloads), slices.Clone(fr.Warnings)
 			files = append(files, &c)
 		}
 	}

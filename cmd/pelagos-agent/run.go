@@ -25,11 +25,13 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/metrics"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/prober"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/cri"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
+	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 func init() { registerCommand(newRunCommand) }
@@ -53,6 +55,7 @@ type agentOptions struct {
 	APIListen       string
 	APIWriteDir     string
 	NodeLabels      map[string]string
+	NodeTaints      []string
 	// CRI, with Listen set, also serves the CRI (run only).
 	CRI criOptions
 }
@@ -67,6 +70,8 @@ func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
 	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
 	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
+	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "the node's labels (key=value,...), beside kubernetes.io/hostname, /os and /arch: pods whose nodeSelector or node affinity do not match them are not run here")
+	f.StringSliceVar(&o.NodeTaints, "node-taints", nil, "the node's taints (key[=value]:Effect,...): pods that do not tolerate a NoSchedule or NoExecute taint are not run here")
 	addMirrorFlag(f, &o.Mirrors)
 }
 
@@ -96,14 +101,15 @@ SIGINT, leaving the pods running for the next start to adopt (unless
 	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
 	f.StringVar(&o.APIListen, "api-listen", defaultAPIListen, "also serve the Kubernetes API on this TCP address, with TLS and client certificates (see `kubeconfig`); \"\" serves only the socket")
 	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
-	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "labels of the node object the API serves (key=value,...)")
 	addCRIFlags(f, &o.CRI, "cri-", "")
 	return cmd
 }
 
 // agent is the assembled daemon: runtime, image store, reconciler.
 type agent struct {
-	rt *linux.Runtime
+	node      *node.Node
+	workloads *workload.Controller
+	rt        *linux.Runtime
 	// view is the runtime without the CRI's pods: what the reconciler
 	// sees, so that it never removes kubelet's pods as unwanted.
 	view    runtime.Runtime
@@ -146,11 +152,15 @@ func lockStateRoot(root string) (*os.File, error) {
 // buildAgent makes the runtime, the image store and the reconciler. This
 // is the only place the real runtime is built for the agent.
 func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, error) {
+	id, err := nodeIdentity(o)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
 	lock, err := lockStateRoot(g.Root)
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{lock: lock}
+	a := &agent{lock: lock, node: id}
 	cfg := g.linuxConfig()
 	cfg.InsecureRegistries = o.InsecureRegistr
 	a.rt, err = linux.New(cfg)
@@ -191,16 +201,26 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	if maxPods <= 0 {
 		maxPods = -1 // reconcile reads 0 as its default
 	}
-	host, _ := os.Hostname()
-	// The API's watches hear of every pass through the prober seam.
+	// The workload controllers and the API's watches hear of every pass
+	// through the prober seam.
+	var records workload.Store = workload.DirStore{Dir: filepath.Join(g.Root, "workloads")}
+	if o.DryRun {
+		records = workload.NewMemStore() // a dry run changes nothing, a Job's record included
+	}
+	a.workloads = workload.New(workload.Config{Translator: a.translator(g.Root),
+		Store:   records,
+		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
+		Log:     g.log.With().Str("component", "workloads").Logger()})
+	h.Prober = a.workloads.Chain(h.Prober)
 	a.changes = kubeapi.NewChanges()
 	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
-		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: host,
+		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: id.Name,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
 		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
 	})
+	a.workloads.Attach(a.rec)
 	if a.bridge != nil {
 		a.bridge.Reporter = a.rec
 	}
@@ -226,10 +246,14 @@ func settleOption(d time.Duration) time.Duration {
 	return d
 }
 
-func translator(stateRoot string) reconcile.Translator {
-	host, _ := os.Hostname()
+// translator translates manifests for this node: its name answers
+// spec.nodeName references, its labels and taints decide which pods are
+// meant for it, and its allocatable CPU and disk (under the state root)
+// are the downward API's defaults for unset limits.
+func (a *agent) translator(stateRoot string) reconcile.Translator {
 	cpu, disk := nodeAllocatable(stateRoot)
-	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), NodeCPUMilli: cpu, NodeEphemeralStorage: disk, FileTime: fileCreated}
+	return reconcile.Translator{NodeName: a.node.Name, Node: a.node, NodeMemory: nodeMemory(), NodeCPUMilli: cpu,
+		NodeEphemeralStorage: disk, FileTime: fileCreated}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
@@ -258,7 +282,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if err != nil {
 		return err
 	}
-	srv := &api.Server{Kube: kube, Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Log: log}
+	srv := &api.Server{Kube: kube, Backend: a.rec, Runtime: a.rt, Metrics: a.metrics.Handler(), Workloads: a.workloads.Workloads, Log: log}
 	var wg sync.WaitGroup
 	wg.Go(func() { kube.Run(ctx) })
 	wg.Go(func() {
@@ -291,7 +315,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if writes != nil && resolveDir(writes.Dir()) != resolveDir(o.Manifests) {
 		dirs = append(dirs, writes.Dir())
 	}
-	tr := translator(g.Root)
+	tr := a.translator(g.Root)
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	reloaded := make(chan struct{}, 1) // a full reload (SIGHUP, resync) was handed over
@@ -320,7 +344,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 				} else {
 					log.Debug().Str("reason", ld.Reason).Int("pods", len(set.Pods)).Int("errors", len(set.Errors)).Msg("manifests loaded")
 				}
-				a.rec.SetDesired(set)
+				a.workloads.SetManifests(set, ld.Snapshot)
 				if ld.Err == nil {
 					kube.SetSnapshot(ld.Snapshot)
 				}
@@ -369,6 +393,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		defer close(recDone)
 		_ = a.rec.Run(ctx)
 	}()
+	wg.Go(func() { a.workloads.Run(ctx) })
 	// The periodic resync re-reads the manifests too; the reconciler
 	// re-lists the runtime on its own timer.
 	wg.Go(func() {

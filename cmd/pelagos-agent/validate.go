@@ -32,6 +32,9 @@ func newValidateCommand(g *globalOptions) *cobra.Command {
 		Long: `Decode, default and validate Pod manifests exactly as the agent would,
 including the manifest directory's rules (ignored names, trust checks,
 duplicate pods). Each problem is printed as FILE: doc N: FIELD: MESSAGE.
+Fields accepted with no effect on one node are printed as warnings, and
+cluster objects the agent skips (Service, Ingress, ...) as info; neither
+changes the exit status.
 
 Exit status: 0 when everything is valid, 1 when anything is invalid,
 2 on a usage error.`,
@@ -59,10 +62,19 @@ Exit status: 0 when everything is valid, 1 when anything is invalid,
 
 // validateReport is the -o json form. Field names are stable: scripts use them.
 type validateReport struct {
-	Valid  bool               `json:"valid"`
-	Files  []validateFile     `json:"files"`
-	Errors []validateProblem  `json:"errors"` // problems not tied to one file (a directory)
-	Pods   []validatePodEntry `json:"pods"`
+	Valid     bool                    `json:"valid"`
+	Files     []validateFile          `json:"files"`
+	Errors    []validateProblem       `json:"errors"` // problems not tied to one file (a directory)
+	Pods      []validatePodEntry      `json:"pods"`
+	Workloads []validateWorkloadEntry `json:"workloads"`
+}
+
+type validateWorkloadEntry struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	File      string `json:"file"`
+	Doc       int    `json:"doc"`
 }
 
 type validateFile struct {
@@ -71,7 +83,11 @@ type validateFile struct {
 	Pods       int               `json:"pods"`
 	ConfigMaps int               `json:"configMaps"`
 	Secrets    int               `json:"secrets"`
+	Workloads  int               `json:"workloads"`
 	Errors     []validateProblem `json:"errors"`
+	// Warnings: kind Warning (accepted with no effect on one node) or
+	// Skipped (a cluster object the agent skips); never invalid.
+	Warnings []validateProblem `json:"warnings"`
 }
 
 type validatePodEntry struct {
@@ -94,6 +110,10 @@ type validateProblem struct {
 
 func problemKind(err error) string {
 	switch {
+	case errors.Is(err, spec.ErrWarning):
+		return "Warning"
+	case errors.Is(err, spec.ErrSkipped):
+		return "Skipped"
 	case errors.Is(err, spec.ErrUnknownField):
 		return "UnknownField"
 	case errors.Is(err, spec.ErrUnsupported):
@@ -127,7 +147,8 @@ func toProblem(err error) validateProblem {
 
 func runValidate(stdout io.Writer, args []string, o *validateOptions, allowUnsafeSysctls bool) error {
 	opts := manifest.Options{SkipTrustCheck: o.skipTrustCheck, MaxFileSize: o.maxFileSize, AllowUnsafeSysctls: allowUnsafeSysctls}
-	report := validateReport{Valid: true, Files: []validateFile{}, Errors: []validateProblem{}, Pods: []validatePodEntry{}}
+	report := validateReport{Valid: true, Files: []validateFile{}, Errors: []validateProblem{}, Pods: []validatePodEntry{},
+		Workloads: []validateWorkloadEntry{}}
 	var files []*manifest.FileResult
 	for _, arg := range args {
 		st, err := os.Stat(arg)
@@ -155,24 +176,35 @@ func runValidate(stdout io.Writer, args []string, o *validateOptions, allowUnsaf
 	for _, p := range merged.Paths() {
 		files = append(files, merged.Files[p])
 	}
-	problems := len(report.Errors)
+	problems, warnings := len(report.Errors), 0
 	for _, fr := range files {
 		vf := validateFile{Path: fr.Path, Valid: fr.OK(), Pods: len(fr.Pods), ConfigMaps: len(fr.ConfigMaps),
-			Secrets: len(fr.Secrets), Errors: []validateProblem{}}
+			Secrets: len(fr.Secrets), Workloads: len(fr.Workloads), Errors: []validateProblem{}, Warnings: []validateProblem{}}
 		for _, e := range fr.Errs {
 			vf.Errors = append(vf.Errors, toProblem(e))
+		}
+		for _, w := range fr.Warnings {
+			vf.Warnings = append(vf.Warnings, toProblem(w))
 		}
 		// In file order: document, then line (problems about the whole
 		// file or document first). The loader adds some after parsing,
 		// such as duplicates.
-		sort.SliceStable(vf.Errors, func(i, j int) bool {
-			a, b := vf.Errors[i], vf.Errors[j]
-			if a.Doc != b.Doc {
-				return a.Doc < b.Doc
-			}
-			return a.Line < b.Line
-		})
+		for _, list := range [][]validateProblem{vf.Errors, vf.Warnings} {
+			sort.SliceStable(list, func(i, j int) bool {
+				a, b := list[i], list[j]
+				if a.Doc != b.Doc {
+					return a.Doc < b.Doc
+				}
+				return a.Line < b.Line
+			})
+		}
 		problems += len(fr.Errs)
+		warnings += len(fr.Warnings)
+		for _, ws := range fr.Workloads {
+			k := spec.KeyOf(ws.Workload)
+			report.Workloads = append(report.Workloads, validateWorkloadEntry{Kind: k.Kind, Namespace: k.Namespace,
+				Name: k.Name, File: ws.File, Doc: ws.Doc})
+		}
 		for _, ps := range fr.Pods {
 			report.Pods = append(report.Pods, validatePodEntry{Namespace: ps.Pod.Metadata.Namespace,
 				Name: ps.Pod.Metadata.Name, File: ps.File, Doc: ps.Doc, SandboxHash: spec.SandboxHash(ps.Pod)})
@@ -195,8 +227,16 @@ func runValidate(stdout io.Writer, args []string, o *validateOptions, allowUnsaf
 			for _, p := range f.Errors {
 				fmt.Fprintln(stdout, p.Text)
 			}
+			for _, w := range f.Warnings {
+				prefix := "warning: "
+				if w.Kind == "Skipped" {
+					prefix = "info: "
+				}
+				fmt.Fprintln(stdout, prefix+w.Text)
+			}
 		}
-		fmt.Fprintf(stdout, "%d file(s), %d valid pod(s), %d problem(s)\n", len(report.Files), len(report.Pods), problems)
+		fmt.Fprintf(stdout, "%d file(s), %d valid pod(s), %d valid workload(s), %d problem(s), %d warning(s)\n",
+			len(report.Files), len(report.Pods), len(report.Workloads), problems, warnings)
 	}
 	if !report.Valid {
 		// The problems are already printed; the exit status says the rest.

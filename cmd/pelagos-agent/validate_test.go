@@ -87,8 +87,8 @@ func TestValidateRefusals(t *testing.T) {
 			"web.yaml": fmt.Sprintf(validatePod, "web") + "    securityContext:\n      readOnlyRootFilesytem: true\n",
 		}, nil, []string{`DIR/web.yaml: spec.containers[0].securityContext.readOnlyRootFilesytem: unknown field "readOnlyRootFilesytem" (did you mean "readOnlyRootFilesystem"?) (line 10)`}},
 		{"unsupported Kubernetes field", map[string]string{
-			"web.yaml": fmt.Sprintf(validatePod, "web") + "  tolerations:\n  - operator: Exists\n",
-		}, nil, []string{`DIR/web.yaml: spec.tolerations: field is not supported by pelagos-agent: there is no scheduler on one node, so it would have no effect; delete this line (line 9)`}},
+			"web.yaml": fmt.Sprintf(validatePod, "web") + "  schedulingGates:\n  - name: wait\n",
+		}, nil, []string{`DIR/web.yaml: spec.schedulingGates: field is not supported by pelagos-agent: the pod would wait for a scheduler that does not exist here; delete this block to run it (line 9)`}},
 		{"tty, AppArmor Localhost, workingDir in /proc, mount over /proc, wrapping numbers", map[string]string{
 			"shell.yaml": fmt.Sprintf(validatePod, "shell") + "    tty: true\n    workingDir: /proc/self/fd/12\n" +
 				"    securityContext:\n      appArmorProfile: {type: Localhost, localhostProfile: x}\n" +
@@ -134,8 +134,8 @@ func TestValidateRefusals(t *testing.T) {
 			}
 		}, []string{`DIR/web.yaml: DIR/web.yaml is world-writable (mode 0666): untrusted`}},
 		{"other kind", map[string]string{
-			"deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n",
-		}, nil, []string{`DIR/deploy.yaml: kind: "Deployment" is not supported by pelagos-agent: only Pod, ConfigMap, Secret and PersistentVolumeClaim are (line 2)`}},
+			"rs.yaml": "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: d\n",
+		}, nil, []string{`DIR/rs.yaml: kind: "ReplicaSet" is not supported by pelagos-agent: write a Deployment with the same template, which pelagos-agent runs (line 2)`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,7 +193,7 @@ func TestValidateFilesAndUsage(t *testing.T) {
 func TestValidateJSON(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pods")
 	validateWrite(t, filepath.Join(dir, "good.yaml"), fmt.Sprintf(validatePod, "good"))
-	validateWrite(t, filepath.Join(dir, "bad.yaml"), fmt.Sprintf(validatePod, "bad")+"  affinity: {}\n")
+	validateWrite(t, filepath.Join(dir, "bad.yaml"), fmt.Sprintf(validatePod, "bad")+"  ephemeralContainers: []\n")
 	out, _, code := validateRun(t, "validate", "-o", "json", dir)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, out)
@@ -225,7 +225,7 @@ func TestValidateJSON(t *testing.T) {
 		t.Fatalf("bad.yaml: %+v", bad)
 	}
 	e := bad.Errors[0]
-	if e.Field != "spec.affinity" || e.Kind != "Unsupported" || e.Doc != 1 || e.Line != 9 || e.File != filepath.Join(dir, "bad.yaml") {
+	if e.Field != "spec.ephemeralContainers" || e.Kind != "Unsupported" || e.Doc != 1 || e.Line != 9 || e.File != filepath.Join(dir, "bad.yaml") {
 		t.Errorf("error entry: %+v", e)
 	}
 }
@@ -316,5 +316,102 @@ func TestValidateDanglingSymlink(t *testing.T) {
 	out, _, code := validateRun(t, "validate", "-o", "json", dir)
 	if code != 1 || !strings.Contains(out, `"kind": "DanglingSymlink"`) || !strings.Contains(out, "is a dangling symlink") {
 		t.Errorf("exit %d\n%s", code, out)
+	}
+}
+
+// kubeadmEtcd is kubeadm's etcd static pod as kubeadm writes it (trimmed of
+// its long flag list): priority and priorityClassName, which the
+// control-plane static pods all carry, used to be refused.
+const kubeadmEtcd = `apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://192.0.2.10:2379
+  creationTimestamp: null
+  labels:
+    component: etcd
+    tier: control-plane
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+    - --data-dir=/var/lib/etcd
+    image: registry.k8s.io/etcd:3.5.15-0
+    imagePullPolicy: IfNotPresent
+    livenessProbe:
+      failureThreshold: 8
+      httpGet:
+        host: 127.0.0.1
+        path: /livez
+        port: 2381
+        scheme: HTTP
+      initialDelaySeconds: 10
+      periodSeconds: 10
+      timeoutSeconds: 15
+    name: etcd
+    resources:
+      requests:
+        cpu: 100m
+        memory: 100Mi
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+  hostNetwork: true
+  priority: 2000001000
+  priorityClassName: system-node-critical
+  securityContext:
+    seccompProfile:
+      type: RuntimeDefault
+  volumes:
+  - hostPath:
+      path: /var/lib/etcd
+      type: DirectoryOrCreate
+    name: etcd-data
+status: {}
+`
+
+// TestValidateWarningsAndNotices: fields with no effect on one node are
+// warnings and cluster objects are info; neither changes the exit status,
+// and both are in the JSON report with their file, field and line.
+func TestValidateWarningsAndNotices(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pods")
+	validateWrite(t, filepath.Join(dir, "etcd.yaml"), kubeadmEtcd)
+	validateWrite(t, filepath.Join(dir, "web.yaml"), fmt.Sprintf(validatePod, "web")+"  nodeSelector: {disktype: ssd}\n---\n"+
+		"apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n")
+	out, _, code := validateRun(t, "validate", dir)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0 (warnings are not problems)\n%s", code, out)
+	}
+	etcd, web := filepath.Join(dir, "etcd.yaml"), filepath.Join(dir, "web.yaml")
+	for _, w := range []string{
+		"warning: " + etcd + ": spec.priority: accepted with no effect: there is no scheduling queue and no preemption on one node (line 38)",
+		"warning: " + etcd + ": spec.priorityClassName: accepted with no effect: there is no scheduling queue and no preemption on one node (line 39)",
+		"info: " + web + ": doc 2: kind: Service is skipped: one node has no use for it (pods here publish ports with hostPort and reach each other by pod IP; there is no kube-proxy or cluster DNS); it stays valid for a cluster (line 12)",
+		"2 file(s), 2 valid pod(s), 0 valid workload(s), 0 problem(s), 3 warning(s)",
+	} {
+		if !strings.Contains(out+"\n", w+"\n") {
+			t.Errorf("output lacks the line\n%s\nstdout:\n%s", w, out)
+		}
+	}
+	out, _, code = validateRun(t, "validate", "-o", "json", dir)
+	var report struct {
+		Valid bool `json:"valid"`
+		Files []struct {
+			Warnings []struct {
+				Field, Kind string
+				Doc, Line   int
+			} `json:"warnings"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil || code != 0 || !report.Valid || len(report.Files) != 2 {
+		t.Fatalf("exit %d, report %+v (%v)\n%s", code, report, err, out)
+	}
+	if w := report.Files[0].Warnings; len(w) != 2 || w[0].Kind != "Warning" || w[0].Field != "spec.priority" || w[0].Line != 38 {
+		t.Errorf("etcd.yaml warnings: %+v", w)
+	}
+	if w := report.Files[1].Warnings; len(w) != 1 || w[0].Kind != "Skipped" || w[0].Doc != 2 {
+		t.Errorf("web.yaml warnings: %+v", w)
 	}
 }

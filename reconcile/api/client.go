@@ -176,6 +176,19 @@ func podPath(ns, name string) string {
 	return "/api/v1/namespaces/" + url.PathEscape(ns) + "/pods/" + url.PathEscape(name)
 }
 
+// Workloads lists the Deployments, StatefulSets, DaemonSets and Jobs with
+// their status, each as the JSON the agent serves (apps/v1 or batch/v1
+// shaped).
+func (c *Client) Workloads(ctx context.Context) ([]json.RawMessage, error) {
+	var l struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := c.getJSON(ctx, "/pelagos/v1/workloads", nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
 // eventsQuery lists (or watches) events, optionally about one pod.
 func eventsQuery(namespace, name string) (string, url.Values) {
 	path := "/api/v1/events"

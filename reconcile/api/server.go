@@ -6,6 +6,7 @@
 //
 //	/metrics                                          Prometheus metrics
 //	/pelagos/v1/errors                                manifest problems that belong to no pod
+//	/pelagos/v1/workloads                             Deployments, StatefulSets, DaemonSets, Jobs and their status
 //
 // Everything else is Kubernetes': /api, /apis, /version, /openapi, /healthz...
 package api
@@ -28,6 +29,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
@@ -44,7 +46,9 @@ type Server struct {
 	Backend Backend
 	Runtime runtime.Runtime
 	Metrics http.Handler // optional
-	Log     zerolog.Logger
+	// Workloads lists the workload objects with their status (optional).
+	Workloads func() []workload.Object
+	Log       zerolog.Logger
 }
 
 // Handler returns the routes: the agent's own, then Kubernetes' for every
@@ -55,6 +59,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
 	mux.HandleFunc("GET /pelagos/v1/errors", s.errors)
+	mux.HandleFunc("GET /pelagos/v1/workloads", s.workloads)
 	mux.Handle("/", s.Kube.Handler())
 	return mux
 }
@@ -164,6 +169,18 @@ func (s *Server) errors(w http.ResponseWriter, _ *http.Request) {
 			e.Pod = fe.Pod.String()
 		}
 		out.Files = append(out.Files, e)
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) workloads(w http.ResponseWriter, _ *http.Request) {
+	out := struct {
+		APIVersion string            `json:"apiVersion"`
+		Kind       string            `json:"kind"`
+		Items      []workload.Object `json:"items"`
+	}{APIVersion: "v1", Kind: "List", Items: []workload.Object{}}
+	if s.Workloads != nil {
+		out.Items = append(out.Items, s.Workloads()...)
 	}
 	writeJSON(w, out)
 }

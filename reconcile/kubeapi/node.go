@@ -2,6 +2,7 @@ package kubeapi
 
 import (
 	"context"
+	"maps"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	nodeid "github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 // HostSource describes the machine the agent runs on. cmd/pelagos-agent
@@ -157,20 +160,19 @@ func (n *nodeState) build(h HostInfo, herr error) *corev1.Node {
 		seed = h.MachineID
 	}
 	n.muid = types.UID(uuid.NewSHA1(uuid.NameSpaceURL, []byte("pelagos://"+seed+"/node")).String())
-	labels := map[string]string{
-		"kubernetes.io/hostname":  s.cfg.NodeName,
-		"kubernetes.io/os":        goruntime.GOOS,
-		"kubernetes.io/arch":      goruntime.GOARCH,
-		"beta.kubernetes.io/os":   goruntime.GOOS,
-		"beta.kubernetes.io/arch": goruntime.GOARCH,
-	}
-	for k, v := range s.cfg.NodeLabels {
-		labels[k] = v
+	// The labels and taints the reconciler matches pods with (spec/node).
+	id := s.cfg.Node
+	if id == nil {
+		id = &nodeid.Node{Name: s.cfg.NodeName, Labels: map[string]string{
+			nodeid.LabelHostname: s.cfg.NodeName, nodeid.LabelOS: goruntime.GOOS, nodeid.LabelArch: goruntime.GOARCH}}
 	}
 	node := &corev1.Node{
 		TypeMeta: metav1.TypeMeta{Kind: "Node", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: s.cfg.NodeName, UID: n.muid, Labels: labels,
+		ObjectMeta: metav1.ObjectMeta{Name: s.cfg.NodeName, UID: n.muid, Labels: maps.Clone(id.Labels),
 			CreationTimestamp: metav1.NewTime(s.start)},
+	}
+	for _, t := range id.Taints {
+		node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
 	}
 	if !h.BootTime.IsZero() {
 		node.CreationTimestamp = metav1.NewTime(h.BootTime)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
+	nodeid "github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 // fakeHost is a HostSource the test sets.
@@ -55,7 +56,11 @@ func conditions(n *corev1.Node) string {
 
 func TestNode(t *testing.T) {
 	h := healthyHost()
-	e := newTestEnv(t, func(c *Config) { c.Host = h; c.NodeLabels = map[string]string{"site": "lab"}; c.MaxPods = 20 })
+	id, err := nodeid.New("node1", map[string]string{"site": "lab"}, []nodeid.Taint{{Key: "dedicated", Value: "gpu", Effect: "NoSchedule"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEnv(t, func(c *Config) { c.Host = h; c.Node = id; c.MaxPods = 20 })
 	var n corev1.Node
 	e.getJSON("/api/v1/nodes/node1", &n)
 	if n.Labels["kubernetes.io/hostname"] != "node1" || n.Labels["kubernetes.io/os"] != "linux" || n.Labels["site"] != "lab" ||
@@ -63,6 +68,9 @@ func TestNode(t *testing.T) {
 		n.Status.NodeInfo.ContainerRuntimeVersion != "pelagos://1.2.3" || n.Status.NodeInfo.KubeletVersion != "v1.2.3" ||
 		n.Status.NodeInfo.OSImage != "Debian GNU/Linux 12 (bookworm)" || !n.CreationTimestamp.Equal(&metav1.Time{Time: time.Unix(1_700_000_000, 0)}) {
 		t.Errorf("node: %+v", n)
+	}
+	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].ToString() != "dedicated=gpu:NoSchedule" {
+		t.Errorf("taints: %+v", n.Spec.Taints)
 	}
 	if len(n.Status.Addresses) != 2 || n.Status.Addresses[0] != (corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.0.2.7"}) {
 		t.Errorf("addresses: %+v", n.Status.Addresses)

@@ -235,6 +235,16 @@ func IsAgentAnnotation(k string) bool {
 // expects: the node, the host IP, the QoS class and the PodScheduled
 // condition.
 func (s *Server) completePod(pod *corev1.Pod, rp reconcile.Pod) {
+	if rp.Status.Reason == reconcile.ReasonNodeMismatch {
+		// Meant for another node: not bound to this one (its nodeName,
+		// if any, names the other node), and never scheduled here.
+		for i, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodScheduled {
+				pod.Status.Conditions[i].Reason, pod.Status.Conditions[i].Message = "Unschedulable", rp.Status.Message
+			}
+		}
+		return
+	}
 	pod.Spec.NodeName = s.cfg.NodeName
 	if ip := s.node.internalIP(); ip != "" {
 		pod.Status.HostIP = ip

@@ -12,7 +12,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
 // Backend is what the facade reads from the reconciler;
@@ -40,8 +42,11 @@ type Config struct {
 	Version, Commit string
 	// MaxPods is the node's pod capacity (default 110, as kubelet's).
 	MaxPods int
-	// NodeLabels are added to the node's well-known labels.
-	NodeLabels map[string]string
+	// Node is the node's identity (spec/node): its labels, the
+	// well-known ones included, and its taints, as the agent matches pods
+	// with them. When set, its name is NodeName; nil serves a node with
+	// the well-known labels of NodeName only.
+	Node *node.Node
 	// Writes, when set, accepts writes of Pods, ConfigMaps and Secrets as
 	// manifest files in its directory; nil keeps the API read-only.
 	Writes *Writer
@@ -49,8 +54,11 @@ type Config struct {
 	Streams Streams
 	// Changes tells the facade which pods a pass touched (see Changes).
 	Changes *Changes
-	Log     zerolog.Logger
-	Now     func() time.Time
+	// Workloads lists the workloads and their status, served read-only
+	// as apps/v1 and batch/v1; nil serves none.
+	Workloads func() []workload.Object
+	Log       zerolog.Logger
+	Now       func() time.Time
 }
 
 // Server is the Kubernetes API facade.
@@ -87,6 +95,9 @@ func New(cfg Config) *Server {
 	if cfg.Changes == nil {
 		cfg.Changes = NewChanges()
 	}
+	if cfg.Node != nil {
+		cfg.NodeName = cfg.Node.Name
+	}
 	s := &Server{cfg: cfg, start: cfg.Now(), watchStart: make(chan struct{}, 1), bookmarkEvery: time.Minute}
 	s.vs = newVersions(s.start)
 	s.pods = newPods(s)
@@ -96,6 +107,9 @@ func New(cfg Config) *Server {
 	s.nodeSampler, s.podSampler = newSampler(cfg.Now), newSampler(cfg.Now)
 	s.nodeMetrics, s.podMetrics = newCollection(s.vs), newCollection(s.vs)
 	s.registerResources()
+	if cfg.Workloads != nil {
+		s.registerWorkloads()
+	}
 	s.mux = s.routes()
 	return s
 }

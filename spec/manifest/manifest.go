@@ -50,6 +50,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -114,6 +115,15 @@ type ConfigMapSource struct {
 	NameLine  int
 }
 
+// WorkloadSource is a valid Deployment, StatefulSet, DaemonSet or Job and
+// where it came from.
+type WorkloadSource struct {
+	Workload spec.Workload
+	File     string
+	Doc      int
+	NameLine int
+}
+
 // SecretSource is a valid Secret and where it came from.
 type SecretSource struct {
 	Secret   *spec.Secret
@@ -147,8 +157,13 @@ type FileResult struct {
 	ConfigMaps []*ConfigMapSource
 	Secrets    []*SecretSource
 	// Claims are the PersistentVolumeClaims, which size named volumes.
-	Claims []*ClaimSource
-	Errs   []error
+	Claims    []*ClaimSource
+	Workloads []*WorkloadSource
+	Errs      []error
+	// Warnings are accepted fields with no effect on one node and the
+	// notices of skipped cluster objects (all *spec.FieldError, of class
+	// spec.ErrWarning or spec.ErrSkipped); they do not make a file broken.
+	Warnings []error
 }
 
 // OK reports whether the file had no problem at all.
@@ -179,13 +194,15 @@ type Snapshot struct {
 	ConfigMaps map[spec.PodKey]*ConfigMapSource
 	Secrets    map[spec.PodKey]*SecretSource
 	Claims     map[spec.PodKey]*ClaimSource
+	Workloads  map[spec.WorkloadKey]*WorkloadSource
 	Ignored    []string // entry names skipped by the name rules, sorted
 }
 
 func newSnapshot(dir string) *Snapshot {
 	return &Snapshot{Dir: dir, Files: map[string]*FileResult{}, Pods: map[spec.PodKey]*PodSource{},
 		ConfigMaps: map[spec.PodKey]*ConfigMapSource{}, Secrets: map[spec.PodKey]*SecretSource{},
-		Claims: map[spec.PodKey]*ClaimSource{}}
+		Claims:    map[spec.PodKey]*ClaimSource{},
+		Workloads: map[spec.WorkloadKey]*WorkloadSource{}}
 }
 
 // SortedPods returns the valid pods ordered by namespace/name.
@@ -395,6 +412,9 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 		for _, e := range d.Errs {
 			fr.Errs = append(fr.Errs, e)
 		}
+		for _, w := range d.Warnings {
+			fr.Warnings = append(fr.Warnings, w)
+		}
 		if !d.Valid() {
 			continue
 		}
@@ -407,6 +427,8 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 			fr.Secrets = append(fr.Secrets, &SecretSource{Secret: d.Secret, File: path, Doc: d.Index, NameLine: d.NameLine})
 		case d.PersistentVolumeClaim != nil:
 			fr.Claims = append(fr.Claims, &ClaimSource{Claim: d.PersistentVolumeClaim, File: path, Doc: d.Index, NameLine: d.NameLine})
+		case d.Workload != nil:
+			fr.Workloads = append(fr.Workloads, &WorkloadSource{Workload: d.Workload, File: path, Doc: d.Index, NameLine: d.NameLine})
 		}
 	}
 	return fr
@@ -522,6 +544,37 @@ func resolveDuplicates(snap *Snapshot) {
 	dedupe(snap, paths, "PersistentVolumeClaim", func(fr *FileResult) *[]*ClaimSource { return &fr.Claims },
 		func(cs *ClaimSource) origin { return origin{cs.key(), cs.File, cs.Doc, cs.NameLine} },
 		func(k spec.PodKey, cs *ClaimSource) { snap.Claims[k] = cs })
+	// Each workload kind's names are its own, as in Kubernetes.
+	byKind := map[*FileResult]map[string]*[]*WorkloadSource{}
+	for _, fr := range snap.Files {
+		m := map[string]*[]*WorkloadSource{}
+		for _, ws := range fr.Workloads {
+			k := ws.Workload.WorkloadKind()
+			if m[k] == nil {
+				m[k] = new([]*WorkloadSource)
+			}
+			*m[k] = append(*m[k], ws)
+		}
+		byKind[fr] = m
+	}
+	kept := map[*WorkloadSource]bool{}
+	for _, kind := range []string{spec.KindDeployment, spec.KindStatefulSet, spec.KindDaemonSet, spec.KindJob} {
+		dedupe(snap, paths, kind, func(fr *FileResult) *[]*WorkloadSource {
+			if l := byKind[fr][kind]; l != nil {
+				return l
+			}
+			return new([]*WorkloadSource)
+		}, func(ws *WorkloadSource) origin {
+			m := ws.Workload.Meta()
+			return origin{spec.PodKey{Namespace: m.Namespace, Name: m.Name}, ws.File, ws.Doc, ws.NameLine}
+		}, func(k spec.PodKey, ws *WorkloadSource) {
+			kept[ws] = true
+			snap.Workloads[spec.WorkloadKey{Kind: kind, Namespace: k.Namespace, Name: k.Name}] = ws
+		})
+	}
+	for _, fr := range snap.Files {
+		fr.Workloads = slices.DeleteFunc(fr.Workloads, func(ws *WorkloadSource) bool { return !kept[ws] })
+	}
 }
 
 // origin is where one object was defined.

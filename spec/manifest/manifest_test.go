@@ -420,6 +420,54 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+func loaderWorkloadYAML(kind, name string) string {
+	api, restart := "apps/v1", "Always"
+	if kind == spec.KindJob {
+		api, restart = "batch/v1", "Never"
+	}
+	sel := "  selector:\n    matchLabels: {app: " + name + "}\n"
+	if kind == spec.KindJob {
+		sel = ""
+	}
+	return fmt.Sprintf("apiVersion: %s\nkind: %s\nmetadata:\n  name: %s\nspec:\n%s  template:\n    metadata:\n      labels: {app: %s}\n"+
+		"    spec:\n      restartPolicy: %s\n      containers:\n      - name: c\n        image: busybox:1.36\n", api, kind, name, sel, name, restart)
+}
+
+// TestLoadDirWorkloadsAndClusterObjects: workload kinds are loaded beside
+// pods, each kind's names are their own (a Deployment and a Job may share
+// a name; two Deployments may not), and cluster objects are skipped with
+// a notice that does not break the file.
+func TestLoadDirWorkloadsAndClusterObjects(t *testing.T) {
+	dir := t.TempDir()
+	loaderWrite(t, filepath.Join(dir, "a.yaml"), loaderWorkloadYAML("Deployment", "web")+"---\n"+loaderWorkloadYAML("Job", "web")+
+		"---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n", 0o644)
+	loaderWrite(t, filepath.Join(dir, "b.yaml"), loaderWorkloadYAML("Deployment", "web")+"---\n"+loaderWorkloadYAML("DaemonSet", "agent")+
+		"---\n"+loaderWorkloadYAML("StatefulSet", "db"), 0o644)
+	snap, err := LoadDir(dir, Options{SkipTrustCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k, ws := range snap.Workloads {
+		keys = append(keys, k.String()+"@"+filepath.Base(ws.File))
+	}
+	sort.Strings(keys)
+	want := []string{"DaemonSet default/agent@b.yaml", "Deployment default/web@a.yaml", "Job default/web@a.yaml", "StatefulSet default/db@b.yaml"}
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Errorf("workloads (-want +got):\n%s", diff)
+	}
+	a, b := snap.Files[filepath.Join(dir, "a.yaml")], snap.Files[filepath.Join(dir, "b.yaml")]
+	if len(b.Workloads) != 2 || len(a.Workloads) != 2 {
+		t.Errorf("a.yaml keeps %d workloads, b.yaml %d; want 2 and 2 (the duplicate Deployment left out)", len(a.Workloads), len(b.Workloads))
+	}
+	if diff := cmp.Diff(map[string][]string{"a.yaml": {"duplicate"}, "b.yaml": {"duplicate"}}, loaderErrorsOf(snap)); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	if len(a.Warnings) != 1 || !errors.Is(a.Warnings[0], spec.ErrSkipped) || !strings.Contains(a.Warnings[0].Error(), "a.yaml: doc 3: kind: Service is skipped") {
+		t.Errorf("a.yaml warnings: %v; want the Service's notice", a.Warnings)
+	}
+}
+
 // Claims load beside pods and follow the duplicate rule on their own: a
 // claim and a pod of the same name do not clash.
 func TestLoadDirClaims(t *testing.T) {
