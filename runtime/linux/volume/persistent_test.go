@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -150,9 +151,20 @@ func mountImage(t *testing.T, dir string, size int64, opts string, mkfs ...strin
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			t.Errorf("umount %s: %v\n%s", dir, err, out)
 		}
-		// Census: the loop device went with the mount.
-		if out, _ := exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(out)) > 0 {
-			t.Errorf("census: loop device left: %s", out)
+		// Census: the loop device goes with the mount. The kernel lets go
+		// of it once the filesystem is released, which btrfs finishes
+		// after umount returns: wait for that, bounded.
+		var left []byte
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if left, _ = exec.Command("losetup", "-j", img).Output(); len(bytes.TrimSpace(left)) == 0 {
+				return
+			}
+		}
+		t.Errorf("census: loop device left 10 s after umount: %s", left)
+		for _, line := range strings.Split(strings.TrimSpace(string(left)), "\n") {
+			if dev, _, ok := strings.Cut(line, ":"); ok {
+				exec.Command("losetup", "-d", dev).Run() // ours: it backs this test's image
+			}
 		}
 	})
 	return nil
