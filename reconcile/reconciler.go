@@ -160,7 +160,9 @@ func New(cfg Config) *Reconciler {
 		cfg.Now = time.Now
 	}
 	if cfg.Events == nil {
+		// Events are timed by the reconciler's clock, like its statuses.
 		cfg.Events = NewEvents(0, cfg.Log)
+		cfg.Events.now = cfg.Now
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestGetAndEventsGolden: the tables of get pods and events, and their
+// namespace handling, are the contract: -n (default "default"), -A with a
+// NAMESPACE column, the node's events in the default namespace, and the
+// node's address as the IP of a host-network pod.
+func TestGetAndEventsGolden(t *testing.T) {
+	a := newDescribedAgent(t)
+	defer func(orig func() time.Time) { clock = orig }(clock)
+	clock = func() time.Time { return a.clock().Add(5 * time.Second) }
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"get/pods.golden", []string{"get", "pods"}},
+		{"get/pods-all-wide.golden", []string{"get", "pods", "-A", "-o", "wide"}},
+		{"get/pods-infra.golden", []string{"get", "pods", "-n", "infra"}},
+		{"events/default.golden", []string{"events"}},
+		{"events/all.golden", []string{"events", "-A"}},
+		{"events/infra.golden", []string{"events", "-n", "infra"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			out, errOut, err := a.cli(tc.args...)
+			if err != nil || errOut != "" {
+				t.Fatalf("%v: %v %s", tc.args, err, errOut)
+			}
+			golden(t, tc.golden, a.normalize(out))
+		})
+	}
+	if out, errOut, err := a.cli("events", "-n", "empty"); err != nil || out != "" || errOut != "No events found in empty namespace.\n" {
+		t.Errorf("events -n empty: %v %q %q", err, out, errOut)
+	}
+	// The served pod: the node's address as hostIP, and as the pod's own
+	// on the host's network.
+	out, _, err := a.cli("get", "pod", "edge", "-n", "infra", "-o", "json")
+	var pod struct {
+		Status struct {
+			HostIP string `json:"hostIP"`
+			PodIP  string `json:"podIP"`
+		} `json:"status"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &pod) != nil || pod.Status.HostIP != cliNodeIP || pod.Status.PodIP != cliNodeIP {
+		t.Errorf("edge: %v %+v", err, pod.Status)
+	}
+	out, _, _ = a.cli("get", "pod", "web", "-o", "json")
+	if !strings.Contains(out, `"hostIP": "`+cliNodeIP+`"`) {
+		t.Errorf("web has no hostIP:\n%s", out)
+	}
+}
