@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -52,5 +54,23 @@ func TestGetAndEventsGolden(t *testing.T) {
 	out, _, _ = a.cli("get", "pod", "web", "-o", "json")
 	if !strings.Contains(out, `"hostIP": "`+cliNodeIP+`"`) {
 		t.Errorf("web has no hostIP:\n%s", out)
+	}
+}
+
+// TestEventsWatchNamespace: --watch streams the events of the namespace
+// asked for, in columns (the time is the local clock's).
+func TestEventsWatchNamespace(t *testing.T) {
+	a := newDescribedAgent(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"events", "-w", "-n", "infra", "--socket", a.sock}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v %s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "LAST SEEN TYPE REASON OBJECT MESSAGE" ||
+		strings.Join(strings.Fields(lines[1])[1:], " ") != "Normal Started pod/edge spec.containers{proxy} Started container proxy" ||
+		strings.Index(lines[0], "OBJECT") != strings.Index(lines[1], "pod/edge") {
+		t.Errorf("events -w -n infra:\n%s", stdout.String())
 	}
 }
