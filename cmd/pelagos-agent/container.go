@@ -280,7 +280,7 @@ func pidAndCode(in containerInfo) (pid, code string) {
 
 // getContainer finds a container by ID, else by the unique beginning of
 // its ID (tables show 13 characters).
-func getContainer(ctx context.Context, rt *linux.Runtime, id string) (*runtime.Container, error) {
+func getContainer(ctx context.Context, rt runtime.Runtime, id string) (*runtime.Container, error) {
 	c, err := rt.GetContainer(ctx, id)
 	if !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrInvalidConfig) {
 		return c, err
@@ -295,17 +295,7 @@ func getContainer(ctx context.Context, rt *linux.Runtime, id string) (*runtime.C
 			match = append(match, c)
 		}
 	}
-	switch len(match) {
-	case 0:
-		return nil, &exitError{code: exitFailure, err: fmt.Errorf("container %q: %w", id, runtime.ErrNotFound)}
-	case 1:
-		return match[0], nil
-	}
-	var ids []string
-	for _, c := range match {
-		ids = append(ids, c.ID)
-	}
-	return nil, &exitError{code: exitFailure, err: fmt.Errorf("container ID prefix %q is ambiguous: use an ID (%s)", id, strings.Join(ids, ", "))}
+	return onlyOne("container ID prefix", id, match, func(c *runtime.Container) string { return c.ID })
 }
 
 func newContainerInspectCommand(g *globalOptions) *cobra.Command {

@@ -197,7 +197,7 @@ func describePod(out io.Writer, pod *corev1.Pod, events []corev1.Event, showEven
 	if st.StartTime != nil {
 		w.line(0, "Start Time:\t%s\n", st.StartTime.Format(time.RFC1123Z))
 	}
-	w.multiline("Labels", pod.Labels, nil)
+	w.multiline("Labels", pod.Labels)
 	w.annotations(pod.Annotations)
 	if pod.DeletionTimestamp != nil && st.Phase != corev1.PodFailed && st.Phase != corev1.PodSucceeded {
 		w.line(0, "Status:\tTerminating (lasts %s)\n", since(pod.DeletionTimestamp.Time))
@@ -279,7 +279,7 @@ func describePod(out io.Writer, pod *corev1.Pod, events []corev1.Event, showEven
 	}
 	w.volumes(spec.Volumes)
 	w.line(0, "QoS Class:\t%s\n", st.QOSClass)
-	w.multiline("Node-Selectors", spec.NodeSelector, nil)
+	w.multiline("Node-Selectors", spec.NodeSelector)
 	w.tolerations(spec.Tolerations)
 	if showEvents {
 		w.events(events, since)
@@ -287,13 +287,13 @@ func describePod(out io.Writer, pod *corev1.Pod, events []corev1.Event, showEven
 	tw.Flush()
 }
 
-// multiline prints a map as kubectl does: sorted key=value pairs, one a
-// line, under one title.
-func (w describer) multiline(title string, m map[string]string, skip func(string) bool) {
+// mapField prints a map as kubectl does: under one title, the entries
+// of the keys keep admits, sorted, one a line, or <none>.
+func (w describer) mapField(title string, m map[string]string, keep func(string) bool, entry func(k, v string)) {
 	w.line(0, "%s:\t", title)
 	keys := make([]string, 0, len(m))
 	for k := range m {
-		if skip == nil || !skip(k) {
+		if keep(k) {
 			keys = append(keys, k)
 		}
 	}
@@ -306,8 +306,13 @@ func (w describer) multiline(title string, m map[string]string, skip func(string
 		if i > 0 {
 			w.line(0, "\t")
 		}
-		w.line(0, "%s=%s\n", k, m[k])
+		entry(k, m[k])
 	}
+}
+
+// multiline prints a map as key=value lines.
+func (w describer) multiline(title string, m map[string]string) {
+	w.mapField(title, m, func(string) bool { return true }, func(k, v string) { w.line(0, "%s=%s\n", k, v) })
 }
 
 // maxAnnotationLen is where kubectl breaks an annotation onto lines of
@@ -317,35 +322,21 @@ const maxAnnotationLen = 140
 // annotations prints the pod's own annotations (not the agent's, which
 // have lines of their own, nor kubectl's last-applied configuration).
 func (w describer) annotations(m map[string]string) {
-	w.line(0, "Annotations:\t")
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if !kubeapi.IsAgentAnnotation(k) && k != corev1.LastAppliedConfigAnnotation {
-			keys = append(keys, k)
+	own := func(k string) bool { return !kubeapi.IsAgentAnnotation(k) && k != corev1.LastAppliedConfigAnnotation }
+	w.mapField("Annotations", m, own, func(k, v string) {
+		v = strings.TrimSuffix(v, "\n")
+		if len(v)+len(k)+2 <= maxAnnotationLen && !strings.Contains(v, "\n") {
+			w.line(0, "%s: %s\n", k, v)
+			return
 		}
-	}
-	if len(keys) == 0 {
-		w.line(0, "<none>\n")
-		return
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		if i > 0 {
-			w.line(0, "\t")
-		}
-		v := strings.TrimSuffix(m[k], "\n")
-		if len(v)+len(k)+2 > maxAnnotationLen || strings.Contains(v, "\n") {
-			w.line(0, "%s:\n", k)
-			for _, s := range strings.Split(v, "\n") {
-				if len(s) > maxAnnotationLen-2 {
-					s = s[:maxAnnotationLen-2] + "..."
-				}
-				w.line(0, "\t  %s\n", s)
+		w.line(0, "%s:\n", k)
+		for _, s := range strings.Split(v, "\n") {
+			if len(s) > maxAnnotationLen-2 {
+				s = s[:maxAnnotationLen-2] + "..."
 			}
-			continue
+			w.line(0, "\t  %s\n", s)
 		}
-		w.line(0, "%s: %s\n", k, v)
-	}
+	})
 }
 
 func (w describer) seccomp(level int, p *corev1.SeccompProfile) {

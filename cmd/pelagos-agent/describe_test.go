@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -15,12 +16,15 @@ import (
 // command and args, ports, every kind of env value, envFrom, limits and
 // requests, probes of three kinds, volumes of four kinds, and a container
 // that crashes.
-const cliWeb = `apiVersion: v1
+var cliWeb = fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
   name: web
   labels: {app: web, tier: front}
-  annotations: {example.com/owner: team-a}
+  annotations:
+    example.com/owner: team-a
+    example.com/notes: "first line\nsecond line"
+    example.com/long: "%s"
 spec:
   initContainers:
   - name: setup
@@ -78,7 +82,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: db}
 stringData: {password: hunter2}
-`
+`, strings.Repeat("a long annotation value ", 8))
 
 // cliDB is a small pod whose manifest breaks later (it keeps running its
 // last good version); cliHostNet is a host-network pod in another

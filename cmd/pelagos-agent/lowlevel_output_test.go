@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 )
 
@@ -98,5 +99,61 @@ func TestLowLevelOutputGolden(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestShortIDsNameObjects: what a table shows of an ID names the object,
+// as in crictl; a name wins over a prefix, and a prefix of several IDs is
+// refused with the candidates.
+func TestShortIDsNameObjects(t *testing.T) {
+	ctx := t.Context()
+	f := fake.New()
+	f.AddImage("busybox:1", runtime.ImageConfig{})
+	for _, ids := range [][3]string{{"web", "3f2a9c41d07be815", "c1d2e3f4a5b6c7d8"}, {"db", "3f9b0c77e2a4f1d3", "c1aa0b9c8d7e6f5a"}} {
+		sb, err := f.CreateSandbox(ctx, &runtime.SandboxConfig{ID: ids[1], Pod: runtime.PodKey{Namespace: "default", Name: ids[0]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.StartContainer(ctx, &runtime.ContainerConfig{ID: ids[2], SandboxID: sb.ID, Name: "app", Image: "busybox:1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sbs, _ := f.ListSandboxes(ctx)
+	ctrs, _ := f.ListContainers(ctx, runtime.ContainerFilter{})
+	for _, tc := range []struct {
+		arg, want, err string
+	}{
+		{arg: sbs[0].ID, want: sbs[0].ID},
+		{arg: "db", want: sbs[1].ID},
+		{arg: sbs[1].ID[:3], want: sbs[1].ID},
+		{arg: "3f", err: `sandbox ID prefix "3f" is ambiguous: use an ID (` + sbs[0].ID + ", " + sbs[1].ID + ")"},
+		{arg: "nosuch", err: `sandbox "nosuch": not found`},
+		{arg: "../x", err: `sandbox "../x": not an ID or name`},
+	} {
+		sb, err := resolveSandbox(ctx, f, tc.arg)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err || exitCode(err) != exitFailure {
+				t.Errorf("sandbox %q: %v, want %q", tc.arg, err, tc.err)
+			}
+		} else if err != nil || sb.ID != tc.want {
+			t.Errorf("sandbox %q: %v %v, want %s", tc.arg, sb, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		arg, want, err string
+	}{
+		{arg: ctrs[1].ID, want: ctrs[1].ID},
+		{arg: ctrs[1].ID[:3], want: ctrs[1].ID},
+		{arg: "c1", err: `container ID prefix "c1" is ambiguous: use an ID (` + ctrs[0].ID + ", " + ctrs[1].ID + ")"},
+		{arg: "nosuch", err: `container "nosuch": not found`},
+	} {
+		c, err := getContainer(ctx, f, tc.arg)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err || exitCode(err) != exitFailure {
+				t.Errorf("container %q: %v, want %q", tc.arg, err, tc.err)
+			}
+		} else if err != nil || c.ID != tc.want {
+			t.Errorf("container %q: %v %v, want %s", tc.arg, c, err, tc.want)
+		}
 	}
 }

@@ -159,21 +159,28 @@ func resolveSandbox(ctx context.Context, rt runtime.Runtime, arg string) (*runti
 			byPrefix = append(byPrefix, sb)
 		}
 	}
-	what := "name"
-	if len(byName) == 0 {
-		byName, what = byPrefix, "ID prefix"
+	if len(byName) > 0 {
+		return onlyOne("sandbox name", arg, byName, func(sb *runtime.Sandbox) string { return sb.ID })
 	}
-	switch len(byName) {
+	return onlyOne("sandbox ID prefix", arg, byPrefix, func(sb *runtime.Sandbox) string { return sb.ID })
+}
+
+// onlyOne is the one object an argument names among matches, or an error
+// that says there is none, or which IDs to choose from.
+func onlyOne[T any](what, arg string, matches []T, id func(T) string) (T, error) {
+	var zero T
+	switch len(matches) {
 	case 0:
-		return nil, &exitError{code: exitFailure, err: fmt.Errorf("sandbox %q: %w", arg, runtime.ErrNotFound)}
+		kind, _, _ := strings.Cut(what, " ")
+		return zero, &exitError{code: exitFailure, err: fmt.Errorf("%s %q: %w", kind, arg, runtime.ErrNotFound)}
 	case 1:
-		return byName[0], nil
+		return matches[0], nil
 	}
-	var ids []string
-	for _, sb := range byName {
-		ids = append(ids, sb.ID)
+	ids := make([]string, 0, len(matches))
+	for _, m := range matches {
+		ids = append(ids, id(m))
 	}
-	return nil, &exitError{code: exitFailure, err: fmt.Errorf("sandbox %s %q is ambiguous: use an ID (%s)", what, arg, strings.Join(ids, ", "))}
+	return zero, &exitError{code: exitFailure, err: fmt.Errorf("%s %q is ambiguous: use an ID (%s)", what, arg, strings.Join(ids, ", "))}
 }
 
 func newSandboxRemoveCommand(g *globalOptions) *cobra.Command {
