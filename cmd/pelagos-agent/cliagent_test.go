@@ -181,3 +181,11 @@ func (a *cliAgent) serveTLS() string {
 func (a *cliAgent) normalize(s string) string {
 	return strings.ReplaceAll(s, a.dir, "/tmp/pelagos-cli-xxxxxxxx")
 }
+
+// measureAges makes the client commands measure ages against the test's
+// clock, five seconds after its present, until the test ends.
+func (a *cliAgent) measureAges() {
+	orig := clock
+	a.t.Cleanup(func() { clock = orig })
+	clock = func() time.Time { return a.clock().Add(5 * time.Second) }
+}

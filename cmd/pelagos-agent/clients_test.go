@@ -15,8 +15,7 @@ import (
 // node's address as the IP of a host-network pod.
 func TestGetAndEventsGolden(t *testing.T) {
 	a := newDescribedAgent(t)
-	defer func(orig func() time.Time) { clock = orig }(clock)
-	clock = func() time.Time { return a.clock().Add(5 * time.Second) }
+	a.measureAges()
 	for _, tc := range []struct {
 		golden string
 		args   []string

@@ -124,8 +124,7 @@ func newDescribedAgent(t *testing.T) *cliAgent {
 // every namespace, a name prefix, and the refusals.
 func TestDescribeGolden(t *testing.T) {
 	a := newDescribedAgent(t)
-	defer func(orig func() time.Time) { clock = orig }(clock)
-	clock = func() time.Time { return a.clock().Add(5 * time.Second) }
+	a.measureAges()
 	for _, tc := range []struct {
 		golden string
 		args   []string
