@@ -244,7 +244,7 @@ func completeImages(g *globalOptions, o *imageOptions) completeFunc {
 		}
 		var out []string
 		for _, img := range imgs {
-			refs := img.References
+			refs := slices.Clone(img.References)
 			if len(refs) == 0 || strings.HasPrefix(toComplete, "sha256:") {
 				refs = append(refs, img.ID)
 			}
