@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile"
 )
 
 // TestGetAndEventsGolden: the tables of get pods and events, and their
@@ -71,5 +73,27 @@ func TestEventsWatchNamespace(t *testing.T) {
 		strings.Join(strings.Fields(lines[1])[1:], " ") != "Normal Started pod/edge spec.containers{proxy} Started container proxy" ||
 		strings.Index(lines[0], "OBJECT") != strings.Index(lines[1], "pod/edge") {
 		t.Errorf("events -w -n infra:\n%s", stdout.String())
+	}
+}
+
+// TestClientsEscapeTerminalControls is written as the attacker: a
+// container whose exec probe prints terminal control sequences (an OSC
+// that retitles the terminal, a screen clear, a carriage return that hides
+// what came before) gets them into an event, which an administrator reads
+// with events and describe. No ESC or CR may reach the terminal; they are
+// shown as ^[ and \r, as kubectl does.
+func TestClientsEscapeTerminalControls(t *testing.T) {
+	a := newCLIAgent(t, map[string]string{"db.yaml": cliDB})
+	const payload = "\x1b]0;owned\x07\x1b[2J\rReadiness probe failed: all good"
+	a.rec.Events().Record(reconcile.EventWarning, "Unhealthy",
+		reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "db", FieldPath: "spec.containers{db}"}, "Readiness probe failed: "+payload)
+	for _, args := range [][]string{{"events"}, {"events", "-A"}, {"describe", "pod", "db"}} {
+		out, errOut, err := a.cli(args...)
+		if err != nil {
+			t.Fatalf("%v: %v %s", args, err, errOut)
+		}
+		if strings.ContainsAny(out, "\x1b\r") || !strings.Contains(out, `^[]0;owned`+"\x07"+`^[[2J\rReadiness`) {
+			t.Errorf("%v passes terminal controls through:\n%q", args, out)
+		}
 	}
 }
