@@ -95,7 +95,7 @@ func (r *Reconciler) admit(key runtime.PodKey) (Wait, bool) {
 func (r *Reconciler) recordWaiting(key runtime.PodKey, d *DesiredPod, w Wait) {
 	r.mu.Lock()
 	m := r.memLocked(key)
-	st := buildStatus(d, ObservedPod{}, nil, m, r.cfg.Now())
+	st := buildStatus(d, ObservedPod{}, nil, m, r.cfg.Now(), r.probing())
 	st.Phase, st.Reason, st.Message = PhasePending, w.Reason, w.Message
 	for _, list := range [][]ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses} {
 		for i := range list {

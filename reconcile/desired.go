@@ -15,6 +15,9 @@ const (
 	AnnotationCrashCount = "pelagos.io/crash-count"
 	// AnnotationInit marks an init container.
 	AnnotationInit = "pelagos.io/init"
+	// AnnotationSidecar marks a native sidecar with its position among the
+	// pod's init containers: the stop order when the manifest is gone.
+	AnnotationSidecar = "pelagos.io/sidecar"
 	// AnnotationGracePeriod: the pod's termination grace period in seconds,
 	// stored on the sandbox so a removed manifest still stops gracefully.
 	AnnotationGracePeriod = "pelagos.io/grace-period-seconds"
@@ -27,10 +30,17 @@ const (
 // DesiredContainer is one container of a desired pod, translated to the
 // runtime's terms.
 type DesiredContainer struct {
-	Name       string
-	Hash       string
-	Init       bool
-	PullPolicy runtime.PullPolicy
+	Name string
+	Hash string
+	Init bool
+	// Sidecar marks a native sidecar (an init container with
+	// restartPolicy Always): started in order with the init containers,
+	// kept running beside the app, stopped after it.
+	Sidecar bool
+	// StartupProbe: the container has one; until it passes, the container
+	// has not started (a sidecar then holds the next init container back).
+	StartupProbe bool
+	PullPolicy   runtime.PullPolicy
 	// Config is complete except SandboxID, Attempt and the reconciler's
 	// annotations, which the apply step fills in.
 	Config runtime.ContainerConfig

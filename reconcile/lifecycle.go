@@ -78,8 +78,10 @@ func replaceAll(in []string, repl *strings.Replacer) []string {
 	return out
 }
 
-// syncVolumes rewrites the projected volumes (ConfigMaps, Secrets) of a
-// running sandbox from the current documents, as the kubelet's periodic
+// syncVolumes rewrites the projected volumes (ConfigMaps, Secrets, the
+// downward API) of a running sandbox from the current documents and the
+// pod's labels and annotations, and gives persistent volumes the size
+// their claims now ask, as the kubelet's periodic
 // sync does: when the pod was translated anew (its file or the documents
 // it reads changed), when its sandbox is new, and on every full resync.
 // The runtime swaps a volume only when its files changed; a runtime
@@ -99,7 +101,7 @@ func (r *Reconciler) syncVolumes(ctx context.Context, d *DesiredPod, box *runtim
 	var errs []error
 	for i := range d.Sandbox.Volumes {
 		v := &d.Sandbox.Volumes[i]
-		if v.Files == nil {
+		if v.Files == nil && v.Persistent == nil {
 			continue
 		}
 		// Errors name the volume, never its contents (it may be a Secret).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +36,12 @@ type Action struct {
 	Attempt     int           `json:"attempt,omitempty"`
 	CrashCount  int           `json:"crashCount,omitempty"`
 	Grace       time.Duration `json:"grace,omitempty"`
-	Reason      string        `json:"reason"`
+	// Wave orders the stops of one pod: consecutive stops of a wave run
+	// together, and a wave begins when the one before it has ended. App
+	// containers stop in wave 0, native sidecars after them, the last
+	// declared first (stopWaves).
+	Wave   int    `json:"wave,omitempty"`
+	Reason string `json:"reason"`
 }
 
 func (a Action) String() string {
@@ -58,6 +64,9 @@ func (a Action) String() string {
 	}
 	if a.Kind == ActStopContainer {
 		fmt.Fprintf(&b, " grace=%s", a.Grace)
+		if a.Wave > 0 {
+			fmt.Fprintf(&b, " wave=%d", a.Wave)
+		}
 	}
 	fmt.Fprintf(&b, " (%s)", a.Reason)
 	return b.String()
@@ -142,6 +151,20 @@ type DiffOptions struct {
 	// creations by name, each held back until its back-off ends.
 	Pulls  map[string]Retry
 	Starts map[string]Retry
+	// Started is, by container name, the ID of the attempt whose startup
+	// probe passed; Probing says a prober reports them. Without one, a
+	// container with a startup probe counts as started once it runs.
+	Started map[string]string
+	Probing bool
+}
+
+// started reports whether a running container has started, as Kubernetes
+// means it: its startup probe (if any) passed.
+func (o DiffOptions) started(dc DesiredContainer, c *runtime.Container) bool {
+	if c == nil || c.State != runtime.ContainerRunning {
+		return false
+	}
+	return !dc.StartupProbe || !o.Probing || o.Started[dc.Name] == c.ID
 }
 
 // Retry is a step that failed and waits out a back-off before it is tried
@@ -285,12 +308,43 @@ func mergeCarry(into, from map[string]*runtime.Container) map[string]*runtime.Co
 	return into
 }
 
+// stopAll stops every running container of cs: app containers (and
+// what is not a sidecar) together first, then the native sidecars one
+// wave each, the last declared first, as the kubelet terminates a pod.
+// The sidecar order is read from the containers (AnnotationSidecar), so it
+// holds when the manifest is gone.
 func stopAll(p *Plan, cs []*runtime.Container, grace time.Duration, reason string) {
+	var live []*runtime.Container
 	for _, c := range sortedContainers(cs) {
 		if c.State == runtime.ContainerRunning || c.State == runtime.ContainerUnknown {
-			p.add(Action{Kind: ActStopContainer, ContainerID: c.ID, Container: c.Name, SandboxID: c.SandboxID, Grace: grace, Reason: reason})
+			live = append(live, c)
 		}
 	}
+	waves := stopWaves(live)
+	slices.SortStableFunc(live, func(a, b *runtime.Container) int { return cmp.Compare(waves[a], waves[b]) })
+	for _, c := range live {
+		p.add(Action{Kind: ActStopContainer, ContainerID: c.ID, Container: c.Name, SandboxID: c.SandboxID, Grace: grace,
+			Wave: waves[c], Reason: reason})
+	}
+}
+
+// stopWaves numbers the stop waves of running containers: 0 for all but
+// sidecars, then 1, 2, ... for the sidecars from the last declared.
+func stopWaves(cs []*runtime.Container) map[*runtime.Container]int {
+	var positions []int
+	for _, c := range cs {
+		if n, ok := sidecarPosition(c); ok && !slices.Contains(positions, n) {
+			positions = append(positions, n)
+		}
+	}
+	slices.Sort(positions)
+	out := make(map[*runtime.Container]int, len(cs))
+	for _, c := range cs {
+		if n, ok := sidecarPosition(c); ok {
+			out[c] = len(positions) - slices.Index(positions, n)
+		}
+	}
+	return out
 }
 
 func sortedContainers(cs []*runtime.Container) []*runtime.Container {
@@ -407,10 +461,66 @@ func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Containe
 		// again (kubelet does not even make a new sandbox).
 		return
 	}
+	// stopSidecars ends the native sidecars of a pod that is done: they
+	// never keep a Never or OnFailure pod from completing.
+	stopSidecars := func(reason string) {
+		var live []*runtime.Container
+		for _, ic := range d.Init {
+			if c := latest(ic.Name); ic.Sidecar && c != nil {
+				live = append(live, c)
+			}
+		}
+		stopAll(p, live, d.Grace, reason)
+	}
+	if appsDone(d, latest) {
+		stopSidecars("pod completed: its app containers are done")
+		return
+	}
+	// ranAfter reports whether a container declared after init position i
+	// ran in this sandbox: the pod got past i once, and a sidecar that
+	// restarts later holds nothing back.
+	ranAfter := func(i int) bool {
+		for _, ic := range d.Init[i+1:] {
+			if len(byName[ic.Name]) > 0 {
+				return true
+			}
+		}
+		for _, c := range d.Containers {
+			if len(byName[c.Name]) > 0 {
+				return true
+			}
+		}
+		return false
+	}
 	// Init containers run one at a time, in order; each must succeed. A
-	// new sandbox runs them all again.
+	// native sidecar is started in its turn and counts as done once it
+	// runs and its startup probe passed; it is restarted whenever it
+	// exits, whatever the pod's restartPolicy. A new sandbox runs them all
+	// again.
 	for i, ic := range d.Init {
 		cur := latest(ic.Name)
+		if ic.Sidecar {
+			switch {
+			case cur == nil && prev(ic.Name) != nil:
+				restartOrWait(p, ic, prev(ic.Name), opt, start)
+			case cur == nil:
+				start(ic, 0, "sidecar not started")
+			case cur.State == runtime.ContainerRunning || cur.State == runtime.ContainerUnknown:
+				if cur.Hash() != ic.Hash {
+					p.add(Action{Kind: ActStopContainer, ContainerID: cur.ID, Container: ic.Name, SandboxID: boxID, Grace: d.Grace, Reason: "container spec changed"})
+					start(ic, 0, "container spec changed")
+				} else if opt.started(ic, cur) {
+					continue
+				}
+			default:
+				restartOrWait(p, ic, cur, opt, start)
+			}
+			if ranAfter(i) {
+				continue
+			}
+			waitRest(p, d, i+1)
+			return
+		}
 		switch {
 		case cur == nil && prev(ic.Name) != nil && prev(ic.Name).ExitCode != 0:
 			restartOrWait(p, ic, prev(ic.Name), opt, start)
@@ -427,6 +537,7 @@ func diffContainers(p *Plan, d *DesiredPod, boxID string, cs []*runtime.Containe
 			continue
 		case d.Restart == RestartNever:
 			// The pod has failed; nothing more runs.
+			stopSidecars("pod failed: init container " + ic.Name + " failed")
 			return
 		default:
 			restartOrWait(p, ic, cur, opt, start)
@@ -504,4 +615,31 @@ func waitRest(p *Plan, d *DesiredPod, from int) {
 	for _, c := range d.Containers {
 		p.Waits = append(p.Waits, Wait{Container: c.Name, Reason: "PodInitializing"})
 	}
+}
+
+// appsDone reports whether a pod whose restartPolicy is not Always has
+// finished: every app container ran its current spec in this sandbox and
+// exited for good under the policy. Its sidecars then stop.
+func appsDone(d *DesiredPod, latest func(string) *runtime.Container) bool {
+	if d.Restart == RestartAlways || len(d.Containers) == 0 {
+		return false
+	}
+	for _, dc := range d.Containers {
+		c := latest(dc.Name)
+		if c == nil || c.State != runtime.ContainerExited || c.Hash() != dc.Hash || ShouldRestart(d.Restart, c.ExitCode) {
+			return false
+		}
+	}
+	return true
+}
+
+// sidecarPosition is a container's place among its pod's init containers
+// when it is a native sidecar (AnnotationSidecar).
+func sidecarPosition(c *runtime.Container) (int, bool) {
+	v, ok := c.Annotations[AnnotationSidecar]
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
 }

@@ -201,7 +201,7 @@ func containerObj(key runtime.PodKey, name string, init bool) ObjectRef {
 func (r *Reconciler) memLocked(key runtime.PodKey) *podMemory {
 	m := r.mem[key]
 	if m == nil {
-		m = &podMemory{waiting: map[string]string{}, waitingMsg: map[string]string{}, notReady: map[string]bool{},
+		m = &podMemory{waiting: map[string]string{}, waitingMsg: map[string]string{}, notReady: map[string]bool{}, started: map[string]string{},
 			pulls: map[string]Retry{}, starts: map[string]Retry{}, carry: map[string]*runtime.Container{}}
 		r.mem[key] = m
 	}
@@ -613,9 +613,17 @@ func (r *Reconciler) diffOptions(key runtime.PodKey) DiffOptions {
 		if len(m.starts) > 0 {
 			opt.Starts = maps.Clone(m.starts)
 		}
+		if len(m.started) > 0 {
+			opt.Started = maps.Clone(m.started)
+		}
 	}
+	opt.Probing = r.probing()
 	return opt
 }
+
+// probing reports whether a prober judges containers (and so reports
+// startup probes through SetStarted).
+func (r *Reconciler) probing() bool { return r.cfg.Hooks.Prober != nil }
 
 // Sync is one reconcile pass for key: observe, diff, apply, record status.
 func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error) {
@@ -655,7 +663,7 @@ func (r *Reconciler) Sync(ctx context.Context, key runtime.PodKey) (Plan, error)
 		// Removal may wait out grace periods: show the pod as terminating
 		// meanwhile rather than letting it vanish from the API.
 		r.mu.Lock()
-		r.status[key] = buildStatus(nil, obs, &plan, r.mem[key], r.cfg.Now())
+		r.status[key] = buildStatus(nil, obs, &plan, r.mem[key], r.cfg.Now(), r.probing())
 		r.mu.Unlock()
 	}
 	applyErr := r.apply(ctx, d, obs, &plan)
@@ -708,7 +716,7 @@ func (r *Reconciler) recordStatus(key runtime.PodKey, d *DesiredPod, obs Observe
 		r.notifyProber(key, nil, nil)
 		return
 	}
-	st := buildStatus(d, obs, plan, m, r.cfg.Now())
+	st := buildStatus(d, obs, plan, m, r.cfg.Now(), r.probing())
 	if m != nil {
 		m.outOfCapacity = false
 		// A container that runs in the current sandbox carries its own
@@ -776,6 +784,20 @@ func (r *Reconciler) SetReady(key runtime.PodKey, container string, ready bool) 
 	}
 }
 
+// SetStarted records that the startup probe of a container's attempt id
+// passed (from a prober): a native sidecar then lets the next init
+// container start, and status shows it started.
+func (r *Reconciler) SetStarted(key runtime.PodKey, container, id string) {
+	r.mu.Lock()
+	m := r.memLocked(key)
+	changed := m.started[container] != id
+	m.started[container] = id
+	r.mu.Unlock()
+	if changed {
+		r.q.Add(key)
+	}
+}
+
 // Kill stops a running container (a liveness failure, a failed hook); the
 // restart policy decides what follows.
 func (r *Reconciler) Kill(ctx context.Context, key runtime.PodKey, containerID, reason string, grace time.Duration) error {
@@ -837,6 +859,10 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 		boxes[s.ID] = s
 	}
 	acts := plan.Actions
+	// stopsBegan: when this plan's first stop began. A later wave (the
+	// sidecars, after the app) gets what is left of the pod's grace
+	// period, and at least sidecarMinGrace of it.
+	var stopsBegan time.Time
 	for i := 0; i < len(acts); i++ {
 		if err := ctx.Err(); err != nil {
 			// The agent is stopping: what was begun is abandoned, not
@@ -846,15 +872,22 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 		}
 		a := acts[i]
 		// Stops of one pod run together: the pod's grace period bounds
-		// the whole teardown, not each container's in turn.
+		// the whole teardown, not each container's in turn. Only a later
+		// wave waits for the one before it.
 		if a.Kind == ActStopContainer {
 			j := i
-			for j < len(acts) && acts[j].Kind == ActStopContainer {
+			for j < len(acts) && acts[j].Kind == ActStopContainer && acts[j].Wave == a.Wave {
 				j++
+			}
+			if stopsBegan.IsZero() {
+				stopsBegan = time.Now()
 			}
 			var wg sync.WaitGroup
 			var emu sync.Mutex
 			for _, s := range acts[i:j] {
+				if s.Wave > 0 {
+					s.Grace = max(s.Grace-time.Since(stopsBegan), min(s.Grace, sidecarMinGrace))
+				}
 				wg.Go(func() {
 					if err := r.stop(ctx, d, key, ctrs[s.ContainerID], s); err != nil {
 						emu.Lock()
@@ -946,6 +979,11 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 	}
 	return errors.Join(errs...)
 }
+
+// sidecarMinGrace is the least time a sidecar gets between SIGTERM and
+// SIGKILL when the app containers before it used up the pod's grace
+// period: the kubelet's minimum grace period.
+const sidecarMinGrace = 2 * time.Second
 
 // rememberCarry keeps, after a dead sandbox of a pod that stays is removed,
 // the last container of each name: restart counts and the crash-loop
@@ -1100,6 +1138,9 @@ func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a A
 	cfg.Annotations[AnnotationCrashCount] = strconv.Itoa(a.CrashCount)
 	if dc.Init {
 		cfg.Annotations[AnnotationInit] = "true"
+	}
+	if dc.Sidecar {
+		cfg.Annotations[AnnotationSidecar] = strconv.Itoa(slices.IndexFunc(d.Init, func(c DesiredContainer) bool { return c.Name == dc.Name }))
 	}
 	// status.podIP env values wait for the sandbox's address (lifecycle.go).
 	c, err := (*runtime.Container)(nil), r.fillPodIP(ctx, boxID, &cfg)

@@ -147,6 +147,9 @@ type podMemory struct {
 	waiting    map[string]string // container -> ErrImagePull, CreateContainerError, CreateContainerConfigError
 	waitingMsg map[string]string
 	notReady   map[string]bool // container -> readiness probe says not ready (issue 8)
+	// started: container -> the ID of the attempt whose startup probe
+	// passed (SetStarted).
+	started map[string]string
 	// pulls: failed pulls by image reference; starts: failed creations by
 	// container name. Diff holds them back until their back-off ends.
 	pulls  map[string]Retry
@@ -186,8 +189,9 @@ func terminated(c *runtime.Container) *StateTerminated {
 func boolPtr(b bool) *bool { return &b }
 
 // BuildStatus derives the Kubernetes-shaped status of a pod. desired may be
-// nil (a pod being removed); plan carries the waits of the last pass.
-func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now time.Time) PodStatus {
+// nil (a pod being removed); plan carries the waits of the last pass;
+// probing says a prober reports startup probes (mem.started).
+func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now time.Time, probing bool) PodStatus {
 	var st PodStatus
 	var box *runtime.Sandbox
 	for _, s := range obs.Sandboxes {
@@ -261,7 +265,7 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 				prev = c
 			}
 		}
-		if cur == nil && mem != nil && (!dc.Init || finished) {
+		if cur == nil && mem != nil && (!dc.Init || dc.Sidecar || finished) {
 			// Not run in this sandbox yet: how it ended in the one that
 			// died, with its count.
 			cur = mem.carry[dc.Name]
@@ -317,8 +321,8 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 			cs.State.Waiting = &StateWaiting{Reason: reason}
 		case cur.State == runtime.ContainerRunning:
 			cs.State.Running = &StateRunning{StartedAt: cur.StartedAt}
-			cs.Started = boolPtr(true)
-			cs.Ready = !dc.Init && (mem == nil || !mem.notReady[dc.Name])
+			cs.Started = boolPtr(!dc.StartupProbe || !probing || (mem != nil && mem.started[dc.Name] == cur.ID))
+			cs.Ready = (!dc.Init || dc.Sidecar) && (mem == nil || !mem.notReady[dc.Name])
 		case cur.State == runtime.ContainerExited:
 			cs.State.Terminated = terminated(cur)
 		default:
@@ -335,7 +339,24 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 
 	initialized := true
 	initFailed := false
-	for _, s := range st.InitContainerStatuses {
+	// Native sidecars count as initialised once started, and in the phase
+	// and the Ready condition as long as they run; one that ended is left
+	// out, as in the kubelet.
+	sidecars, sidecarsRunning, sidecarsReady, sidecarWaiting := 0, 0, 0, false
+	for i, s := range st.InitContainerStatuses {
+		if d.Init[i].Sidecar {
+			sidecars++
+			if s.State.Running != nil {
+				sidecarsRunning++
+				if s.Ready {
+					sidecarsReady++
+				}
+			}
+			if s.State.Running == nil || s.Started == nil || !*s.Started {
+				sidecarWaiting = true
+			}
+			continue
+		}
 		t := s.State.Terminated
 		if t == nil || t.ExitCode != 0 {
 			initialized = false
@@ -363,6 +384,10 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 		}
 	}
 	n := len(st.ContainerStatuses)
+	// A sidecar that restarts after the app started does not make the
+	// pod initialise again.
+	initialized = initialized && (!sidecarWaiting || seen > 0)
+	running += sidecarsRunning
 	switch {
 	case box == nil:
 		st.Phase = PhasePending
@@ -370,12 +395,12 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 		st.Phase = PhaseFailed
 	case !initialized:
 		st.Phase = PhasePending
-	case n > 0 && done == n && d.Restart == RestartNever:
+	case n > 0 && done == n && d.Restart == RestartNever && sidecarsRunning == 0:
 		st.Phase = PhaseSucceeded
 		if failed > 0 {
 			st.Phase = PhaseFailed
 		}
-	case n > 0 && done == n && d.Restart == RestartOnFailure && failed == 0:
+	case n > 0 && done == n && d.Restart == RestartOnFailure && failed == 0 && sidecarsRunning == 0:
 		st.Phase = PhaseSucceeded
 	case running > 0 || (n > 0 && seen == n):
 		st.Phase = PhaseRunning
@@ -389,7 +414,38 @@ func buildStatus(d *DesiredPod, obs ObservedPod, plan *Plan, mem *podMemory, now
 		}
 		return PodCondition{Type: typ, Status: s}
 	}
-	allReady := n > 0 && ready == n
+	allReady := n > 0 && ready == n && sidecarsReady == sidecars
 	st.Conditions = []PodCondition{cond("Initialized", initialized && box != nil), cond("ContainersReady", allReady), cond("Ready", allReady)}
+	limitTerminationMessages(&st)
 	return st
+}
+
+// Kubernetes' bounds on termination messages: 4 KiB per container (the
+// runtime reads no more), and 12 KiB for the whole pod, divided equally
+// among its containers (init containers included).
+const (
+	maxContainerTerminationMessage = 4 << 10
+	maxPodTerminationMessages      = 12 << 10
+)
+
+// limitTerminationMessages cuts every termination message of the pod to
+// its share of the pod's 12 KiB, so a pod of many containers cannot make
+// its status (and every API answer and watch event carrying it) large.
+func limitTerminationMessages(st *PodStatus) {
+	n := len(st.InitContainerStatuses) + len(st.ContainerStatuses)
+	if n == 0 {
+		return
+	}
+	limit := min(maxContainerTerminationMessage, maxPodTerminationMessages/n)
+	cut := func(t *StateTerminated) {
+		if t != nil && len(t.Message) > limit {
+			t.Message = t.Message[:limit]
+		}
+	}
+	for _, list := range [][]ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses} {
+		for i := range list {
+			cut(list[i].State.Terminated)
+			cut(list[i].LastState.Terminated)
+		}
+	}
 }

@@ -22,11 +22,13 @@ import (
 // emptyDigest is the sha256 of zero bytes.
 const emptyDigest = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-// Documents are the ConfigMaps and Secrets of the manifest directory, by
-// namespace/name; pods in the same namespace consume them.
+// Documents are the ConfigMaps, Secrets and PersistentVolumeClaims of the
+// manifest directory, by namespace/name; pods in the same namespace
+// consume them.
 type Documents struct {
 	ConfigMaps map[spec.PodKey]*spec.ConfigMap
 	Secrets    map[spec.PodKey]*spec.Secret
+	Claims     map[spec.PodKey]*spec.PersistentVolumeClaim
 }
 
 // TranslateFunc adjusts a translated pod (volumes, env sources, probes...).
@@ -39,8 +41,15 @@ type Translator struct {
 	// NodeName answers spec.nodeName field references (the host name).
 	NodeName string
 	// NodeMemory is the node's memory in bytes, for the OOM score of
-	// Burstable pods (see OOMScoreAdj); 0 when unknown.
+	// Burstable pods (see OOMScoreAdj) and as the memory limit the
+	// downward API reports for a container without one; 0 when unknown.
 	NodeMemory int64
+	// NodeCPUMilli and NodeEphemeralStorage are the node's CPUs (in
+	// millicores) and the state root's filesystem size in bytes: the
+	// limits the downward API reports for a container without one, as
+	// Kubernetes reports the node's allocatable amount; 0 when unknown.
+	NodeCPUMilli         int64
+	NodeEphemeralStorage int64
 	// Extra runs after the built-in translation, in order.
 	Extra []TranslateFunc
 	// Cache, when set, reuses the translation of a pod whose file bytes
@@ -73,7 +82,8 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		return DesiredSet{Unavailable: loadErr}
 	}
 	var set DesiredSet
-	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{}}
+	docs := &Documents{ConfigMaps: map[spec.PodKey]*spec.ConfigMap{}, Secrets: map[spec.PodKey]*spec.Secret{},
+		Claims: map[spec.PodKey]*spec.PersistentVolumeClaim{}}
 	paths := snap.Paths()
 	for _, p := range paths {
 		fr := snap.Files[p]
@@ -94,6 +104,9 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 		for _, s := range fr.Secrets {
 			docs.Secrets[spec.PodKey{Namespace: nsOr(s.Secret.Metadata.Namespace), Name: s.Secret.Metadata.Name}] = s.Secret
 		}
+		for _, c := range fr.Claims {
+			docs.Claims[spec.PodKey{Namespace: nsOr(c.Claim.Metadata.Namespace), Name: c.Claim.Metadata.Name}] = c.Claim
+		}
 		for _, err := range fr.Errs {
 			set.Errors = append(set.Errors, fileError(p, err))
 		}
@@ -104,10 +117,10 @@ func (t Translator) FromSnapshot(snap *manifest.Snapshot, loadErr error) Desired
 			set.Errors = append(set.Errors, FileError{File: p, Message: "file is empty; keeping what it defined until it is written or removed"})
 		}
 	}
-	// The cache is valid only for the same ConfigMaps and Secrets.
+	// The cache is valid only for the same ConfigMaps, Secrets and claims.
 	var docsKey strings.Builder
 	for _, p := range paths {
-		if fr := snap.Files[p]; fr != nil && (len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0) {
+		if fr := snap.Files[p]; fr != nil && (len(fr.ConfigMaps) > 0 || len(fr.Secrets) > 0 || len(fr.Claims) > 0) {
 			docsKey.WriteString(p + "\x00" + fr.Digest + "\x00")
 		}
 	}
@@ -228,7 +241,7 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 	for _, h := range s.HostAliases {
 		sb.HostAliases = append(sb.HostAliases, runtime.HostAlias{IP: h.IP, Hostnames: slices.Clone(h.Hostnames)})
 	}
-	for _, c := range s.Containers {
+	for _, c := range s.Serving() {
 		for _, pt := range c.Ports {
 			if pt.HostPort != 0 {
 				sb.Ports = append(sb.Ports, runtime.PortMapping{Protocol: runtime.Protocol(pt.Protocol),
@@ -243,7 +256,7 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 		}
 	}
 	for _, v := range s.Volumes {
-		vc, err := volumeConfig(p, v, docs)
+		vc, err := t.volumeConfig(p, v, docs)
 		if err != nil {
 			return nil, err
 		}
@@ -264,6 +277,7 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 			continue
 		}
 		c.Init = true
+		c.Sidecar = s.InitContainers[i].IsSidecar()
 		d.Init = append(d.Init, c)
 	}
 	for i := range s.Containers {
@@ -309,7 +323,7 @@ func (d *DesiredPod) Pod() *spec.Pod {
 	return nil
 }
 
-func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeConfig, error) {
+func (t Translator) volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeConfig, error) {
 	vc := runtime.VolumeConfig{Name: v.Name}
 	ns := p.Metadata.Namespace
 	switch {
@@ -319,7 +333,7 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 			vc.EmptyDir.SizeLimit = wholeValue(*v.EmptyDir.SizeLimit)
 		}
 	case v.HostPath != nil:
-		vc.HostPath = &runtime.HostPathVolume{Path: v.HostPath.Path}
+		vc.HostPath = &runtime.HostPathVolume{Path: path.Clean(v.HostPath.Path)}
 		if v.HostPath.Type != nil {
 			vc.HostPath.Type = string(*v.HostPath.Type)
 		}
@@ -332,14 +346,7 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 			}
 			return vc, fmt.Errorf("spec.volumes[%s]: configMap %q not found in the manifest directory", v.Name, v.ConfigMap.Name)
 		}
-		data := map[string][]byte{}
-		for k, s := range cm.Data {
-			data[k] = []byte(s)
-		}
-		for k, b := range cm.BinaryData {
-			data[k] = b
-		}
-		files, err := project(data, v.ConfigMap.Items, v.ConfigMap.DefaultMode, "configMap "+v.ConfigMap.Name)
+		files, err := project(configMapData(cm), v.ConfigMap.Items, modeOr(v.ConfigMap.DefaultMode, spec.DefaultVolumeMode), "configMap "+v.ConfigMap.Name)
 		if err != nil {
 			return vc, fmt.Errorf("spec.volumes[%s]: %w", v.Name, err)
 		}
@@ -353,11 +360,31 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 			}
 			return vc, fmt.Errorf("spec.volumes[%s]: secret %q not found in the manifest directory", v.Name, v.Secret.SecretName)
 		}
-		files, err := project(sec.Data, v.Secret.Items, v.Secret.DefaultMode, "secret "+v.Secret.SecretName)
+		files, err := project(sec.Data, v.Secret.Items, modeOr(v.Secret.DefaultMode, spec.DefaultSecretVolumeMode), "secret "+v.Secret.SecretName)
 		if err != nil {
 			return vc, fmt.Errorf("spec.volumes[%s]: %w", v.Name, err)
 		}
 		vc.Files = &runtime.ProjectedVolume{Files: files, Sensitive: true}
+	case v.DownwardAPI != nil:
+		files, err := t.downwardFiles(p, v.DownwardAPI.Items, modeOr(v.DownwardAPI.DefaultMode, spec.DefaultVolumeMode))
+		if err != nil {
+			return vc, fmt.Errorf("spec.volumes[%s]: %w", v.Name, err)
+		}
+		vc.Files = &runtime.ProjectedVolume{Files: files}
+	case v.Projected != nil:
+		pv, err := t.projectedVolume(p, v.Projected, docs)
+		if err != nil {
+			return vc, fmt.Errorf("spec.volumes[%s]: projected: %w", v.Name, err)
+		}
+		vc.Files = pv
+	case v.PersistentVolumeClaim != nil:
+		// A claim without a document is a volume without a size, made on
+		// first use, as podman does for a named volume.
+		name := v.PersistentVolumeClaim.ClaimName
+		vc.Persistent = &runtime.PersistentVolume{Namespace: ns, Name: name}
+		if c := docs.Claims[spec.PodKey{Namespace: ns, Name: name}]; c != nil {
+			vc.Persistent.Size = c.StorageRequest()
+		}
 	}
 	if vc.Files != nil && p.Spec.SecurityContext != nil && p.Spec.SecurityContext.FSGroup != nil {
 		g := *p.Spec.SecurityContext.FSGroup
@@ -368,11 +395,27 @@ func volumeConfig(p *spec.Pod, v spec.Volume, docs *Documents) (runtime.VolumeCo
 
 func isTrue(b *bool) bool { return b != nil && *b }
 
-func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, what string) ([]runtime.ProjectedFile, error) {
-	mode := fileMode(spec.DefaultVolumeMode)
-	if defMode != nil {
-		mode = fileMode(*defMode)
+// readOnlyClaim reports whether the pod's volume name is a claim mounted
+// read-only by the pod (persistentVolumeClaim.readOnly): every mount of it
+// is then read-only.
+func readOnlyClaim(p *spec.Pod, name string) bool {
+	for _, v := range p.Spec.Volumes {
+		if v.Name == name && v.PersistentVolumeClaim != nil {
+			return v.PersistentVolumeClaim.ReadOnly
+		}
 	}
+	return false
+}
+
+// modeOr is a volume's defaultMode, or def when it has none.
+func modeOr(m *int32, def int32) uint32 {
+	if m != nil {
+		return fileMode(*m)
+	}
+	return fileMode(def)
+}
+
+func project(data map[string][]byte, items []spec.KeyToPath, mode uint32, what string) ([]runtime.ProjectedFile, error) {
 	var out []runtime.ProjectedFile
 	if len(items) == 0 {
 		keys := make([]string, 0, len(data))
@@ -406,7 +449,7 @@ func project(data map[string][]byte, items []spec.KeyToPath, defMode *int32, wha
 // container translates one container: env (with its sources), $(VAR)
 // expansion of command and args, mounts, security, resources.
 func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (DesiredContainer, error) {
-	dc := DesiredContainer{Name: c.Name, PullPolicy: runtime.PullPolicy(c.ImagePullPolicy)}
+	dc := DesiredContainer{Name: c.Name, PullPolicy: runtime.PullPolicy(c.ImagePullPolicy), StartupProbe: c.StartupProbe != nil}
 	env, refDigest, err := t.env(p, c, docs)
 	if err != nil {
 		return dc, err
@@ -436,7 +479,8 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		cfg.Annotations = map[string]string{AnnotationPreStop: string(b)}
 	}
 	for _, m := range c.VolumeMounts {
-		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
+		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: path.Clean(m.MountPath), SubPath: m.SubPath,
+			ReadOnly: m.ReadOnly || readOnlyClaim(p, m.Name)})
 	}
 	sc := spec.EffectiveSecurityContext(p, c)
 	sec := runtime.SecurityConfig{
@@ -465,6 +509,9 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		sec.SupplementalGroups = slices.Clone(ps.SupplementalGroups)
 		if ps.FSGroup != nil {
 			sec.SupplementalGroups = append(sec.SupplementalGroups, *ps.FSGroup)
+		}
+		if ps.SupplementalGroupsPolicy != nil && *ps.SupplementalGroupsPolicy == spec.SupplementalGroupsStrict {
+			sec.SupplementalGroupsPolicy = string(spec.SupplementalGroupsStrict)
 		}
 	}
 	cfg.Security = sec
@@ -553,7 +600,7 @@ func (t Translator) env(p *spec.Pod, c *spec.Container, docs *Documents) ([]runt
 			set(e.Name, expand(e.Value, lookup))
 			continue
 		}
-		v, ref, err := t.envSource(p, e, docs)
+		v, ref, err := t.envSource(p, c, e, docs)
 		if err != nil {
 			return nil, "", fmt.Errorf("env %s: %w", e.Name, err)
 		}
@@ -569,10 +616,15 @@ func (t Translator) env(p *spec.Pod, c *spec.Container, docs *Documents) ([]runt
 	return out, hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-func (t Translator) envSource(p *spec.Pod, e spec.EnvVar, docs *Documents) (string, bool, error) {
+func (t Translator) envSource(p *spec.Pod, c *spec.Container, e spec.EnvVar, docs *Documents) (string, bool, error) {
 	vf := e.ValueFrom
 	ns := p.Metadata.Namespace
 	switch {
+	case vf.ResourceFieldRef != nil:
+		// Counted as a reference: another container's limits and the
+		// node's allocatable amount are not in this container's hash.
+		v, err := t.resourceValue(p, c, vf.ResourceFieldRef)
+		return v, true, err
 	case vf.FieldRef != nil:
 		fp := vf.FieldRef.FieldPath
 		switch {

@@ -104,18 +104,36 @@ type PortMapping struct {
 }
 
 // VolumeConfig is a pod volume the runtime materialises on the host when the
-// sandbox is created and removes with it. Exactly one source is set.
+// sandbox is created and removes with it (a Persistent volume excepted).
+// Exactly one source is set.
 type VolumeConfig struct {
-	Name     string           `json:"name"`
-	EmptyDir *EmptyDirVolume  `json:"emptyDir,omitempty"`
-	HostPath *HostPathVolume  `json:"hostPath,omitempty"`
-	Files    *ProjectedVolume `json:"files,omitempty"`
+	Name       string            `json:"name"`
+	EmptyDir   *EmptyDirVolume   `json:"emptyDir,omitempty"`
+	HostPath   *HostPathVolume   `json:"hostPath,omitempty"`
+	Files      *ProjectedVolume  `json:"files,omitempty"`
+	Persistent *PersistentVolume `json:"persistent,omitempty"`
+}
+
+// PersistentVolume is a node-local named volume (a persistentVolumeClaim):
+// a directory of the runtime's own, named by Namespace and Name, made on
+// first use and kept when the sandbox goes, so the next sandbox that names
+// it finds the same files. Only an explicit removal deletes it, and never
+// while a sandbox uses it.
+type PersistentVolume struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Size is the capacity in bytes (0: none). A runtime enforces it as a
+	// quota where the filesystem allows and reports it as advisory where
+	// it does not; a later sandbox with another size changes the quota.
+	Size int64 `json:"size,omitempty"`
 }
 
 // EmptyDirVolume lives under the state root, or on a tmpfs for Medium "Memory".
 type EmptyDirVolume struct {
-	Medium    string `json:"medium,omitempty"`
-	SizeLimit int64  `json:"sizeLimit,omitempty"` // bytes; 0 = none
+	Medium string `json:"medium,omitempty"`
+	// SizeLimit in bytes, 0 = none: the tmpfs size for Memory; on disk a
+	// quota where the filesystem allows, else advisory.
+	SizeLimit int64 `json:"sizeLimit,omitempty"`
 }
 
 // HostPathVolume is a path on the host with a Kubernetes hostPath type check.
@@ -251,6 +269,11 @@ type SecurityConfig struct {
 	RunAsUserName      string         `json:"runAsUserName,omitempty"`
 	SupplementalGroups []int64        `json:"supplementalGroups,omitempty"`
 	Seccomp            SeccompProfile `json:"seccomp"`
+
+	// SupplementalGroupsPolicy "Strict" gives the process only its primary
+	// group and SupplementalGroups; "" (Merge) adds the groups the image's
+	// /etc/group gives its user, as containerd does.
+	SupplementalGroupsPolicy string `json:"supplementalGroupsPolicy,omitempty"`
 }
 
 // Resources are the container's cgroup limits. Zero means unset.
@@ -475,7 +498,8 @@ type ExitWatcher interface {
 }
 
 // VolumeUpdater is an optional Runtime ability: rewrite a projected volume of
-// a running sandbox atomically (ConfigMap/Secret updates).
+// a running sandbox atomically (ConfigMap, Secret and downward-API updates),
+// or apply a persistent volume's new size.
 type VolumeUpdater interface {
 	UpdateVolume(ctx context.Context, sandboxID string, vol *VolumeConfig) error
 }

@@ -62,7 +62,8 @@ func (l Limits) orDefault() Limits {
 }
 
 // Document is one non-empty YAML document of a file, decoded, defaulted
-// and validated. Exactly one of Pod, ConfigMap and Secret is set when the
+// and validated. Exactly one of Pod, ConfigMap, Secret and
+// PersistentVolumeClaim is set when the
 // document decoded strictly to a known kind, even if it then failed
 // validation; it is nil after an unknown field, unsupported field or type
 // error. Only a document whose Errs is empty (Valid) may be used.
@@ -74,12 +75,18 @@ type Document struct {
 	Pod       *Pod
 	ConfigMap *ConfigMap
 	Secret    *Secret
-	Errs      FieldErrors
+	// PersistentVolumeClaim sizes a node-local named volume.
+	PersistentVolumeClaim *PersistentVolumeClaim
+	Errs                  FieldErrors
+}
+
+func (d *Document) dropObjects() {
+	d.Pod, d.ConfigMap, d.Secret, d.PersistentVolumeClaim = nil, nil, nil, nil
 }
 
 // Valid reports whether the document decoded and validated cleanly.
 func (d *Document) Valid() bool {
-	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil)
+	return len(d.Errs) == 0 && (d.Pod != nil || d.ConfigMap != nil || d.Secret != nil || d.PersistentVolumeClaim != nil)
 }
 
 // ParseFile decodes every document of a manifest file strictly, applies the
@@ -310,11 +317,14 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	case KindSecret:
 		doc.Secret = &Secret{}
 		target = doc.Secret
+	case KindPersistentVolumeClaim:
+		doc.PersistentVolumeClaim = &PersistentVolumeClaim{}
+		target = doc.PersistentVolumeClaim
 	case "":
-		d.add(fieldPath{}.Field("kind"), ErrInvalid, "is required: one of Pod, ConfigMap, Secret")
+		d.add(fieldPath{}.Field("kind"), ErrInvalid, "is required: one of Pod, ConfigMap, Secret, PersistentVolumeClaim")
 		return doc
 	default:
-		d.add(fieldPath{}.Field("kind"), ErrUnsupported, "%q is not supported by pelagos-agent: only Pod, ConfigMap and Secret are", kind)
+		d.add(fieldPath{}.Field("kind"), ErrUnsupported, "%q is not supported by pelagos-agent: only Pod, ConfigMap, Secret and PersistentVolumeClaim are", kind)
 		return doc
 	}
 	if apiVersion != APIVersion {
@@ -331,21 +341,21 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 		// validation still reports the document's other problems.
 		if js, err = json.Marshal(tree); err != nil {
 			d.add(nil, ErrInvalid, "cannot decode: %v", err)
-			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+			doc.dropObjects()
 			return doc
 		}
 	}
 	if err := json.Unmarshal(js, target); err != nil {
 		// checkValue should have caught this; report rather than trust it.
 		d.add(nil, ErrInvalid, "cannot decode: %v", err)
-		doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+		doc.dropObjects()
 		return doc
 	}
 	// A document with decoding problems is still validated, so the user
 	// sees every problem in one go; the object itself is dropped below.
 	defer func() {
 		if strictErrs > 0 {
-			doc.Pod, doc.ConfigMap, doc.Secret = nil, nil, nil
+			doc.dropObjects()
 		}
 	}()
 	doc.NameLine = d.lineOf(fieldPath{}.Field("metadata").Field("name"))
@@ -360,6 +370,9 @@ func decodeDocument(file string, index int, c chunk, lim Limits) *Document {
 	case doc.Secret != nil:
 		SetSecretDefaults(doc.Secret)
 		verrs = ValidateSecret(doc.Secret)
+	case doc.PersistentVolumeClaim != nil:
+		SetPersistentVolumeClaimDefaults(doc.PersistentVolumeClaim)
+		verrs = ValidatePersistentVolumeClaim(doc.PersistentVolumeClaim)
 	}
 	decodePaths := make([]string, 0, strictErrs+len(d.typoOf))
 	for _, e := range d.errs {

@@ -408,7 +408,11 @@ func TestEveryKubernetesFieldIsKnown(t *testing.T) {
 		HTTPHeader{}, TCPSocketAction{}, GRPCAction{}, Lifecycle{}, LifecycleHandler{}, SleepAction{}, Capabilities{},
 		SeccompProfile{}, AppArmorProfile{}, SecurityContext{}, Sysctl{}, PodSecurityContext{}, PodDNSConfig{},
 		PodDNSConfigOption{}, HostAlias{}, LocalObjectReference{}, Volume{}, HostPathVolumeSource{},
-		EmptyDirVolumeSource{}, KeyToPath{}, SecretVolumeSource{}, ConfigMapVolumeSource{}, ConfigMap{}, Secret{}} {
+		EmptyDirVolumeSource{}, KeyToPath{}, SecretVolumeSource{}, ConfigMapVolumeSource{}, ConfigMap{}, Secret{},
+		DownwardAPIVolumeSource{}, DownwardAPIVolumeFile{}, ResourceFieldSelector{}, ProjectedVolumeSource{},
+		VolumeProjection{}, SecretProjection{}, ConfigMapProjection{}, DownwardAPIProjection{},
+		PersistentVolumeClaimVolumeSource{}, PersistentVolumeClaim{}, PersistentVolumeClaimSpec{},
+		VolumeResourceRequirements{}, ContainerResizePolicy{}} {
 		ours[reflect.TypeOf(v).Name()] = reflect.TypeOf(v)
 	}
 	// Kubernetes' VolumeSource is inlined in our Volume, which lists the

@@ -69,6 +69,32 @@ func SetDefaults(p *Pod) {
 			m := DefaultVolumeMode
 			v.ConfigMap.DefaultMode = &m
 		}
+		if d := v.DownwardAPI; d != nil {
+			if d.DefaultMode == nil {
+				m := DefaultVolumeMode
+				d.DefaultMode = &m
+			}
+			setDownwardFileDefaults(d.Items)
+		}
+		// A projected volume's defaultMode stays unset when absent: its
+		// Secret files then get DefaultSecretVolumeMode, the others
+		// DefaultVolumeMode (writing 0644 out makes Secret files 0644).
+		if pr := v.Projected; pr != nil {
+			for _, src := range pr.Sources {
+				if src.DownwardAPI != nil {
+					setDownwardFileDefaults(src.DownwardAPI.Items)
+				}
+			}
+		}
+	}
+}
+
+// setDownwardFileDefaults gives fieldRefs their API version, as in env.
+func setDownwardFileDefaults(items []DownwardAPIVolumeFile) {
+	for i := range items {
+		if fr := items[i].FieldRef; fr != nil && fr.APIVersion == "" {
+			fr.APIVersion = "v1"
+		}
 	}
 }
 
@@ -195,5 +221,16 @@ func SetSecretDefaults(s *Secret) {
 			s.Data[k] = []byte(v)
 		}
 		s.StringData = nil
+	}
+}
+
+// SetPersistentVolumeClaimDefaults fills the claim's defaulted fields.
+func SetPersistentVolumeClaimDefaults(c *PersistentVolumeClaim) {
+	if c.Metadata.Namespace == "" {
+		c.Metadata.Namespace = DefaultNamespace
+	}
+	if c.Spec.VolumeMode == nil {
+		m := "Filesystem"
+		c.Spec.VolumeMode = &m
 	}
 }

@@ -34,6 +34,8 @@ const (
 
 // sandboxFields is the allow-list for SandboxHash. Init containers are part
 // of it: they run once per sandbox, so changing one means a new sandbox.
+// Native sidecars are part of it by name and position only: a change of a
+// sidecar restarts that sidecar, as a change of an app container does.
 type sandboxFields struct {
 	Hostname              string         `json:"hostname"`
 	Subdomain             string         `json:"subdomain"`
@@ -50,6 +52,10 @@ type sandboxFields struct {
 	SupplementalGroups    []int64        `json:"supplementalGroups"`
 	HostPorts             []hostPortHash `json:"hostPorts"` // sorted
 	InitContainers        []string       `json:"initContainers"`
+	// Fields added later are omitted when unset, so adding them kept
+	// every earlier hash.
+	Sidecars                 []string `json:"sidecars,omitempty"`
+	SupplementalGroupsPolicy string   `json:"supplementalGroupsPolicy,omitempty"` // Strict only
 }
 
 type hostPortHash struct {
@@ -82,6 +88,8 @@ type containerFields struct {
 	TerminationMessagePath string               `json:"terminationMessagePath"`
 	// Empty for the default policy, so adding the field kept every hash.
 	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty"`
+	// Set on native sidecars only.
+	RestartPolicy *ContainerRestartPolicy `json:"restartPolicy,omitempty"`
 }
 
 // SandboxHash returns the versioned hash of p's sandbox-level fields, such
@@ -103,8 +111,11 @@ func SandboxHash(p *Pod) string {
 		sort.Slice(f.Sysctls, func(i, j int) bool { return f.Sysctls[i].Name < f.Sysctls[j].Name })
 		f.FSGroup = sc.FSGroup
 		f.SupplementalGroups = sc.SupplementalGroups
+		if p := sc.SupplementalGroupsPolicy; p != nil && *p == SupplementalGroupsStrict {
+			f.SupplementalGroupsPolicy = string(*p)
+		}
 	}
-	for _, c := range s.Containers {
+	for _, c := range s.Serving() {
 		for _, pt := range c.Ports {
 			if pt.HostPort != 0 {
 				f.HostPorts = append(f.HostPorts, hostPortHash{pt.HostIP, pt.HostPort, pt.ContainerPort, pt.Protocol})
@@ -116,7 +127,11 @@ func SandboxHash(p *Pod) string {
 		return fmt.Sprint(a.HostPort, a.Protocol, a.HostIP, a.ContainerPort) < fmt.Sprint(b.HostPort, b.Protocol, b.HostIP, b.ContainerPort)
 	})
 	for i := range s.InitContainers {
-		f.InitContainers = append(f.InitContainers, containerHash(d, &s.InitContainers[i]))
+		if c := &s.InitContainers[i]; c.IsSidecar() {
+			f.Sidecars = append(f.Sidecars, fmt.Sprintf("%d:%s", i, c.Name))
+		} else {
+			f.InitContainers = append(f.InitContainers, containerHash(d, c))
+		}
 	}
 	return SandboxHashVersion + "-" + digest(f)
 }
@@ -147,7 +162,7 @@ func containerHash(p *Pod, c *Container) string {
 		Env: c.Env, EnvFrom: c.EnvFrom, Resources: c.Resources, VolumeMounts: c.VolumeMounts,
 		LivenessProbe: c.LivenessProbe, ReadinessProbe: c.ReadinessProbe, StartupProbe: c.StartupProbe,
 		Lifecycle: c.Lifecycle, SecurityContext: EffectiveSecurityContext(p, c),
-		Stdin: c.Stdin, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath,
+		Stdin: c.Stdin, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath, RestartPolicy: c.RestartPolicy,
 	}
 	if c.TerminationMessagePolicy != DefaultTerminationMessagePolicy {
 		f.TerminationMessagePolicy = c.TerminationMessagePolicy

@@ -1,6 +1,9 @@
 package spec
 
-import "strings"
+import (
+	"path"
+	"strings"
+)
 
 // Rules that keep a manifest from weakening the container's isolation
 // or asking for something that fails at every start.
@@ -39,7 +42,7 @@ func validateContainerPaths(l *errList, cp fieldPath, c *Container) {
 		l.add(cp.Field("workingDir"), "%q is inside /proc: a working directory on procfs (such as /proc/self/fd/N) can leave the container outside its root filesystem", w)
 	}
 	for i, m := range c.VolumeMounts {
-		if why := runtimeMountConflict(m.MountPath); why != "" {
+		if why := runtimeMountConflict(path.Clean(m.MountPath)); why != "" {
 			l.add(cp.Field("volumeMounts").Index(i).Field("mountPath"), "%q cannot be a mount point: %s", m.MountPath, why)
 		}
 	}

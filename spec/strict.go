@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,13 +34,13 @@ import (
 var unsupportedFields = map[reflect.Type][]string{
 	reflect.TypeFor[ObjectMeta](): {"generateName", "ownerReferences", "finalizers", "deletionTimestamp",
 		"deletionGracePeriodSeconds"},
-	reflect.TypeFor[PodSpec](): {"activeDeadlineSeconds", "affinity", "automountServiceAccountToken",
-		"enableServiceLinks", "ephemeralContainers", "evictionResponders", "hostUsers", "hostnameOverride", "nodeName",
+	reflect.TypeFor[PodSpec](): {"activeDeadlineSeconds", "affinity",
+		"ephemeralContainers", "evictionResponders", "hostUsers", "hostnameOverride", "nodeName",
 		"os", "overhead", "preemptionPolicy", "priority", "priorityClassName", "readinessGates", "resourceClaims",
 		"resources", "runtimeClassName", "schedulerName", "schedulingGates", "schedulingGroup", "serviceAccount",
 		"serviceAccountName", "setHostnameAsFQDN", "tolerations", "topologySpreadConstraints"},
-	reflect.TypeFor[Container]():            {"resizePolicy", "restartPolicyRules", "volumeDevices"},
-	reflect.TypeFor[EnvVarSource]():         {"resourceFieldRef", "fileKeyRef"},
+	reflect.TypeFor[Container]():            {"restartPolicyRules", "volumeDevices"},
+	reflect.TypeFor[EnvVarSource]():         {"fileKeyRef"},
 	reflect.TypeFor[ResourceRequirements](): {"claims"},
 	reflect.TypeFor[VolumeMount]():          {"mountPropagation", "subPathExpr", "recursiveReadOnly", "bindMountOptions"},
 	reflect.TypeFor[Lifecycle]():            {"stopSignal"},
@@ -48,15 +49,22 @@ var unsupportedFields = map[reflect.Type][]string{
 	reflect.TypeFor[GRPCAction]():           {"mode"},
 	reflect.TypeFor[SecurityContext]():      {"seLinuxOptions", "windowsOptions", "procMount"},
 	reflect.TypeFor[PodSecurityContext](): {"seLinuxOptions", "windowsOptions", "fsGroupChangePolicy",
-		"supplementalGroupsPolicy", "seLinuxChangePolicy"},
-	reflect.TypeFor[EmptyDirVolumeSource]():  {"mode"},
-	reflect.TypeFor[KeyToPath]():             {"user"},
-	reflect.TypeFor[SecretVolumeSource]():    {"defaultUser"},
-	reflect.TypeFor[ConfigMapVolumeSource](): {"defaultUser"},
+		"seLinuxChangePolicy"},
+	reflect.TypeFor[EmptyDirVolumeSource]():    {"mode"},
+	reflect.TypeFor[KeyToPath]():               {"user"},
+	reflect.TypeFor[SecretVolumeSource]():      {"defaultUser"},
+	reflect.TypeFor[ConfigMapVolumeSource]():   {"defaultUser"},
+	reflect.TypeFor[DownwardAPIVolumeSource](): {"defaultUser"},
+	reflect.TypeFor[DownwardAPIVolumeFile]():   {"user"},
+	reflect.TypeFor[ProjectedVolumeSource]():   {"defaultUser"},
+	reflect.TypeFor[VolumeProjection]():        {"serviceAccountToken", "clusterTrustBundle", "podCertificate"},
 	reflect.TypeFor[Volume](): {"awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi",
-		"downwardAPI", "ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk", "gitRepo", "glusterfs",
-		"image", "iscsi", "nfs", "persistentVolumeClaim", "photonPersistentDisk", "portworxVolume", "projected",
+		"ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk", "gitRepo", "glusterfs",
+		"image", "iscsi", "nfs", "photonPersistentDisk", "portworxVolume",
 		"quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume"},
+	reflect.TypeFor[PersistentVolumeClaimSpec](): {"selector", "volumeName", "dataSource", "dataSourceRef",
+		"volumeAttributesClassName"},
+	reflect.TypeFor[VolumeResourceRequirements](): {"claims"},
 }
 
 // Reasons and one-line remedies for refused fields, keyed "Type.field";
@@ -83,15 +91,8 @@ var unsupportedWhy = map[string]string{
 	"PodSpec.schedulingGates":                "the pod would wait for a scheduler that does not exist here; delete this block to run it",
 	"PodSpec.serviceAccountName":             noAPIServer,
 	"PodSpec.serviceAccount":                 noAPIServer,
-	"PodSpec.automountServiceAccountToken":   "no service-account token is ever mounted here; delete this line",
-	"PodSpec.enableServiceLinks":             "there are no Services on one node, so no service variables are ever set; delete this line",
 	"PodSpec.os":                             "pods here always run on Linux; delete this block",
-	"Container.resizePolicy":                 "a change of resources restarts the container here; delete this block",
-	"EnvVarSource.resourceFieldRef":          "write the value with `value:` instead",
 	"EnvVarSource.fileKeyRef":                "use `valueFrom.configMapKeyRef` with a ConfigMap in the manifest directory",
-	"Volume.persistentVolumeClaim":           "use a hostPath volume (data on this node) or an emptyDir",
-	"Volume.downwardAPI":                     "use env `valueFrom.fieldRef` to pass pod fields",
-	"Volume.projected":                       "use one configMap or secret volume per source",
 	"Volume.gitRepo":                         "clone the repository in an init container into an emptyDir volume",
 	"VolumeMount.mountPropagation":           "mounts are never propagated here (None); delete this line",
 	"LifecycleHandler.tcpSocket":             "Kubernetes never runs a tcpSocket hook either; use exec, httpGet or sleep",
@@ -104,9 +105,23 @@ var unsupportedWhy = map[string]string{
 	"PodSecurityContext.fsGroupChangePolicy": "volume files get fsGroup's ownership as they are written; delete this line",
 }
 
+// unsupportedWhyVolumes are the reasons for the volume sources and claim
+// fields that stay refused beside the supported ones.
+var unsupportedWhyVolumes = map[string]string{
+	"Volume.ephemeral":                        "use a persistentVolumeClaim (a named volume of this node that outlives the pod) or an emptyDir (one that goes with it)",
+	"VolumeProjection.serviceAccountToken":    "the serviceAccountToken source needs an API server to issue the token; delete this source (in a pod exported from a cluster, delete the whole kube-api-access-* volume and its volumeMounts)",
+	"VolumeProjection.clusterTrustBundle":     "the clusterTrustBundle source needs an API server that holds ClusterTrustBundle objects; put the certificates in a ConfigMap and project it with a configMap source",
+	"VolumeProjection.podCertificate":         "the podCertificate source needs an API server and a signer to issue the certificate; put the certificate in a Secret and project it with a secret source",
+	"PersistentVolumeClaimSpec.selector":      "a claim here is a directory of this node, never bound to a PersistentVolume; delete this block",
+	"PersistentVolumeClaimSpec.volumeName":    "a claim here is a directory of this node, never bound to a PersistentVolume; delete this line",
+	"PersistentVolumeClaimSpec.dataSource":    "a claim here starts as an empty directory; fill it from an init container instead",
+	"PersistentVolumeClaimSpec.dataSourceRef": "a claim here starts as an empty directory; fill it from an init container instead",
+}
+
 // unsupportedMessage is the refusal of one field of type t.
 func unsupportedMessage(t reflect.Type, field string) string {
-	if why := unsupportedWhy[t.Name()+"."+field]; why != "" {
+	key := t.Name() + "." + field
+	if why := cmp.Or(unsupportedWhy[key], unsupportedWhyVolumes[key]); why != "" {
 		return "field is not supported by pelagos-agent: " + why
 	}
 	return "field is not supported by pelagos-agent (it is valid in Kubernetes; see docs/manifest.md)"
@@ -117,7 +132,8 @@ func unsupportedMessage(t reflect.Type, field string) string {
 var ignoredFields = map[reflect.Type][]string{
 	reflect.TypeFor[ObjectMeta](): {"uid", "resourceVersion", "creationTimestamp", "generation", "selfLink",
 		"managedFields"},
-	reflect.TypeFor[Pod](): {"status"},
+	reflect.TypeFor[Pod]():                   {"status"},
+	reflect.TypeFor[PersistentVolumeClaim](): {"status"},
 }
 
 var (

@@ -17,6 +17,9 @@ const (
 	KindPod       = "Pod"
 	KindConfigMap = "ConfigMap"
 	KindSecret    = "Secret"
+	// KindPersistentVolumeClaim sizes a node-local named volume
+	// (types_volumes.go).
+	KindPersistentVolumeClaim = "PersistentVolumeClaim"
 )
 
 // TypeMeta names the kind of a document.
@@ -83,6 +86,14 @@ type PodSpec struct {
 	SecurityContext               *PodSecurityContext    `json:"securityContext,omitempty"`
 	NodeSelector                  map[string]string      `json:"nodeSelector,omitempty"`
 	ImagePullSecrets              []LocalObjectReference `json:"imagePullSecrets,omitempty" validate:"dive"`
+
+	// AutomountServiceAccountToken: false says what happens here anyway
+	// (no API server issues tokens); true is refused. podman's kube
+	// generate writes false.
+	AutomountServiceAccountToken *bool `json:"automountServiceAccountToken,omitempty"`
+	// EnableServiceLinks is accepted either way: there are no Services on
+	// one node, so no service variables are set whatever it says.
+	EnableServiceLinks *bool `json:"enableServiceLinks,omitempty"`
 }
 
 // PullPolicy says when an image is pulled.
@@ -96,7 +107,8 @@ const (
 )
 
 // Container is the supported subset of core/v1 Container; init containers use
-// the same type (probes and lifecycle are refused on them by validation).
+// the same type (probes and lifecycle are refused on them by validation,
+// except on native sidecars: init containers with restartPolicy Always).
 type Container struct {
 	Name            string               `json:"name" validate:"required,dns1123label"`
 	Image           string               `json:"image" validate:"required,imageref"`
@@ -125,8 +137,50 @@ type Container struct {
 	// the container failed.
 	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty" validate:"omitempty,oneof=File FallbackToLogsOnError"`
 	// RestartPolicy on an init container (Always) makes it a native
-	// sidecar; refused until sidecars are implemented (notyet.go).
+	// sidecar: started in order with the init containers, kept running
+	// beside the app and stopped after it.
 	RestartPolicy *ContainerRestartPolicy `json:"restartPolicy,omitempty"`
+	// ResizePolicy is accepted for compatibility: there is no in-place
+	// resize here, a change of resources restarts the container whatever
+	// it says (it is not part of the container hash).
+	ResizePolicy []ContainerResizePolicy `json:"resizePolicy,omitempty" validate:"dive"`
+}
+
+// IsSidecar reports whether c, an init container, is a native sidecar.
+func (c *Container) IsSidecar() bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == ContainerRestartPolicyAlways
+}
+
+// Serving returns the containers that run for the pod's life, in the
+// order they start: native sidecars, then the app containers. Their ports
+// are the pod's; plain init containers end before the app starts.
+func (s *PodSpec) Serving() []Container {
+	var out []Container
+	for _, c := range s.InitContainers {
+		if c.IsSidecar() {
+			out = append(out, c)
+		}
+	}
+	return append(out, s.Containers...)
+}
+
+// Container returns the init or app container of that name, or nil.
+func (s *PodSpec) Container(name string) *Container {
+	for _, list := range [][]Container{s.Containers, s.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+// ContainerResizePolicy says whether a resource change needs a restart
+// (Kubernetes' in-place resize); see Container.ResizePolicy.
+type ContainerResizePolicy struct {
+	ResourceName  ResourceName `json:"resourceName" validate:"required,oneof=cpu memory"`
+	RestartPolicy string       `json:"restartPolicy" validate:"required,oneof=NotRequired RestartContainer"`
 }
 
 // ContainerRestartPolicy is a container's own restart policy; Kubernetes
@@ -146,9 +200,10 @@ type EnvVar struct {
 // EnvVarSource names where an environment variable's value comes from;
 // exactly one member is set.
 type EnvVarSource struct {
-	FieldRef        *ObjectFieldSelector  `json:"fieldRef,omitempty"`
-	ConfigMapKeyRef *ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
-	SecretKeyRef    *SecretKeySelector    `json:"secretKeyRef,omitempty"`
+	FieldRef         *ObjectFieldSelector   `json:"fieldRef,omitempty"`
+	ResourceFieldRef *ResourceFieldSelector `json:"resourceFieldRef,omitempty"`
+	ConfigMapKeyRef  *ConfigMapKeySelector  `json:"configMapKeyRef,omitempty"`
+	SecretKeyRef     *SecretKeySelector     `json:"secretKeyRef,omitempty"`
 }
 
 // ObjectFieldSelector selects a field of the pod (the downward API).
@@ -233,7 +288,7 @@ type ResourceRequirements struct {
 type VolumeMount struct {
 	Name      string `json:"name" validate:"required"`
 	ReadOnly  bool   `json:"readOnly,omitempty"`
-	MountPath string `json:"mountPath" validate:"required,abspath"`
+	MountPath string `json:"mountPath" validate:"required,dirpath"`
 	SubPath   string `json:"subPath,omitempty"`
 }
 
@@ -384,13 +439,17 @@ type Sysctl struct {
 
 // PodSecurityContext holds pod-wide security settings.
 type PodSecurityContext struct {
-	RunAsUser          *int64          `json:"runAsUser,omitempty"`
-	RunAsGroup         *int64          `json:"runAsGroup,omitempty"`
-	RunAsNonRoot       *bool           `json:"runAsNonRoot,omitempty"`
-	SupplementalGroups []int64         `json:"supplementalGroups,omitempty" validate:"dive,range=0:2147483647"`
-	FSGroup            *int64          `json:"fsGroup,omitempty"`
-	Sysctls            []Sysctl        `json:"sysctls,omitempty" validate:"dive"`
-	SeccompProfile     *SeccompProfile `json:"seccompProfile,omitempty"`
+	RunAsUser          *int64  `json:"runAsUser,omitempty"`
+	RunAsGroup         *int64  `json:"runAsGroup,omitempty"`
+	RunAsNonRoot       *bool   `json:"runAsNonRoot,omitempty"`
+	SupplementalGroups []int64 `json:"supplementalGroups,omitempty" validate:"dive,range=0:2147483647"`
+	// SupplementalGroupsPolicy is Merge (the default: the groups the
+	// image's /etc/group gives the container's user are added) or Strict
+	// (only the primary group, fsGroup and supplementalGroups).
+	SupplementalGroupsPolicy *SupplementalGroupsPolicy `json:"supplementalGroupsPolicy,omitempty" validate:"omitempty,oneof=Merge Strict"`
+	FSGroup                  *int64                    `json:"fsGroup,omitempty"`
+	Sysctls                  []Sysctl                  `json:"sysctls,omitempty" validate:"dive"`
+	SeccompProfile           *SeccompProfile           `json:"seccompProfile,omitempty"`
 	// AppArmorProfile: as in SecurityContext.
 	AppArmorProfile *AppArmorProfile `json:"appArmorProfile,omitempty"`
 }
@@ -428,10 +487,13 @@ type Volume struct {
 
 // VolumeSource lists the supported volume types.
 type VolumeSource struct {
-	HostPath  *HostPathVolumeSource  `json:"hostPath,omitempty"`
-	EmptyDir  *EmptyDirVolumeSource  `json:"emptyDir,omitempty"`
-	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
-	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
+	HostPath              *HostPathVolumeSource              `json:"hostPath,omitempty"`
+	EmptyDir              *EmptyDirVolumeSource              `json:"emptyDir,omitempty"`
+	Secret                *SecretVolumeSource                `json:"secret,omitempty"`
+	PersistentVolumeClaim *PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
+	DownwardAPI           *DownwardAPIVolumeSource           `json:"downwardAPI,omitempty"`
+	ConfigMap             *ConfigMapVolumeSource             `json:"configMap,omitempty"`
+	Projected             *ProjectedVolumeSource             `json:"projected,omitempty"`
 }
 
 // HostPathType checks what a hostPath must be before it is mounted.
@@ -451,7 +513,7 @@ const (
 
 // HostPathVolumeSource mounts a path of the node.
 type HostPathVolumeSource struct {
-	Path string        `json:"path" validate:"required,abspath"`
+	Path string        `json:"path" validate:"required,dirpath"`
 	Type *HostPathType `json:"type,omitempty"`
 }
 
@@ -473,7 +535,7 @@ type EmptyDirVolumeSource struct {
 // KeyToPath projects one key of a ConfigMap or Secret to a relative path.
 type KeyToPath struct {
 	Key  string `json:"key" validate:"required,configkey"`
-	Path string `json:"path" validate:"required,relpath"`
+	Path string `json:"path" validate:"required,volfile"`
 	Mode *int32 `json:"mode,omitempty" validate:"omitempty,range=0:511"`
 }
 

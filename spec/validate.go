@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -58,7 +59,9 @@ var (
 		"httpheader":       isHTTPHeaderName,
 		"configkey":        isConfigMapKey,
 		"abspath":          checkAbsPath,
+		"dirpath":          checkDirPath,
 		"relpath":          checkRelPath,
+		"volfile":          checkVolumeFilePath,
 		"imageref":         checkImageRef,
 		"dnssearch":        checkDNSSearch,
 	}
@@ -100,6 +103,16 @@ func checkAbsPath(p string) []string {
 	return nil
 }
 
+// checkDirPath is checkAbsPath for a directory, which may end in one
+// slash as Kubernetes allows (kubeadm and GCE static pods write
+// mountPath: /etc/kubernetes/).
+func checkDirPath(p string) []string {
+	if p != "/" && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+		p = strings.TrimSuffix(p, "/")
+	}
+	return checkAbsPath(p)
+}
+
 // checkRelPath refuses what could escape the directory it is joined to.
 func checkRelPath(p string) []string {
 	if strings.HasPrefix(p, "/") {
@@ -109,6 +122,19 @@ func checkRelPath(p string) []string {
 		if seg == ".." {
 			return []string{"must not contain '..'"}
 		}
+	}
+	return nil
+}
+
+// checkVolumeFilePath is checkRelPath for the files of a projected
+// volume, which also may not start with ".." (the "..data" layout of the
+// writer lives there).
+func checkVolumeFilePath(p string) []string {
+	if msgs := checkRelPath(p); len(msgs) > 0 {
+		return msgs
+	}
+	if strings.HasPrefix(p, "..") {
+		return []string{"must not start with '..'"}
 	}
 	return nil
 }
@@ -240,6 +266,15 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 		validateVolume(l, vp, v)
 	}
 
+	containers := map[string]bool{}
+	for _, list := range [][]Container{s.InitContainers, s.Containers} {
+		for i := range list {
+			containers[list[i].Name] = true
+		}
+	}
+	for i := range s.Volumes {
+		validateVolumeRefs(l, sp.Field("volumes").Index(i), &s.Volumes[i], containers)
+	}
 	names := map[string]string{}
 	// Published ports by "port/protocol"; an empty or unspecified hostIP
 	// binds every address, so it clashes with any hostIP on that port.
@@ -256,7 +291,7 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 				l.add(cp.Field("name"), "duplicate container name %q (also %s)", c.Name, prev)
 			}
 			names[c.Name] = cp.String()
-			validateContainer(l, cp, c, s, volumes, group.field == "initContainers")
+			validateContainer(l, cp, c, s, volumes, containers, group.field == "initContainers")
 			for j, pt := range c.Ports {
 				if pt.HostPort == 0 {
 					continue
@@ -277,6 +312,9 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 		}
 	}
 
+	if s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken {
+		l.unsupported(sp.Field("automountServiceAccountToken"), "true is not supported by pelagos-agent: no API server issues service-account tokens here; set false or delete this line")
+	}
 	if s.HostPID && s.ShareProcessNamespace != nil && *s.ShareProcessNamespace {
 		l.add(sp.Field("shareProcessNamespace"), "cannot be true together with hostPID")
 	}
@@ -333,7 +371,9 @@ func validateMeta(l *errList, mp fieldPath, m *ObjectMeta) {
 	total := 0
 	for k, v := range m.Annotations {
 		total += len(k) + len(v)
-		if msgs := content.IsLabelKey(k); len(msgs) > 0 {
+		// As Kubernetes checks them: a qualified name whose case does not
+		// matter (podman writes io.kubernetes.cri-o.TTY/app).
+		if msgs := content.IsLabelKey(strings.ToLower(k)); len(msgs) > 0 {
 			l.add(mp.Field("annotations").Key(k), "key %q is invalid: %s", k, strings.Join(msgs, "; "))
 		}
 	}
@@ -351,18 +391,55 @@ func validateLabel(l *errList, p fieldPath, k, v string) {
 	}
 }
 
+// volumeTypes names the supported volume sources, for messages.
+const volumeTypes = "hostPath, emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim"
+
 func validateVolume(l *errList, vp fieldPath, v *Volume) {
 	n := 0
-	for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.Secret != nil, v.ConfigMap != nil} {
+	for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.Secret != nil, v.ConfigMap != nil,
+		v.DownwardAPI != nil, v.Projected != nil, v.PersistentVolumeClaim != nil} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		l.add(vp, "must set exactly one of hostPath, emptyDir, configMap, secret")
+		l.add(vp, "must set exactly one of %s", volumeTypes)
 	case n > 1:
-		l.add(vp, "sets %d volume types; exactly one of hostPath, emptyDir, configMap, secret is allowed", n)
+		l.add(vp, "sets %d volume types; exactly one of %s is allowed", n, volumeTypes)
+	}
+	if v.Secret != nil {
+		validateItemPaths(l, vp.Field("secret").Field("items"), v.Secret.Items, map[string]string{})
+	}
+	if v.ConfigMap != nil {
+		validateItemPaths(l, vp.Field("configMap").Field("items"), v.ConfigMap.Items, map[string]string{})
+	}
+	if pr := v.Projected; pr != nil {
+		pp := vp.Field("projected")
+		paths := map[string]string{}
+		for i, src := range pr.Sources {
+			sp := pp.Field("sources").Index(i)
+			n := 0
+			for _, set := range []bool{src.Secret != nil, src.ConfigMap != nil, src.DownwardAPI != nil} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				l.add(sp, "must set exactly one of secret, configMap, downwardAPI, found %d", n)
+			}
+			switch {
+			case src.Secret != nil:
+				validateItemPaths(l, sp.Field("secret").Field("items"), src.Secret.Items, paths)
+			case src.ConfigMap != nil:
+				validateItemPaths(l, sp.Field("configMap").Field("items"), src.ConfigMap.Items, paths)
+			case src.DownwardAPI != nil:
+				validateDownwardFilePaths(l, sp.Field("downwardAPI").Field("items"), src.DownwardAPI.Items, paths)
+			}
+		}
+	}
+	if v.DownwardAPI != nil {
+		validateDownwardFilePaths(l, vp.Field("downwardAPI").Field("items"), v.DownwardAPI.Items, map[string]string{})
 	}
 	if v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil {
 		if q := v.EmptyDir.SizeLimit; q.Sign() <= 0 {
@@ -389,8 +466,136 @@ func validateVolume(l *errList, vp fieldPath, v *Volume) {
 	}
 }
 
-func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volumes map[string]*Volume, init bool) {
-	sidecar := validateNotYet(l, cp, c, init)
+// validateItemPaths refuses two files at one path of a volume (seen holds
+// the paths of the volume's other sources, with where they came from).
+func validateItemPaths(l *errList, p fieldPath, items []KeyToPath, seen map[string]string) {
+	for i, it := range items {
+		checkDuplicatePath(l, p.Index(i).Field("path"), it.Path, seen)
+	}
+}
+
+func validateDownwardFilePaths(l *errList, p fieldPath, items []DownwardAPIVolumeFile, seen map[string]string) {
+	for i, it := range items {
+		checkDuplicatePath(l, p.Index(i).Field("path"), it.Path, seen)
+	}
+}
+
+func checkDuplicatePath(l *errList, p fieldPath, file string, seen map[string]string) {
+	if file == "" {
+		return
+	}
+	clean := path.Clean(file)
+	if prev, dup := seen[clean]; dup {
+		l.add(p, "%q is also written by %s: conflicting duplicate paths", file, prev)
+		return
+	}
+	seen[clean] = p.String()
+}
+
+// validateVolumeRefs checks what a volume's downward-API files refer to.
+func validateVolumeRefs(l *errList, vp fieldPath, v *Volume, containers map[string]bool) {
+	check := func(fp fieldPath, files []DownwardAPIVolumeFile) {
+		for i := range files {
+			validateDownwardFile(l, fp.Index(i), &files[i], containers)
+		}
+	}
+	if v.DownwardAPI != nil {
+		check(vp.Field("downwardAPI").Field("items"), v.DownwardAPI.Items)
+	}
+	if v.Projected != nil {
+		for i, src := range v.Projected.Sources {
+			if src.DownwardAPI != nil {
+				check(vp.Field("projected").Field("sources").Index(i).Field("downwardAPI").Field("items"), src.DownwardAPI.Items)
+			}
+		}
+	}
+}
+
+// volumeFieldRefs are the pod fields a downward-API file may hold, beside
+// one label or annotation (metadata.labels['k']).
+var volumeFieldRefs = map[string]bool{
+	"metadata.name": true, "metadata.namespace": true, "metadata.uid": true,
+	"metadata.labels": true, "metadata.annotations": true,
+}
+
+func validateDownwardFile(l *errList, p fieldPath, f *DownwardAPIVolumeFile, containers map[string]bool) {
+	if (f.FieldRef == nil) == (f.ResourceFieldRef == nil) {
+		l.add(p, "must set exactly one of fieldRef, resourceFieldRef")
+	}
+	if fr := f.FieldRef; fr != nil {
+		frp := p.Field("fieldRef")
+		if fr.APIVersion != "" && fr.APIVersion != "v1" {
+			l.add(frp.Field("apiVersion"), "%q is not supported: use v1", fr.APIVersion)
+		}
+		if !volumeFieldRefs[fr.FieldPath] && !labelOrAnnotationRef(fr.FieldPath) {
+			l.add(frp.Field("fieldPath"), "%q is not a supported field path for a volume: use metadata.name, metadata.namespace, metadata.uid, metadata.labels, metadata.annotations or one label or annotation (metadata.labels['key'])", fr.FieldPath)
+		}
+	}
+	if rf := f.ResourceFieldRef; rf != nil {
+		validateResourceFieldRef(l, p.Field("resourceFieldRef"), rf, containers, true)
+	}
+}
+
+// resourceFieldDivisors are the divisors Kubernetes accepts, by resource.
+var resourceFieldDivisors = map[string]map[string]bool{
+	"cpu":               {"1m": true, "1": true},
+	"memory":            bytesDivisors,
+	"ephemeral-storage": bytesDivisors,
+}
+
+var bytesDivisors = map[string]bool{"1": true, "1k": true, "1M": true, "1G": true, "1T": true, "1P": true, "1E": true,
+	"1Ki": true, "1Mi": true, "1Gi": true, "1Ti": true, "1Pi": true, "1Ei": true}
+
+// validateResourceFieldRef checks a resourceFieldRef; in a volume it must
+// name its container, in env it defaults to the container itself.
+func validateResourceFieldRef(l *errList, p fieldPath, rf *ResourceFieldSelector, containers map[string]bool, volume bool) {
+	switch {
+	case rf.ContainerName == "" && volume:
+		l.add(p.Field("containerName"), "is required in a volume: name the container whose resources the file shows")
+	case rf.ContainerName != "" && !containers[rf.ContainerName]:
+		l.add(p.Field("containerName"), "%q is not a container of this pod", rf.ContainerName)
+	}
+	kind, name, _ := strings.Cut(rf.Resource, ".")
+	divisors := resourceFieldDivisors[name]
+	switch {
+	case rf.Resource == "":
+		return // "is required" comes from the struct rules
+	case (kind == "limits" || kind == "requests") && strings.HasPrefix(name, "hugepages-"):
+		l.unsupported(p.Field("resource"), "%q is not supported by pelagos-agent: hugepages are not a resource here", rf.Resource)
+		return
+	case (kind != "limits" && kind != "requests") || divisors == nil:
+		l.add(p.Field("resource"), "%q is not one of: limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory, requests.ephemeral-storage", rf.Resource)
+		return
+	}
+	if d := rf.Divisor; d != nil && !d.IsZero() && !divisors[d.String()] {
+		allowed := "1m, 1"
+		if name != "cpu" {
+			allowed = "1, 1k, 1M, 1G, 1T, 1P, 1E, 1Ki, 1Mi, 1Gi, 1Ti, 1Pi, 1Ei"
+		}
+		l.add(p.Field("divisor"), "%s is not a divisor for %s: use one of %s", d.String(), name, allowed)
+	}
+}
+
+func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volumes map[string]*Volume, containers map[string]bool, init bool) {
+	validateNotYet(l, cp, c)
+	sidecar := false
+	if rp := c.RestartPolicy; rp != nil {
+		switch {
+		case !init:
+			l.unsupported(cp.Field("restartPolicy"), "per-container restart policies are not supported by pelagos-agent: delete this line; the pod's restartPolicy applies")
+		case *rp == ContainerRestartPolicyAlways:
+			sidecar = true
+		default:
+			l.add(cp.Field("restartPolicy"), "%q is not supported: the only value for an init container is Always (a native sidecar)", *rp)
+		}
+	}
+	resized := map[ResourceName]bool{}
+	for i, rp := range c.ResizePolicy {
+		if resized[rp.ResourceName] && rp.ResourceName != "" {
+			l.add(cp.Field("resizePolicy").Index(i).Field("resourceName"), "duplicate resource %q", rp.ResourceName)
+		}
+		resized[rp.ResourceName] = true
+	}
 	validateContainerPaths(l, cp, c)
 	if init && !sidecar {
 		for _, pr := range []struct {
@@ -413,13 +618,16 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 		}
 		vf := e.ValueFrom
 		n := 0
-		for _, set := range []bool{vf.FieldRef != nil, vf.ConfigMapKeyRef != nil, vf.SecretKeyRef != nil} {
+		for _, set := range []bool{vf.FieldRef != nil, vf.ResourceFieldRef != nil, vf.ConfigMapKeyRef != nil, vf.SecretKeyRef != nil} {
 			if set {
 				n++
 			}
 		}
 		if n != 1 {
-			l.add(ep.Field("valueFrom"), "must set exactly one of fieldRef, configMapKeyRef, secretKeyRef")
+			l.add(ep.Field("valueFrom"), "must set exactly one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef")
+		}
+		if rf := vf.ResourceFieldRef; rf != nil {
+			validateResourceFieldRef(l, ep.Field("valueFrom").Field("resourceFieldRef"), rf, containers, false)
 		}
 		if fr := vf.FieldRef; fr != nil {
 			fp := ep.Field("valueFrom").Field("fieldRef")
@@ -479,10 +687,10 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 		if m.Name != "" && volumes[m.Name] == nil {
 			l.add(mp.Field("name"), "volume %q is not declared in spec.volumes", m.Name)
 		}
-		if mounts[m.MountPath] && m.MountPath != "" {
+		if mounts[path.Clean(m.MountPath)] && m.MountPath != "" {
 			l.add(mp.Field("mountPath"), "%q is mounted twice in this container", m.MountPath)
 		}
-		mounts[m.MountPath] = true
+		mounts[path.Clean(m.MountPath)] = true
 		if m.SubPath != "" {
 			if msgs := checkRelPath(m.SubPath); len(msgs) > 0 {
 				l.add(mp.Field("subPath"), "%q %s", m.SubPath, msgs[0])
@@ -680,6 +888,53 @@ func ValidateSecret(s *Secret) FieldErrors {
 	}
 	if len(s.Type) > 253 || strings.ContainsAny(string(s.Type), " \t\n") {
 		l.add(fieldPath{}.Field("type"), "%q is not a valid secret type", s.Type)
+	}
+	errs = append(errs, l.errs...)
+	sortErrors(errs)
+	return errs
+}
+
+// ValidatePersistentVolumeClaim checks a defaulted claim: the rules
+// Kubernetes applies to one (an access mode, a storage request), and what
+// a directory of this node can be.
+func ValidatePersistentVolumeClaim(c *PersistentVolumeClaim) FieldErrors {
+	errs := structErrors(c)
+	l := &errList{}
+	validateMeta(l, fieldPath{}.Field("metadata"), &c.Metadata)
+	sp := fieldPath{}.Field("spec")
+	if len(c.Spec.AccessModes) == 0 {
+		l.add(sp.Field("accessModes"), "is required: at least one access mode (ReadWriteOnce, for example)")
+	}
+	if len(c.Spec.AccessModes) > 1 && slices.Contains(c.Spec.AccessModes, "ReadWriteOncePod") {
+		l.add(sp.Field("accessModes"), "may not use ReadWriteOncePod with other access modes")
+	}
+	if m := c.Spec.VolumeMode; m != nil && *m == "Block" {
+		l.unsupported(sp.Field("volumeMode"), "Block is not supported by pelagos-agent: a claim here is a directory of this node; use Filesystem")
+	}
+	rp := sp.Field("resources")
+	req, hasReq := c.Spec.Resources.Requests[ResourceStorage]
+	if !hasReq {
+		l.add(rp.Field("requests").Key(string(ResourceStorage)), "is required: the size of the volume, such as 1Gi")
+	}
+	for _, rl := range []struct {
+		field string
+		list  ResourceList
+	}{{"limits", c.Spec.Resources.Limits}, {"requests", c.Spec.Resources.Requests}} {
+		for name, q := range rl.list {
+			qp := rp.Field(rl.field).Key(string(name))
+			if name != ResourceStorage {
+				l.add(qp, "resource %q is not a claim's resource: use storage", name)
+				continue
+			}
+			if q.Sign() <= 0 {
+				l.add(qp, "%s must be positive", q.String())
+			} else if msg := bytesRange(q); msg != "" {
+				l.add(qp, "%s", msg)
+			}
+		}
+	}
+	if lim, ok := c.Spec.Resources.Limits[ResourceStorage]; ok && hasReq && lim.Cmp(req) < 0 {
+		l.add(rp.Field("requests").Key(string(ResourceStorage)), "request %s is greater than the limit %s", req.String(), lim.String())
 	}
 	errs = append(errs, l.errs...)
 	sortErrors(errs)

@@ -278,24 +278,22 @@ func TestValidateIsolationAndNumbers(t *testing.T) {
 	}
 	exec := &Probe{ProbeHandler: ProbeHandler{Exec: &ExecAction{Command: []string{"true"}}}}
 	q := resource.MustParse
-	tests := []struct {
-		name   string
-		mutate func(p *Pod)
-		path   string // "" when the pod is valid
-		class  error
-		msg    string
-	}{
-		// Not supported yet: terminals, stdin, native sidecars.
+	tests := []oneErrorCase{
+		// Not supported yet: terminals, stdin.
 		{"tty", func(p *Pod) { p.Spec.Containers[0].TTY = true }, "spec.containers[0].tty", ErrUnsupported, "not supported yet: pelagos-agent cannot attach a terminal"},
 		{"stdin", func(p *Pod) { p.Spec.Containers[0].Stdin = true }, "spec.containers[0].stdin", ErrUnsupported, "not supported yet"},
 		{"stdinOnce", func(p *Pod) { p.Spec.Containers[0].StdinOnce = true }, "spec.containers[0].stdinOnce", ErrUnsupported, "not supported yet"},
 		{"tty on an init container", func(p *Pod) { init(p).TTY = true }, "spec.initContainers[0].tty", ErrUnsupported, "not supported yet"},
 		{"false is fine", func(p *Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = false, false }, "", nil, ""},
-		{"native sidecar with probes: one message, not three", func(p *Pod) {
+		// Native sidecars: probes and hooks allowed, unlike on init containers.
+		{"native sidecar with probes and hooks", func(p *Pod) {
 			c := init(p)
 			c.RestartPolicy = ptr(ContainerRestartPolicyAlways)
-			c.ReadinessProbe, c.LivenessProbe = exec, exec
-		}, "spec.initContainers[0].restartPolicy", ErrUnsupported, "not supported yet: native sidecars"},
+			c.ReadinessProbe, c.LivenessProbe, c.StartupProbe = exec, exec, exec
+			c.Lifecycle = &Lifecycle{PreStop: &LifecycleHandler{Exec: &ExecAction{Command: []string{"true"}}}}
+		}, "", nil, ""},
+		{"probes on a plain init container", func(p *Pod) { init(p).ReadinessProbe = exec },
+			"spec.initContainers[0].readinessProbe", ErrInvalid, "must not be set on an init container"},
 		{"init container restartPolicy other than Always", func(p *Pod) { init(p).RestartPolicy = ptr(ContainerRestartPolicy("Never")) },
 			"spec.initContainers[0].restartPolicy", ErrInvalid, "the only value for an init container is Always"},
 		{"app container restartPolicy", func(p *Pod) { p.Spec.Containers[0].RestartPolicy = ptr(ContainerRestartPolicyAlways) },
@@ -388,27 +386,7 @@ func TestValidateIsolationAndNumbers(t *testing.T) {
 			p.Spec.Volumes[0].VolumeSource = VolumeSource{ConfigMap: &ConfigMapVolumeSource{LocalObjectReference: LocalObjectReference{Name: "cm"}, DefaultMode: ptr(int32(0o1000))}}
 		}, "spec.volumes[0].configMap.defaultMode", ErrInvalid, "must be 0..511"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := basePod()
-			tc.mutate(p)
-			SetDefaults(p)
-			errs := ValidatePod(p)
-			if tc.path == "" {
-				if len(errs) != 0 {
-					t.Fatalf("want valid, got:\n%v", errs)
-				}
-				return
-			}
-			if len(errs) != 1 {
-				t.Fatalf("want one error at %s, got:\n%v", tc.path, errs)
-			}
-			e := errs[0]
-			if e.Path != tc.path || !errors.Is(e, tc.class) || !strings.Contains(e.Msg, tc.msg) {
-				t.Fatalf("got %s (%v), want %s, class %v, containing %q", e, e.Err, tc.path, tc.class, tc.msg)
-			}
-		})
-	}
+	runOneErrorCases(t, tests)
 }
 
 func TestRangeTagsMatchConstants(t *testing.T) {

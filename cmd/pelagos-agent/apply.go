@@ -55,7 +55,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 		return err
 	}
 	defer a.close()
-	set := translator().FromSnapshot(snap, nil)
+	set := translator(g.Root).FromSnapshot(snap, nil)
 	for _, fe := range set.Errors {
 		fmt.Fprintf(g.stderr, "manifest error: %s\n", fe.Message)
 	}

@@ -206,7 +206,17 @@ func printPods(w io.Writer, pods []reconcile.Pod, wide, withNS bool, now time.Ti
 		st := p.Status
 		ready, restarts := 0, 0
 		var lastRestart time.Time
-		for _, c := range st.ContainerStatuses {
+		// As kubectl counts them: native sidecars are containers of the
+		// pod, the ready ones once started.
+		statuses := slices.Clone(st.ContainerStatuses)
+		sidecars := sidecarNames(p.Spec)
+		for _, c := range st.InitContainerStatuses {
+			if sidecars[c.Name] {
+				c.Ready = c.Ready && c.Started != nil && *c.Started
+				statuses = append(statuses, c)
+			}
+		}
+		for _, c := range statuses {
 			if c.Ready {
 				ready++
 			}
@@ -219,7 +229,7 @@ func printPods(w io.Writer, pods []reconcile.Pod, wide, withNS bool, now time.Ti
 		if restarts > 0 && !lastRestart.IsZero() {
 			rs += " (" + duration.HumanDuration(now.Sub(lastRestart)) + " ago)"
 		}
-		row := fmt.Sprintf("%s\t%d/%d\t%s\t%s\t%s\t%s", p.Metadata.Name, ready, len(st.ContainerStatuses), podStatus(p), rs,
+		row := fmt.Sprintf("%s\t%d/%d\t%s\t%s\t%s\t%s", p.Metadata.Name, ready, len(statuses), podStatus(p), rs,
 			ageOf(p, now), dashIfEmpty(st.PodIP))
 		if withNS {
 			row = p.Metadata.Namespace + "\t" + row
@@ -230,6 +240,31 @@ func printPods(w io.Writer, pods []reconcile.Pod, wide, withNS bool, now time.Ti
 		fmt.Fprintln(tw, row)
 	}
 	tw.Flush()
+}
+
+// sidecarNames are the native sidecars (init containers with
+// restartPolicy Always) of a pod's spec, as the agent or its API hands it.
+func sidecarNames(podSpec any) map[string]bool {
+	b, err := json.Marshal(podSpec)
+	if err != nil {
+		return nil
+	}
+	var s struct {
+		InitContainers []struct {
+			Name          string `json:"name"`
+			RestartPolicy string `json:"restartPolicy"`
+		} `json:"initContainers"`
+	}
+	if json.Unmarshal(b, &s) != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, c := range s.InitContainers {
+		if c.RestartPolicy == "Always" {
+			out[c.Name] = true
+		}
+	}
+	return out
 }
 
 func dashIfEmpty(s string) string {
@@ -258,14 +293,30 @@ func ageOf(p reconcile.Pod, now time.Time) string {
 
 // podStatus is kubectl's STATUS column: the most telling container reason,
 // Init:N/M while init containers run, else the phase.
+// initialized reports the pod's Initialized condition.
+func initialized(st reconcile.PodStatus) bool {
+	for _, c := range st.Conditions {
+		if c.Type == "Initialized" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
 func podStatus(p reconcile.Pod) string {
 	st := p.Status
 	if st.Reason != "" {
 		return st.Reason
 	}
+	sidecars := sidecarNames(p.Spec)
 	for i, c := range st.InitContainerStatuses {
+		if initialized(st) {
+			break // a sidecar that restarts later does not make it Init again
+		}
 		switch {
 		case c.State.Terminated != nil && c.State.Terminated.ExitCode == 0:
+			continue
+		case sidecars[c.Name] && c.State.Running != nil && c.Started != nil && *c.Started:
 			continue
 		case c.State.Terminated != nil:
 			return "Init:" + c.State.Terminated.Reason

@@ -40,6 +40,26 @@ func TestPodStatusColumn(t *testing.T) {
 	}
 }
 
+// Native sidecars count as containers of the pod in READY, as kubectl
+// counts them, and a started one is not "Init".
+func TestPrintPodsSidecars(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	yes := true
+	runningReady := reconcile.ContainerStatus{Name: "proxy", Ready: true, Started: &yes, RestartCount: 1,
+		State: reconcile.ContainerState{Running: &reconcile.StateRunning{}}}
+	p := reconcile.Pod{Metadata: reconcile.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: map[string]any{"initContainers": []any{map[string]any{"name": "setup"}, map[string]any{"name": "proxy", "restartPolicy": "Always"}}},
+		Status: reconcile.PodStatus{Phase: "Running", InitContainerStatuses: []reconcile.ContainerStatus{
+			{Name: "setup", State: reconcile.ContainerState{Terminated: &reconcile.StateTerminated{Reason: "Completed"}}}, runningReady},
+			ContainerStatuses: []reconcile.ContainerStatus{{Name: "app", Ready: true, State: reconcile.ContainerState{Running: &reconcile.StateRunning{}}}}}}
+	var b bytes.Buffer
+	printPods(&b, []reconcile.Pod{p}, false, false, now)
+	want := "NAME   READY   STATUS    RESTARTS   AGE         IP\nweb    2/2     Running   1          <unknown>   <none>\n"
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
 func TestPrintPodsTable(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	created := now.Add(-90 * time.Second)

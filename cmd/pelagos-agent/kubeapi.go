@@ -36,7 +36,7 @@ func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *
 		}
 	}
 	kube := kubeapi.New(kubeapi.Config{
-		Backend: a.rec, Runtime: a.rt, NodeName: translator().NodeName, Host: newHostReader(g.Root),
+		Backend: a.rec, Runtime: a.rt, NodeName: translator(g.Root).NodeName, Host: newHostReader(g.Root),
 		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, NodeLabels: o.NodeLabels, Writes: writes,
 		Changes: a.changes, Log: g.log.With().Str("component", "kubeapi").Logger(),
 	})

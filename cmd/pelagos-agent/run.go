@@ -226,9 +226,10 @@ func settleOption(d time.Duration) time.Duration {
 	return d
 }
 
-func translator() reconcile.Translator {
+func translator(stateRoot string) reconcile.Translator {
 	host, _ := os.Hostname()
-	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), FileTime: fileCreated}
+	cpu, disk := nodeAllocatable(stateRoot)
+	return reconcile.Translator{NodeName: host, NodeMemory: nodeMemory(), NodeCPUMilli: cpu, NodeEphemeralStorage: disk, FileTime: fileCreated}
 }
 
 func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
@@ -290,7 +291,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if writes != nil && resolveDir(writes.Dir()) != resolveDir(o.Manifests) {
 		dirs = append(dirs, writes.Dir())
 	}
-	tr := translator()
+	tr := translator(g.Root)
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	reloaded := make(chan struct{}, 1) // a full reload (SIGHUP, resync) was handed over

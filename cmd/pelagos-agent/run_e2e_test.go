@@ -110,7 +110,7 @@ func (e *agentEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
 	var flags []string
 	switch args[0] {
-	case "run", "sandbox", "container", "image":
+	case "run", "sandbox", "container", "image", "volume":
 		flags = e.global()
 	case "apply": // converges without a socket
 		flags = slices.DeleteFunc(e.global(), func(s string) bool { return s == "--socket" || s == e.sock })

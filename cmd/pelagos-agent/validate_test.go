@@ -135,7 +135,7 @@ func TestValidateRefusals(t *testing.T) {
 		}, []string{`DIR/web.yaml: DIR/web.yaml is world-writable (mode 0666): untrusted`}},
 		{"other kind", map[string]string{
 			"deploy.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n",
-		}, nil, []string{`DIR/deploy.yaml: kind: "Deployment" is not supported by pelagos-agent: only Pod, ConfigMap and Secret are (line 2)`}},
+		}, nil, []string{`DIR/deploy.yaml: kind: "Deployment" is not supported by pelagos-agent: only Pod, ConfigMap, Secret and PersistentVolumeClaim are (line 2)`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -124,12 +124,8 @@ func manifestContainer(pod *reconcile.DesiredPod, name string) *spec.Container {
 	if p == nil {
 		return nil
 	}
-	for i := range p.Spec.Containers {
-		if p.Spec.Containers[i].Name == name {
-			return &p.Spec.Containers[i]
-		}
-	}
-	return nil
+	// Init containers too: a native sidecar has hooks.
+	return p.Spec.Container(name)
 }
 
 // limited keeps the first maxOutput bytes of a hook's output.

@@ -320,3 +320,46 @@ func TestProbeKillRunsPreStop(t *testing.T) {
 		t.Fatalf("BeforeStop heard %q", stopping)
 	}
 }
+
+// A native sidecar's hooks run as an app container's do: postStart before
+// it counts as started, preStop when the pod goes (after the app's stop).
+func TestSidecarHooks(t *testing.T) {
+	f := fake.New()
+	f.AddImage("example.test/app:1", runtime.ImageConfig{})
+	j := &journal{Runtime: f}
+	f.OnExec(func(id string, opts runtime.ExecOptions) int {
+		j.add("exec " + strings.Join(opts.Cmd, " "))
+		return 0
+	})
+	runner := New(j)
+	runner.Sleep = func(ctx context.Context, d time.Duration) error {
+		j.add(fmt.Sprintf("prestop sleep %s", d))
+		return nil
+	}
+	var hooks reconcile.Hooks
+	runner.Install(&hooks)
+	r := reconcile.New(reconcile.Config{Runtime: j, Images: f, Log: zerolog.Nop(), Hooks: hooks})
+	d := podFrom(t, `apiVersion: v1
+kind: Pod
+metadata: {name: side, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 3
+  initContainers:
+  - name: proxy
+    image: example.test/app:1
+    restartPolicy: Always
+    lifecycle:
+      postStart: {exec: {command: [proxy-up]}}
+      preStop: {sleep: {seconds: 1}}
+  containers:
+  - name: app
+    image: example.test/app:1
+`)
+	r.SetDesired(reconcile.DesiredSet{Pods: []*reconcile.DesiredPod{d}})
+	syncUntil(t, r, d.Key, func() bool { return running(f) == 2 })
+	r.SetDesired(reconcile.DesiredSet{})
+	syncUntil(t, r, d.Key, func() bool { return running(f) == 0 })
+	if got, want := j.snapshot(), []string{"exec proxy-up", "stop", "prestop sleep 1s", "stop"}; !slices.Equal(got, want) {
+		t.Fatalf("calls %q, want %q (the proxy's postStart; the app's stop, then the proxy's preStop and stop)", got, want)
+	}
+}

@@ -86,6 +86,13 @@ type Reporter interface {
 	Kill(ctx context.Context, key runtime.PodKey, containerID, reason string, grace time.Duration) error
 }
 
+// StartReporter is a Reporter that also hears when a container's startup
+// probe passed (reconcile.Reconciler implements it): a native sidecar
+// holds the next init container back until then.
+type StartReporter interface {
+	SetStarted(key runtime.PodKey, container, containerID string)
+}
+
 // SandboxExecer is the runtime part the bridge uses: exec for exec probes
 // and the sandbox for the pod IP.
 type SandboxExecer interface {
@@ -162,6 +169,9 @@ func (b *Bridge) handle(u Update) {
 	case u.Kind == Readiness:
 		rep.SetReady(key, u.ContainerName, u.Result == Success)
 	case u.Kind == Startup && u.Result == Success:
+		if sr, ok := rep.(StartReporter); ok {
+			sr.SetStarted(key, u.ContainerName, u.ContainerID)
+		}
 		st, _ := b.m.Status(u.ContainerID)
 		rep.SetReady(key, u.ContainerName, st.Ready)
 	}
@@ -292,14 +302,11 @@ func (b *Bridge) fail(key runtime.PodKey, container string, err error) {
 	}
 }
 
+// findContainer finds an app container or a native sidecar (an init
+// container with probes) of the pod.
 func findContainer(p *spec.Pod, name string) *spec.Container {
 	if p == nil {
 		return nil
 	}
-	for i := range p.Spec.Containers {
-		if p.Spec.Containers[i].Name == name {
-			return &p.Spec.Containers[i]
-		}
-	}
-	return nil
+	return p.Spec.Container(name)
 }

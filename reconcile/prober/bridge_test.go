@@ -226,3 +226,50 @@ spec:
 		t.Fatalf("probing %v without a sandbox", ids)
 	}
 }
+
+// startReporter is a fakeReporter that hears startup probes pass.
+type startReporter struct {
+	fakeReporter
+	started chan string
+}
+
+func (s *startReporter) SetStarted(key runtime.PodKey, container, id string) {
+	s.started <- container + "/" + id
+}
+
+var _ StartReporter = (*reconcile.Reconciler)(nil)
+
+// A native sidecar is probed like an app container, and its startup probe
+// passing is reported with the attempt's ID (the reconciler then starts
+// the next init container).
+func TestBridgeProbesSidecars(t *testing.T) {
+	d := desired(t, `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  initContainers:
+  - name: proxy
+    image: example.test/proxy:1
+    restartPolicy: Always
+    startupProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+    readinessProbe: {exec: {command: ["true"]}, periodSeconds: 1}
+  containers:
+  - name: app
+    image: example.test/web:1
+`)
+	rep := &startReporter{fakeReporter: fakeReporter{ready: make(chan readyCall, 16), kill: make(chan killCall, 4)}, started: make(chan string, 4)}
+	b, err := NewBridge(bridgeRuntime{ip: "127.0.0.1"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Reporter = rep
+	key := runtime.PodKey{Namespace: "default", Name: "web"}
+	b.Update(key, d, []*runtime.Container{{ID: "x1", SandboxID: "s1", Name: "proxy", State: runtime.ContainerRunning, StartedAt: time.Now()}})
+	if got := wait(t, rep.started); got != "proxy/x1" {
+		t.Fatalf("SetStarted %q, want proxy/x1", got)
+	}
+	if ids := b.Manager().Containers(); len(ids) != 1 || ids[0] != "x1" {
+		t.Fatalf("probed containers %v, want the sidecar", ids)
+	}
+}

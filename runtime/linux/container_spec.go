@@ -236,8 +236,12 @@ func resolveUser(sec *runtime.SecurityConfig, imageUser string, passwd, group []
 	if sec.RunAsNonRoot && id.UID == 0 {
 		return nil, fmt.Errorf("%w: container would run as root (uid 0): %w", errNonRoot, runtime.ErrInvalidConfig)
 	}
+	// As containerd: the primary group is a supplementary group too, then
+	// (unless the pod's policy is Strict) the groups the image's
+	// /etc/group gives the user, then the pod's supplementalGroups.
 	seen := map[uint32]bool{id.GID: true}
-	if userName != "" {
+	id.Groups = append(id.Groups, id.GID)
+	if userName != "" && sec.SupplementalGroupsPolicy != "Strict" {
 		for _, g := range groups {
 			for _, m := range g.members {
 				if m == userName && !seen[g.gid] {

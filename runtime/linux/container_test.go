@@ -80,7 +80,9 @@ func TestContainerSecurityDefaults(t *testing.T) {
 	nbs, _ := caps.Mask([]string{"NET_BIND_SERVICE"})
 	for k, v := range map[string]string{
 		"CapEff": "0000000000000000", "CapBnd": fmt.Sprintf("%016x", nbs), "NoNewPrivs": "1", "Seccomp": "2",
-		"Uid": "1000 1000 1000 1000", "Gid": "1000 1000 1000 1000", "Groups": "3000",
+		// The primary group is a supplementary group too, as containerd
+		// does it; 3000 is the image's /etc/group membership of the user.
+		"Uid": "1000 1000 1000 1000", "Gid": "1000 1000 1000 1000", "Groups": "1000 3000",
 	} {
 		if kv[k] != v {
 			t.Errorf("non-root: %s = %q, want %q", k, kv[k], v)
@@ -264,6 +266,10 @@ func TestContainerProcessSemantics(t *testing.T) {
 		{"runAsUser and group and supplemental", func(c *runtime.ContainerConfig) {
 			c.Security.RunAsUser, c.Security.RunAsGroup, c.Security.SupplementalGroups = &uid, &gid, []int64{4000}
 		}, map[string]string{"id": "1000:2000:2000 3000 4000"}},
+		{"supplementalGroupsPolicy Strict", func(c *runtime.ContainerConfig) {
+			c.Security.RunAsUser, c.Security.RunAsGroup, c.Security.SupplementalGroups = &uid, &gid, []int64{4000}
+			c.Security.SupplementalGroupsPolicy = "Strict"
+		}, map[string]string{"id": "1000:2000:2000 4000"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

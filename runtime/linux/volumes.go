@@ -18,7 +18,9 @@ import (
 var _ runtime.VolumeUpdater = (*Runtime)(nil)
 
 func (r *Runtime) volumes() *volume.Manager {
-	return volume.New(r.cfg.StateRoot, r.cfg.RunRoot)
+	m := volume.New(r.cfg.StateRoot, r.cfg.RunRoot)
+	m.Warn = func(msg string) { r.log.Warn().Msg(msg) }
+	return m
 }
 
 // setupVolumes materialises the sandbox's volumes. It runs after the record
@@ -63,10 +65,11 @@ func (r *Runtime) gcVolumes(keep func(id string) bool) ([]string, error) {
 
 // UpdateVolume implements runtime.VolumeUpdater: a projected volume of a
 // ready sandbox is rewritten atomically (only when its files changed), and
-// containers that mounted the volume see the new files through "..data".
+// containers that mounted the volume see the new files through "..data";
+// a persistent volume gets its (new) size.
 func (r *Runtime) UpdateVolume(ctx context.Context, sandboxID string, vol *runtime.VolumeConfig) error {
-	if vol == nil || vol.Files == nil {
-		return fmt.Errorf("update volume of sandbox %s: only projected volumes are updated: %w", sandboxID, runtime.ErrInvalidConfig)
+	if vol == nil || (vol.Files == nil && vol.Persistent == nil) {
+		return fmt.Errorf("update volume of sandbox %s: only projected and persistent volumes are updated: %w", sandboxID, runtime.ErrInvalidConfig)
 	}
 	unlock := r.lockID(sandboxID)
 	defer unlock()
@@ -76,12 +79,84 @@ func (r *Runtime) UpdateVolume(ctx context.Context, sandboxID string, vol *runti
 	}
 	known := false
 	for _, v := range rec.Config.Volumes {
-		if v.Name == vol.Name && v.Files != nil {
+		switch {
+		case v.Name != vol.Name:
+		case v.Files != nil && vol.Files != nil:
 			known = true
+		case v.Persistent != nil && vol.Persistent != nil:
+			// The claim the sandbox was made with, whatever its size now.
+			known = v.Persistent.Namespace == vol.Persistent.Namespace && v.Persistent.Name == vol.Persistent.Name
 		}
 	}
 	if !known {
-		return fmt.Errorf("update volume %q of sandbox %s: no such projected volume: %w", vol.Name, sandboxID, runtime.ErrNotFound)
+		return fmt.Errorf("update volume %q of sandbox %s: no such projected or persistent volume: %w", vol.Name, sandboxID, runtime.ErrNotFound)
 	}
 	return r.volumes().UpdateVolume(sandboxID, vol)
+}
+
+// PersistentVolumes lists the node-local named volumes (persistent volume
+// claims) with the sandboxes that use each.
+func (r *Runtime) PersistentVolumes() ([]*volume.PersistentVolume, error) {
+	vols, err := r.volumes().ListPersistent()
+	if err != nil {
+		return nil, fmt.Errorf("list persistent volumes: %w", err)
+	}
+	users, err := r.persistentUsers()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vols {
+		v.UsedBy = users[runtime.PodKey{Namespace: v.Namespace, Name: v.Name}]
+	}
+	return vols, nil
+}
+
+// PersistentVolume describes one persistent volume.
+func (r *Runtime) PersistentVolume(namespace, name string) (*volume.PersistentVolume, error) {
+	v, err := r.volumes().GetPersistent(namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	users, err := r.persistentUsers()
+	if err != nil {
+		return nil, err
+	}
+	v.UsedBy = users[runtime.PodKey{Namespace: namespace, Name: name}]
+	return v, nil
+}
+
+// RemovePersistentVolume deletes a persistent volume and its data; while
+// any sandbox (running or not, until it is removed) names it, the removal
+// fails with ErrConflict.
+func (r *Runtime) RemovePersistentVolume(namespace, name string) error {
+	return r.volumes().RemovePersistent(namespace, name, func() ([]string, error) {
+		users, err := r.persistentUsers()
+		return users[runtime.PodKey{Namespace: namespace, Name: name}], err
+	})
+}
+
+// persistentUsers maps each persistent volume (namespace/name) to the
+// sandboxes whose records name it, as "pod (sandbox ID)".
+func (r *Runtime) persistentUsers() (map[runtime.PodKey][]string, error) {
+	ids, err := r.recordIDs()
+	if err != nil {
+		return nil, err
+	}
+	out := map[runtime.PodKey][]string{}
+	for _, id := range ids {
+		rec, err := r.sandboxRecord(id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range rec.Config.Volumes {
+			if p := v.Persistent; p != nil {
+				k := runtime.PodKey{Namespace: p.Namespace, Name: p.Name}
+				out[k] = append(out[k], fmt.Sprintf("pod %s (sandbox %s)", rec.Pod, id))
+			}
+		}
+	}
+	return out, nil
 }

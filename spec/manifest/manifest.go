@@ -29,7 +29,7 @@
 //   - A file larger than Options.MaxFileSize is refused after reading at most
 //     MaxFileSize+1 bytes.
 //   - Two documents defining the same kind and namespace/name (pods,
-//     ConfigMaps, Secrets): the one in the lexically first file (or earlier
+//     ConfigMaps, Secrets, PersistentVolumeClaims): the one in the lexically first file (or earlier
 //     in the same file) wins; the loser is left out of its FileResult, and
 //     both files get an error naming the other.
 //
@@ -122,6 +122,18 @@ type SecretSource struct {
 	NameLine int
 }
 
+// ClaimSource is a valid PersistentVolumeClaim and where it came from.
+type ClaimSource struct {
+	Claim    *spec.PersistentVolumeClaim
+	File     string
+	Doc      int
+	NameLine int
+}
+
+func (c *ClaimSource) key() spec.PodKey {
+	return spec.PodKey{Namespace: c.Claim.Metadata.Namespace, Name: c.Claim.Metadata.Name}
+}
+
 // FileResult is what one manifest file yielded. Pods, ConfigMaps and
 // Secrets hold only valid documents; Errs holds every problem (all
 // *spec.FieldError). A file with errors may still define valid pods in its
@@ -134,7 +146,9 @@ type FileResult struct {
 	Pods       []*PodSource
 	ConfigMaps []*ConfigMapSource
 	Secrets    []*SecretSource
-	Errs       []error
+	// Claims are the PersistentVolumeClaims, which size named volumes.
+	Claims []*ClaimSource
+	Errs   []error
 }
 
 // OK reports whether the file had no problem at all.
@@ -164,12 +178,14 @@ type Snapshot struct {
 	Pods       map[spec.PodKey]*PodSource
 	ConfigMaps map[spec.PodKey]*ConfigMapSource
 	Secrets    map[spec.PodKey]*SecretSource
+	Claims     map[spec.PodKey]*ClaimSource
 	Ignored    []string // entry names skipped by the name rules, sorted
 }
 
 func newSnapshot(dir string) *Snapshot {
 	return &Snapshot{Dir: dir, Files: map[string]*FileResult{}, Pods: map[spec.PodKey]*PodSource{},
-		ConfigMaps: map[spec.PodKey]*ConfigMapSource{}, Secrets: map[spec.PodKey]*SecretSource{}}
+		ConfigMaps: map[spec.PodKey]*ConfigMapSource{}, Secrets: map[spec.PodKey]*SecretSource{},
+		Claims: map[spec.PodKey]*ClaimSource{}}
 }
 
 // SortedPods returns the valid pods ordered by namespace/name.
@@ -389,6 +405,8 @@ func loadEntry(path string, typ fs.FileMode, opts Options) *FileResult {
 			fr.ConfigMaps = append(fr.ConfigMaps, &ConfigMapSource{ConfigMap: d.ConfigMap, File: path, Doc: d.Index, NameLine: d.NameLine})
 		case d.Secret != nil:
 			fr.Secrets = append(fr.Secrets, &SecretSource{Secret: d.Secret, File: path, Doc: d.Index, NameLine: d.NameLine})
+		case d.PersistentVolumeClaim != nil:
+			fr.Claims = append(fr.Claims, &ClaimSource{Claim: d.PersistentVolumeClaim, File: path, Doc: d.Index, NameLine: d.NameLine})
 		}
 	}
 	return fr
@@ -483,7 +501,7 @@ func Merge(files ...*FileResult) *Snapshot {
 }
 
 // resolveDuplicates applies "lexically first wins, both are told" to pods,
-// ConfigMaps and Secrets (each kind on its own), removes the losers from
+// ConfigMaps, Secrets and claims (each kind on its own), removes the losers from
 // their files and fills the snapshot's maps.
 func resolveDuplicates(snap *Snapshot) {
 	paths := snap.Paths()
@@ -501,6 +519,9 @@ func resolveDuplicates(snap *Snapshot) {
 			m := ss.Secret.Metadata
 			return origin{spec.PodKey{Namespace: m.Namespace, Name: m.Name}, ss.File, ss.Doc, ss.NameLine}
 		}, func(k spec.PodKey, ss *SecretSource) { snap.Secrets[k] = ss })
+	dedupe(snap, paths, "PersistentVolumeClaim", func(fr *FileResult) *[]*ClaimSource { return &fr.Claims },
+		func(cs *ClaimSource) origin { return origin{cs.key(), cs.File, cs.Doc, cs.NameLine} },
+		func(k spec.PodKey, cs *ClaimSource) { snap.Claims[k] = cs })
 }
 
 // origin is where one object was defined.

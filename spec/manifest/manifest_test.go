@@ -419,3 +419,28 @@ func TestMerge(t *testing.T) {
 		t.Errorf("ConfigMaps %d, files %d; want 1 and 2", len(snap.ConfigMaps), len(snap.Files))
 	}
 }
+
+// Claims load beside pods and follow the duplicate rule on their own: a
+// claim and a pod of the same name do not clash.
+func TestLoadDirClaims(t *testing.T) {
+	dir := t.TempDir()
+	claim := func(name, size string) string {
+		return fmt.Sprintf("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: %s\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: %s\n", name, size)
+	}
+	loaderWrite(t, filepath.Join(dir, "a.yaml"), loaderPodYAML("data")+"---\n"+claim("data", "1Gi"), 0o644)
+	loaderWrite(t, filepath.Join(dir, "b.yaml"), claim("data", "2Gi"), 0o644)
+	snap, err := LoadDir(dir, Options{SkipTrustCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := snap.Claims[spec.PodKey{Namespace: "default", Name: "data"}]
+	if c == nil || filepath.Base(c.File) != "a.yaml" || c.Claim.StorageRequest() != 1<<30 {
+		t.Fatalf("claim %+v, want a.yaml's 1Gi", c)
+	}
+	if got := loaderErrorsOf(snap); !cmp.Equal(got, map[string][]string{"a.yaml": {"duplicate"}, "b.yaml": {"duplicate"}}) {
+		t.Errorf("errors %v, want one duplicate in each file", got)
+	}
+	if len(snap.Pods) != 1 || len(snap.Files[filepath.Join(dir, "b.yaml")].Claims) != 0 {
+		t.Errorf("pods %d; b.yaml claims %d: want 1 and 0", len(snap.Pods), len(snap.Files[filepath.Join(dir, "b.yaml")].Claims))
+	}
+}

@@ -279,6 +279,7 @@ func carried(snap *Snapshot, prev *FileResult) *FileResult {
 	c.Secrets = keepNew(prev.Secrets, snap.Secrets, func(ss *SecretSource) spec.PodKey {
 		return spec.PodKey{Namespace: ss.Secret.Metadata.Namespace, Name: ss.Secret.Metadata.Name}
 	})
+	c.Claims = keepNew(prev.Claims, snap.Claims, (*ClaimSource).key)
 	return &c
 }
 

@@ -66,14 +66,22 @@ func tmpfsSize(files []runtime.ProjectedFile) int64 {
 	return n
 }
 
-// UpdateVolume rewrites a projected volume of a running sandbox atomically;
-// containers that mounted the volume directory see the new files.
+// UpdateVolume rewrites a projected volume of a running sandbox atomically
+// (containers that mounted the volume directory see the new files), or
+// applies a persistent volume's size.
 func (m *Manager) UpdateVolume(sandboxID string, v *runtime.VolumeConfig) error {
 	if err := checkID("sandbox", sandboxID); err != nil {
 		return err
 	}
+	if v.Persistent != nil {
+		// A persistent volume's new size.
+		if _, err := m.setupPersistent(v.Persistent); err != nil {
+			return fmt.Errorf("sandbox %s: volume %q: %w", sandboxID, v.Name, err)
+		}
+		return nil
+	}
 	if v.Files == nil {
-		return fmt.Errorf("sandbox %s: volume %q: %w: only projected volumes are updated", sandboxID, v.Name, runtime.ErrInvalidConfig)
+		return fmt.Errorf("sandbox %s: volume %q: %w: only projected and persistent volumes are updated", sandboxID, v.Name, runtime.ErrInvalidConfig)
 	}
 	dir := m.Dir(sandboxID, v.Name)
 	if _, err := os.Stat(filepath.Join(dir, dataLink)); err != nil {

@@ -37,6 +37,9 @@ type Manager struct {
 	root      string // <StateRoot>/volumes
 	subRoot   string // <RunRoot>/volume-subpaths
 	filesRoot string // <RunRoot>/pod-files
+	// Warn, when set, hears what works but not as asked: a size that the
+	// filesystem does not enforce.
+	Warn func(msg string)
 }
 
 // New returns a manager rooted in the runtime's state and run roots.
@@ -61,12 +64,21 @@ func (m *Manager) Dir(sandboxID, name string) string {
 }
 
 // HostPath returns the host path a container mounts for the volume: the
-// hostPath itself or the managed directory.
+// hostPath itself, a persistent volume's directory, or the managed one.
 func (m *Manager) HostPath(sandboxID string, v *runtime.VolumeConfig) string {
-	if v.HostPath != nil {
+	switch {
+	case v.HostPath != nil:
 		return filepath.Clean(v.HostPath.Path)
+	case v.Persistent != nil:
+		return m.PersistentPath(v.Persistent.Namespace, v.Persistent.Name)
 	}
 	return m.Dir(sandboxID, v.Name)
+}
+
+func (m *Manager) warn(format string, args ...any) {
+	if m.Warn != nil {
+		m.Warn(fmt.Sprintf(format, args...))
+	}
 }
 
 // Setup creates (or finds) every volume of the sandbox and returns the host
@@ -94,6 +106,11 @@ func (m *Manager) Setup(sandboxID string, vols []runtime.VolumeConfig) (map[stri
 			err = checkHostPath(v.HostPath)
 		case v.Files != nil:
 			err = m.setupProjected(sandboxID, v)
+		case v.Persistent != nil:
+			var q Quota
+			if q, err = m.setupPersistent(v.Persistent); err == nil && q.Size > 0 && !q.Enforced {
+				m.warn("persistent volume %s/%s: size %d bytes is advisory: %s", v.Persistent.Namespace, v.Persistent.Name, q.Size, q.Reason)
+			}
 		default:
 			err = fmt.Errorf("%w: no source", runtime.ErrInvalidConfig)
 		}
@@ -107,6 +124,22 @@ func (m *Manager) Setup(sandboxID string, vols []runtime.VolumeConfig) (map[stri
 
 func (m *Manager) setupEmptyDir(sandboxID string, v *runtime.VolumeConfig) error {
 	dir := m.Dir(sandboxID, v.Name)
+	if v.EmptyDir.Medium != "Memory" && v.EmptyDir.SizeLimit > 0 {
+		// On disk, a size limit is a quota where the filesystem has one.
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+		if err := makeLimitable(dir, 0o777); err != nil {
+			return err
+		}
+		q, err := limitDir(dir, v.EmptyDir.SizeLimit, "emptydir/"+sandboxID+"/"+v.Name)
+		if err != nil {
+			return err
+		}
+		if !q.Enforced {
+			m.warn("sandbox %s: emptyDir %q: sizeLimit %d bytes is advisory: %s", sandboxID, v.Name, q.Size, q.Reason)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
