@@ -69,10 +69,17 @@ func TestEventsWatchNamespace(t *testing.T) {
 		t.Fatalf("%v %s", err, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "LAST SEEN TYPE REASON OBJECT MESSAGE" ||
-		strings.Join(strings.Fields(lines[1])[1:], " ") != "Normal Started pod/edge spec.containers{proxy} Started container proxy" ||
-		strings.Index(lines[0], "OBJECT") != strings.Index(lines[1], "pod/edge") {
-		t.Errorf("events -w -n infra:\n%s", stdout.String())
+	want := []string{
+		"Normal Started pod/edge spec.containers{proxy} Started container proxy",
+		"Normal Started pod/report spec.containers{report} Started container report",
+	}
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "LAST SEEN TYPE REASON OBJECT MESSAGE" {
+		t.Fatalf("events -w -n infra:\n%s", stdout.String())
+	}
+	for i, l := range lines[1:] {
+		if strings.Join(strings.Fields(l)[1:], " ") != want[i] || strings.Index(lines[0], "OBJECT") != strings.Index(l, "pod/") {
+			t.Errorf("events -w -n infra: line %q, want %q in the columns of\n%s", l, want[i], lines[0])
+		}
 	}
 }
 

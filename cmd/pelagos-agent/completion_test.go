@@ -33,14 +33,14 @@ func TestCompletionThroughTheAgent(t *testing.T) {
 		want []string
 	}{
 		{[]string{"logs", ""}, []string{"db", "web"}},
-		{[]string{"logs", "-n", "infra", ""}, []string{"edge"}},
+		{[]string{"logs", "-n", "infra", ""}, []string{"edge", "report"}},
 		{[]string{"logs", "web", "-c", ""}, []string{"app", "crash", "setup"}},
 		{[]string{"logs", "web", ""}, nil},
 		{[]string{"exec", ""}, []string{"db", "web"}},
 		{[]string{"exec", "edge", "-n", "infra", "-c", ""}, []string{"proxy"}},
 		{[]string{"describe", ""}, []string{"pod", "pods", "po"}},
 		{[]string{"describe", "pod", "web", ""}, []string{"db"}},
-		{[]string{"describe", "pod", "-A", ""}, []string{"db", "edge", "web"}},
+		{[]string{"describe", "pod", "-A", ""}, []string{"db", "edge", "report", "web"}},
 		{[]string{"get", "pods", ""}, []string{"db", "web"}},
 		{[]string{"get", "pods", "-o", ""}, []string{"wide", "json", "yaml"}},
 		{[]string{"events", "-n", ""}, []string{"default", "infra", "kube-node-lease"}},

@@ -713,6 +713,22 @@ func (w describer) volumes(vs []corev1.Volume) {
 					w.line(3, "%v -> %v\n", it.ResourceFieldRef.Resource, it.Path)
 				}
 			}
+		case s.Projected != nil:
+			field("Type", "Projected (a volume that contains injected data from multiple sources)")
+			for _, src := range s.Projected.Sources {
+				switch {
+				case src.Secret != nil:
+					field("SecretName", src.Secret.Name)
+					field("Optional", isTrue(src.Secret.Optional))
+				case src.DownwardAPI != nil:
+					field("DownwardAPI", true)
+				case src.ConfigMap != nil:
+					field("ConfigMapName", src.ConfigMap.Name)
+					field("Optional", isTrue(src.ConfigMap.Optional))
+				case src.ServiceAccountToken != nil && src.ServiceAccountToken.ExpirationSeconds != nil:
+					field("TokenExpirationSeconds", *src.ServiceAccountToken.ExpirationSeconds)
+				}
+			}
 		case s.Image != nil:
 			field("Type", "Image (a container image or OCI artifact)")
 			field("Reference", s.Image.Reference)

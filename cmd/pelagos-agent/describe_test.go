@@ -62,6 +62,8 @@ spec:
     - {name: conf, mountPath: /etc/app, readOnly: true}
     - {name: creds, mountPath: /etc/creds, readOnly: true}
     - {name: host, mountPath: /host/log, readOnly: true}
+    - {name: info, mountPath: /etc/podinfo, readOnly: true}
+    - {name: conf, mountPath: /etc/level, subPath: level, readOnly: true}
   - name: crash
     image: busybox:1.36
     command: [sh, -c, "exit 3"]
@@ -72,6 +74,11 @@ spec:
   - {name: conf, configMap: {name: settings}}
   - {name: creds, secret: {secretName: db}}
   - {name: host, hostPath: {path: /var/log, type: Directory}}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: cpu, resourceFieldRef: {containerName: app, resource: limits.cpu}}
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -104,11 +111,37 @@ spec:
   - {name: proxy, image: busybox:1.36, command: [sleep, "3600"], resources: {limits: {cpu: "1", memory: 1Gi}}}
 `
 
-// newDescribedAgent runs the three pods: web's crashing container goes
+// cliReport has a projected volume, which kubectl 1.32 describes wrongly
+// (a pointer for a Secret's Optional), so it is left out of the
+// comparison with kubectl.
+const cliReport = `apiVersion: v1
+kind: Pod
+metadata: {name: report, namespace: infra}
+spec:
+  containers:
+  - name: report
+    image: busybox:1.36
+    command: [sleep, "3600"]
+    volumeMounts: [{name: bundle, mountPath: /etc/bundle, readOnly: true}]
+  volumes:
+  - name: bundle
+    projected:
+      sources:
+      - configMap: {name: settings}
+      - secret: {name: db, optional: true}
+      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: infra}
+data: {level: info}
+`
+
+// newDescribedAgent runs the four pods: web's crashing container goes
 // round its back-off three times, db's manifest breaks.
 func newDescribedAgent(t *testing.T) *cliAgent {
 	t.Helper()
-	a := newCLIAgent(t, map[string]string{"web.yaml": cliWeb, "db.yaml": cliDB, "edge.yaml": cliHostNet})
+	a := newCLIAgent(t, map[string]string{"web.yaml": cliWeb, "db.yaml": cliDB, "edge.yaml": cliHostNet, "report.yaml": cliReport})
 	for range 3 {
 		a.advance(10 * time.Minute)
 		a.settle()
