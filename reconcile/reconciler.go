@@ -173,7 +173,9 @@ func New(cfg Config) *Reconciler {
 		cfg.Now = time.Now
 	}
 	if cfg.Events == nil {
+		// Events are timed by the reconciler's clock, like its statuses.
 		cfg.Events = NewEvents(0, cfg.Log)
+		cfg.Events.now = cfg.Now
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
@@ -828,9 +830,10 @@ func (r *Reconciler) SetStarted(key runtime.PodKey, container, id string) {
 // Kill stops a running container (a liveness failure, a failed hook); the
 // restart policy decides what follows.
 func (r *Reconciler) Kill(ctx context.Context, key runtime.PodKey, containerID, reason string, grace time.Duration) error {
+	// The runtime's errors name the operation and the container.
 	c, err := r.rt.GetContainer(ctx, containerID)
 	if err != nil {
-		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
+		return fmt.Errorf("pod %s: %w", key, err)
 	}
 	r.events.Record(EventNormal, "Killing", containerObj(key, c.Name, false), "Stopping container "+c.Name+": "+reason)
 	// As the kubelet does, a probe kill runs the preStop hook too, and
@@ -848,7 +851,7 @@ func (r *Reconciler) Kill(ctx context.Context, key runtime.PodKey, containerID, 
 	r.cacheReread(key, containerID)
 	r.q.Add(key)
 	if err != nil {
-		return fmt.Errorf("kill container %s of pod %s: %w", containerID, key, err)
+		return fmt.Errorf("pod %s: %w", key, err)
 	}
 	return nil
 }
@@ -929,11 +932,13 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 		}
 		t0 := time.Now()
 		var err error
+		// The runtime's errors already name the operation and the object
+		// ("remove sandbox X: ..."): the pass adds only the pod.
 		switch a.Kind {
 		case ActRemoveContainer:
 			err = r.rt.RemoveContainer(ctx, a.ContainerID)
 			if err != nil {
-				err = fmt.Errorf("pod %s: remove container %s (%s): %w", key, a.Container, a.ContainerID, err)
+				err = fmt.Errorf("pod %s: %w", key, err)
 				unsure = true
 			} else {
 				r.cacheDropContainer(key, a.ContainerID)
@@ -941,7 +946,7 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 		case ActRemoveSandbox:
 			err = r.rt.RemoveSandbox(ctx, a.SandboxID)
 			if err != nil {
-				err = fmt.Errorf("pod %s: remove sandbox %s: %w", key, a.SandboxID, err)
+				err = fmt.Errorf("pod %s: %w", key, err)
 				unsure = true
 				break
 			}
@@ -964,8 +969,8 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			cfg.Annotations[AnnotationGracePeriod] = strconv.Itoa(int(d.Grace / time.Second))
 			box, err = r.rt.CreateSandbox(ctx, &cfg)
 			if err != nil {
-				err = fmt.Errorf("pod %s: create sandbox: %w", key, err)
-				r.events.Record(EventWarning, "FailedCreatePodSandBox", podRef(key), err.Error())
+				r.events.Record(EventWarning, "FailedCreatePodSandBox", podRef(key), "Failed to create pod sandbox: "+err.Error())
+				err = fmt.Errorf("pod %s: %w", key, err)
 				// Nothing else of this pod can happen without its sandbox.
 				r.logAction(key, a, time.Since(t0), err)
 				r.metrics.Action(a.Kind, err, time.Since(t0))
@@ -1063,7 +1068,7 @@ func (r *Reconciler) stop(ctx context.Context, d *DesiredPod, key runtime.PodKey
 	// The stop's outcome (exit code, time) is read on the pass's next look.
 	r.cacheReread(key, a.ContainerID)
 	if err != nil {
-		err = fmt.Errorf("pod %s: stop container %s (%s): %w", key, a.Container, a.ContainerID, err)
+		err = fmt.Errorf("pod %s: %w", key, err)
 	}
 	r.logAction(key, a, time.Since(t0), err)
 	r.metrics.Action(a.Kind, err, time.Since(t0))
@@ -1099,8 +1104,7 @@ func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled m
 		_, err = r.images.EnsureImage(ctx, ref, runtime.PullOptions{Policy: dc.PullPolicy, Auth: d.PullAuth})
 		r.metrics.ImagePull(err)
 		if err != nil {
-			err = fmt.Errorf("pod %s: pull image %q for container %s: %w", d.Key, ref, dc.Name, err)
-			r.events.Record(EventWarning, "Failed", obj, "Failed to pull image \""+ref+"\": "+err.Error())
+			r.events.Record(EventWarning, "Failed", obj, pullFailed(ref, err))
 		}
 		pulled[ref] = err
 		r.mu.Lock()
@@ -1120,13 +1124,23 @@ func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled m
 	m := r.memLocked(d.Key)
 	if err != nil {
 		m.waiting[dc.Name] = "ErrImagePull"
-		m.waitingMsg[dc.Name] = err.Error()
+		m.waitingMsg[dc.Name] = pullFailed(ref, err)
 	} else {
 		delete(m.waiting, dc.Name)
 		delete(m.waitingMsg, dc.Name)
 	}
 	r.mu.Unlock()
-	return err
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", d.Key, err)
+	}
+	return nil
+}
+
+// pullFailed is kubelet's message for a failed pull, in the event and the
+// container's waiting state. The image store's error names what it pulled
+// (its canonical name), so the reference is not repeated around it.
+func pullFailed(ref string, err error) string {
+	return fmt.Sprintf("Failed to pull image %q: %v", ref, err)
 }
 
 // start creates and starts one container. A failed creation is retried on
@@ -1188,9 +1202,8 @@ func (r *Reconciler) start(ctx context.Context, d *DesiredPod, boxID string, a A
 	}
 	r.mu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("pod %s: start container %s: %w", d.Key, dc.Name, err)
-		r.events.Record(EventWarning, "Failed", obj, err.Error())
-		return err
+		r.events.Record(EventWarning, "Failed", obj, "Error: "+err.Error())
+		return fmt.Errorf("pod %s: %w", d.Key, err)
 	}
 	r.cacheContainer(d.Key, c)
 	if a.CrashCount > 0 {

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -145,6 +144,7 @@ entrypoint, as a pod's command does.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&sandbox, "sandbox", "", "sandbox ID or name (required)")
+	_ = cmd.RegisterFlagCompletionFunc("sandbox", completeSandboxes(g))
 	f.StringVar(&name, "name", "", "container name (default: generated)")
 	f.StringArrayVar(&env, "env", nil, "environment variable K=V (repeatable)")
 	f.StringVar(&user, "user", "", "run as UID[:GID]")
@@ -153,34 +153,37 @@ entrypoint, as a pod's command does.`,
 	return cmd
 }
 
-// containerInfo is `container inspect`'s JSON object and one element of
-// `container ls --json`.
+// containerInfo is what `container inspect` and `container ls -o json`
+// print: the runtime's container with its field names, an exit code only
+// once it has exited (null before), and no PID after.
 type containerInfo struct {
-	ID         string            `json:"id"`
-	Name       string            `json:"name"`
-	SandboxID  string            `json:"sandbox_id"`
-	Pod        string            `json:"pod"`
-	Image      string            `json:"image"`
-	ImageID    string            `json:"image_id,omitempty"`
-	State      string            `json:"state"`
-	PID        int               `json:"pid"`
-	ExitCode   *int              `json:"exit_code"`
-	Signal     string            `json:"signal,omitempty"`
-	Reason     string            `json:"reason"`
-	Message    string            `json:"message,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	StartedAt  *time.Time        `json:"started_at"`
-	FinishedAt *time.Time        `json:"finished_at"`
-	LogPath    string            `json:"log_path"`
-	CgroupPath string            `json:"cgroup_path"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	ID          string            `json:"id"`
+	Name        string            `json:"name"`
+	SandboxID   string            `json:"sandboxID"`
+	Pod         runtime.PodKey    `json:"pod"`
+	Attempt     int               `json:"attempt"`
+	Image       string            `json:"image"`
+	ImageID     string            `json:"imageID,omitempty"`
+	State       string            `json:"state"`
+	PID         int               `json:"pid,omitempty"`
+	ExitCode    *int              `json:"exitCode"`
+	Signal      string            `json:"signal,omitempty"`
+	Reason      string            `json:"reason,omitempty"`
+	Message     string            `json:"message,omitempty"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	StartedAt   *time.Time        `json:"startedAt"`
+	FinishedAt  *time.Time        `json:"finishedAt"`
+	LogPath     string            `json:"logPath"`
+	CgroupPath  string            `json:"cgroupPath"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 func infoOf(c *runtime.Container) containerInfo {
 	in := containerInfo{
-		ID: c.ID, Name: c.Name, SandboxID: c.SandboxID, Pod: c.Pod.String(), Image: c.Image, ImageID: c.ImageID,
+		ID: c.ID, Name: c.Name, SandboxID: c.SandboxID, Pod: c.Pod, Attempt: c.Attempt, Image: c.Image, ImageID: c.ImageID,
 		State: string(c.State), PID: c.PID, Signal: c.Signal, Reason: c.Reason, Message: c.Message,
-		CreatedAt: c.CreatedAt, LogPath: c.LogPath, CgroupPath: c.CgroupPath, Labels: c.Labels,
+		CreatedAt: c.CreatedAt, LogPath: c.LogPath, CgroupPath: c.CgroupPath, Labels: c.Labels, Annotations: c.Annotations,
 	}
 	if c.State == runtime.ContainerExited {
 		code := c.ExitCode
@@ -197,14 +200,28 @@ func infoOf(c *runtime.Container) containerInfo {
 }
 
 func newContainerListCommand(g *globalOptions) *cobra.Command {
+	o := &listOptions{}
 	var sandbox string
-	var asJSON bool
+	var all, asJSON bool
 	cmd := &cobra.Command{
-		Use:     "ls [--sandbox ID] [--json]",
+		Use:     "ls [-a] [--sandbox ID|NAME] [-o table|json|yaml] [--no-trunc] [-q]",
 		Aliases: []string{"list"},
-		Short:   "List containers: ID NAME SANDBOX IMAGE STATE PID EXIT CODE",
-		Args:    cobra.NoArgs,
+		Short:   "List running containers (-a: all): ID NAME POD SANDBOX IMAGE STATE ATTEMPT CREATED PID EXIT CODE",
+		Long: `List the running containers, or with -a every container, as crictl ps
+does. -o json and -o yaml print each as container inspect does (camelCase
+fields); the table cuts IDs to 13 characters unless --no-trunc, and any
+unique beginning of an ID names a container.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				// Printed here, not by cobra, which would write it into
+				// the JSON on stdout.
+				fmt.Fprintln(g.stderr, "Flag --json has been deprecated, use -o json")
+				o.output = "json"
+			}
+			if err := checkOutput(o.output); err != nil {
+				return err
+			}
 			rt, _, err := g.containerRuntime()
 			if err != nil {
 				return err
@@ -221,71 +238,120 @@ func newContainerListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				out := make([]containerInfo, 0, len(list))
-				for _, c := range list {
-					out = append(out, infoOf(c))
-				}
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSANDBOX\tIMAGE\tSTATE\tPID\tEXIT CODE")
+			infos := []containerInfo{}
 			for _, c := range list {
-				in := infoOf(c)
-				pid, code := "-", "-"
-				if in.PID > 0 {
-					pid = strconv.Itoa(in.PID)
+				if all || c.State == runtime.ContainerRunning {
+					infos = append(infos, infoOf(c))
 				}
-				if in.ExitCode != nil {
-					code = strconv.Itoa(*in.ExitCode)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.SandboxID, c.Image, c.State, pid, code)
 			}
-			return tw.Flush()
+			return printContainers(g.stdout, infos, o, clock())
 		},
 	}
+	addListFlags(cmd, o)
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "every container, not only running ones")
 	cmd.Flags().StringVar(&sandbox, "sandbox", "", "only containers of this sandbox (ID or name)")
+	_ = cmd.RegisterFlagCompletionFunc("sandbox", completeSandboxes(g))
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	_ = cmd.Flags().MarkHidden("json")
 	return cmd
 }
 
-func getContainer(ctx context.Context, rt *linux.Runtime, id string) (*runtime.Container, error) {
-	c, err := rt.GetContainer(ctx, id)
-	if errors.Is(err, runtime.ErrNotFound) {
-		return nil, &exitError{code: exitFailure, err: fmt.Errorf("container %q: %w", id, runtime.ErrNotFound)}
+func printContainers(w io.Writer, infos []containerInfo, o *listOptions, now time.Time) error {
+	return printList(w, infos, o, func(in containerInfo) string { return in.ID },
+		"ID\tNAME\tPOD\tSANDBOX\tIMAGE\tSTATE\tATTEMPT\tCREATED\tPID\tEXIT CODE", func(in containerInfo) string {
+			pid, code := pidAndCode(in)
+			return strings.Join([]string{o.id(in.ID), in.Name, in.Pod.String(), o.id(in.SandboxID), in.Image, in.State,
+				strconv.Itoa(in.Attempt), since(in.CreatedAt, now), pid, code}, "\t")
+		})
+}
+
+// pidAndCode are a container's PID while it runs and exit code once it
+// has exited, "-" otherwise.
+func pidAndCode(in containerInfo) (pid, code string) {
+	pid, code = "-", "-"
+	if in.PID > 0 {
+		pid = strconv.Itoa(in.PID)
 	}
-	return c, err
+	if in.ExitCode != nil {
+		code = strconv.Itoa(*in.ExitCode)
+	}
+	return pid, code
+}
+
+// getContainer finds a container by ID, else by the unique beginning of
+// its ID (tables show 13 characters).
+func getContainer(ctx context.Context, rt runtime.Runtime, id string) (*runtime.Container, error) {
+	c, err := rt.GetContainer(ctx, id)
+	if !errors.Is(err, runtime.ErrNotFound) && !errors.Is(err, runtime.ErrInvalidConfig) {
+		return c, err
+	}
+	list, lerr := rt.ListContainers(ctx, runtime.ContainerFilter{})
+	if lerr != nil {
+		return nil, lerr
+	}
+	var match []*runtime.Container
+	for _, c := range list {
+		if id != "" && strings.HasPrefix(c.ID, id) {
+			match = append(match, c)
+		}
+	}
+	return onlyOne("container ID prefix", id, match, func(c *runtime.Container) string { return c.ID })
 }
 
 func newContainerInspectCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect ID",
-		Short: "Print a container as a JSON object",
-		Args:  cobra.ExactArgs(1),
+	var output string
+	cmd := &cobra.Command{
+		Use:               "inspect ID...",
+		Short:             "Print containers (-o json, yaml or table); one as an object, several as a list",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeContainers(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			rt, _, err := g.containerRuntime()
 			if err != nil {
 				return err
 			}
-			c, err := getContainer(cmd.Context(), rt, args[0])
-			if err != nil {
-				return err
+			var infos []containerInfo
+			for _, id := range args {
+				c, err := getContainer(cmd.Context(), rt, id)
+				if err != nil {
+					return err
+				}
+				infos = append(infos, infoOf(c))
 			}
-			enc := json.NewEncoder(g.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(infoOf(c))
+			return printInspected(g.stdout, infos, output, containerFields)
 		},
+	}
+	addInspectOutput(cmd, &output)
+	return cmd
+}
+
+func containerFields(in containerInfo) []field {
+	when := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	pid, code := pidAndCode(in)
+	return []field{
+		{"ID", in.ID}, {"Name", in.Name}, {"Pod", in.Pod.String()}, {"Sandbox", in.SandboxID}, {"Attempt", strconv.Itoa(in.Attempt)},
+		{"Image", in.Image}, {"Image ID", dash(in.ImageID)}, {"State", in.State}, {"PID", pid}, {"Exit Code", code},
+		{"Reason", dash(in.Reason)}, {"Created", in.CreatedAt.UTC().Format(time.RFC3339)}, {"Started", when(in.StartedAt)},
+		{"Finished", when(in.FinishedAt)}, {"Log", dash(in.LogPath)}, {"Cgroup", dash(in.CgroupPath)},
+		{"Labels", keyValues(in.Labels)},
 	}
 }
 
 func newContainerLogsCommand(g *globalOptions) *cobra.Command {
 	var follow bool
 	cmd := &cobra.Command{
-		Use:   "logs ID [-f]",
-		Short: "Print a container's log (stdout and stderr); -f follows until it exits",
-		Args:  cobra.ExactArgs(1),
+		Use:               "logs ID [-f]",
+		Short:             "Print a container's log (stdout and stderr); -f follows until it exits",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeContainers(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, _, err := g.containerRuntime()
 			if err != nil {
@@ -330,9 +396,10 @@ func newContainerLogsCommand(g *globalOptions) *cobra.Command {
 func newContainerExecCommand(g *globalOptions) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "exec ID -- CMD [ARG...]",
-		Short: "Run a command in a running container; exits with the command's status",
-		Args:  cobra.MinimumNArgs(2),
+		Use:               "exec ID -- CMD [ARG...]",
+		Short:             "Run a command in a running container; exits with the command's status",
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: completeContainers(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
 				return usageErr("usage: %s ID -- CMD [ARG...]", cmd.CommandPath())
@@ -341,10 +408,11 @@ func newContainerExecCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := getContainer(cmd.Context(), rt, args[0]); err != nil {
+			c, err := getContainer(cmd.Context(), rt, args[0])
+			if err != nil {
 				return err
 			}
-			code, err := rt.Exec(cmd.Context(), args[0], runtime.ExecOptions{
+			code, err := rt.Exec(cmd.Context(), c.ID, runtime.ExecOptions{
 				Cmd: args[1:], Stdin: os.Stdin, Stdout: g.stdout, Stderr: g.stderr, Timeout: timeout,
 			})
 			if err != nil {
@@ -365,9 +433,10 @@ func newContainerExecCommand(g *globalOptions) *cobra.Command {
 func newContainerStopCommand(g *globalOptions) *cobra.Command {
 	var seconds int
 	cmd := &cobra.Command{
-		Use:   "stop [--time S] ID",
-		Short: "Stop a container: stop signal, up to --time seconds, then SIGKILL",
-		Args:  cobra.ExactArgs(1),
+		Use:               "stop [--time S] ID",
+		Short:             "Stop a container: stop signal, up to --time seconds, then SIGKILL",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeContainers(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if seconds < 0 {
 				return usageErr("--time %d: must not be negative", seconds)
@@ -376,10 +445,11 @@ func newContainerStopCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := getContainer(cmd.Context(), rt, args[0]); err != nil {
+			c, err := getContainer(cmd.Context(), rt, args[0])
+			if err != nil {
 				return err
 			}
-			return rt.StopContainer(cmd.Context(), args[0], time.Duration(seconds)*time.Second)
+			return rt.StopContainer(cmd.Context(), c.ID, time.Duration(seconds)*time.Second)
 		},
 	}
 	cmd.Flags().IntVarP(&seconds, "time", "t", 10, "seconds to wait after the stop signal")
@@ -389,9 +459,10 @@ func newContainerStopCommand(g *globalOptions) *cobra.Command {
 func newContainerRemoveCommand(g *globalOptions) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "rm [-f] ID",
-		Short: "Remove a stopped container (-f: kill it first)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "rm [-f] ID",
+		Short:             "Remove a stopped container (-f: kill it first)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeContainers(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, _, err := g.containerRuntime()
 			if err != nil {

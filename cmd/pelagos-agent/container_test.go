@@ -18,7 +18,9 @@ import (
 )
 
 // TestContainerCLI drives `container run|ls|inspect|logs|exec|stop|rm`
-// through the built binary and ends with a census.
+// through the built binary and ends with a census: ls shows running
+// containers (-a all) with 13-character IDs, which name a container too;
+// JSON has the runtime's camelCase fields.
 func TestContainerCLI(t *testing.T) {
 	linuxtest.RequireRoot(t)
 	bin := buildAgentBinary(t)
@@ -66,30 +68,31 @@ func TestContainerCLI(t *testing.T) {
 
 	out, _, code = agent("container", "ls")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME SANDBOX IMAGE STATE PID EXIT CODE" ||
-		!strings.Contains(lines[1], id) || !strings.Contains(lines[1], "running") {
+	if code != 0 || len(lines) != 2 ||
+		strings.Join(strings.Fields(lines[0]), " ") != "ID NAME POD SANDBOX IMAGE STATE ATTEMPT CREATED PID EXIT CODE" ||
+		!strings.HasPrefix(lines[1], id[:13]+" ") || !strings.Contains(lines[1], " "+sbID[:13]+" ") || !strings.Contains(lines[1], "running") {
 		t.Errorf("ls:\n%s", out)
 	}
-	out, _, _ = agent("container", "ls", "--sandbox", sbID, "--json")
+	out, _, _ = agent("container", "ls", "--sandbox", sbID, "-o", "json")
 	var list []map[string]any
 	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
-		t.Errorf("ls --json: %v %s", err, out)
+		t.Errorf("ls -o json: %v %s", err, out)
 	}
-	out, _, code = agent("container", "inspect", id)
+	out, _, code = agent("container", "inspect", id[:13])
 	var info map[string]any
 	if err := json.Unmarshal([]byte(out), &info); err != nil || code != 0 {
 		t.Fatalf("inspect: %v %s", err, out)
 	}
-	for _, k := range []string{"id", "name", "sandbox_id", "image", "state", "pid", "exit_code", "reason", "started_at", "finished_at", "log_path", "cgroup_path"} {
+	for _, k := range []string{"id", "name", "sandboxID", "pod", "attempt", "image", "imageID", "state", "pid", "exitCode", "startedAt", "finishedAt", "logPath", "cgroupPath"} {
 		if _, ok := info[k]; !ok {
 			t.Errorf("inspect lacks %q: %s", k, out)
 		}
 	}
-	if info["state"] != "running" || info["sandbox_id"] != sbID || info["name"] != "app" {
+	if info["id"] != id || info["state"] != "running" || info["sandboxID"] != sbID || info["name"] != "app" || info["exitCode"] != nil {
 		t.Errorf("inspect: %s", out)
 	}
 	// The limits reached the cgroup.
-	memDir, _ := cgroupDir(t, cgParent, "memory", info["cgroup_path"].(string))
+	memDir, _ := cgroupDir(t, cgParent, "memory", info["cgroupPath"].(string))
 	if b, err := os.ReadFile(filepath.Join(memDir, "memory.limit_in_bytes")); err == nil && strings.TrimSpace(string(b)) != "67108864" {
 		t.Errorf("memory limit %s", b)
 	}
@@ -110,8 +113,15 @@ func TestContainerCLI(t *testing.T) {
 	}
 	out, _, _ = agent("container", "inspect", id)
 	json.Unmarshal([]byte(out), &info)
-	if info["state"] != "exited" || info["exit_code"] == nil {
+	if info["state"] != "exited" || info["exitCode"] == nil {
 		t.Errorf("after stop: %s", out)
+	}
+	// Exited: only ls -a lists it.
+	if out, _, _ = agent("container", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("ls lists an exited container:\n%s", out)
+	}
+	if out, _, _ = agent("container", "ls", "-a", "-q"); strings.TrimSpace(out) != id {
+		t.Errorf("ls -a -q = %q, want %s", out, id)
 	}
 	out, _, code = agent("container", "logs", "-f", id) // exited: prints and returns
 	if code != 0 || !strings.Contains(out, "hi there") {

@@ -25,7 +25,8 @@ func newExecCommand(g *globalOptions) *cobra.Command {
 		Long: "Run a command in a running container, over the same protocol as kubectl exec. With -t the\n" +
 			"command gets a terminal sized like yours; with -i -t your terminal is put in raw mode, so\n" +
 			"keys such as Ctrl-C reach the command.",
-		Args: cobra.MinimumNArgs(2),
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: completeOnePod(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
 				return &exitError{code: exitUsage, err: fmt.Errorf("usage: exec POD -- COMMAND [ARG...]")}
@@ -59,8 +60,9 @@ func newExecCommand(g *globalOptions) *cobra.Command {
 	}
 	f := cmd.Flags()
 	addSocketFlag(f, g)
-	f.StringVarP(&namespace, "namespace", "n", "default", "namespace")
+	addNamespaceFlags(cmd, g, &namespace, nil)
 	f.StringVarP(&container, "container", "c", "", "container (default: the pod's first container)")
+	_ = cmd.RegisterFlagCompletionFunc("container", completeContainerFlag(g))
 	f.BoolVarP(&stdin, "stdin", "i", false, "pass stdin to the command")
 	f.BoolVarP(&tty, "tty", "t", false, "allocate a terminal for the command")
 	return cmd

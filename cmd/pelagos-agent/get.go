@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
@@ -25,9 +26,10 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 	var output, namespace string
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "get pods|deployments|statefulsets|daemonsets|jobs [NAME...]",
-		Short: "List pods or workloads, kubectl-style (-o wide|json|yaml)",
-		Args:  cobra.MinimumNArgs(1),
+		Use:               "get pods|deployments|statefulsets|daemonsets|jobs [NAME...]",
+		Short:             "List pods or workloads, kubectl-style (-o wide|json|yaml)",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeResourceThenPods(g, "pods", "deployments", "statefulsets", "daemonsets", "jobs"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ns := namespace
 			if all {
@@ -62,7 +64,7 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 			}
 			switch output {
 			case "", "wide":
-				printPods(g.stdout, list.Items, output == "wide", all, time.Now())
+				printPods(g.stdout, list.Items, output == "wide", all, clock())
 				if len(list.Items) == 0 {
 					if all || namespace == "" {
 						fmt.Fprintln(g.stderr, "No pods found.")
@@ -79,8 +81,8 @@ func newGetCommand(g *globalOptions) *cobra.Command {
 	}
 	addSocketFlag(cmd.Flags(), g)
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: wide, json or yaml")
-	cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace")
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "pods of every namespace")
+	addNamespaceFlags(cmd, g, &namespace, &all)
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"wide", "json", "yaml"}, noFiles))
 	return cmd
 }
 
@@ -228,7 +230,7 @@ func printPods(w io.Writer, pods []reconcile.Pod, wide, withNS bool, now time.Ti
 		}
 		rs := fmt.Sprint(restarts)
 		if restarts > 0 && !lastRestart.IsZero() {
-			rs += " (" + age(now.Sub(lastRestart)) + " ago)"
+			rs += " (" + duration.HumanDuration(now.Sub(lastRestart)) + " ago)"
 		}
 		row := fmt.Sprintf("%s\t%d/%d\t%s\t%s\t%s\t%s", p.Metadata.Name, ready, len(statuses), podStatus(p), rs,
 			ageOf(p, now), dashIfEmpty(st.PodIP))
@@ -275,9 +277,12 @@ func dashIfEmpty(s string) string {
 	return s
 }
 
+// shortIDLen is how much of an ID tables show, as crictl's.
+const shortIDLen = 13
+
 func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
+	if len(id) > shortIDLen {
+		return id[:shortIDLen]
 	}
 	return id
 }
@@ -286,25 +291,7 @@ func ageOf(p reconcile.Pod, now time.Time) string {
 	if p.Metadata.CreationTimestamp == nil {
 		return "<unknown>"
 	}
-	return age(now.Sub(*p.Metadata.CreationTimestamp))
-}
-
-// age formats a duration as kubectl does: 45s, 3m12s, 5h, 2d.
-func age(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < 2*time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < 10*time.Minute:
-		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 3*time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	default:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	}
+	return duration.HumanDuration(now.Sub(*p.Metadata.CreationTimestamp))
 }
 
 // podStatus is kubectl's STATUS column: the most telling container reason,

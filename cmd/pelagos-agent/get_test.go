@@ -118,7 +118,7 @@ func TestPrintEventsAggregated(t *testing.T) {
 			FirstTimestamp: now.Add(-20 * time.Second), LastTimestamp: now.Add(-8 * time.Second)},
 	}
 	var b bytes.Buffer
-	printEvents(&b, evs, now)
+	printEvents(&b, evs, false, now)
 	want := "LAST SEEN          TYPE      REASON    OBJECT                           MESSAGE\n" +
 		"40s                Normal    Pulled    pod/crash spec.containers{app}   image present\n" +
 		"8s (x7 over 20s)   Warning   BackOff   pod/crash spec.containers{app}   Back-off restarting failed container\n"

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	utilduration "k8s.io/apimachinery/pkg/util/duration"
 )
 
 // workloadKinds maps the names `get` takes (as kubectl's: plural,
@@ -118,7 +120,7 @@ func printWorkloads(w io.Writer, kind string, list []servedWorkload, withNS bool
 		st := o.Status
 		ageCol := "<unknown>"
 		if !o.Metadata.CreationTimestamp.IsZero() {
-			ageCol = age(now.Sub(o.Metadata.CreationTimestamp))
+			ageCol = utilduration.HumanDuration(now.Sub(o.Metadata.CreationTimestamp))
 		}
 		replicas := int32(0)
 		if o.Spec.Replicas != nil {
@@ -158,7 +160,7 @@ func printWorkloads(w io.Writer, kind string, list []servedWorkload, withNS bool
 				if st.CompletionTime != nil {
 					end = *st.CompletionTime
 				}
-				duration = age(end.Sub(*st.StartTime))
+				duration = utilduration.HumanDuration(end.Sub(*st.StartTime))
 			}
 			row = fmt.Sprintf("%s\t%s\t%s\t%s\t%s", o.Metadata.Name, status, completions, dashIfEmpty(duration), ageCol)
 		}

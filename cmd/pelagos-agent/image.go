@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -94,14 +97,22 @@ func newImagePullCommand(g *globalOptions, o *imageOptions) *cobra.Command {
 }
 
 func newImageListCommand(g *globalOptions, o *imageOptions) *cobra.Command {
-	var output string
-	var quiet bool
+	lo := &listOptions{}
+	var digests bool
 	cmd := &cobra.Command{
-		Use:     "ls",
+		Use:     "ls [-o table|json|yaml] [--no-trunc] [--digests] [-q]",
 		Aliases: []string{"list"},
-		Short:   "List stored images (REPOSITORY TAG DIGEST SIZE)",
-		Args:    cobra.NoArgs,
+		Short:   "List stored images: IMAGE TAG IMAGE ID SIZE",
+		Long: `List stored images, as crictl images does. IMAGE ID is the image's ID, the
+digest of its config, which pods report as their containers' imageID (the
+table shows 13 characters unless --no-trunc); --digests adds the
+manifest's digest. -o json and -o yaml print the runtime's fields
+(camelCase); -q prints whole IDs.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(lo.output); err != nil {
+				return err
+			}
 			s, err := o.open(g)
 			if err != nil {
 				return err
@@ -110,40 +121,61 @@ func newImageListCommand(g *globalOptions, o *imageOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				return writeJSON(g, imgs)
-			case "":
-			default:
-				return &exitError{code: exitUsage, err: fmt.Errorf("-o: %q is not json", output)}
-			}
-			if quiet {
-				for _, img := range imgs {
-					fmt.Fprintln(g.stdout, img.ID)
-				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY\tTAG\tDIGEST\tSIZE")
-			for _, img := range imgs {
-				refs := img.References
-				if len(refs) == 0 {
-					refs = []string{""}
-				}
-				for _, ref := range refs {
-					repo, tag := "<none>", "<none>"
-					if ref != "" {
-						repo, tag = image.SplitReference(ref)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", repo, tag, shortDigest(img.Digest), image.HumanBytes(img.Size))
-				}
-			}
-			return tw.Flush()
+			return printImages(g.stdout, imgs, lo, digests)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print image IDs only")
+	addListFlags(cmd, lo)
+	cmd.Flags().BoolVar(&digests, "digests", false, "show the manifests' digests")
 	return cmd
+}
+
+// imageRow is one line of image ls: an image under one of its
+// references.
+type imageRow struct {
+	*runtime.Image
+	ref string
+}
+
+func printImages(w io.Writer, imgs []*runtime.Image, o *listOptions, digests bool) error {
+	if o.output != "table" || o.quiet {
+		return printList(w, imgs, o, func(img *runtime.Image) string { return img.ID }, "", nil)
+	}
+	var rows []imageRow
+	for _, img := range imgs {
+		if len(img.References) == 0 {
+			rows = append(rows, imageRow{img, ""})
+		}
+		for _, ref := range img.References {
+			rows = append(rows, imageRow{img, ref})
+		}
+	}
+	header := "IMAGE\tTAG\tIMAGE ID\tSIZE"
+	if digests {
+		header = "IMAGE\tTAG\tDIGEST\tIMAGE ID\tSIZE"
+	}
+	return printList(w, rows, o, nil, header, func(r imageRow) string {
+		id, digest := r.ID, r.Digest
+		if !o.noTrunc {
+			id, digest = shortID(digestHex(id)), shortID(digestHex(digest))
+		}
+		repo, tag := "<none>", "<none>"
+		if r.ref != "" {
+			repo, tag = image.SplitReference(r.ref)
+		}
+		cells := []string{repo, tag, id, image.HumanBytes(r.Size)}
+		if digests {
+			cells = slices.Insert(cells, 2, digest)
+		}
+		return strings.Join(cells, "\t")
+	})
+}
+
+// digestHex is a digest without its algorithm, as crictl's tables show it.
+func digestHex(d string) string {
+	if _, hex, ok := strings.Cut(d, ":"); ok {
+		return hex
+	}
+	return d
 }
 
 func shortDigest(d string) string {
@@ -154,11 +186,16 @@ func shortDigest(d string) string {
 }
 
 func newImageInspectCommand(g *globalOptions, o *imageOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect REF...",
-		Short: "Show an image's config, references and layers as JSON",
-		Args:  cobra.MinimumNArgs(1),
+	var output string
+	cmd := &cobra.Command{
+		Use:               "inspect REF...",
+		Short:             "Show images' config, references and layers (-o json, yaml or table); one as an object, several as a list",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeImages(g, o),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			s, err := o.open(g)
 			if err != nil {
 				return err
@@ -171,17 +208,33 @@ func newImageInspectCommand(g *globalOptions, o *imageOptions) *cobra.Command {
 				}
 				out = append(out, d)
 			}
-			return writeJSON(g, out)
+			return printInspected(g.stdout, out, output, imageFields)
 		},
+	}
+	addInspectOutput(cmd, &output)
+	return cmd
+}
+
+func imageFields(d *image.Details) []field {
+	refs := strings.Join(d.References, ",")
+	if refs == "" {
+		refs = "<none>"
+	}
+	cmdline := strings.Join(append(append([]string{}, d.Config.Entrypoint...), d.Config.Cmd...), " ")
+	return []field{
+		{"ID", d.ID}, {"Digest", d.Digest}, {"References", refs}, {"Size", image.HumanBytes(d.Size)},
+		{"Platform", d.OS + "/" + d.Architecture}, {"Command", dash(cmdline)}, {"Layers", strconv.Itoa(len(d.Layers))},
+		{"Stored", d.StoredAt.UTC().Format(time.RFC3339)},
 	}
 }
 
 func newImageRemoveCommand(g *globalOptions, o *imageOptions) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:     "rm REF...",
-		Aliases: []string{"remove"},
-		Short:   "Remove image references (refused while a container uses the image, unless --force)",
+		Use:               "rm REF...",
+		Aliases:           []string{"remove"},
+		ValidArgsFunction: completeImages(g, o),
+		Short:             "Remove image references (refused while a container uses the image, unless --force)",
 		Long: `Remove image references. A name:tag removes that reference; a digest or
 image ID removes the image with all its references. Disk space is freed by
 image prune.`,
@@ -269,10 +322,4 @@ func newImageImportCommand(g *globalOptions, o *imageOptions) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func writeJSON(g *globalOptions, v any) error {
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -56,30 +56,41 @@ func TestImageCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "REPOSITORY TAG DIGEST SIZE" {
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "IMAGE TAG IMAGE ID SIZE" {
 		t.Fatalf("image ls:\n%s", out)
-	}
-	if f := strings.Fields(lines[1]); f[0] != reg.Host+"/demo/hello" || f[1] != "1" || !strings.HasPrefix(f[2], "sha256:") {
-		t.Errorf("image ls row %q", lines[1])
 	}
 
 	out, err = runImageCLI(t, "--root", root, "image", "inspect", ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var details []image.Details
+	var details image.Details
 	if err := json.Unmarshal([]byte(out), &details); err != nil {
-		t.Fatalf("inspect output is not JSON: %v\n%s", err, out)
+		t.Fatalf("inspect output is not one JSON object: %v\n%s", err, out)
 	}
-	if len(details) != 1 || len(details[0].Layers) != 2 || details[0].Config.Cmd[0] != "/hello" {
+	if len(details.Layers) != 2 || details.Config.Cmd[0] != "/hello" {
 		t.Errorf("inspect: %+v", details)
+	}
+	// IMAGE ID is the image's ID (what pods report as imageID), cut to
+	// 13 characters.
+	if f := strings.Fields(lines[1]); f[0] != reg.Host+"/demo/hello" || f[1] != "1" || f[2] != strings.TrimPrefix(details.ID, "sha256:")[:13] {
+		t.Errorf("image ls row %q, want the ID %s", lines[1], details.ID)
+	}
+	if out, _ = runImageCLI(t, "--root", root, "image", "ls", "--no-trunc"); !strings.Contains(out, " "+details.ID+" ") {
+		t.Errorf("image ls --no-trunc lacks %s:\n%s", details.ID, out)
+	}
+	// TAB completes the stored references.
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"__complete", "image", "rm", "--run-root", imageRunRoot, "--root", root, ""}, &stdout, &stderr); err != nil ||
+		stdout.String() != ref+"\n:4\n" {
+		t.Errorf("__complete image rm: %v %q %s", err, stdout.String(), stderr.String())
 	}
 
 	if out, err := runImageCLI(t, "--root", root, "image", "rm", "absent:1"); err == nil || !strings.Contains(out, "not found") {
 		t.Errorf("rm of a missing image: %v\n%s", err, out)
 	}
 	// In use by a container: refused without --force.
-	imageID := details[0].ID
+	imageID := details.ID
 	defer func(orig func(context.Context, *globalOptions) (func(string) bool, error)) { imageInUse = orig }(imageInUse)
 	imageInUse = func(context.Context, *globalOptions) (func(string) bool, error) {
 		return func(id string) bool { return id == imageID }, nil

@@ -19,9 +19,10 @@ func newLogsCommand(g *globalOptions) *cobra.Command {
 	var namespace string
 	opts := api.LogOptions{}
 	cmd := &cobra.Command{
-		Use:   "logs POD",
-		Short: "Print a container's log (-f to follow)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "logs POD",
+		Short:             "Print a container's log (-f to follow)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeOnePod(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := g.client()
 			if opts.Container == "" {
@@ -36,8 +37,9 @@ func newLogsCommand(g *globalOptions) *cobra.Command {
 	}
 	f := cmd.Flags()
 	addSocketFlag(f, g)
-	f.StringVarP(&namespace, "namespace", "n", "default", "namespace")
+	addNamespaceFlags(cmd, g, &namespace, nil)
 	f.StringVarP(&opts.Container, "container", "c", "", "container (default: the pod's default-container annotation, else its first container)")
+	_ = cmd.RegisterFlagCompletionFunc("container", completeContainerFlag(g))
 	f.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until the container exits")
 	f.IntVar(&opts.TailLines, "tail", -1, "print only the last N lines")
 	f.BoolVarP(&opts.Previous, "previous", "p", false, "the previous, terminated attempt of the container")

@@ -38,6 +38,20 @@ func TestLowLevelReadsCreateNothing(t *testing.T) {
 			}
 		}
 	}
+	// Neither does a TAB, which offers nothing.
+	for _, args := range [][]string{{"sandbox", "rm", ""}, {"container", "rm", ""}, {"image", "rm", ""}, {"container", "run", "--sandbox", ""}} {
+		var stdout, stderr bytes.Buffer
+		args = append(append(append([]string{"__complete"}, args[:2]...), "--config", cfg, "--socket", sock), args[2:]...)
+		err := run(t.Context(), args, &stdout, &stderr)
+		if err != nil || stdout.String() != ":1\n" {
+			t.Errorf("__complete %q: %v %q", args, err, stdout.String())
+		}
+		for _, d := range []string{root, runRoot} {
+			if _, err := os.Stat(d); err == nil {
+				t.Fatalf("__complete %v created %s", args, d)
+			}
+		}
+	}
 }
 
 // TestLowLevelCommandsFindTheAgent: run beside an agent with its own roots,
@@ -49,13 +63,16 @@ func TestLowLevelCommandsFindTheAgent(t *testing.T) {
 	e.start()
 	p := e.running("web")
 	sandbox := p.Status.Pelagos.SandboxID
+	// image ls shows the ID pods report as their containers' imageID.
+	imageID := p.Status.ContainerStatuses[0].ImageID
 	for _, tc := range []struct {
 		args []string
 		want []string
 	}{
-		{[]string{"sandbox", "ls"}, []string{sandbox + " ", " web ", " running "}},
-		{[]string{"container", "ls"}, []string{" app ", " side ", sandbox}},
-		{[]string{"image", "ls"}, []string{"busybox ", " 1.36 "}},
+		{[]string{"sandbox", "ls"}, []string{sandbox[:13] + " ", " web ", " running "}},
+		{[]string{"container", "ls"}, []string{" app ", " side ", sandbox[:13]}},
+		{[]string{"image", "ls"}, []string{"busybox ", " 1.36 ", strings.TrimPrefix(imageID, "sha256:")[:13]}},
+		{[]string{"image", "ls", "--no-trunc"}, []string{" " + imageID + " "}},
 	} {
 		// Only the socket: the roots and names come from the agent.
 		out, errOut, code := runCLI(t, e.bin, append(tc.args, "--socket", e.sock)...)
@@ -63,6 +80,24 @@ func TestLowLevelCommandsFindTheAgent(t *testing.T) {
 			if code != 0 || !strings.Contains(out, w) {
 				t.Errorf("%v: exit %d, want %q in\n%s%s", tc.args, code, w, out, errOut)
 			}
+		}
+	}
+	// TAB offers the agent's sandboxes and containers, found the same way.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sandbox", "inspect"}, sandbox + "\tdefault/web\n"},
+		{[]string{"container", "logs"}, "\tdefault/web app (running)\n"},
+		{[]string{"container", "ls", "--sandbox"}, "\nweb\n"},
+	} {
+		args := append(append([]string{"__complete"}, tc.args...), "--socket", e.sock, "")
+		if tc.args[len(tc.args)-1] == "--sandbox" {
+			args = append(append([]string{"__complete"}, tc.args[:2]...), "--socket", e.sock, "--sandbox", "")
+		}
+		out, errOut, code := runCLI(t, e.bin, args...)
+		if code != 0 || !strings.Contains(out, tc.want) || !strings.HasSuffix(out, "\n:4\n") {
+			t.Errorf("__complete %q: exit %d, want %q in\n%s%s", tc.args, code, tc.want, out, errOut)
 		}
 	}
 	// The socket from the environment, as for the client commands.

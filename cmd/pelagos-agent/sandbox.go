@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,23 +76,6 @@ func newSandboxCreateCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// sandboxListEntry is one element of `sandbox ls --json`. The first six
-// names are the seed's and stay as they are: scripts read them.
-type sandboxListEntry struct {
-	ID          string                   `json:"id"`
-	Name        string                   `json:"name"`
-	PausePID    int                      `json:"pause_pid"`
-	NSName      string                   `json:"ns_name"`
-	VethHost    string                   `json:"veth_host"`
-	ContainerIP string                   `json:"container_ip"`
-	Namespace   string                   `json:"namespace"`
-	Status      string                   `json:"status"`
-	Reason      string                   `json:"reason,omitempty"`
-	NetNSPath   string                   `json:"netns_path,omitempty"`
-	Namespaces  runtime.NamespaceOptions `json:"namespaces"`
-	CreatedAt   time.Time                `json:"created_at"`
-}
-
 func status(sb *runtime.Sandbox) string {
 	if sb.State == runtime.SandboxReady {
 		return "running"
@@ -101,13 +84,26 @@ func status(sb *runtime.Sandbox) string {
 }
 
 func newSandboxListCommand(g *globalOptions) *cobra.Command {
+	o := &listOptions{}
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:     "ls [--json]",
+		Use:     "ls [-o table|json|yaml] [--no-trunc] [-q]",
 		Aliases: []string{"list"},
-		Short:   "List sandboxes: ID NAME STATUS IP NS_NAME (status running or dead)",
-		Args:    cobra.NoArgs,
+		Short:   "List sandboxes: ID NAME NAMESPACE STATUS IP NS_NAME CREATED (status running or dead)",
+		Long: `List sandboxes. -o json and -o yaml print each as sandbox inspect does
+(the runtime's fields, camelCase); the table cuts IDs to 13 characters
+unless --no-trunc, and any unique beginning of an ID names a sandbox.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if asJSON {
+				// Printed here, not by cobra, which would write it into
+				// the JSON on stdout.
+				fmt.Fprintln(g.stderr, "Flag --json has been deprecated, use -o json")
+				o.output = "json"
+			}
+			if err := checkOutput(o.output); err != nil {
+				return err
+			}
 			rt, err := g.sandboxRuntime()
 			if err != nil {
 				return err
@@ -116,30 +112,21 @@ func newSandboxListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				out := make([]sandboxListEntry, 0, len(list))
-				for _, sb := range list {
-					out = append(out, sandboxListEntry{
-						ID: sb.ID, Name: sb.Pod.Name, PausePID: sb.PausePID, NSName: sb.NetNSName,
-						VethHost: sb.VethHost, ContainerIP: sb.IP, Namespace: sb.Pod.Namespace,
-						Status: status(sb), Reason: sb.Reason, NetNSPath: sb.NetNSPath,
-						Namespaces: sb.Namespaces, CreatedAt: sb.CreatedAt,
-					})
-				}
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tIP\tNS_NAME")
-			for _, sb := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", sb.ID, sb.Pod.Name, status(sb), dash(sb.IP), dash(sb.NetNSName))
-			}
-			return tw.Flush()
+			return printSandboxes(g.stdout, list, o, clock())
 		},
 	}
+	addListFlags(cmd, o)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	_ = cmd.Flags().MarkHidden("json")
 	return cmd
+}
+
+func printSandboxes(w io.Writer, list []*runtime.Sandbox, o *listOptions, now time.Time) error {
+	return printList(w, list, o, func(sb *runtime.Sandbox) string { return sb.ID },
+		"ID\tNAME\tNAMESPACE\tSTATUS\tIP\tNS_NAME\tCREATED", func(sb *runtime.Sandbox) string {
+			return strings.Join([]string{o.id(sb.ID), sb.Pod.Name, sb.Pod.Namespace, status(sb), dash(sb.IP),
+				dash(sb.NetNSName), since(sb.CreatedAt, now)}, "\t")
+		})
 }
 
 func dash(s string) string {
@@ -149,7 +136,8 @@ func dash(s string) string {
 	return s
 }
 
-// resolveSandbox finds a sandbox by ID, else by name. The argument is
+// resolveSandbox finds a sandbox by ID, else by name, else by the unique
+// beginning of its ID (tables show 13 characters). The argument is
 // checked before it is used in any path.
 func resolveSandbox(ctx context.Context, rt runtime.Runtime, arg string) (*runtime.Sandbox, error) {
 	if arg == "" || arg == "." || arg == ".." || strings.ContainsAny(arg, "/\\\x00") {
@@ -159,7 +147,7 @@ func resolveSandbox(ctx context.Context, rt runtime.Runtime, arg string) (*runti
 	if err != nil {
 		return nil, err
 	}
-	var byName []*runtime.Sandbox
+	var byName, byPrefix []*runtime.Sandbox
 	for _, sb := range list {
 		if sb.ID == arg {
 			return sb, nil
@@ -167,26 +155,41 @@ func resolveSandbox(ctx context.Context, rt runtime.Runtime, arg string) (*runti
 		if sb.Pod.Name == arg {
 			byName = append(byName, sb)
 		}
+		if strings.HasPrefix(sb.ID, arg) {
+			byPrefix = append(byPrefix, sb)
+		}
 	}
-	switch len(byName) {
+	if len(byName) > 0 {
+		return onlyOne("sandbox name", arg, byName, func(sb *runtime.Sandbox) string { return sb.ID })
+	}
+	return onlyOne("sandbox ID prefix", arg, byPrefix, func(sb *runtime.Sandbox) string { return sb.ID })
+}
+
+// onlyOne is the one object an argument names among matches, or an error
+// that says there is none, or which IDs to choose from.
+func onlyOne[T any](what, arg string, matches []T, id func(T) string) (T, error) {
+	var zero T
+	switch len(matches) {
 	case 0:
-		return nil, &exitError{code: exitFailure, err: fmt.Errorf("sandbox %q: %w", arg, runtime.ErrNotFound)}
+		kind, _, _ := strings.Cut(what, " ")
+		return zero, &exitError{code: exitFailure, err: fmt.Errorf("%s %q: %w", kind, arg, runtime.ErrNotFound)}
 	case 1:
-		return byName[0], nil
+		return matches[0], nil
 	}
-	var ids []string
-	for _, sb := range byName {
-		ids = append(ids, sb.ID)
+	ids := make([]string, 0, len(matches))
+	for _, m := range matches {
+		ids = append(ids, id(m))
 	}
-	return nil, &exitError{code: exitFailure, err: fmt.Errorf("sandbox name %q is ambiguous: use an ID (%s)", arg, strings.Join(ids, ", "))}
+	return zero, &exitError{code: exitFailure, err: fmt.Errorf("%s %q is ambiguous: use an ID (%s)", what, arg, strings.Join(ids, ", "))}
 }
 
 func newSandboxRemoveCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:     "rm ID|NAME",
-		Aliases: []string{"remove"},
-		Short:   "Remove a sandbox and everything it made",
-		Args:    cobra.ExactArgs(1),
+		Use:               "rm ID|NAME",
+		Aliases:           []string{"remove"},
+		Short:             "Remove a sandbox and everything it made",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := g.sandboxRuntime()
 			if err != nil {
@@ -202,23 +205,42 @@ func newSandboxRemoveCommand(g *globalOptions) *cobra.Command {
 }
 
 func newSandboxInspectCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "inspect ID|NAME",
-		Short: "Print a sandbox as JSON",
-		Args:  cobra.ExactArgs(1),
+	var output string
+	cmd := &cobra.Command{
+		Use:               "inspect ID|NAME...",
+		Short:             "Print sandboxes (-o json, yaml or table); one as an object, several as a list",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeSandboxes(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			rt, err := g.sandboxRuntime()
 			if err != nil {
 				return err
 			}
-			sb, err := resolveSandbox(cmd.Context(), rt, args[0])
-			if err != nil {
-				return err
+			var sbs []*runtime.Sandbox
+			for _, arg := range args {
+				sb, err := resolveSandbox(cmd.Context(), rt, arg)
+				if err != nil {
+					return err
+				}
+				sbs = append(sbs, sb)
 			}
-			enc := json.NewEncoder(g.stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(sb)
+			return printInspected(g.stdout, sbs, output, sandboxFields)
 		},
+	}
+	addInspectOutput(cmd, &output)
+	return cmd
+}
+
+func sandboxFields(sb *runtime.Sandbox) []field {
+	return []field{
+		{"ID", sb.ID}, {"Name", sb.Pod.Name}, {"Namespace", sb.Pod.Namespace}, {"UID", dash(sb.UID)},
+		{"State", string(sb.State)}, {"Reason", dash(sb.Reason)}, {"Created", sb.CreatedAt.UTC().Format(time.RFC3339)},
+		{"IP", dash(sb.IP)}, {"Netns", dash(sb.NetNSPath)}, {"Veth", dash(sb.VethHost)},
+		{"Pause PID", strconv.Itoa(sb.PausePID)}, {"Cgroup", dash(sb.CgroupPath)},
+		{"Labels", keyValues(sb.Labels)}, {"Annotations", keyValues(sb.Annotations)},
 	}
 }
 

@@ -16,8 +16,10 @@ import (
 )
 
 // TestSandboxCLI drives the built binary as a user would: create, ls (table
-// and JSON with the seed's field names), inspect, rm by name and ID, the
-// refusals, ls after the pause is killed, gc, and a census at the end.
+// with 13-character IDs, --no-trunc, and JSON with the runtime's camelCase
+// fields), inspect by name and by the beginning of an ID, rm by name and
+// ID, the refusals, ls after the pause is killed, gc, and a census at the
+// end.
 func TestSandboxCLI(t *testing.T) {
 	linuxtest.RequireRoot(t)
 	bin := buildAgentBinary(t)
@@ -39,6 +41,14 @@ func TestSandboxCLI(t *testing.T) {
 	agent := func(args ...string) (string, string, int) {
 		return runCLI(t, bin, append(append([]string{}, global...), args...)...)
 	}
+	// A test that stops early still removes what it made (before the
+	// bridge and the table go: cleanups run last first).
+	t.Cleanup(func() {
+		out, _, _ := agent("sandbox", "ls", "-q")
+		for _, id := range strings.Fields(out) {
+			agent("sandbox", "rm", id)
+		}
+	})
 
 	out, errOut, code := agent("sandbox", "create", "--name", "web")
 	if code != 0 {
@@ -56,33 +66,55 @@ func TestSandboxCLI(t *testing.T) {
 
 	out, _, code = agent("sandbox", "ls")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME STATUS IP NS_NAME" {
+	if code != 0 || len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME NAMESPACE STATUS IP NS_NAME CREATED" {
 		t.Fatalf("ls = exit %d:\n%s", code, out)
 	}
-	if !strings.Contains(out, webID) || !strings.Contains(out, " web ") || strings.Count(out, "running") != 2 {
-		t.Errorf("ls lacks the sandboxes:\n%s", out)
+	ids := map[string]bool{}
+	for _, l := range lines[1:] {
+		ids[strings.Fields(l)[0]] = true
+	}
+	if !ids[webID[:13]] || !ids[otherID[:13]] || !strings.Contains(out, " web ") || strings.Count(out, "running") != 2 {
+		t.Errorf("ls lacks the sandboxes (13 characters of each ID):\n%s", out)
+	}
+	if out, _, _ = agent("sandbox", "ls", "--no-trunc"); !strings.Contains(out, webID+" ") {
+		t.Errorf("ls --no-trunc lacks %s:\n%s", webID, out)
+	}
+	if out, _, _ = agent("sandbox", "ls", "-q"); len(strings.Fields(out)) != 2 || !strings.Contains(out, webID+"\n") {
+		t.Errorf("ls -q:\n%s", out)
 	}
 
-	out, _, code = agent("sandbox", "ls", "--json")
+	// The deprecated --json still works, and says what replaces it.
+	out, errOut, code = agent("sandbox", "ls", "--json")
+	if code != 0 || !strings.Contains(errOut, "use -o json") {
+		t.Errorf("ls --json: exit %d, stderr %q", code, errOut)
+	}
 	var entries []map[string]any
 	if err := json.Unmarshal([]byte(out), &entries); err != nil || code != 0 || len(entries) != 2 {
 		t.Fatalf("ls --json: exit %d, %v:\n%s", code, err, out)
 	}
 	for _, e := range entries {
-		for _, k := range []string{"id", "name", "pause_pid", "ns_name", "veth_host", "container_ip"} {
+		for _, k := range []string{"id", "pod", "pausePID", "netnsName", "vethHost", "ip", "state", "createdAt"} {
 			if v, ok := e[k]; !ok || v == "" || v == float64(0) {
-				t.Errorf("ls --json entry lacks %s: %v", k, e)
+				t.Errorf("ls -o json entry lacks %s: %v", k, e)
 			}
 		}
-		if e["ns_name"] != tag+"-"+e["id"].(string) {
-			t.Errorf("ns_name %v; want %s-<id>", e["ns_name"], tag)
+		if e["netnsName"] != tag+"-"+e["id"].(string) {
+			t.Errorf("netnsName %v; want %s-<id>", e["netnsName"], tag)
 		}
 	}
+	if out, _, code = agent("sandbox", "ls", "-o", "yaml"); code != 0 || !strings.Contains(out, "pausePID: ") {
+		t.Errorf("ls -o yaml: exit %d\n%s", code, out)
+	}
 
-	out, _, code = agent("sandbox", "inspect", "web")
 	var sb map[string]any
-	if err := json.Unmarshal([]byte(out), &sb); err != nil || code != 0 || sb["id"] != webID {
-		t.Errorf("inspect web: exit %d, %v:\n%s", code, err, out)
+	for _, arg := range []string{"web", webID[:13]} {
+		out, _, code = agent("sandbox", "inspect", arg)
+		if err := json.Unmarshal([]byte(out), &sb); err != nil || code != 0 || sb["id"] != webID {
+			t.Errorf("inspect %s: exit %d, %v:\n%s", arg, code, err, out)
+		}
+	}
+	if out, _, code = agent("sandbox", "inspect", "-o", "table", "web"); code != 0 || !strings.Contains(out, "Pause PID:") {
+		t.Errorf("inspect -o table: exit %d\n%s", code, out)
 	}
 
 	for _, bad := range []string{"", "../x", "/etc", ".."} {
@@ -101,9 +133,9 @@ func TestSandboxCLI(t *testing.T) {
 	}
 
 	// Kill the other's pause: ls shows it dead, rm still cleans it.
-	pid := int(entries[0]["pause_pid"].(float64))
+	pid := int(entries[0]["pausePID"].(float64))
 	if entries[0]["id"] != otherID {
-		pid = int(entries[1]["pause_pid"].(float64))
+		pid = int(entries[1]["pausePID"].(float64))
 	}
 	p, _ := os.FindProcess(pid)
 	p.Kill()
@@ -124,9 +156,9 @@ func TestSandboxCLI(t *testing.T) {
 	if code != 0 {
 		t.Errorf("gc: exit %d: %s %s", code, out, errOut)
 	}
-	out, _, _ = agent("sandbox", "ls", "--json")
+	out, _, _ = agent("sandbox", "ls", "-o", "json")
 	if strings.TrimSpace(out) != "[]" {
-		t.Errorf("ls --json after rm = %s; want []", out)
+		t.Errorf("ls -o json after rm = %s; want []", out)
 	}
 	linuxtest.Census{
 		NetNSPrefix: tag + "-",

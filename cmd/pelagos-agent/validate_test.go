@@ -415,3 +415,49 @@ func TestValidateWarningsAndNotices(t *testing.T) {
 		t.Errorf("web.yaml warnings: %+v", w)
 	}
 }
+
+// TestValidateGolden: every problem of a file, in the order of its lines,
+// whatever order the checks find them in (volumes are checked after
+// containers, the restart policy before both), as text and as JSON.
+func TestValidateGolden(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pods")
+	validateWrite(t, filepath.Join(dir, "bad.yaml"), `apiVersion: v1
+kind: Pod
+metadata:
+  name: Bad_Name
+  labels: {"bad key!": x}
+spec:
+  volumes:
+  - name: v1
+    hostPath: {path: relative}
+  - name: v1
+    emptyDir: {}
+  containers:
+  - name: app
+    image: busybox:1.36
+    ports:
+    - containerPort: 99999
+    volumeMounts:
+    - {name: missing, mountPath: /x}
+    env:
+    - {name: "1BAD", value: x}
+  - name: app
+    image: ""
+  restartPolicy: Sometimes
+  terminationGracePeriodSeconds: -5
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: second}
+spec:
+  containers:
+  - {name: c, image: busybox:1.36, imagee: x}
+`)
+	for _, format := range []string{"text", "json"} {
+		out, _, code := validateRun(t, "validate", "-o", format, dir)
+		if code != exitFailure {
+			t.Errorf("-o %s: exit %d", format, code)
+		}
+		golden(t, "validate/line-order."+format+".golden", strings.ReplaceAll(out, dir, "/etc/pelagos/pods"))
+	}
+}

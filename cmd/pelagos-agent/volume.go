@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	goruntime "runtime"
 	"strings"
 	"syscall"
@@ -12,7 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
+	"k8s.io/apimachinery/pkg/util/duration"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/volume"
@@ -84,11 +82,14 @@ func sizeText(n int64) string {
 func newVolumeListCommand(g *globalOptions) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
-		Use:     "ls [-o json|yaml]",
+		Use:     "ls [-o table|json|yaml]",
 		Aliases: []string{"list"},
 		Short:   "List persistent volumes: NAMESPACE NAME SIZE QUOTA USED PODS AGE",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			rt, err := g.sandboxRuntime()
 			if err != nil {
 				return err
@@ -97,15 +98,15 @@ func newVolumeListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output != "" {
-				return printStructured(g.stdout, output, vols)
+			if output != "table" {
+				return printStructured(g.stdout, nonNil(vols), output)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMESPACE\tNAME\tSIZE\tQUOTA\tUSED\tPODS\tAGE")
 			for _, v := range vols {
 				ageText := "<unknown>"
 				if !v.Created.IsZero() {
-					ageText = age(time.Since(v.Created))
+					ageText = duration.HumanDuration(clock().Sub(v.Created))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", v.Namespace, v.Name, sizeText(v.Quota.Size), quotaText(v.Quota),
 					sizeText(v.Used), len(v.UsedBy), ageText)
@@ -113,7 +114,7 @@ func newVolumeListCommand(g *globalOptions) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 
@@ -124,6 +125,9 @@ func newVolumeInspectCommand(g *globalOptions) *cobra.Command {
 		Short: "Print a persistent volume: its path, size, how the size is held, what it uses, which pods use it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			ns, name, err := volumeRef(args[0], ns)
 			if err != nil {
 				return err
@@ -139,11 +143,11 @@ func newVolumeInspectCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printStructured(g.stdout, output, v)
+			return printInspected(g.stdout, []*volume.PersistentVolume{v}, output, volumeFields)
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "the claim's namespace")
-	cmd.Flags().StringVarP(&output, "output", "o", "json", "json or yaml")
+	addInspectOutput(cmd, &output)
 	return cmd
 }
 
@@ -188,21 +192,15 @@ func newVolumeRemoveCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func printStructured(w io.Writer, format string, v any) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
+func volumeFields(v *volume.PersistentVolume) []field {
+	usedBy := strings.Join(v.UsedBy, ",")
+	if usedBy == "" {
+		usedBy = "<none>"
 	}
-	return &exitError{code: exitUsage, err: fmt.Errorf("-o %q: want json or yaml", format)}
+	return []field{
+		{"Name", v.Name}, {"Namespace", v.Namespace}, {"Path", v.Path}, {"Created", v.Created.UTC().Format(time.RFC3339)},
+		{"Size", sizeText(v.Quota.Size)}, {"Quota", quotaText(v.Quota)}, {"Used", sizeText(v.Used)}, {"Used By", usedBy},
+	}
 }
 
 // nodeAllocatable is what the downward API reports as the limits of a

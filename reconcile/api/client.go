@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -145,6 +147,49 @@ func (c *Client) RawPod(ctx context.Context, namespace, name string) (json.RawMe
 	return raw, c.getJSON(ctx, podPath(namespace, name), nil, &raw)
 }
 
+// KubePods returns the served Pods as core/v1 objects; namespace "" means
+// all.
+func (c *Client) KubePods(ctx context.Context, namespace string) ([]corev1.Pod, error) {
+	var l corev1.PodList
+	if err := c.getJSON(ctx, podsPath(namespace), nil, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// KubePod returns one served Pod as a core/v1 object.
+func (c *Client) KubePod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	var p corev1.Pod
+	if err := c.getJSON(ctx, podPath(namespace, name), nil, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// KubeEvents returns the served core/v1 Events, optionally about one pod,
+// in the order the server lists them.
+func (c *Client) KubeEvents(ctx context.Context, namespace, name string) ([]corev1.Event, error) {
+	path, q := eventsQuery(namespace, name)
+	var l corev1.EventList
+	if err := c.getJSON(ctx, path, q, &l); err != nil {
+		return nil, err
+	}
+	return l.Items, nil
+}
+
+// Namespaces returns the names of the served namespaces.
+func (c *Client) Namespaces(ctx context.Context) ([]string, error) {
+	var l corev1.NamespaceList
+	if err := c.getJSON(ctx, "/api/v1/namespaces", nil, &l); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(l.Items))
+	for _, ns := range l.Items {
+		names = append(names, ns.Name)
+	}
+	return names, nil
+}
+
 // Pods lists pods; namespace "" means all.
 func (c *Client) Pods(ctx context.Context, namespace string) (*reconcile.PodList, error) {
 	items, err := c.RawPods(ctx, namespace)
@@ -218,7 +263,13 @@ func (c *Client) Events(ctx context.Context, namespace, name string) ([]reconcil
 // WatchEvents calls fn for the kept events and then each new or repeated
 // one until ctx ends or fn returns an error.
 func (c *Client) WatchEvents(ctx context.Context, fn func(reconcile.Event) error) error {
-	path, q := eventsQuery("", "")
+	return c.WatchNamespaceEvents(ctx, "", fn)
+}
+
+// WatchNamespaceEvents is WatchEvents for the events of one namespace
+// ("" for all).
+func (c *Client) WatchNamespaceEvents(ctx context.Context, namespace string, fn func(reconcile.Event) error) error {
+	path, q := eventsQuery(namespace, "")
 	q.Set("watch", "true")
 	resp, err := c.get(ctx, path, q)
 	if err != nil {

@@ -95,6 +95,11 @@ func (e *events) convert(ev reconcile.Event) *corev1.Event {
 	if b, err := json.Marshal(ev); err == nil {
 		_ = json.Unmarshal(b, out)
 	}
+	if ev.Series != nil {
+		// MicroTime reads only microsecond precision, which a time.Time's
+		// JSON does not have: the series' time is set from the value.
+		out.Series = &corev1.EventSeries{Count: int32(ev.Series.Count), LastObservedTime: metav1.NewMicroTime(ev.Series.LastObservedTime)}
+	}
 	out.TypeMeta = metav1.TypeMeta{Kind: "Event", APIVersion: "v1"}
 	obj := ev.InvolvedObject
 	h := fnv.New64a()

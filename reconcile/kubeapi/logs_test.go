@@ -133,7 +133,11 @@ func TestEvents(t *testing.T) {
 	}
 	var v1 eventsv1.EventList
 	e.getJSON("/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Da,reason%3DProbe", &v1)
-	if len(v1.Items) != 1 || v1.Items[0].Series == nil || v1.Items[0].Series.Count != 3 || v1.Items[0].Note != "readiness failed" ||
+	if ev.Series == nil || ev.Series.Count != 3 || ev.Series.LastObservedTime.IsZero() {
+		t.Errorf("core event series: %+v", ev.Series)
+	}
+	if len(v1.Items) != 1 || v1.Items[0].Series == nil || v1.Items[0].Series.Count != 3 || v1.Items[0].Series.LastObservedTime.IsZero() ||
+		v1.Items[0].Note != "readiness failed" ||
 		v1.Items[0].Regarding.UID != uid || v1.Items[0].EventTime.IsZero() || v1.Items[0].Name != ev.Name {
 		t.Errorf("events.k8s.io: %+v", v1.Items)
 	}
