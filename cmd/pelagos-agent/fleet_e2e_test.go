@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -300,11 +301,11 @@ func TestAgentFleetTwoNodesOneDirectory(t *testing.T) {
 	if strings.Count(out, "NodeMismatch") != 2 {
 		t.Errorf("b's get pods:\n%s", out)
 	}
-	if out, _, _ := b.cli("describe", "pod", "alpha"); !strings.Contains(out, "Message:       nodeSelector site=a does not match (the node has site=b)") ||
-		!strings.Contains(out, "Normal  NodeMismatch") {
+	if out, _, _ := b.cli("describe", "pod", "alpha"); !regexp.MustCompile(`(?m)^Message:\s+nodeSelector site=a does not match \(the node has site=b\)$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^\s+Normal\s+NodeMismatch\s`).MatchString(out) {
 		t.Errorf("b's describe pod alpha:\n%s", out)
 	}
-	if out, _, _ := a.cli("describe", "pod", "plain"); !strings.Contains(out, "Status:        Running") {
+	if out, _, _ := a.cli("describe", "pod", "plain"); !regexp.MustCompile(`(?m)^Status:\s+Running$`).MatchString(out) {
 		t.Errorf("a's describe pod plain:\n%s", out)
 	}
 	if out, _, _ := b.cli("get", "daemonsets"); !tableHas(out, "edge", "0", "0", "0") {

@@ -139,22 +139,47 @@ func openWebSocket(w http.ResponseWriter, r *http.Request, want Streams) (*sessi
 		_, _ = ch[chanError].Write(nil)
 	}
 	s := &session{resize: ch[chanResize], close: func() { conn.Close() }}
+	// kubectl before 1.33 (client-go's WebSocket executor) starts reading
+	// before it has made its streams, and drops what arrives for a stream
+	// it does not have yet: the output and the exit status of a command
+	// that ends at once could be lost ("Unknown stream id 3", exit 1
+	// instead of the command's). Nothing is sent on the streams until the
+	// client has had a moment to make them.
+	open := time.Now().Add(webSocketStreamGrace)
+	gated := func(w io.Writer) io.Writer { return gatedWriter{w: w, from: open} }
 	if want.Stdin {
 		s.stdin = ch[chanStdin]
 	}
 	if want.Stdout {
-		s.stdout = ch[chanStdout]
+		s.stdout = gated(ch[chanStdout])
 	}
 	if want.Stderr {
-		s.stderr = ch[chanStderr]
+		s.stderr = gated(ch[chanStderr])
 	}
 	switch proto {
 	case protocolV5, protocolV4, protocolV4Base64:
-		s.writeStatus = jsonStatus(ch[chanError])
+		s.writeStatus = jsonStatus(gated(ch[chanError]))
 	default:
-		s.writeStatus = textStatus(ch[chanError])
+		s.writeStatus = textStatus(gated(ch[chanError]))
 	}
 	return s, nil
+}
+
+// webSocketStreamGrace is how long after the handshake a WebSocket
+// client gets to make its streams before anything is sent on them.
+const webSocketStreamGrace = 50 * time.Millisecond
+
+// gatedWriter holds writes until from.
+type gatedWriter struct {
+	w    io.Writer
+	from time.Time
+}
+
+func (g gatedWriter) Write(p []byte) (int, error) {
+	if d := time.Until(g.from); d > 0 {
+		time.Sleep(d)
+	}
+	return g.w.Write(p)
 }
 
 func openSPDY(w http.ResponseWriter, r *http.Request, want Streams, gone func()) (*session, error) {

@@ -295,3 +295,48 @@ func spdySession(ctx context.Context, t *testing.T, u string, streams ...string)
 	}
 	<-ctx.Done()
 }
+
+// TestWebSocketStreamsWaitForTheClient: a client as kubectl before 1.33
+// is — reading from the moment of the handshake, before it has made its
+// streams — must not be sent a command's output or exit status in that
+// moment, or it drops them ("Unknown stream id 3") and reports exit 1
+// for a command that exited 42. Nothing but the opening empty message
+// arrives in the first webSocketStreamGrace (50 ms).
+func TestWebSocketStreamsWaitForTheClient(t *testing.T) {
+	e := newEnv(t)
+	e.addPod("web", runtime.ContainerConfig{Name: "app"})
+	cfg, err := websocket.NewConfig(e.wsURL("web", "exec", streaming.Query("", []string{"exit", "42"}, streaming.Streams{Stdout: true, Stderr: true}).Encode()), "http://localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Protocol = []string{"v5.channel.k8s.io"}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	opened := time.Now()
+	var status []byte
+	for status == nil {
+		var msg []byte
+		if err := websocket.Message.Receive(ws, &msg); err != nil {
+			t.Fatalf("no exit status: %v", err)
+		}
+		if len(msg) <= 1 {
+			continue // the opening empty message on the first channel
+		}
+		if at := time.Since(opened); at < 40*time.Millisecond {
+			t.Errorf("channel %d got %q %s after the handshake, before the client could have made its streams", msg[0], msg[1:], at)
+		}
+		if msg[0] == 3 {
+			status = msg[1:]
+		}
+	}
+	var st streaming.Status
+	if err := json.Unmarshal(status, &st); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := st.ExitCode(); code != 42 {
+		t.Errorf("exit status %s: code %d, want 42", status, code)
+	}
+}
