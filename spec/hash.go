@@ -82,6 +82,8 @@ type containerFields struct {
 	TerminationMessagePath string               `json:"terminationMessagePath"`
 	// Empty for the default policy, so adding the field kept every hash.
 	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty"`
+	// Omitted when false, so adding the field kept every hash.
+	StdinOnce bool `json:"stdinOnce,omitempty"`
 }
 
 // SandboxHash returns the versioned hash of p's sandbox-level fields, such
@@ -147,7 +149,7 @@ func containerHash(p *Pod, c *Container) string {
 		Env: c.Env, EnvFrom: c.EnvFrom, Resources: c.Resources, VolumeMounts: c.VolumeMounts,
 		LivenessProbe: c.LivenessProbe, ReadinessProbe: c.ReadinessProbe, StartupProbe: c.StartupProbe,
 		Lifecycle: c.Lifecycle, SecurityContext: EffectiveSecurityContext(p, c),
-		Stdin: c.Stdin, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath,
+		Stdin: c.Stdin, StdinOnce: c.StdinOnce, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath,
 	}
 	if c.TerminationMessagePolicy != DefaultTerminationMessagePolicy {
 		f.TerminationMessagePolicy = c.TerminationMessagePolicy

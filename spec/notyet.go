@@ -3,9 +3,8 @@ package spec
 // Fields pelagos-agent will support but does not yet. They are modelled so
 // that lifting a refusal is deleting its check here (and adding the field
 // to the container hash, hash.go), and refused meanwhile because accepting
-// them would silently change what the pod does: a shell with tty: true
-// exits at once without a terminal, where Kubernetes keeps it running; a
-// sidecar would run once to completion instead of beside the app.
+// them would silently change what the pod does: a sidecar would run once
+// to completion instead of beside the app.
 
 const notYet = "not supported yet: "
 
@@ -13,17 +12,6 @@ const notYet = "not supported yet: "
 // reports whether the container is a native sidecar, whose probes and
 // hooks are then not reported again as "not allowed on an init container".
 func validateNotYet(l *errList, cp fieldPath, c *Container, init bool) (sidecar bool) {
-	// Terminals and stdin: the runtime has no attach yet.
-	if c.TTY {
-		l.unsupported(cp.Field("tty"), notYet+"pelagos-agent cannot attach a terminal to a container; delete this line (or set false), and use `pelagos-agent exec -t` for an interactive shell")
-	}
-	if c.Stdin {
-		l.unsupported(cp.Field("stdin"), notYet+"pelagos-agent cannot attach to a container's stdin; delete this line (or set false): the container's stdin is /dev/null")
-	}
-	if c.StdinOnce {
-		l.unsupported(cp.Field("stdinOnce"), notYet+"pelagos-agent cannot attach to a container's stdin; delete this line (or set false)")
-	}
-
 	// Native sidecars: an init container with restartPolicy Always.
 	if rp := c.RestartPolicy; rp != nil {
 		switch {
