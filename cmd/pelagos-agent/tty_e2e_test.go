@@ -197,8 +197,11 @@ func TestTerminalsEndToEnd(t *testing.T) {
 		term.untilScreen("the size", "stty size\r", `20 70\r\n`)
 		term.resize(44, 132)
 		term.untilScreen("the new size", "stty size\r", `44 132\r\n`)
-		// ^D ends the shell's input; its status is the last command's.
-		term.typeText("false\r\x04")
+		// ^D ends the shell's input (once it reads its terminal again);
+		// its status is the last command's.
+		term.typeText("false\r")
+		term.waitScreen("the prompt after false", `(?s)false\r\n.*/ # (\x1b\[[0-9]*[A-Za-z])*$`)
+		term.typeText("\x04")
 		if code := term.wait(); code != 1 {
 			t.Errorf("pelagos-agent exec -it: exit %d, want 1; screen:\n%q", code, term.screen.String())
 		}

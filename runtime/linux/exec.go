@@ -163,12 +163,15 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	if err != nil {
 		return startFailure(id, p, err, wg.Wait, opts.Stderr, "\n")
 	}
-	return waitExec(ctx, id, p, opts.Timeout, func() {
-		// Children of the exec'd process may hold the pipes: do not wait
-		// for them past the deadline.
-		outR.SetReadDeadline(time.Now())
-		errR.SetReadDeadline(time.Now())
-	}, wg.Wait)
+	return waitExec(ctx, id, p, opts.Timeout, func(killed bool) {
+		if killed {
+			// Children of the exec'd process may hold the pipes: do not
+			// wait for them past the deadline.
+			outR.SetReadDeadline(time.Now())
+			errR.SetReadDeadline(time.Now())
+		}
+		wg.Wait()
+	})
 }
 
 // execTTY runs the exec init with a terminal: it gets only the console
@@ -243,8 +246,12 @@ func (r *Runtime) execTTY(ctx context.Context, id string, opts runtime.ExecOptio
 			}
 		}()
 	}
-	return waitExec(ctx, id, p, opts.Timeout, func() { master.SetReadDeadline(time.Now()) }, func() {
-		master.SetReadDeadline(time.Now().Add(ttyDrain))
+	return waitExec(ctx, id, p, opts.Timeout, func(killed bool) {
+		grace := ttyDrain
+		if killed {
+			grace = 0
+		}
+		master.SetReadDeadline(time.Now().Add(grace))
 		wg.Wait()
 	})
 }
@@ -289,10 +296,10 @@ func startFailure(id string, p *os.Process, err error, drain func(), w io.Writer
 }
 
 // waitExec waits for the exec'd process, or kills it when ctx ends or the
-// timeout passes (then abandon stops waiting for its output); drain waits
-// for the output copies, and the process's status is returned as a shell
+// timeout passes; drain then waits for its output (killed: only for what
+// is there already), and the process's status is returned as a shell
 // gives it.
-func waitExec(ctx context.Context, id string, p *os.Process, timeout time.Duration, abandon, drain func()) (int, error) {
+func waitExec(ctx context.Context, id string, p *os.Process, timeout time.Duration, drain func(killed bool)) (int, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -307,11 +314,10 @@ func waitExec(ctx context.Context, id string, p *os.Process, timeout time.Durati
 	case <-ctx.Done():
 		p.Signal(syscall.SIGKILL)
 		<-done
-		abandon()
-		drain()
+		drain(true)
 		return -1, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
 	}
-	drain()
+	drain(false)
 	if werr != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, werr)
 	}

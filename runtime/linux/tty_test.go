@@ -354,6 +354,7 @@ type execTTY struct {
 	in     *io.PipeWriter
 	out    syncBuffer
 	resize chan runtime.TermSize
+	cancel context.CancelFunc
 	done   chan struct{}
 	code   int
 	err    error
@@ -365,11 +366,13 @@ func startExecTTY(t *testing.T, rt *Runtime, id string, size runtime.TermSize, c
 	r, w := io.Pipe()
 	x.in = w
 	x.resize <- size
+	ctx, cancel := context.WithCancel(context.Background())
+	x.cancel = cancel
 	go func() {
 		defer close(x.done)
-		x.code, x.err = rt.Exec(context.Background(), id, runtime.ExecOptions{Cmd: cmd, TTY: true, Stdin: r, Stdout: &x.out, Resize: x.resize, Timeout: time.Minute})
+		x.code, x.err = rt.Exec(ctx, id, runtime.ExecOptions{Cmd: cmd, TTY: true, Stdin: r, Stdout: &x.out, Resize: x.resize, Timeout: time.Minute})
 	}()
-	t.Cleanup(func() { w.Close() })
+	t.Cleanup(func() { cancel(); w.Close() })
 	return x
 }
 
@@ -383,6 +386,10 @@ func (x *execTTY) wait(t *testing.T) (int, error) {
 		return -1, nil
 	}
 }
+
+// promptAfterFalse is busybox sh's prompt once it ran `false` (it may
+// end with a query of the cursor's position).
+const promptAfterFalse = `(?s)false\r\n.*/ # (\x1b\[[0-9]*[A-Za-z])*$`
 
 // TestExecTTY: exec with a terminal gets a pty of the container's devpts
 // as its controlling terminal, sized as the client's and following its
@@ -412,11 +419,16 @@ func TestExecTTY(t *testing.T) {
 	for _, pid := range procs {
 		noMaster(t, pid)
 	}
-	// ^D at the start of a line is the end of the shell's input.
-	x.in.Write([]byte("false\n\x04"))
+	// ^D at the start of a line is the end of the shell's input, once the
+	// shell reads its terminal again (typed ahead while a command runs,
+	// the terminal is in canonical mode and turns it into a NUL for the
+	// line editor).
+	x.in.Write([]byte("false\n"))
+	waitOutput(t, "the prompt after false", &x.out, promptAfterFalse)
+	x.in.Write([]byte("\x04"))
 	code, err := x.wait(t)
 	if err != nil || code != 1 {
-		t.Errorf("shell ended by ^D: code %d err %v, want 1 (its last status)", code, err)
+		t.Errorf("shell ended by ^D: code %d err %v, want 1 (its last status); terminal:\n%q", code, err, x.out.String())
 	}
 	x = startExecTTY(t, e.rt, c.ID, runtime.TermSize{}, "/bin/sh", "-c", "cat; exit 5")
 	x.in.Write([]byte("typed\n\x04"))
@@ -429,6 +441,24 @@ func TestExecTTY(t *testing.T) {
 	x = startExecTTY(t, e.rt, c.ID, runtime.TermSize{}, "no-such-command")
 	if code, err := x.wait(t); err != nil || code != 127 || !strings.Contains(x.out.String(), "executable file not found") {
 		t.Errorf("missing command: code %d err %v terminal %q", code, err, x.out.String())
+	}
+	// A child that ignores the hangup and keeps the terminal does not hold
+	// the exec past its process's exit.
+	x = startExecTTY(t, e.rt, c.ID, runtime.TermSize{}, "/bin/sh", "-c", "trap '' HUP; sleep 1001 & echo started; exit 2")
+	if code, err := x.wait(t); err != nil || code != 2 || !strings.Contains(x.out.String(), "started") {
+		t.Errorf("exec leaving a child on the terminal: code %d err %v terminal %q", code, err, x.out.String())
+	}
+	// A client that goes kills its command.
+	x = startExecTTY(t, e.rt, c.ID, runtime.TermSize{}, "/bin/sh", "-c", "echo waiting; exec sleep 1002")
+	waitOutput(t, "exec", &x.out, "waiting")
+	x.cancel()
+	if _, err := x.wait(t); !errors.Is(err, context.Canceled) {
+		t.Errorf("exec whose client went: %v, want context.Canceled", err)
+	}
+	for _, pid := range must(e.cg.Procs(ctrCgroup(e.sb.ID, c.ID))) {
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); string(cmd) == "sleep\x001002\x00" {
+			t.Errorf("the command of a gone client still runs: pid %d", pid)
+		}
 	}
 	e.check(t)
 }
