@@ -90,6 +90,13 @@ func (a *attachment) wait(t *testing.T) error {
 // clients seeing the same output, detach and re-attach, and the exit.
 func TestTTYContainer(t *testing.T) {
 	e := newCtrEnv(t, nil)
+	// As in the agent, a spare shim is waiting: its pre-started init has
+	// no terminal, so it starts a fresh one.
+	e.rt.EnableSpareShim()
+	defer e.rt.DisableSpareShim() // before the census too, below
+	for ok, _ := e.rt.spareReady(); !ok; ok, _ = e.rt.spareReady() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	cfg := e.config("shell", "/bin/sh")
 	cfg.TTY, cfg.Stdin = true, true
 	c := e.start(t, cfg)
@@ -179,6 +186,7 @@ func TestTTYContainer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.cfg.RunRoot, "containers", c.ID, attach.SocketName)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("attach socket after the exit: %v", err)
 	}
+	e.rt.DisableSpareShim()
 	e.check(t)
 }
 
