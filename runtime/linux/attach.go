@@ -52,12 +52,17 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtime.AttachOpti
 		return fmt.Errorf("attach to container %s: %w", id, err)
 	}
 	defer conn.Close()
+	// A blocked read or write ends when the connection closes.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	hello := attach.Hello{Version: attach.Version, Stdin: opts.Stdin != nil, Stdout: opts.Stdout != nil, Stderr: opts.Stderr != nil && !opts.TTY}
 	if err := conn.WriteFrame(attach.TypeHello, hello.Marshal()); err != nil {
 		return fmt.Errorf("attach to container %s: %w", id, err)
 	}
 	typ, data, err := conn.ReadFrame()
 	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
 	case err != nil:
 		return fmt.Errorf("attach to container %s: %w", id, err)
 	case typ == attach.TypeEnd && len(data) == 0:
@@ -67,9 +72,6 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtime.AttachOpti
 	case typ != attach.TypeHello:
 		return fmt.Errorf("attach to container %s: the shim answered with frame %q", id, typ)
 	}
-	// A blocked read or write ends when the connection closes.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
 	done := make(chan struct{})
 	defer close(done)
 	inputEnded := make(chan struct{})

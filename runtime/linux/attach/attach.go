@@ -198,15 +198,15 @@ func (l *Listener) Accept() (*Conn, error) {
 	}
 	var nfd int
 	var aerr error
-	err = rc.Read(func(fd uintptr) bool {
+	if err := rc.Read(func(fd uintptr) bool {
 		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC)
 		return aerr != unix.EAGAIN
-	})
-	if err == nil {
-		err = aerr
+	}); err != nil {
+		// Only the listener's closing stops the wait.
+		return nil, &os.PathError{Op: "accept", Path: l.path, Err: os.ErrClosed}
 	}
-	if err != nil {
-		return nil, err
+	if aerr != nil {
+		return nil, &os.PathError{Op: "accept", Path: l.path, Err: aerr}
 	}
 	return newConn(nfd)
 }

@@ -168,19 +168,10 @@ func reportFailure(ready *os.File, err error) int {
 // makes its stdio itself and only gets the socket it sends the master on.
 func newInit(exe string, enter func() error, cloneFlags uintptr, tty, stdin bool) (*nsinit.Proc, error) {
 	var theirs []*os.File // the init's ends, closed here once it has them
-	defer func() {
-		for _, f := range theirs {
-			f.Close()
-		}
-	}()
-	p := &nsinit.Proc{}
-	ours := func() []*os.File { return []*os.File{p.Stdout, p.Stderr, p.Stdin, p.Console} }
+	defer func() { closeAll(theirs) }()
+	p := &nsinit.Proc{} // our ends, moved to the started init's Proc
 	fail := func(err error) (*nsinit.Proc, error) {
-		for _, f := range ours() {
-			if f != nil {
-				f.Close()
-			}
-		}
+		closeAll(nil, p.Stdout, p.Stderr, p.Stdin, p.Console)
 		return nil, err
 	}
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -198,28 +189,22 @@ func newInit(exe string, enter func() error, cloneFlags uintptr, tty, stdin bool
 		p.Console, theirs = sock, append(theirs, child)
 		extra = []*os.File{nil, child} // nothing on MountFD
 	} else {
-		pipe := func(mine **os.File, reads bool) (*os.File, error) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return nil, err
-			}
-			if reads {
-				*mine, theirs = r, append(theirs, w)
-				return w, nil
-			}
-			*mine, theirs = w, append(theirs, r)
-			return r, nil
-		}
-		if stdio[1], err = pipe(&p.Stdout, true); err != nil {
+		var outW, errW, inR *os.File
+		if p.Stdout, outW, err = os.Pipe(); err != nil {
 			return fail(err)
 		}
-		if stdio[2], err = pipe(&p.Stderr, true); err != nil {
+		theirs = append(theirs, outW)
+		if p.Stderr, errW, err = os.Pipe(); err != nil {
 			return fail(err)
 		}
+		theirs = append(theirs, errW)
+		stdio[1], stdio[2] = outW, errW
 		if stdin {
-			if stdio[0], err = pipe(&p.Stdin, false); err != nil {
+			if inR, p.Stdin, err = os.Pipe(); err != nil {
 				return fail(err)
 			}
+			theirs = append(theirs, inR)
+			stdio[0] = inR
 		}
 	}
 	ip, err := nsinit.Spawn(exe, enter, cloneFlags, stdio, extra...)

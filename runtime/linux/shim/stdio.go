@@ -2,6 +2,7 @@ package shim
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"sync"
 	"time"
@@ -61,8 +62,14 @@ func (s *stdio) setInput(in, master *os.File) {
 func (s *stdio) serve() {
 	for {
 		c, err := s.ln.Accept()
-		if err != nil {
+		if errors.Is(err, os.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Out of descriptors, or a client gone before its accept:
+			// the next client may fare better.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go s.session(c)
 	}
