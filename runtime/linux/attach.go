@@ -2,7 +2,6 @@ package linux
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -94,25 +93,10 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtime.AttachOpti
 			}
 		}()
 	}
-	if opts.TTY && opts.Resize != nil {
-		go func() {
-			for {
-				select {
-				case size, ok := <-opts.Resize:
-					if !ok {
-						return
-					}
-					var b [4]byte
-					binary.BigEndian.PutUint16(b[:], size.Width)
-					binary.BigEndian.PutUint16(b[2:], size.Height)
-					if conn.WriteFrame(attach.TypeResize, b[:]) != nil {
-						return
-					}
-				case <-done:
-					return
-				}
-			}
-		}()
+	if opts.TTY {
+		go forwardSizes(opts.Resize, done, func(size runtime.TermSize) error {
+			return conn.WriteFrame(attach.TypeResize, attach.MarshalSize(size))
+		})
 	}
 	result := make(chan error, 1)
 	go func() { result <- relayOutput(conn, opts.Stdout, opts.Stderr) }()
@@ -130,6 +114,21 @@ func (r *Runtime) Attach(ctx context.Context, id string, opts runtime.AttachOpti
 		return fmt.Errorf("attach to container %s: %w", id, err)
 	}
 	return nil
+}
+
+// forwardSizes applies each window size from resize until it closes, done
+// closes or apply fails.
+func forwardSizes(resize <-chan runtime.TermSize, done <-chan struct{}, apply func(runtime.TermSize) error) {
+	for {
+		select {
+		case size, ok := <-resize:
+			if !ok || apply(size) != nil {
+				return
+			}
+		case <-done:
+			return
+		}
+	}
 }
 
 // relayOutput copies the shim's output frames to the client's writers

@@ -231,21 +231,7 @@ func (r *Runtime) execTTY(ctx context.Context, id string, opts runtime.ExecOptio
 		// master closes.
 		go io.Copy(master, opts.Stdin)
 	}
-	if opts.Resize != nil {
-		go func() {
-			for {
-				select {
-				case size, ok := <-opts.Resize:
-					if !ok {
-						return
-					}
-					console.Resize(master, size)
-				case <-done:
-					return
-				}
-			}
-		}()
-	}
+	go forwardSizes(opts.Resize, done, func(size runtime.TermSize) error { return console.Resize(master, size) })
 	return waitExec(ctx, id, p, opts.Timeout, func(killed bool) {
 		grace := ttyDrain
 		if killed {

@@ -12,6 +12,7 @@
 package attach
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
 // SocketName is the socket's name in the container's run directory.
@@ -37,7 +40,7 @@ const (
 	TypeHello      = 'H' // both ways: Hello.Marshal
 	TypeInput      = 'i' // client: bytes for the container's stdin (or terminal)
 	TypeCloseInput = 'c' // client: its input ended
-	TypeResize     = 'r' // client: window size, width and height as big-endian uint16
+	TypeResize     = 'r' // client: window size (MarshalSize)
 	TypeStdout     = 'o' // shim: output (all of a terminal's)
 	TypeStderr     = 'e' // shim: error output (never with a terminal)
 	TypeEnd        = 'z' // shim: no data when the container exited, else why the session ended
@@ -82,6 +85,22 @@ func ParseHello(b []byte) (Hello, error) {
 	}
 	f := b[1]
 	return Hello{Version: b[0], TTY: f&flagTTY != 0, Stdin: f&flagStdin != 0, Stdout: f&flagStdout != 0, Stderr: f&flagStderr != 0}, nil
+}
+
+// MarshalSize encodes a window size as a resize frame's data.
+func MarshalSize(s runtime.TermSize) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint16(b, s.Width)
+	binary.BigEndian.PutUint16(b[2:], s.Height)
+	return b
+}
+
+// ParseSize decodes a resize frame's data.
+func ParseSize(b []byte) (runtime.TermSize, bool) {
+	if len(b) != 4 {
+		return runtime.TermSize{}, false
+	}
+	return runtime.TermSize{Width: binary.BigEndian.Uint16(b), Height: binary.BigEndian.Uint16(b[2:])}, true
 }
 
 // Conn is one end of an attach session. Reads must come from one

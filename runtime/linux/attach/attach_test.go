@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime"
 )
 
 func TestHello(t *testing.T) {
@@ -24,6 +26,13 @@ func TestHello(t *testing.T) {
 	}
 	if _, err := ParseHello([]byte{1}); err == nil {
 		t.Error("a one-byte hello parsed")
+	}
+	size := runtime.TermSize{Width: 513, Height: 65535}
+	if got, ok := ParseSize(MarshalSize(size)); !ok || got != size {
+		t.Errorf("size round trip: %+v %v", got, ok)
+	}
+	if _, ok := ParseSize([]byte{1, 2, 3}); ok {
+		t.Error("a three-byte size parsed")
 	}
 }
 

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"encoding/binary"
 	"errors"
 	"os"
 	"sync"
@@ -130,13 +129,11 @@ func (s *stdio) session(c *attach.Conn) {
 		case attach.TypeCloseInput:
 			s.inputEnded(ss)
 		case attach.TypeResize:
-			if len(data) == 4 {
-				s.mu.Lock()
-				m := s.master
-				s.mu.Unlock()
-				if m != nil {
-					console.Resize(m, runtime.TermSize{Width: binary.BigEndian.Uint16(data), Height: binary.BigEndian.Uint16(data[2:])})
-				}
+			s.mu.Lock()
+			m := s.master
+			s.mu.Unlock()
+			if size, ok := attach.ParseSize(data); ok && m != nil {
+				console.Resize(m, size)
 			}
 		}
 	}
