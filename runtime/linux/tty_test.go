@@ -577,3 +577,41 @@ func TestTerminalsUnreachableFromContainers(t *testing.T) {
 	}
 	e.check(t)
 }
+
+// TestTTYNonRoot: a workload running as a user owns its terminal, as a
+// user who opens a pty does, and reads and writes it after the
+// privileges are dropped; an exec as that user gets a terminal of its own.
+func TestTTYNonRoot(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	uid := int64(1000)
+	cfg := e.config("user-tty", "/bin/sh", "-c", "tty; stat -c 'owner=%u mode=%a' /dev/pts/0; echo typed-$(head -c 3)")
+	cfg.TTY, cfg.Stdin = true, true
+	cfg.Security.RunAsUser = &uid
+	c := e.start(t, cfg)
+	a := attachTo(t, e.rt, c.ID, true, true)
+	waitAttached(t, e, c.ID, 1)
+	a.send(t, "abc\n")
+	if err := a.wait(t); err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	got := e.waitExit(t, c.ID)
+	if got.ExitCode != 0 {
+		t.Errorf("exit %d", got.ExitCode)
+	}
+	var log strings.Builder
+	crilog.Read(c.LogPath, &log, crilog.ReadOptions{})
+	for _, want := range []string{"/dev/pts/0", "owner=1000 mode=620", "typed-abc"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("no %q in the log:\n%s", want, log.String())
+		}
+	}
+	sleeper := e.startSleeper(t, "user-sleeper", func(c *runtime.ContainerConfig) { c.Security.RunAsUser = &uid; c.TTY = true })
+	x := startExecTTY(t, e.rt, sleeper.ID, runtime.TermSize{}, "/bin/sh", "-c", "tty; id -u; echo hi > /dev/pts/0 && echo wrote-main")
+	if code, err := x.wait(t); err != nil || code != 0 {
+		t.Errorf("exec: %d %v: %q", code, err, x.out.String())
+	}
+	if out := x.out.String(); !strings.Contains(out, "/dev/pts/1\r\n1000\r\nwrote-main") {
+		t.Errorf("exec as the user: %q, want its own /dev/pts/1, uid 1000, and the main process's terminal (the user's too) writable", out)
+	}
+	e.check(t)
+}
