@@ -533,6 +533,7 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		Env:                        env,
 		TTY:                        c.TTY,
 		Stdin:                      c.Stdin,
+		StdinOnce:                  c.StdinOnce,
 		TerminationMessagePath:     c.TerminationMessagePath,
 		TerminationMessageFromLogs: c.TerminationMessagePolicy == "FallbackToLogsOnError",
 	}

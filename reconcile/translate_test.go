@@ -136,6 +136,22 @@ func TestTranslatePod(t *testing.T) {
 	}
 }
 
+func TestTranslateTerminal(t *testing.T) {
+	set := loadOne(t, "apiVersion: v1\nkind: Pod\nmetadata: {name: sh}\nspec:\n  containers:\n"+
+		"  - {name: sh, image: busybox:1.36, tty: true, stdin: true, stdinOnce: true}\n"+
+		"  - {name: plain, image: busybox:1.36}\n")
+	if len(set.Errors) > 0 || len(set.Pods) != 1 {
+		t.Fatalf("errors %v, pods %d", set.Errors, len(set.Pods))
+	}
+	sh, plain := set.Pods[0].Containers[0].Config, set.Pods[0].Containers[1].Config
+	if !sh.TTY || !sh.Stdin || !sh.StdinOnce {
+		t.Errorf("tty %v stdin %v stdinOnce %v, want all true", sh.TTY, sh.Stdin, sh.StdinOnce)
+	}
+	if plain.TTY || plain.Stdin || plain.StdinOnce {
+		t.Errorf("a container without them: tty %v stdin %v stdinOnce %v", plain.TTY, plain.Stdin, plain.StdinOnce)
+	}
+}
+
 func TestTranslateMissingConfigMap(t *testing.T) {
 	set := loadOne(t, webPod[:len(webPod)-len("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {color: blue, extra: x}\n")])
 	if len(set.Pods) != 0 || len(set.Errors) != 1 || set.Errors[0].Pod == nil {

@@ -28,8 +28,7 @@
 // Validation refuses what a node cannot honour rather than let it wrap or
 // fail at every start: numbers beyond what the kernel or Go's durations
 // hold (ranges.go), mounts over the runtime's own (isolation.go), sysctl
-// values the kernel would refuse (sysctl.go), and fields that would
-// silently change what a pod does until they are supported (notyet.go).
+// values the kernel would refuse (sysctl.go).
 //
 // Hostile input is bounded by Limits: a byte cap per file, a cap on
 // documents, on YAML nodes after alias expansion (billion laughs) and on

@@ -90,6 +90,8 @@ type containerFields struct {
 	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty"`
 	// Set on native sidecars only.
 	RestartPolicy *ContainerRestartPolicy `json:"restartPolicy,omitempty"`
+	// Omitted when false, so adding the field kept every hash.
+	StdinOnce bool `json:"stdinOnce,omitempty"`
 }
 
 // SandboxHash returns the versioned hash of p's sandbox-level fields, such
@@ -162,7 +164,7 @@ func containerHash(p *Pod, c *Container) string {
 		Env: c.Env, EnvFrom: c.EnvFrom, Resources: c.Resources, VolumeMounts: c.VolumeMounts,
 		LivenessProbe: c.LivenessProbe, ReadinessProbe: c.ReadinessProbe, StartupProbe: c.StartupProbe,
 		Lifecycle: c.Lifecycle, SecurityContext: EffectiveSecurityContext(p, c),
-		Stdin: c.Stdin, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath, RestartPolicy: c.RestartPolicy,
+		Stdin: c.Stdin, StdinOnce: c.StdinOnce, TTY: c.TTY, TerminationMessagePath: c.TerminationMessagePath, RestartPolicy: c.RestartPolicy,
 	}
 	if c.TerminationMessagePolicy != DefaultTerminationMessagePolicy {
 		f.TerminationMessagePolicy = c.TerminationMessagePolicy

@@ -132,6 +132,9 @@ func TestHashesSeparateSandboxFromContainer(t *testing.T) {
 		{"probe", func(p *Pod) {
 			p.Spec.Containers[0].LivenessProbe = &Probe{ProbeHandler: ProbeHandler{Exec: &ExecAction{Command: []string{"true"}}}}
 		}, false, true, false},
+		{"tty", func(p *Pod) { p.Spec.Containers[0].TTY = true }, false, true, false},
+		{"stdin", func(p *Pod) { p.Spec.Containers[0].Stdin = true }, false, true, false},
+		{"stdinOnce", func(p *Pod) { p.Spec.Containers[0].StdinOnce = true }, false, true, false},
 		{"container securityContext", func(p *Pod) {
 			p.Spec.Containers[0].SecurityContext = &SecurityContext{ReadOnlyRootFilesystem: ptr(true)}
 		}, false, true, false},

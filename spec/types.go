@@ -137,8 +137,9 @@ type Container struct {
 	StartupProbe    *Probe               `json:"startupProbe,omitempty"`
 	Lifecycle       *Lifecycle           `json:"lifecycle,omitempty"`
 	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
-	// Stdin, StdinOnce and TTY are refused when true until the runtime
-	// attaches terminals (notyet.go); false is what every pod means anyway.
+	// Stdin keeps the container's stdin open for attach clients (else it
+	// is /dev/null); StdinOnce closes it when the first client's input
+	// ends; TTY gives the container a terminal.
 	Stdin                  bool   `json:"stdin,omitempty"`
 	StdinOnce              bool   `json:"stdinOnce,omitempty"`
 	TTY                    bool   `json:"tty,omitempty"`

@@ -578,7 +578,6 @@ func validateResourceFieldRef(l *errList, p fieldPath, rf *ResourceFieldSelector
 }
 
 func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volumes map[string]*Volume, containers map[string]bool, init bool) {
-	validateNotYet(l, cp, c)
 	sidecar := false
 	if rp := c.RestartPolicy; rp != nil {
 		switch {

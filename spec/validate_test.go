@@ -279,12 +279,12 @@ func TestValidateIsolationAndNumbers(t *testing.T) {
 	exec := &Probe{ProbeHandler: ProbeHandler{Exec: &ExecAction{Command: []string{"true"}}}}
 	q := resource.MustParse
 	tests := []oneErrorCase{
-		// Not supported yet: terminals, stdin.
-		{"tty", func(p *Pod) { p.Spec.Containers[0].TTY = true }, "spec.containers[0].tty", ErrUnsupported, "not supported yet: pelagos-agent cannot attach a terminal"},
-		{"stdin", func(p *Pod) { p.Spec.Containers[0].Stdin = true }, "spec.containers[0].stdin", ErrUnsupported, "not supported yet"},
-		{"stdinOnce", func(p *Pod) { p.Spec.Containers[0].StdinOnce = true }, "spec.containers[0].stdinOnce", ErrUnsupported, "not supported yet"},
-		{"tty on an init container", func(p *Pod) { init(p).TTY = true }, "spec.initContainers[0].tty", ErrUnsupported, "not supported yet"},
-		{"false is fine", func(p *Pod) { p.Spec.Containers[0].TTY, p.Spec.Containers[0].Stdin = false, false }, "", nil, ""},
+		// Terminals and stdin, as Kubernetes takes them.
+		{"tty, stdin and stdinOnce", func(p *Pod) {
+			c := &p.Spec.Containers[0]
+			c.TTY, c.Stdin, c.StdinOnce = true, true, true
+		}, "", nil, ""},
+		{"tty on an init container", func(p *Pod) { init(p).TTY = true }, "", nil, ""},
 		// Native sidecars: probes and hooks allowed, unlike on init containers.
 		{"native sidecar with probes and hooks", func(p *Pod) {
 			c := init(p)

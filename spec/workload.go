@@ -314,7 +314,7 @@ func ValidateWorkload(w Workload, o ValidationOptions) FieldErrors {
 			l.add(rp, "%q is not allowed: a Job's pods must be OnFailure or Never (set restartPolicy)", t.Spec.RestartPolicy)
 		}
 		if s.CompletionMode != nil && *s.CompletionMode == IndexedCompletion {
-			l.unsupported(sp.Field("completionMode"), notYet+"Indexed Jobs; delete this line to run a NonIndexed Job")
+			l.unsupported(sp.Field("completionMode"), "not supported yet: Indexed Jobs; delete this line to run a NonIndexed Job")
 		}
 	}
 	errs = append(errs, l.errs...)

@@ -89,13 +89,12 @@ func TestValidateRefusals(t *testing.T) {
 		{"unsupported Kubernetes field", map[string]string{
 			"web.yaml": fmt.Sprintf(validatePod, "web") + "  schedulingGates:\n  - name: wait\n",
 		}, nil, []string{`DIR/web.yaml: spec.schedulingGates: field is not supported by pelagos-agent: the pod would wait for a scheduler that does not exist here; delete this block to run it (line 9)`}},
-		{"tty, AppArmor Localhost, workingDir in /proc, mount over /proc, wrapping numbers", map[string]string{
+		{"AppArmor Localhost (beside an accepted tty), workingDir in /proc, mount over /proc, wrapping numbers", map[string]string{
 			"shell.yaml": fmt.Sprintf(validatePod, "shell") + "    tty: true\n    workingDir: /proc/self/fd/12\n" +
 				"    securityContext:\n      appArmorProfile: {type: Localhost, localhostProfile: x}\n" +
 				"    volumeMounts: [{name: v, mountPath: /proc}]\n    resources: {limits: {cpu: 1e11, memory: 1e30}}\n" +
 				"  terminationGracePeriodSeconds: 9223372036854775807\n  volumes: [{name: v, emptyDir: {}}]\n",
 		}, nil, []string{
-			"DIR/shell.yaml: spec.containers[0].tty: not supported yet: pelagos-agent cannot attach a terminal to a container; delete this line (or set false), and use `pelagos-agent exec -t` for an interactive shell (line 9)",
 			`DIR/shell.yaml: spec.containers[0].workingDir: "/proc/self/fd/12" is inside /proc: a working directory on procfs (such as /proc/self/fd/N) can leave the container outside its root filesystem (line 10)`,
 			`DIR/shell.yaml: spec.containers[0].securityContext.appArmorProfile.type: AppArmor profiles are not supported by pelagos-agent (it loads none, so a Localhost profile would silently not apply); use RuntimeDefault, or confine the container with a Localhost seccompProfile (line 12)`,
 			`DIR/shell.yaml: spec.containers[0].volumeMounts[0].mountPath: "/proc" cannot be a mount point: the runtime mounts procfs there and masks parts of it; a volume over or inside it would undo the masks or fail every start (line 13)`,
@@ -158,6 +157,9 @@ func TestValidateRefusals(t *testing.T) {
 				if !strings.Contains(out+"\n", w+"\n") {
 					t.Errorf("output lacks the line\n%s\nstdout:\n%s", w, out)
 				}
+			}
+			if strings.Contains(out, ".tty:") {
+				t.Errorf("tty: true is reported, but pelagos-agent honours it:\n%s", out)
 			}
 		})
 	}

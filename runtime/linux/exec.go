@@ -13,33 +13,54 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/console"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/helperbin"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nsinit"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 )
+
+// ttyDrain bounds how long a terminal's last output is waited for once
+// the exec'd process exited: a background child that kept the terminal
+// (a shell's `sleep 100 &`) must not hold the session open.
+const ttyDrain = 2 * time.Second
+
+// initialSizeWait bounds the wait for a terminal's first size before the
+// process starts: kubectl sends it as the session opens, so a program that
+// reads its size at once (stty size, top) sees the client's window.
+const initialSizeWait = 50 * time.Millisecond
+
+// runningState returns the start record of a container whose workload
+// runs, or an error wrapping runtime.ErrConflict.
+func runningState(rec *record.Container) (*record.State, error) {
+	st, err := rec.State()
+	if err != nil || !st.Init.Alive() {
+		return nil, fmt.Errorf("not running: %w", runtime.ErrConflict)
+	}
+	if _, err := rec.Exit(); err == nil {
+		return nil, fmt.Errorf("not running: %w", runtime.ErrConflict)
+	}
+	return st, nil
+}
 
 // Exec implements runtime.Runtime. The process joins every namespace of
 // the container's main process (UTS, network, IPC and PID on the thread
 // that forks it, the mount namespace itself before it execs) and its
 // cgroup, and gets the container's user, capabilities, no_new_privs and
 // seccomp filter. The namespaces are reached through a pidfd checked
-// against the recorded start time, so a reused PID is never joined.
+// against the recorded start time, so a reused PID is never joined. With
+// TTY the init makes a pty of the container's devpts its controlling
+// terminal and sends the master back; Exec relays it and applies resizes.
 func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions) (int, error) {
 	if len(opts.Cmd) == 0 {
 		return -1, fmt.Errorf("exec in container %s: empty command: %w", id, runtime.ErrInvalidConfig)
-	}
-	if opts.TTY {
-		return -1, fmt.Errorf("exec in container %s: a TTY is not supported: %w", id, runtime.ErrInvalidConfig)
 	}
 	rec, err := r.containerRecord(id)
 	if err != nil {
 		return -1, fmt.Errorf("exec in container: %w", err)
 	}
-	st, err := rec.State()
-	if err != nil || !st.Init.Alive() {
-		return -1, fmt.Errorf("exec in container %s: not running", id)
-	}
-	if _, err := rec.Exit(); err == nil {
-		return -1, fmt.Errorf("exec in container %s: not running", id)
+	st, err := runningState(rec)
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	cg, err := r.cgroupManager(rec.CgroupParent)
 	if err != nil {
@@ -76,6 +97,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		err := unix.Setns(int(pidfd.Fd()), unix.CLONE_NEWUTS|unix.CLONE_NEWNET|unix.CLONE_NEWIPC|unix.CLONE_NEWPID)
 		return os.NewSyscallError("setns", err)
 	}
+	join := func(pid int) error { return cg.Join(rec.CgroupRel, pid) }
+	if opts.TTY {
+		return r.execTTY(ctx, id, opts, exe, enter, join, spec, pidfd)
+	}
 
 	stdin, err := os.Open(os.DevNull)
 	if err != nil {
@@ -105,7 +130,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	ip, err := nsinit.Spawn(exe, enter, 0, []*os.File{stdin, outW, errW}, pidfd)
 	if err == nil {
 		p = ip.Process
-		err = ip.Configure(spec, func(pid int) error { return cg.Join(rec.CgroupRel, pid) })
+		err = ip.Configure(spec, join)
 		if err != nil {
 			p.Kill()
 		}
@@ -136,29 +161,134 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 		go func() { io.Copy(stdinW, opts.Stdin); stdinW.Close() }()
 	}
 	if err != nil {
-		code := -1
-		if p != nil {
-			// A reported failure means the init has exited already: the
-			// kill is for the other cases, and the status tells which.
-			p.Kill()
-			if ps, werr := p.Wait(); werr == nil {
-				code = ps.ExitCode()
-			}
+		return startFailure(id, p, err, wg.Wait, opts.Stderr, "\n")
+	}
+	return waitExec(ctx, id, p, opts.Timeout, func(killed bool) {
+		if killed {
+			// Children of the exec'd process may hold the pipes: do not
+			// wait for them past the deadline.
+			outR.SetReadDeadline(time.Now())
+			errR.SetReadDeadline(time.Now())
 		}
 		wg.Wait()
-		if code == 126 || code == 127 {
-			// The command could not be found or run: its status, with the
-			// reason on stderr, as a shell gives them.
-			if opts.Stderr != nil {
-				fmt.Fprintf(opts.Stderr, "%v\n", err)
-			}
-			return code, nil
-		}
+	})
+}
+
+// execTTY runs the exec init with a terminal: it gets only the console
+// socket (its stdio becomes the pty it makes in the container), and the
+// master it sends back is relayed to the caller's streams.
+func (r *Runtime) execTTY(ctx context.Context, id string, opts runtime.ExecOptions, exe string, enter func() error,
+	join func(int) error, spec *nsinit.Spec, pidfd *os.File) (int, error) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer devnull.Close()
+	sock, child, err := console.Pair()
+	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}
-	if opts.Timeout > 0 {
+	defer sock.Close()
+	spec.Console = &nsinit.Console{}
+	ip, err := nsinit.Spawn(exe, enter, 0, []*os.File{devnull, devnull, devnull}, pidfd, child)
+	child.Close()
+	if err != nil {
+		return -1, fmt.Errorf("exec in container %s: %w", id, err)
+	}
+	p := ip.Process
+	err = ip.Configure(spec, func(pid int) error {
+		spec.Console.Size = initialSize(opts.Resize)
+		return join(pid)
+	})
+	var master *os.File
+	if err == nil {
+		// Sent before the execve that Configure saw succeed.
+		if master, err = console.Receive(sock); err != nil {
+			err = fmt.Errorf("terminal: %w", err)
+		}
+	}
+	if err != nil {
+		// The terminal is all the output there is: the reason goes there.
+		return startFailure(id, p, err, func() {}, opts.Stdout, "\r\n")
+	}
+	defer master.Close()
+	done := make(chan struct{})
+	defer close(done)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w := opts.Stdout
+		if w == nil {
+			w = io.Discard
+		}
+		// Ends with EIO once every holder of the terminal has closed it.
+		io.Copy(w, master)
+	}()
+	if opts.Stdin != nil {
+		// A terminal has no end of input: the client's ^D is a character
+		// the line discipline turns into one. The copy ends when the
+		// master closes.
+		go io.Copy(master, opts.Stdin)
+	}
+	go forwardSizes(opts.Resize, done, func(size runtime.TermSize) error { return console.Resize(master, size) })
+	return waitExec(ctx, id, p, opts.Timeout, func(killed bool) {
+		grace := ttyDrain
+		if killed {
+			grace = 0
+		}
+		master.SetReadDeadline(time.Now().Add(grace))
+		wg.Wait()
+	})
+}
+
+// initialSize takes the terminal's first size when the client sent it
+// already or sends it within initialSizeWait; zero otherwise.
+func initialSize(resize <-chan runtime.TermSize) runtime.TermSize {
+	if resize == nil {
+		return runtime.TermSize{}
+	}
+	t := time.NewTimer(initialSizeWait)
+	defer t.Stop()
+	select {
+	case s := <-resize:
+		return s
+	case <-t.C:
+		return runtime.TermSize{}
+	}
+}
+
+// startFailure reports an exec init that failed before its command ran. A
+// reported failure means the init has exited already: the kill is for the
+// other cases, and the status tells which. Once drain has waited for its
+// output, a command that could not be found or run gets a shell's status
+// (127, 126) with the reason on w.
+func startFailure(id string, p *os.Process, err error, drain func(), w io.Writer, eol string) (int, error) {
+	code := -1
+	if p != nil {
+		p.Kill()
+		if ps, werr := p.Wait(); werr == nil {
+			code = ps.ExitCode()
+		}
+	}
+	drain()
+	if code == 126 || code == 127 {
+		if w != nil {
+			fmt.Fprintf(w, "%v%s", err, eol)
+		}
+		return code, nil
+	}
+	return -1, fmt.Errorf("exec in container %s: %w", id, err)
+}
+
+// waitExec waits for the exec'd process, or kills it when ctx ends or the
+// timeout passes; drain then waits for its output (killed: only for what
+// is there already), and the process's status is returned as a shell
+// gives it.
+func waitExec(ctx context.Context, id string, p *os.Process, timeout time.Duration, drain func(killed bool)) (int, error) {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	done := make(chan struct{})
@@ -170,14 +300,10 @@ func (r *Runtime) Exec(ctx context.Context, id string, opts runtime.ExecOptions)
 	case <-ctx.Done():
 		p.Signal(syscall.SIGKILL)
 		<-done
-		// Children of the exec'd process may hold the pipes: do not wait
-		// for them past the deadline.
-		outR.SetReadDeadline(time.Now())
-		errR.SetReadDeadline(time.Now())
-		wg.Wait()
+		drain(true)
 		return -1, fmt.Errorf("exec in container %s: %w", id, ctx.Err())
 	}
-	wg.Wait()
+	drain(false)
 	if werr != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, werr)
 	}

@@ -17,7 +17,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/console"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/oomscore"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
@@ -32,11 +34,14 @@ const Name = "pelagos-init"
 // writes it only after placing the init in its cgroups), and ErrFD carries
 // a failure message back; it is close-on-exec, so EOF without a message
 // means the workload's execve succeeded. An exec init gets a pidfd of the
-// container's main process on MountFD, whose mount namespace it joins.
+// container's main process on MountFD, whose mount namespace it joins. An
+// init whose spec asks for a terminal sends the terminal's master on
+// ConsoleFD, a unix socket.
 const (
-	SpecFD  = 3
-	ErrFD   = 4
-	MountFD = 5
+	SpecFD    = 3
+	ErrFD     = 4
+	MountFD   = 5
+	ConsoleFD = 6
 )
 
 // DefaultPath is the PATH a container gets when neither the image nor the
@@ -65,6 +70,19 @@ type Spec struct {
 	Join    *Join           `json:"join,omitempty"`
 	Process record.Process  `json:"process"`
 	Seccomp *filter.Program `json:"seccomp,omitempty"`
+	// Console gives the process a terminal: a pty of the container's
+	// devpts becomes its controlling terminal and its stdio, and the
+	// master goes to the caller on ConsoleFD.
+	Console *Console `json:"console,omitempty"`
+}
+
+// Console is the terminal an init makes.
+type Console struct {
+	// Size is the initial window size (zero: unknown until a resize).
+	Size runtime.TermSize `json:"size"`
+	// DevConsole binds the terminal at /dev/console too, as runc does for
+	// a container's main process (not for exec).
+	DevConsole bool `json:"devConsole,omitempty"`
 }
 
 // Join names namespaces of the pod's pause to enter: Types is a set of
@@ -196,6 +214,13 @@ func run(spec *Spec) error {
 	default:
 		return errors.New("spec has neither a rootfs nor a container to enter")
 	}
+	if spec.Console != nil {
+		// In the container's mount namespace by now: the pty is of the
+		// container's own devpts.
+		if err := setupConsole(spec.Console, int(p.User.UID)); err != nil {
+			return fmt.Errorf("terminal: %w", err)
+		}
+	}
 	// Nor may a path the workload chose (a workingDir of /proc/self/fd/N)
 	// lead through one of them: what the set-up left open is closed before
 	// the working directory is entered.
@@ -215,6 +240,32 @@ func run(spec *Spec) error {
 		return &commandError{code: 127, err: err}
 	}
 	return dropAndExec(p, spec.Seccomp, argv0)
+}
+
+// setupConsole makes a pty the process's controlling terminal and stdio
+// and sends its master on ConsoleFD. The master is close-on-exec and
+// closed here once sent: the workload only ever holds the slave.
+func setupConsole(c *Console, uid int) error {
+	master, slave, err := console.Open(uid)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(master)
+	defer unix.Close(slave) // the original; 0, 1 and 2 are its copies
+	if err := console.SetSize(master, c.Size); err != nil {
+		return err
+	}
+	if c.DevConsole {
+		if err := console.BindDevConsole(slave); err != nil {
+			return err
+		}
+	}
+	if err := console.MakeControlling(slave); err != nil {
+		return err
+	}
+	err = console.Send(ConsoleFD, master)
+	unix.Close(ConsoleFD)
+	return err
 }
 
 // CloseLeftovers closes every descriptor above 2 but those in keep and the

@@ -14,9 +14,12 @@ type Proc struct {
 	Process *os.Process
 	specW   *os.File
 	errR    *os.File
-	// Stdout and Stderr are the read ends of its output, when the caller
-	// made pipes for it.
-	Stdout, Stderr *os.File
+	// Stdout and Stderr are the read ends of its output, and Stdin the
+	// write end of its input, when the caller made pipes for them.
+	Stdout, Stderr, Stdin *os.File
+	// Console is the caller's end of the socket the init sends its
+	// terminal's master on (ConsoleFD), when the caller made one.
+	Console *os.File
 }
 
 // Spawn starts the init (the binary at exe) with stdio as its 0, 1, 2 and
@@ -97,7 +100,7 @@ func (p *Proc) Discard() {
 	}
 	p.Process.Kill()
 	p.Process.Wait()
-	for _, f := range []*os.File{p.specW, p.errR, p.Stdout, p.Stderr} {
+	for _, f := range []*os.File{p.specW, p.errR, p.Stdout, p.Stderr, p.Stdin, p.Console} {
 		if f != nil {
 			f.Close()
 		}

@@ -21,7 +21,9 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/attach"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/console"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/nsinit"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/oomscore"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
@@ -124,7 +126,7 @@ func DaemonMain(args []string) int {
 		// it joins the pod's namespaces and makes its mount namespace
 		// itself once it has its spec), then wait for the agent to hand
 		// over a container, or to go away (EOF).
-		pre, _ = newInit("/proc/self/exe", nil, unix.CLONE_NEWPID)
+		pre, _ = newInit("/proc/self/exe", nil, unix.CLONE_NEWPID, false, false)
 		ctl := os.NewFile(ControlFD, "control")
 		b, err := io.ReadAll(io.LimitReader(ctl, 128))
 		ctl.Close()
@@ -161,32 +163,55 @@ func reportFailure(ready *os.File, err error) int {
 	return 1
 }
 
-// newInit starts an init with fresh output pipes.
-func newInit(exe string, enter func() error, cloneFlags uintptr) (*nsinit.Proc, error) {
-	outR, outW, err := os.Pipe()
+// newInit starts an init with fresh stdio: output pipes, and a pipe for
+// its input when it takes some (else /dev/null); with a terminal, the init
+// makes its stdio itself and only gets the socket it sends the master on.
+func newInit(exe string, enter func() error, cloneFlags uintptr, tty, stdin bool) (*nsinit.Proc, error) {
+	var theirs []*os.File // the init's ends, closed here once it has them
+	defer func() { closeAll(theirs) }()
+	p := &nsinit.Proc{} // our ends, moved to the started init's Proc
+	fail := func(err error) (*nsinit.Proc, error) {
+		closeAll(nil, p.Stdout, p.Stderr, p.Stdin, p.Console)
+		return nil, err
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, err
+	theirs = append(theirs, devnull)
+	stdio := []*os.File{devnull, devnull, devnull}
+	var extra []*os.File
+	if tty {
+		sock, child, err := console.Pair()
+		if err != nil {
+			return fail(err)
+		}
+		p.Console, theirs = sock, append(theirs, child)
+		extra = []*os.File{nil, child} // nothing on MountFD
+	} else {
+		var outW, errW, inR *os.File
+		if p.Stdout, outW, err = os.Pipe(); err != nil {
+			return fail(err)
+		}
+		theirs = append(theirs, outW)
+		if p.Stderr, errW, err = os.Pipe(); err != nil {
+			return fail(err)
+		}
+		theirs = append(theirs, errW)
+		stdio[1], stdio[2] = outW, errW
+		if stdin {
+			if inR, p.Stdin, err = os.Pipe(); err != nil {
+				return fail(err)
+			}
+			theirs = append(theirs, inR)
+			stdio[0] = inR
+		}
 	}
-	devnull, err := os.Open(os.DevNull)
+	ip, err := nsinit.Spawn(exe, enter, cloneFlags, stdio, extra...)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	ip, err := nsinit.Spawn(exe, enter, cloneFlags, []*os.File{devnull, outW, errW})
-	devnull.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		return nil, err
-	}
-	ip.Stdout, ip.Stderr = outR, errR
+	ip.Stdout, ip.Stderr, ip.Stdin, ip.Console = p.Stdout, p.Stderr, p.Stdin, p.Console
 	return ip, nil
 }
 
@@ -222,12 +247,25 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 		pre.Discard()
 		return reportFailure(ready, err)
 	}
+	// The attach socket exists before the start is reported, so a client
+	// can attach as soon as StartContainer returns.
+	att, err := newStdio(rec.Dir, &rec.Config)
+	if err != nil {
+		pre.Discard()
+		closeLogs(logw)
+		return reportFailure(ready, fmt.Errorf("attach socket: %w", err))
+	}
+	tty, stdin := rec.Config.TTY, rec.Config.Stdin
 	spec := &nsinit.Spec{Rootfs: &rec.Rootfs, Process: rec.Process, Seccomp: prog}
+	if tty {
+		spec.Console = &nsinit.Console{DevConsole: true}
+	}
 	join := &nsinit.Join{Pause: rec.Pause, Types: podNamespaces(rec)}
 	ip := pre
-	if ip != nil && rec.OwnPIDNamespace() {
-		// The pre-started init has the right PID namespace; it enters
-		// the pod's others itself, on the thread that will execve.
+	if ip != nil && rec.OwnPIDNamespace() && !tty && !stdin {
+		// The pre-started init has the right PID namespace and stdio; it
+		// enters the pod's other namespaces itself, on the thread that
+		// will execve.
 		spec.Join = join
 	} else {
 		pre.Discard()
@@ -235,20 +273,28 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 		if rec.OwnPIDNamespace() {
 			clone = unix.CLONE_NEWPID
 		}
-		if ip, err = newInit("/proc/self/exe", join.Enter, clone); err != nil {
+		if ip, err = newInit("/proc/self/exe", join.Enter, clone, tty, stdin); err != nil {
+			att.finish()
 			closeLogs(logw)
 			return reportFailure(ready, err)
 		}
 	}
-	outR, errR := ip.Stdout, ip.Stderr
-	go logw.Copy(crilog.Stdout, outR)
-	go logw.Copy(crilog.Stderr, errR)
+	// outs are what the shim reads the workload's output from: the pipes,
+	// or the terminal's master once the init has sent it.
+	var outs []*os.File
+	if !tty {
+		outs = []*os.File{ip.Stdout, ip.Stderr}
+		go logw.Copy(crilog.Stdout, io.TeeReader(ip.Stdout, att.output(attach.TypeStdout)))
+		go logw.Copy(crilog.Stderr, io.TeeReader(ip.Stderr, att.output(attach.TypeStderr)))
+	}
 	proc := ip.Process
 	fail := func(err error) int {
 		proc.Kill()
 		proc.Wait()
 		KillCgroup(cg, rec.CgroupRel)
-		closeLogs(logw, outR, errR)
+		att.finish()
+		closeLogs(logw, outs...)
+		closeAll(outs, ip.Stdin, ip.Console)
 		return reportFailure(ready, err)
 	}
 	if err := ip.Configure(spec, func(pid int) error {
@@ -258,6 +304,27 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 		return nil
 	}); err != nil {
 		return fail(err)
+	}
+	if tty {
+		// Sent before the execve that Configure saw succeed. The shim
+		// holds the master for the container's life, so the workload never
+		// meets a hangup or an end of input while nobody is attached; its
+		// output (all of it, as with kubelet) is logged as stdout.
+		master, err := console.Receive(ip.Console)
+		if err != nil {
+			return fail(fmt.Errorf("terminal: %w", err))
+		}
+		ip.Console.Close()
+		ip.Console = nil
+		outs = []*os.File{master}
+		go logw.Copy(crilog.Stdout, io.TeeReader(master, att.output(attach.TypeStdout)))
+		var in *os.File
+		if stdin {
+			in = master
+		}
+		att.setInput(in, master)
+	} else {
+		att.setInput(ip.Stdin, nil)
 	}
 	st := &record.State{Shim: self, StartedAt: time.Now().UTC()}
 	st.Init, _ = procid.Of(proc.Pid)
@@ -277,7 +344,11 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	// The container is its init: what it leaves behind (in a shared PID
 	// namespace nothing else would kill it) goes with it.
 	KillCgroup(cg, rec.CgroupRel)
-	closeLogs(logw, outR, errR)
+	closeLogs(logw, outs...)
+	closeAll(outs)
+	// Attach clients are told once the record is written, so that the
+	// container reads as exited when their session ends.
+	defer att.finish()
 	ex := &record.Exit{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, StartedAt: st.StartedAt, FinishedAt: finishedAt, ExitCode: -1}
 	if werr == nil {
 		ws := ps.Sys().(syscall.WaitStatus)
@@ -356,6 +427,14 @@ func closeLogs(w *crilog.Writer, pipes ...*os.File) {
 			p.Close()
 		}
 		<-done
+	}
+}
+
+func closeAll(fs []*os.File, more ...*os.File) {
+	for _, f := range append(fs, more...) {
+		if f != nil {
+			f.Close()
+		}
 	}
 }
 
