@@ -24,8 +24,6 @@ import (
 // docs stay true.
 var knownFailures = map[string]string{
 	"[k8s.io] Image Manager public image with digest should be pulled and removed [Conformance]":                                                                          "the image is pinned by the digest of upstream bytes, which an offline rebuild cannot reproduce",
-	"[k8s.io] Streaming runtime should support streaming interfaces runtime should support attach [Conformance]":                                                          "runtime/linux cannot attach yet (runtime.Attacher)",
-	"[k8s.io] Streaming runtime should support streaming interfaces runtime should support exec with tty=true and stdin=true [Conformance]":                               "runtime/linux has no TTY exec yet",
 	"[k8s.io] Security Context bucket runtime should support MaskedPaths":                                                                                                 "the runtime masks only its fixed list beneath /proc and /sys; other masked_paths are refused",
 	"[k8s.io] Security Context bucket runtime should support ReadonlyPaths":                                                                                               "the runtime makes only its fixed list beneath /proc read-only; other readonly_paths are refused",
 	"[k8s.io] Container Mount Readonly runtime should support readonly mounts should support non-recursive readonly mounts":                                               "every read-only bind is read-only recursively (stricter than asked)",
