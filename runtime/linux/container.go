@@ -179,9 +179,16 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		if e.rec.SandboxID != cfg.SandboxID || e.rec.Config.Name != cfg.Name {
 			return nil, fmt.Errorf("start container %s: held by %s/%s: %w", id, e.rec.SandboxID, e.rec.Config.Name, runtime.ErrAlreadyExists)
 		}
-		return e.observe(), nil
+		if c, err := r.ctr.index.observe(e); err == nil {
+			return c, nil
+		}
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
+	}
+	if r.setAsidePending(kindContainer, id) {
+		// Its processes and cgroup are being removed: the ID is not free
+		// until they are.
+		return nil, fmt.Errorf("start container %s: a container of this ID was set aside and is being cleaned up: %w", id, runtime.ErrConflict)
 	}
 	sb, err := r.sandboxRecord(cfg.SandboxID)
 	if err != nil {
@@ -231,9 +238,15 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
 	// The intent is recorded before anything is made, so a crash at any
-	// later point leaves a record that RemoveContainer can finish.
-	if err := record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec); err != nil {
-		os.Remove(rec.Dir)
+	// later point leaves a record that RemoveContainer can finish; the
+	// owner file beside it still names the pod and the sandbox if the
+	// record is ever damaged (quarantine.go).
+	err = r.writeOwner(rec.Dir, r.containerOwner(rec))
+	if err == nil {
+		err = record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec)
+	}
+	if err != nil {
+		os.RemoveAll(rec.Dir)
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
 	// The compiled filter is large and only the shim and exec read it: it
@@ -332,7 +345,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	id := cfg.ID
 	stateDir := r.containerStateDir(id)
 	rec := &record.Container{
-		Version: 1, ID: id, SandboxID: sb.ID, Pod: sb.Pod, Config: *cfg, ImageID: img.ID,
+		Version: record.Version, ID: id, SandboxID: sb.ID, Pod: sb.Pod, Config: *cfg, ImageID: img.ID,
 		CreatedAt: time.Now().UTC(), RunRoot: r.cfg.RunRoot, Dir: r.containerDir(id), StateDir: stateDir,
 		LogPath:      filepath.Join(r.sandboxLogDir(sb.ID), cfg.Name, fmt.Sprintf("%d.log", cfg.Attempt)),
 		LogMaxSize:   r.cfg.LogMaxSize,
@@ -498,7 +511,7 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grac
 		// The shim died before the workload (killed from outside): nobody
 		// knows the status. Record that, so the container reads as exited
 		// rather than unknown forever.
-		ex := &record.Exit{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
+		ex := &record.Exit{Version: record.Version, ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
 			Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
 			StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
 		if err := record.WriteJSON(record.ExitPath(rec.RunRoot, rec.ID), ex); err != nil {
@@ -589,8 +602,9 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *record.Container) er
 
 // removeAllInSandbox stops and removes every container of the sandbox, its
 // pod cgroup and its logs. The sandbox half calls it during teardown.
-func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) error {
+func (c *containers) removeAllInSandbox(ctx context.Context, sb *sandboxRecord) error {
 	r := c.rt
+	sandboxID := sb.ID
 	ents, err := c.index.list(sandboxID)
 	if err != nil {
 		return err
@@ -605,7 +619,7 @@ func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) e
 		return errors.Join(errs...)
 	}
 	parent := r.cfg.CgroupParent
-	if sb, err := r.sandboxRecord(sandboxID); err == nil && sb.CgroupParent != "" {
+	if sb.CgroupParent != "" {
 		parent = sb.CgroupParent
 	}
 	cg, err := r.cgroupManager(parent)
@@ -627,7 +641,11 @@ func (r *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Contain
 	if err != nil {
 		return nil, fmt.Errorf("get container: %w", err)
 	}
-	return e.observe(), nil
+	c, err := r.ctr.index.observe(e)
+	if err != nil {
+		return nil, fmt.Errorf("get container: %w", err)
+	}
+	return c, nil
 }
 
 // ListContainers implements runtime.Runtime. With a sandbox filter it
@@ -639,7 +657,9 @@ func (r *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 	}
 	out := make([]*runtime.Container, 0, len(ents))
 	for _, e := range ents {
-		out = append(out, e.observe())
+		if c, err := r.ctr.index.observe(e); err == nil {
+			out = append(out, c)
+		}
 	}
 	slices.SortFunc(out, func(a, b *runtime.Container) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil

@@ -82,6 +82,9 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	veths := map[string]bool{}
 	for _, id := range ids {
 		rec, err := r.sandboxRecord(id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			continue // removed since, or set aside
+		}
 		if err != nil {
 			// A directory whose record cannot be read: published
 			// directories always hold one, so this is damage for a person
@@ -145,6 +148,14 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		errs = append(errs, err)
 	}
 	rep.Removed = append(rep.Removed, ctrRemoved...)
+
+	// Pass 2e: what records set aside (by the passes above or earlier)
+	// named (quarantine.go).
+	qRemoved, err := r.cleanQuarantine(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
+	rep.Removed = append(rep.Removed, qRemoved...)
 
 	// Pass 3: netns pinned with our prefix that no record names.
 	for _, n := range names {

@@ -43,6 +43,10 @@ type Runtime struct {
 	net *podNet
 
 	ctr containers
+
+	// probs holds what was handed to the reconciler of the records set
+	// aside, and the cleanup of what they named (quarantine.go).
+	probs problems
 }
 
 type idLock struct {
@@ -82,6 +86,7 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("linux runtime: %w", err)
 	}
 	r.ctr.index = newCtrIndex(r.containersDir())
+	r.ctr.index.setAside = func(id string, err error) { r.setAside(kindContainer, id, err) }
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
 	}

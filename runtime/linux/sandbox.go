@@ -21,6 +21,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"golang.org/x/sys/unix"
 )
 
@@ -84,8 +85,12 @@ func (r *Runtime) reconcileLeases() ([]string, error) {
 		}
 	}
 	freed, err := r.pool.Reconcile(func(owner string) bool {
-		_, err := os.Stat(r.sandboxDir(owner))
-		return err == nil
+		if _, err := os.Stat(r.sandboxDir(owner)); err == nil {
+			return true
+		}
+		// A sandbox set aside keeps its address until the cleanup of
+		// its veth releases it.
+		return r.setAsidePending(kindSandbox, owner)
 	})
 	if err != nil {
 		return freed, fmt.Errorf("reconcile leases: %w", err)
@@ -199,6 +204,11 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
 	}
+	if cfg.ID != "" && r.setAsidePending(kindSandbox, id) {
+		// Its kernel objects carry names from this ID and are being
+		// removed: the ID is not free until they are.
+		return nil, fmt.Errorf("create sandbox %s for %s: a sandbox of this ID was set aside and is being cleaned up: %w", id, cfg.Pod, runtime.ErrConflict)
+	}
 	// Networking: refuse invalid sysctls/DNS/ports, and a hostPort another
 	// sandbox holds (ErrConflict), before anything is made (podnet.go).
 	if err := r.podNetCheck(id, cfg, ns); err != nil {
@@ -212,7 +222,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		cgParent = r.cfg.CgroupParent
 	}
 	rec := &sandboxRecord{
-		Version:      recordVersion,
+		Version:      record.Version,
 		ID:           id,
 		Phase:        phaseCreating,
 		Creator:      r.self,
@@ -356,7 +366,7 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 	var errs []error
 	// Step 1: the containers, before the namespaces they live in.
-	if err := r.ctr.removeAllInSandbox(ctx, rec.ID); err != nil {
+	if err := r.ctr.removeAllInSandbox(ctx, rec); err != nil {
 		errs = append(errs, fmt.Errorf("remove containers: %w", err))
 	}
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 )
 
 // Sandbox record phases. A record is written in phaseCreating before any
@@ -23,9 +24,10 @@ import (
 const (
 	phaseCreating = "creating"
 	phaseReady    = "ready"
+	// phaseSetAside is never written: it marks a record rebuilt in memory
+	// from the names of one that was set aside (quarantine.go).
+	phaseSetAside = "set-aside"
 )
-
-const recordVersion = 1
 
 // sandboxRecord is the on-disk truth about one sandbox, at
 // RunRoot/sandboxes/<id>/sandbox.json. The container half reads it through
@@ -86,25 +88,47 @@ func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.sandboxe
 func recordPath(dir string) string { return filepath.Join(dir, "sandbox.json") }
 
 // sandboxRecord reads the record of sandbox id: ErrNotFound when there is
-// none.
+// none. A record that cannot be used (empty, torn, not JSON, of another
+// version, naming another sandbox) is set aside (quarantine.go) and reads
+// as not found too, so that one bad file never stops a listing: what it
+// named is cleaned up from the kernel's objects and the reconciler makes
+// the pod again.
 func (r *Runtime) sandboxRecord(id string) (*sandboxRecord, error) {
 	if err := validID(id); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(recordPath(r.sandboxDir(id)))
+	rec, err := readSandboxRecord(r.sandboxDir(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox %s: %w", id, runtime.ErrNotFound)
+	}
+	if record.IsCorrupt(err) {
+		r.setAside(kindSandbox, id, err)
+		return nil, fmt.Errorf("sandbox %s: record set aside (%v): %w", id, err, runtime.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
 	}
+	return rec, nil
+}
+
+// readSandboxRecord reads and checks the record in dir: a missing record
+// matches os.ErrNotExist, an unusable one is a *record.CorruptError.
+func readSandboxRecord(dir string) (*sandboxRecord, error) {
+	path := recordPath(dir)
 	rec := &sandboxRecord{}
-	if err := json.Unmarshal(b, rec); err != nil {
-		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
+	if err := record.ReadJSON(path, rec); err != nil {
+		return nil, err
+	}
+	if err := record.CheckVersion(path, rec.Version, false); err != nil {
+		return nil, err
+	}
+	id := filepath.Base(dir)
+	if rec.ID != id || rec.Pod.Name == "" {
+		return nil, &record.CorruptError{Path: path, Reason: fmt.Sprintf("names sandbox %q of pod %q", rec.ID, rec.Pod)}
 	}
 	// Where the record was found is where the sandbox lives, whatever the
 	// record says (a run root may be moved or bind-mounted elsewhere).
-	rec.Dir = r.sandboxDir(id)
+	rec.Dir = dir
 	return rec, nil
 }
 
@@ -140,16 +164,19 @@ const (
 )
 
 // publishRecord makes the sandbox directory appear with its intent record
-// already inside: the record is written into a hidden directory that is
-// then renamed into place. A visible sandbox directory therefore always has
-// a record, and the rename fails if the ID is taken, which keeps two
-// processes creating the same ID apart.
+// (and its owner file, quarantine.go) already inside: both are written into
+// a hidden directory that is then renamed into place. A visible sandbox
+// directory therefore always has a record, and the rename fails if the ID
+// is taken, which keeps two processes creating the same ID apart.
 func (r *Runtime) publishRecord(rec *sandboxRecord) error {
 	tmp := filepath.Join(r.sandboxesDir(), fmt.Sprintf("%s%s-%d-%d", newDirPrefix, rec.ID, r.self.PID, r.self.Start))
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
 	}
 	err := writeRecordIn(tmp, rec)
+	if err == nil {
+		err = r.writeOwner(tmp, r.sandboxOwner(rec))
+	}
 	if err == nil {
 		if err = os.Rename(tmp, rec.Dir); errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
 			err = fmt.Errorf("create sandbox %s: being created or removed by another process: %w", rec.ID, runtime.ErrAlreadyExists)

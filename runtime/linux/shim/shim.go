@@ -259,7 +259,7 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	}); err != nil {
 		return fail(err)
 	}
-	st := &record.State{Shim: self, StartedAt: time.Now().UTC()}
+	st := &record.State{Version: record.Version, Shim: self, StartedAt: time.Now().UTC()}
 	st.Init, _ = procid.Of(proc.Pid)
 	st.OOMScoreAdj, _ = oomscore.Get(proc.Pid)
 	if want := rec.Process.OOMScoreAdj; want != nil && *want != st.OOMScoreAdj {
@@ -278,7 +278,7 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	// namespace nothing else would kill it) goes with it.
 	KillCgroup(cg, rec.CgroupRel)
 	closeLogs(logw, outR, errR)
-	ex := &record.Exit{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, StartedAt: st.StartedAt, FinishedAt: finishedAt, ExitCode: -1}
+	ex := &record.Exit{Version: record.Version, ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, StartedAt: st.StartedAt, FinishedAt: finishedAt, ExitCode: -1}
 	if werr == nil {
 		ws := ps.Sys().(syscall.WaitStatus)
 		switch {
