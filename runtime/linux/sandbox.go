@@ -33,12 +33,12 @@ var inflight sync.Map
 // errSimulatedCrash is returned at Runtime.crashAt; tests only.
 var errSimulatedCrash = errors.New("simulated crash")
 
-// Creation steps, named for the crash-injection hook.
+// Creation steps, named for the crash-injection hook, in order.
 const (
+	stepLease    = "lease"    // address leased, intent not yet published
 	stepRecorded = "recorded" // intent record written, nothing made yet
 	stepPause    = "pause"    // pause running in its namespaces
 	stepNetNS    = "netns"    // netns pinned
-	stepLease    = "lease"    // address leased
 	stepVeth     = "veth"     // veth made and addressed
 	stepPorts    = "ports"    // ports published, pod files written (podnet.go)
 )
@@ -88,9 +88,9 @@ func (r *Runtime) reconcileLeases() ([]string, error) {
 		if _, err := os.Stat(r.sandboxDir(owner)); err == nil {
 			return true
 		}
-		// A sandbox set aside keeps its address until the cleanup of
-		// its veth releases it.
-		return r.setAsidePending(kindSandbox, owner)
+		// A sandbox being published holds its address already; one set
+		// aside keeps it until the cleanup of its veth releases it.
+		return r.publishing(owner) || r.setAsidePending(kindSandbox, owner)
 	})
 	if err != nil {
 		return freed, fmt.Errorf("reconcile leases: %w", err)
@@ -215,8 +215,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 1: record the intent. Every kernel name derives from the ID, so
-	// this record is all a GC pass needs to undo a crash at any later step.
+	// Step 1: record the intent, with the lease. Every kernel name derives
+	// from the ID, so this record is all a GC pass needs to undo a crash at
+	// any later step.
 	cgParent := cfg.CgroupParent
 	if cgParent == "" {
 		cgParent = r.cfg.CgroupParent
@@ -246,6 +247,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		rec.NetNSPath = filepath.Join(netconf.NetNSDir, rec.NetNSName)
 		rec.VethHost = netconf.VethName(rec.NetNSName)
 	}
+	// The lease is taken while the intent is written, so the intent names
+	// it: a pod that cannot get an address fails here, having made no
+	// kernel object at all.
 	if err := r.publishRecord(rec); err != nil {
 		return nil, err
 	}
@@ -261,7 +265,21 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 2: the pause, born in the pod's new namespaces (net, IPC, UTS,
+	// Step 2: what can still fail without a process or a namespace: the
+	// bridge (shared by every pod) and the pod's volumes (hostPath type
+	// checks; emptyDir, ConfigMap and Secret files; volumes.go), before any
+	// container can mount them.
+	var bridge int
+	if ns.Network == runtime.NamespacePod {
+		if bridge, err = r.bridge(); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+	}
+	if err := r.setupVolumes(rec, cfg); err != nil {
+		return nil, err
+	}
+
+	// Step 3: the pause, born in the pod's new namespaces (net, IPC, UTS,
 	// and PID when shared), which it holds open.
 	rec.Pause, err = startPause(pauseSpec{runRoot: r.cfg.RunRoot, id: id, hostname: hostname, ns: ns})
 	if err != nil {
@@ -271,18 +289,18 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 3: pod network: pin the netns by name, lease an address, and
-	// attach a veth whose peer is made inside the netns as eth0.
+	// Step 4: pod network: pin the netns by name and attach a veth whose
+	// peer is made inside the netns as eth0, with the leased address.
 	if ns.Network == runtime.NamespacePod {
-		if err := r.setupNetwork(rec); err != nil {
+		if err := r.setupNetwork(rec, bridge); err != nil {
 			return nil, err
 		}
 	}
 
-	// Step 3b: published ports, resolv.conf/hosts/hostname on the pod's
+	// Step 4b: published ports, resolv.conf/hosts/hostname on the pod's
 	// size-capped tmpfs, sysctls in the pod's namespaces, peers' hosts
 	// files (podnet.go). A failure here is undone by teardown like any
-	// other step (the tmpfs goes with the volumes, step 3c of teardown).
+	// other step (the tmpfs goes with the volumes).
 	if err := r.podNetAttach(rec); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
@@ -290,13 +308,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 3c: the pod's volumes (emptyDir, hostPath checks, ConfigMap and
-	// Secret files; volumes.go), before any container can mount them.
-	if err := r.setupVolumes(rec, cfg); err != nil {
-		return nil, err
-	}
-
-	// Step 4: ready. From here on the sandbox is complete.
+	// Step 5: ready. From here on the sandbox is complete.
 	rec.Phase = phaseReady
 	if err := r.writeRecord(rec); err != nil {
 		return nil, err
@@ -304,13 +316,10 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	return rec.observe(), nil
 }
 
-func (r *Runtime) setupNetwork(rec *sandboxRecord) error {
-	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
-		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
-	}
-	if err := r.crash(stepNetNS); err != nil {
-		return err
-	}
+// lease takes the sandbox's address into the record; it runs while the
+// intent is being published, so a crash leaves a lease whose owner GC can
+// tell from a creation in flight (leaseLive).
+func (r *Runtime) lease(rec *sandboxRecord) error {
 	addr, err := r.pool.Allocate(rec.ID)
 	if err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
@@ -318,22 +327,29 @@ func (r *Runtime) setupNetwork(rec *sandboxRecord) error {
 	rec.IP = addr.String()
 	rec.PrefixLen = r.pool.Prefix().Bits()
 	rec.Gateway = r.pool.Gateway().String()
-	if err := r.crash(stepLease); err != nil {
-		return err
-	}
-	br, err := r.bridge()
-	if err != nil {
+	return r.crash(stepLease)
+}
+
+func (r *Runtime) setupNetwork(rec *sandboxRecord, bridge int) error {
+	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	if err := r.crash(stepNetNS); err != nil {
+		return err
 	}
 	nsf, err := os.Open(rec.NetNSPath)
 	if err != nil {
 		return fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
 	}
 	defer nsf.Close()
+	addr, err := netip.ParseAddr(rec.IP)
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: leased address %q: %w", rec.ID, rec.IP, err)
+	}
 	err = netconf.Setup(netconf.Pod{
 		NetNS:       nsf,
 		HostVeth:    rec.VethHost,
-		BridgeIndex: br,
+		BridgeIndex: bridge,
 		Addr:        netip.PrefixFrom(addr, rec.PrefixLen),
 		Gateway:     r.pool.Gateway(),
 	})

@@ -256,7 +256,7 @@ func TestSandboxPauseKilled(t *testing.T) {
 // would, and proves GC (from a new Runtime, as after a restart) removes
 // what was made.
 func TestSandboxCrashMidCreate(t *testing.T) {
-	for _, step := range []string{stepRecorded, stepPause, stepNetNS, stepLease, stepVeth, stepPorts} {
+	for _, step := range []string{stepLease, stepRecorded, stepPause, stepNetNS, stepVeth, stepPorts} {
 		t.Run(step, func(t *testing.T) {
 			e := newTestEnv(t)
 			r := e.open(t)

@@ -173,9 +173,18 @@ func (r *Runtime) publishRecord(rec *sandboxRecord) error {
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
 	}
-	err := writeRecordIn(tmp, rec)
+	var err error
+	if rec.NetNSName != "" {
+		err = r.lease(rec)
+	}
+	if err == nil {
+		err = writeRecordIn(tmp, rec)
+	}
 	if err == nil {
 		err = r.writeOwner(tmp, r.sandboxOwner(rec))
+	}
+	if errors.Is(err, errSimulatedCrash) {
+		return err
 	}
 	if err == nil {
 		if err = os.Rename(tmp, rec.Dir); errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
@@ -184,9 +193,42 @@ func (r *Runtime) publishRecord(rec *sandboxRecord) error {
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
+		if rec.IP != "" {
+			if rerr := r.pool.Release(rec.ID); rerr != nil {
+				err = fmt.Errorf("%w (release lease: %v)", err, rerr)
+			}
+		}
 		return err
 	}
 	return nil
+}
+
+// publishing reports whether a directory of sandbox id is being published
+// by a live process (this one included): its lease is in use.
+func (r *Runtime) publishing(id string) bool {
+	if _, ok := inflight.Load(r.sandboxDir(id)); ok {
+		return true
+	}
+	ents, _ := filepath.Glob(filepath.Join(r.sandboxesDir(), newDirPrefix+id+"-*"))
+	for _, e := range ents {
+		if c, ok := creatorOf(filepath.Base(e)); ok && c.Alive() {
+			return true
+		}
+	}
+	return false
+}
+
+// creatorOf reads the creator from a .new-<id>-<pid>-<start> name.
+func creatorOf(name string) (procid.ID, bool) {
+	parts := strings.Split(strings.TrimPrefix(name, newDirPrefix), "-")
+	if len(parts) < 3 {
+		return procid.ID{}, false
+	}
+	var c procid.ID
+	var err1, err2 error
+	c.PID, err1 = strconv.Atoi(parts[len(parts)-2])
+	c.Start, err2 = strconv.ParseUint(parts[len(parts)-1], 10, 64)
+	return c, err1 == nil && err2 == nil
 }
 
 // retireDir removes a sandbox directory, record included. It is renamed
@@ -218,14 +260,21 @@ func (r *Runtime) gcHiddenDirs() ([]string, error) {
 		switch {
 		case strings.HasPrefix(name, deadDirPrefix):
 		case strings.HasPrefix(name, newDirPrefix):
-			var creator procid.ID
-			parts := strings.Split(strings.TrimPrefix(name, newDirPrefix), "-")
-			if len(parts) >= 3 {
-				creator.PID, _ = strconv.Atoi(parts[len(parts)-2])
-				creator.Start, _ = strconv.ParseUint(parts[len(parts)-1], 10, 64)
+			// In flight: publishing takes a lease, two writes and a
+			// rename. This process's own are in flight while their
+			// creation runs (a simulated crash ends it).
+			creator, _ := creatorOf(name)
+			id := strings.TrimPrefix(name, newDirPrefix)
+			if i := strings.LastIndexByte(id, '-'); i > 0 {
+				if i = strings.LastIndexByte(id[:i], '-'); i > 0 {
+					id = id[:i]
+				}
 			}
-			if creator == r.self || creator.Alive() {
-				// In flight: publishing takes one write and a rename.
+			if creator == r.self {
+				if _, ok := inflight.Load(r.sandboxDir(id)); ok {
+					continue
+				}
+			} else if creator.Alive() {
 				continue
 			}
 		default:
