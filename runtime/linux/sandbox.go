@@ -142,11 +142,15 @@ func podHostname(cfg *runtime.SandboxConfig) (string, error) {
 	return h, nil
 }
 
-// bridge returns the bridge index, creating the bridge on first use.
+// bridge returns the bridge's index, making the bridge (with its address)
+// on first use and again whenever the one found last is gone: deleted
+// under the agent, or down. The check costs one netlink request per
+// sandbox made; the pods that were ports of a deleted bridge are not ready
+// (observe) and are made again on the new one.
 func (r *Runtime) bridge() (int, error) {
 	r.bridgeMu.Lock()
 	defer r.bridgeMu.Unlock()
-	if r.bridgeIdx != 0 {
+	if r.bridgeIdx != 0 && netconf.BridgeUp(r.bridgeIdx, r.cfg.Bridge) {
 		return r.bridgeIdx, nil
 	}
 	gw := netip.PrefixFrom(r.pool.Gateway(), r.pool.Prefix().Bits())
@@ -200,7 +204,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		if rec.Pod != cfg.Pod {
 			return nil, fmt.Errorf("create sandbox %s for %s: held by %s: %w", id, cfg.Pod, rec.Pod, runtime.ErrAlreadyExists)
 		}
-		return rec.observe(), nil
+		return r.observe(rec), nil
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
 	}
@@ -313,7 +317,7 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if err := r.writeRecord(rec); err != nil {
 		return nil, err
 	}
-	return rec.observe(), nil
+	return r.observe(rec), nil
 }
 
 // lease takes the sandbox's address into the record; it runs while the
@@ -460,7 +464,7 @@ func (r *Runtime) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, 
 	if err != nil {
 		return nil, fmt.Errorf("get sandbox: %w", err)
 	}
-	return rec.observe(), nil
+	return r.observe(rec), nil
 }
 
 // ListSandboxes implements runtime.Runtime: every recorded sandbox, checked
@@ -479,7 +483,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]*runtime.Sandbox, error)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rec.observe())
+		out = append(out, r.observe(rec))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {

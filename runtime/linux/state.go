@@ -308,8 +308,8 @@ func (r *Runtime) recordIDs() ([]string, error) {
 }
 
 // observe turns a record into the observed sandbox, judging the pause by
-// PID and start time.
-func (rec *sandboxRecord) observe() *runtime.Sandbox {
+// PID and start time, and the network by its pin and its veth.
+func (r *Runtime) observe(rec *sandboxRecord) *runtime.Sandbox {
 	sb := &runtime.Sandbox{
 		ID:          rec.ID,
 		Pod:         rec.Pod,
@@ -335,8 +335,38 @@ func (rec *sandboxRecord) observe() *runtime.Sandbox {
 		sb.State, sb.Reason = runtime.SandboxNotReady, "pause process is gone"
 	case rec.NetNSPath != "" && !pinned(rec.NetNSPath):
 		sb.State, sb.Reason = runtime.SandboxNotReady, "network namespace is gone"
+	case rec.VethHost != "":
+		if why := r.vethProblem(rec.VethHost); why != "" {
+			sb.State, sb.Reason = runtime.SandboxNotReady, why
+		}
 	}
 	return sb
+}
+
+// sysClassNet is where sysfs lists the agent's network interfaces.
+const sysClassNet = "/sys/class/net"
+
+// vethProblem says why a sandbox's host veth cannot carry its traffic, ""
+// when it can: the veth was deleted, or it is no longer a port of the
+// bridge (a bridge deleted and made again has none of the old ports). The
+// pod is then not ready and the reconciler makes it again. It costs one
+// readlink in sysfs, no netlink request; an answer sysfs cannot give is no
+// verdict.
+func (r *Runtime) vethProblem(veth string) string {
+	master, err := os.Readlink(filepath.Join(sysClassNet, veth, "master"))
+	switch {
+	case err == nil:
+		if b := filepath.Base(master); b != r.cfg.Bridge {
+			return fmt.Sprintf("veth %s is a port of %s, not of the bridge %s", veth, b, r.cfg.Bridge)
+		}
+		return ""
+	case !errors.Is(err, os.ErrNotExist):
+		return ""
+	}
+	if _, err := os.Lstat(filepath.Join(sysClassNet, veth)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Sprintf("veth %s is gone", veth)
+	}
+	return fmt.Sprintf("veth %s is not attached to the bridge %s", veth, r.cfg.Bridge)
 }
 
 // pinned reports whether a netns path is still a mounted namespace.

@@ -159,6 +159,14 @@ func BridgePorts(bridgeIndex int) ([]string, error) {
 	return out, nil
 }
 
+// BridgeUp reports whether index still names an up bridge called name:
+// a bridge deleted under its user, or replaced by a link of another index,
+// is not.
+func BridgeUp(index int, name string) bool {
+	link, err := netlink.LinkByIndex(index)
+	return err == nil && link.Attrs().Name == name && link.Type() == "bridge" && link.Attrs().Flags&net.FlagUp != 0
+}
+
 // BridgeIndex returns the bridge's index, or 0 when it does not exist.
 func BridgeIndex(name string) (int, error) {
 	link, err := netlink.LinkByName(name)
