@@ -601,11 +601,13 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *record.Container) er
 }
 
 // removeAllInSandbox stops and removes every container of the sandbox, its
-// pod cgroup and its logs. The sandbox half calls it during teardown.
+// pod cgroup and its logs. The sandbox half calls it during teardown. Each
+// step runs whatever became of the others: a container kept for a file
+// of its write layer that cannot be removed has no process or cgroup left,
+// so its pod's cgroup and the rest of the logs still go.
 func (c *containers) removeAllInSandbox(ctx context.Context, sb *sandboxRecord) error {
 	r := c.rt
-	sandboxID := sb.ID
-	ents, err := c.index.list(sandboxID)
+	ents, err := c.index.list(sb.ID)
 	if err != nil {
 		return err
 	}
@@ -615,24 +617,19 @@ func (c *containers) removeAllInSandbox(ctx context.Context, sb *sandboxRecord) 
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
 	parent := r.cfg.CgroupParent
 	if sb.CgroupParent != "" {
 		parent = sb.CgroupParent
 	}
-	cg, err := r.cgroupManager(parent)
-	if err != nil {
-		return err
+	if cg, err := r.cgroupManager(parent); err != nil {
+		errs = append(errs, err)
+	} else if err := cg.Remove(podCgroup(sb.ID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove pod cgroup of sandbox %s: %w", sb.ID, err))
 	}
-	if err := cg.Remove(podCgroup(sandboxID)); err != nil {
-		return fmt.Errorf("remove pod cgroup of sandbox %s: %w", sandboxID, err)
+	if err := os.RemoveAll(r.sandboxLogDir(sb.ID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove logs of sandbox %s: %w", sb.ID, err))
 	}
-	if err := os.RemoveAll(r.sandboxLogDir(sandboxID)); err != nil {
-		return fmt.Errorf("remove logs of sandbox %s: %w", sandboxID, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // GetContainer implements runtime.Runtime.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
@@ -82,23 +81,6 @@ func processesOf(runRoot, name, id string) []int {
 	return linuxtest.Processes(func(argv []string) bool {
 		return len(argv) == 3 && argv[0] == name && argv[1] == runRoot && strings.TrimRight(argv[2], "\x00") == id
 	})
-}
-
-// eventually retries f until it succeeds or the deadline passes: for what
-// the runtime cleans up in the background.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestCorruptSandboxRecord damages the record of one sandbox in each way

@@ -44,21 +44,31 @@ func newAgentHarness(t *testing.T, e *ctrEnv) *agentHarness {
 // sleepers is the desired set of one sleeping busybox pod per name.
 func (h *agentHarness) sleepers(names ...string) {
 	h.t.Helper()
-	var pods []*reconcile.DesiredPod
+	var docs []string
 	for _, n := range names {
-		y := fmt.Sprintf(`apiVersion: v1
+		docs = append(docs, fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s, namespace: default}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
   - {name: app, image: %q, imagePullPolicy: Never, command: ["/bin/sleep", "3600"]}
-`, n, lifecycleImage)
-		docs, errs := spec.ParseFile(n+".yaml", []byte(y), spec.Limits{})
+`, n, lifecycleImage))
+	}
+	h.desire(docs...)
+}
+
+// desire makes the manifests (one pod each) the desired set.
+func (h *agentHarness) desire(manifests ...string) {
+	h.t.Helper()
+	var pods []*reconcile.DesiredPod
+	for i, y := range manifests {
+		file := fmt.Sprintf("pod%d.yaml", i)
+		docs, errs := spec.ParseFile(file, []byte(y), spec.Limits{})
 		if len(errs) > 0 || len(docs) != 1 || !docs[0].Valid() {
-			h.t.Fatalf("manifest %s: %v", n, errs)
+			h.t.Fatalf("manifest %d: %v", i, errs)
 		}
-		d, err := reconcile.Translator{}.Pod(docs[0].Pod, n+".yaml", &reconcile.Documents{})
+		d, err := reconcile.Translator{}.Pod(docs[0].Pod, file, &reconcile.Documents{})
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -125,6 +135,23 @@ func (h *agentHarness) gone() {
 			h.t.Fatalf("%d sandboxes left 60s after the pods went", len(sbs))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// eventually retries f until it succeeds or the deadline passes: for what
+// the runtime cleans up in the background.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
