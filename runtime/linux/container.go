@@ -175,6 +175,9 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	defer unlockSandbox()
 	unlock := r.lockID("container/" + id)
 	defer unlock()
+	// GC leaves a directory without a record alone while this runs.
+	inflight.Store(r.containerDir(id), true)
+	defer inflight.Delete(r.containerDir(id))
 	if e, err := r.ctr.index.get(id); err == nil {
 		if e.rec.SandboxID != cfg.SandboxID || e.rec.Config.Name != cfg.Name {
 			return nil, fmt.Errorf("start container %s: held by %s/%s: %w", id, e.rec.SandboxID, e.rec.Config.Name, runtime.ErrAlreadyExists)

@@ -49,6 +49,9 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 			continue
 		}
 		if err != nil {
+			if _, ok := inflight.Load(dir); ok {
+				continue // this process is writing its record
+			}
 			// No intent record: nothing was made from it.
 			if os.RemoveAll(dir) == nil {
 				removed = append(removed, "container directory "+id+" (no record)")

@@ -157,6 +157,15 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 	rep.Removed = append(rep.Removed, qRemoved...)
 
+	// Pass 2f: what the state root keeps for records that are gone
+	// (stategc.go): write layers, logs, subPath directories, leases of
+	// other subnets.
+	stRemoved, err := r.gcStateRoot()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = append(rep.Removed, stRemoved...)
+
 	// Pass 3: netns pinned with our prefix that no record names.
 	for _, n := range names {
 		if netnsNames[n] {

@@ -25,9 +25,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// inflight holds the directories of sandboxes this process is creating,
-// across Runtime objects, so GC can tell a creation in progress from one
-// that crashed even when both were started by this very process.
+// inflight holds the directories of sandboxes and containers this process
+// is creating, across Runtime objects, so GC can tell a creation in
+// progress from one that crashed even when both were started by this very
+// process.
 var inflight sync.Map
 
 // errSimulatedCrash is returned at Runtime.crashAt; tests only.
