@@ -48,6 +48,7 @@ func (g *globalOptions) containerRuntime() (*linux.Runtime, *image.Store, error)
 	}
 	store, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, Logger: g.log}))
 	if err != nil {
+		rt.Close()
 		return nil, nil, err
 	}
 	rt.SetImageStore(store)
@@ -124,6 +125,7 @@ entrypoint, as a pod's command does.`,
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			sb, err := resolveSandbox(cmd.Context(), rt, sandbox)
 			if err != nil {
 				return err
@@ -209,6 +211,7 @@ func newContainerListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			filter := runtime.ContainerFilter{}
 			if sandbox != "" {
 				sb, err := resolveSandbox(cmd.Context(), rt, sandbox)
@@ -269,6 +272,7 @@ func newContainerInspectCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -291,6 +295,7 @@ func newContainerLogsCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -341,6 +346,7 @@ func newContainerExecCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			if _, err := getContainer(cmd.Context(), rt, args[0]); err != nil {
 				return err
 			}
@@ -376,6 +382,7 @@ func newContainerStopCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			if _, err := getContainer(cmd.Context(), rt, args[0]); err != nil {
 				return err
 			}
@@ -397,6 +404,7 @@ func newContainerRemoveCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err

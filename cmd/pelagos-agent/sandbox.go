@@ -55,6 +55,7 @@ func newSandboxCreateCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			var b [8]byte
 			rand.Read(b[:])
 			id := hex.EncodeToString(b[:])
@@ -112,6 +113,7 @@ func newSandboxListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			list, err := rt.ListSandboxes(cmd.Context())
 			if err != nil {
 				return err
@@ -192,6 +194,7 @@ func newSandboxRemoveCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			sb, err := resolveSandbox(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -211,6 +214,7 @@ func newSandboxInspectCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			sb, err := resolveSandbox(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -232,6 +236,7 @@ func newSandboxGCCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			rep, err := rt.GC(cmd.Context())
 			if rep != nil {
 				for _, line := range rep.Removed {

@@ -88,9 +88,10 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 	}
 	if cg, err := r.cgroupManager(r.cfg.CgroupParent); err == nil {
 		kids, _ := cg.Children()
+		foreign := r.readOwners()
 		for _, k := range kids {
 			sid, ok := strings.CutPrefix(k, "pod-")
-			if !ok || sandboxExists(sid) || validID(sid) != nil {
+			if !ok || sandboxExists(sid) || validID(sid) != nil || foreign.ids[sid] != "" {
 				continue
 			}
 			if err := cg.Remove(k); err != nil {

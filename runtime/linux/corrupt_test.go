@@ -337,16 +337,15 @@ func TestCorruptRecordWithoutOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := e.rt.GC(ctx)
-	if err != nil {
+	// GC meets the record, sets it aside and (whether it or the
+	// background cleanup gets there first) returns once what the record
+	// named is gone.
+	if _, err := e.rt.GC(ctx); err != nil {
 		t.Fatalf("GC: %v", err)
 	}
 	probs := takeProblems(t, e.rt)
 	if len(probs) != 1 || probs[0].ID != sb.ID || probs[0].Pod != nil {
 		t.Fatalf("problems %+v: want one for %s without a pod", probs, sb.ID)
-	}
-	if !slices.ContainsFunc(rep.Removed, func(s string) bool { return strings.Contains(s, sb.ID) }) {
-		t.Errorf("GC report does not name %s: %v", sb.ID, rep.Removed)
 	}
 	if _, err := os.Lstat(filepath.Join(netconf.NetNSDir, sb.NetNSName)); err == nil {
 		t.Errorf("netns %s left", sb.NetNSName)

@@ -72,6 +72,9 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		}
 	}
 
+	// What other run roots' sandboxes own is never this runtime's.
+	foreign := r.readOwners()
+
 	// What is recorded after pass 1 is what the kernel may keep.
 	ids, err = r.recordIDs()
 	if err != nil {
@@ -116,7 +119,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	// The directory is re-checked at deletion time: a creation that starts
 	// after the listing above makes it before publishing any port.
 	nftRemoved, err := r.podNetGC(func(id string) bool {
-		if _, ok := recorded[id]; ok {
+		if _, ok := recorded[id]; ok || foreign.ids[id] != "" {
 			return true
 		}
 		_, err := os.Stat(r.sandboxDir(id))
@@ -168,7 +171,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 
 	// Pass 3: netns pinned with our prefix that no record names.
 	for _, n := range names {
-		if netnsNames[n] {
+		if netnsNames[n] || foreign.netns[n] != "" {
 			continue
 		}
 		if err := netconf.UnpinNetNS(n); err != nil {
@@ -180,7 +183,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 
 	// Pass 4: veths on our bridge that no record names.
 	for _, v := range ports {
-		if veths[v] || !strings.HasPrefix(v, "pv") {
+		if veths[v] || foreign.veths[v] != "" || !strings.HasPrefix(v, "pv") {
 			continue
 		}
 		if err := netconf.Teardown(v); err != nil {
@@ -198,6 +201,13 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	for _, f := range freed {
 		rep.Removed = append(rep.Removed, "lease "+f)
 	}
+
+	// Pass 6: owner entries of this run root whose sandbox is gone.
+	ownRemoved, err := r.gcOwners(foreign)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = append(rep.Removed, ownRemoved...)
 	slices.Sort(rep.Removed)
 	if err := errors.Join(errs...); err != nil {
 		return rep, fmt.Errorf("gc: %w", err)

@@ -446,6 +446,11 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		}
 	}
 	if len(errs) == 0 {
+		if err := r.releaseOwner(rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
 		if err := r.retireDir(rec); err != nil {
 			errs = append(errs, err)
 		}

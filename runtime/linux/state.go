@@ -187,12 +187,16 @@ func (r *Runtime) publishRecord(rec *sandboxRecord) error {
 		return err
 	}
 	if err == nil {
+		err = r.claimOwner(rec)
+	}
+	if err == nil {
 		if err = os.Rename(tmp, rec.Dir); errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
 			err = fmt.Errorf("create sandbox %s: being created or removed by another process: %w", rec.ID, runtime.ErrAlreadyExists)
 		}
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
+		r.releaseOwner(rec)
 		if rec.IP != "" {
 			if rerr := r.pool.Release(rec.ID); rerr != nil {
 				err = fmt.Errorf("%w (release lease: %v)", err, rerr)

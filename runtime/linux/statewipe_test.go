@@ -92,10 +92,7 @@ func TestGCAfterRunRootWiped(t *testing.T) {
 	// GC: what that pod's records name stays.
 	cfg := e.cfg
 	cfg.Subnet = strings.Replace(cfg.Subnet, "10.202.", "10.206.", 1)
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := openRuntime(t, &cfg)
 	rt.SetImageStore(e.store)
 	live, err := rt.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: runtime.PodKey{Namespace: "default", Name: "live"}})
 	if err != nil {
