@@ -21,6 +21,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp"
@@ -498,6 +499,26 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grac
 			sig = s
 		}
 	}
+	if grace > 0 && st.Stops {
+		// The shim keeps the grace period, whether this process waits
+		// for it or goes away (it is stopping): the next agent finds the
+		// exit recorded.
+		err := r.requestStop(rec, st, sig, grace)
+		if err == nil {
+			err = st.Shim.WaitGone(ctx, grace+shim.KillTimeout+5*time.Second)
+			if err == nil {
+				return r.recordLostExit(rec, st)
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("stop container %s: the shim keeps the stop: %w", rec.ID, err)
+			}
+		}
+		if !errors.Is(err, procid.ErrGone) {
+			return fmt.Errorf("stop container %s: %w", rec.ID, err)
+		}
+		// The shim is gone (killed from outside): the agent stops the
+		// workload itself.
+	}
 	if grace > 0 {
 		if err := st.Init.SignalAndWait(ctx, sig, grace); err != nil {
 			return fmt.Errorf("stop container %s: %w", rec.ID, err)
@@ -510,16 +531,37 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grac
 	if err := st.Shim.WaitGone(ctx, 10*time.Second); err != nil {
 		return fmt.Errorf("stop container %s: shim: %w", rec.ID, err)
 	}
-	if _, err := rec.Exit(); err != nil {
-		// The shim died before the workload (killed from outside): nobody
-		// knows the status. Record that, so the container reads as exited
-		// rather than unknown forever.
-		ex := &record.Exit{Version: record.Version, ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
-			Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
-			StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
-		if err := record.WriteJSON(record.ExitPath(rec.RunRoot, rec.ID), ex); err != nil {
-			return fmt.Errorf("stop container %s: %w", rec.ID, err)
-		}
+	return r.recordLostExit(rec, st)
+}
+
+// requestStop asks the container's shim to stop it: sig now, every
+// process of its cgroup killed after grace (record.Stop). A stop already
+// asked for with an earlier deadline keeps it: a restarted agent repeating
+// the stop never extends the grace period.
+func (r *Runtime) requestStop(rec *record.Container, st *record.State, sig unix.Signal, grace time.Duration) error {
+	req := &record.Stop{Version: record.Version, Signal: int(sig), Deadline: time.Now().Add(grace).UTC()}
+	if old, err := rec.ReadStop(); err == nil && old != nil && old.Deadline.Before(req.Deadline) {
+		req = old
+	}
+	if err := record.WriteJSON(filepath.Join(rec.Dir, record.StopFile), req); err != nil {
+		return err
+	}
+	return st.Shim.Signal(unix.SIGUSR1)
+}
+
+// recordLostExit records an exit for a container whose shim is gone
+// without one (it was killed from outside, before the workload): nobody
+// knows the status, but the container reads as exited rather than unknown
+// for ever.
+func (r *Runtime) recordLostExit(rec *record.Container, st *record.State) error {
+	if _, err := rec.Exit(); err == nil {
+		return nil
+	}
+	ex := &record.Exit{Version: record.Version, ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
+		Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
+		StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
+	if err := record.WriteJSON(record.ExitPath(rec.RunRoot, rec.ID), ex); err != nil {
+		return fmt.Errorf("stop container %s: %w", rec.ID, err)
 	}
 	return nil
 }

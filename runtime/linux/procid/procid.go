@@ -162,6 +162,22 @@ func (p ID) Terminate(sig unix.Signal) (wait func(grace time.Duration) error) {
 	}
 }
 
+// Signal sends sig to the process, or returns ErrGone.
+func (p ID) Signal(sig unix.Signal) error {
+	fd, err := p.Open()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if exited, err := signal(fd, p, sig); err != nil || exited {
+		if exited {
+			return ErrGone
+		}
+		return err
+	}
+	return nil
+}
+
 // Stop ends the process: sig, up to grace for it to exit, then SIGKILL.
 func (p ID) Stop(sig unix.Signal, grace time.Duration) error {
 	return p.Terminate(sig)(grace)

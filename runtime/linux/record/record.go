@@ -25,6 +25,7 @@ const (
 	ContainerFile = "container.json" // the intent, by the agent
 	StateFile     = "state.json"     // the start, by the shim
 	SeccompFile   = "seccomp.json"   // the compiled filter, by the agent
+	StopFile      = "stop.json"      // a stop the shim enforces, by the agent
 )
 
 // ContainersDir is where container run directories live.
@@ -148,6 +149,36 @@ type State struct {
 	// OOMScoreNote says why it differs from the one asked for.
 	OOMScoreAdj  int    `json:"oomScoreAdj"`
 	OOMScoreNote string `json:"oomScoreNote,omitempty"`
+	// Stops says the shim enforces stop requests (Stop): it takes one on
+	// SIGUSR1 from the agent, which may then go away.
+	Stops bool `json:"stops,omitempty"`
+}
+
+// Stop is a stop the agent asks the shim to carry out, in the container's
+// StopFile, announced with SIGUSR1: Signal (none when 0) to the workload
+// now, and every process of the container's cgroup killed at Deadline if
+// it has not exited by then. The shim keeps the earliest deadline it was
+// given, so a stop repeated by a restarted agent never extends the grace.
+type Stop struct {
+	Version  int       `json:"version"`
+	Signal   int       `json:"signal,omitempty"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// ReadStop reads the container's stop request, nil when there is none.
+func (c *Container) ReadStop() (*Stop, error) {
+	st := &Stop{}
+	path := filepath.Join(c.Dir, StopFile)
+	if err := ReadJSON(path, st); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if err := CheckVersion(path, st.Version, false); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // Exit is written by the shim when the container exits (or by the agent
