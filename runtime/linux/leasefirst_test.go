@@ -24,14 +24,7 @@ func TestSandboxNoAddressMakesNothing(t *testing.T) {
 	e.cfg.Subnet = "10.201.0.24/29" // .26-.30: five pods; outside the /24s other tests take
 	r := e.open(t)
 	ctx := context.Background()
-	var ids []string
-	for i := range 5 {
-		sb, err := r.CreateSandbox(ctx, podConfig(fmt.Sprintf("fill%d", i)))
-		if err != nil {
-			t.Fatalf("create %d of 5: %v", i, err)
-		}
-		ids = append(ids, sb.ID)
-	}
+	ids := fillPool(t, r, 5)
 
 	// The census, as often as it can run, for as long as the failures go.
 	var maxNetNS, maxPauses atomic.Int64

@@ -43,28 +43,26 @@ func (r *Runtime) gcStateRoot() ([]string, error) {
 		removed = append(removed, what)
 	}
 
-	// Write layers: <state root>/containers/<id>.
-	ids, err := dirNames(filepath.Join(r.cfg.StateRoot, "containers"))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, id := range ids {
-		if validID(id) != nil || r.containerKnown(id) {
-			continue
+	// Write layers, <state root>/containers/<id>, and logs,
+	// <state root>/logs/<sandbox>.
+	for _, kind := range []struct {
+		dir   string
+		known func(id string) bool
+		path  func(id string) string
+		what  string
+	}{
+		{"containers", r.containerKnown, r.containerStateDir, "write layer of container %s (no record)"},
+		{"logs", r.sandboxKnown, r.sandboxLogDir, "logs of sandbox %s (no record)"},
+	} {
+		ids, err := dirNames(filepath.Join(r.cfg.StateRoot, kind.dir))
+		if err != nil {
+			errs = append(errs, err)
 		}
-		removeTree(r.containerStateDir(id), "write layer of container "+id+" (no record)")
-	}
-
-	// Logs: <state root>/logs/<sandbox>.
-	ids, err = dirNames(filepath.Join(r.cfg.StateRoot, "logs"))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	for _, id := range ids {
-		if validID(id) != nil || r.sandboxKnown(id) {
-			continue
+		for _, id := range ids {
+			if validID(id) == nil && !kind.known(id) {
+				removeTree(kind.path(id), fmt.Sprintf(kind.what, id))
+			}
 		}
-		removeTree(r.sandboxLogDir(id), "logs of sandbox "+id+" (no record)")
 	}
 
 	// SubPath directories of containers without a record, in sandboxes
