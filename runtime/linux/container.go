@@ -505,13 +505,10 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grac
 		// exit recorded.
 		err := r.requestStop(rec, st, sig, grace)
 		if err == nil {
-			err = st.Shim.WaitGone(ctx, grace+shim.KillTimeout+5*time.Second)
-			if err == nil {
-				return r.recordLostExit(rec, st)
-			}
-			if ctx.Err() != nil {
+			if err := st.Shim.WaitGone(ctx, grace+shim.KillTimeout+5*time.Second); err != nil {
 				return fmt.Errorf("stop container %s: the shim keeps the stop: %w", rec.ID, err)
 			}
+			return r.recordLostExit(rec, st)
 		}
 		if !errors.Is(err, procid.ErrGone) {
 			return fmt.Errorf("stop container %s: %w", rec.ID, err)

@@ -356,3 +356,33 @@ func TestCorruptRecordWithoutOwner(t *testing.T) {
 	removeQuarantine(t, e)
 	e.check(t)
 }
+
+// TestCorruptRecordFoundAtStart: a restarted agent meets the damaged
+// record while its runtime is being made (the lease pool is checked
+// against the records): the runtime starts, reports it, and removes what
+// it named once it is whole.
+func TestCorruptRecordFoundAtStart(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	ctx := context.Background()
+	pod := runtime.PodKey{Namespace: "default", Name: "found-at-start"}
+	sb, err := e.rt.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.rt.StartContainer(ctx, &runtime.ContainerConfig{SandboxID: sb.ID, Name: "app", Image: testImage, Command: []string{"/bin/sleep", "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	workload, err := procid.Of(c.PID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damageFile(t, filepath.Join(e.rt.sandboxDir(sb.ID), "sandbox.json"), damages[1].damage)
+	rt := e.open(t)
+	checkProblem(t, e, takeProblems(t, rt), "sandbox", sb.ID, pod, damages[1].reason)
+	eventually(t, "the set-aside sandbox's kernel objects are removed", func() error {
+		return setAsideSandboxLeft(e, sb, c, workload)
+	})
+	removeQuarantine(t, e)
+	e.check(t)
+}

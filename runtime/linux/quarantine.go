@@ -106,9 +106,11 @@ type problems struct {
 	// new (see racyWindow).
 	seen, seenAt time.Time
 
-	// cleaning: a background cleanup runs; again: run it once more.
-	cleanMu         sync.Mutex
-	cleaning, again bool
+	// cleaning: a background cleanup runs; again: run it once more;
+	// started: New has finished (a record met while it runs is cleaned up
+	// once the runtime is whole).
+	cleanMu                  sync.Mutex
+	cleaning, again, started bool
 	// pass serialises cleanup passes (background and GC).
 	pass sync.Mutex
 }
@@ -242,7 +244,7 @@ func (r *Runtime) kickCleanup() {
 	p := &r.probs
 	p.cleanMu.Lock()
 	defer p.cleanMu.Unlock()
-	if p.cleaning {
+	if p.cleaning || !p.started {
 		p.again = true
 		return
 	}
@@ -262,6 +264,20 @@ func (r *Runtime) kickCleanup() {
 			p.cleanMu.Unlock()
 		}
 	}()
+}
+
+// startCleanup lets cleanups run, and runs one if a record was set aside
+// while New was running.
+func (r *Runtime) startCleanup() {
+	p := &r.probs
+	p.cleanMu.Lock()
+	p.started = true
+	again := p.again
+	p.again = false
+	p.cleanMu.Unlock()
+	if again {
+		r.kickCleanup()
+	}
 }
 
 // cleanQuarantine removes what every set-aside record not yet cleaned up

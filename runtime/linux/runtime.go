@@ -113,6 +113,7 @@ func New(cfg Config) (_ *Runtime, err error) {
 	if err := r.checkForeignPods(); err != nil {
 		return nil, fmt.Errorf("linux runtime: %w", err)
 	}
+	r.startCleanup()
 	return r, nil
 }
 

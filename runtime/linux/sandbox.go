@@ -145,8 +145,8 @@ func podHostname(cfg *runtime.SandboxConfig) (string, error) {
 
 // bridge returns the bridge's index, making the bridge (with its address)
 // on first use and again whenever the one found last is gone: deleted
-// under the agent, or down. The check costs one netlink request per
-// sandbox made; the pods that were ports of a deleted bridge are not ready
+// under the agent, or down (netconf.BridgeUp, two sysfs reads per sandbox
+// made). The pods that were ports of a deleted bridge are not ready
 // (observe) and are made again on the new one.
 func (r *Runtime) bridge() (int, error) {
 	r.bridgeMu.Lock()

@@ -216,10 +216,16 @@ func (p ID) wait(ctx context.Context, d time.Duration, first func(fd int) (exite
 			return exited, err
 		}
 	}
+	cut := false
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		d = time.Until(dl)
+		d, cut = time.Until(dl), true
 	}
-	return WaitFDContext(ctx, fd, d)
+	exited, err := WaitFDContext(ctx, fd, d)
+	if err == nil && !exited && cut {
+		// The wait ended at ctx's deadline, a moment before ctx says so.
+		return false, context.DeadlineExceeded
+	}
+	return exited, err
 }
 
 // WaitFDContext is WaitFD that also gives up, with ctx's error, as soon
