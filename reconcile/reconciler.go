@@ -939,6 +939,9 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			err = r.rt.RemoveContainer(ctx, a.ContainerID)
 			if err != nil {
 				err = fmt.Errorf("pod %s: %w", key, err)
+				// The runtime removed what it could and keeps the rest
+				// with its record; the pass is retried with back-off.
+				r.events.Record(EventWarning, "FailedKillPod", podRef(key), err.Error())
 				unsure = true
 			} else {
 				r.cacheDropContainer(key, a.ContainerID)
@@ -947,6 +950,7 @@ func (r *Reconciler) apply(ctx context.Context, d *DesiredPod, obs ObservedPod, 
 			err = r.rt.RemoveSandbox(ctx, a.SandboxID)
 			if err != nil {
 				err = fmt.Errorf("pod %s: %w", key, err)
+				r.events.Record(EventWarning, "FailedKillPod", podRef(key), err.Error())
 				unsure = true
 				break
 			}

@@ -176,8 +176,10 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	e.events = make(chan reconcile.Event, 4096)
 	go c.WatchEvents(ctx, func(ev reconcile.Event) error { e.events <- ev; return nil })
 
-	// The baseline runtime: the same kind of configuration, its own names.
-	cfg := linux.Config{StateRoot: e.stateRoot, RunRoot: filepath.Join(e.runRoot, "direct"), Bridge: e.tag + "d",
+	// The baseline runtime: the same kind of configuration, its own names
+	// (a state root of its own too: a state root belongs to one agent),
+	// the agent's images.
+	cfg := linux.Config{StateRoot: e.mkdir(b), RunRoot: filepath.Join(e.runRoot, "direct"), Bridge: e.tag + "d",
 		Subnet: fmt.Sprintf("10.203.%d.0/24", 150+time.Now().Nanosecond()%50), NetNSPrefix: e.tag + "d-",
 		CgroupParent: e.tag + "d", NFTable: e.tag + "d"}
 	e.rt, err = linux.New(cfg)
@@ -333,6 +335,9 @@ func (e *benchEnv) podmanRound(b *testing.B, n, round int) (time.Duration, time.
 func (e *benchEnv) close() {
 	if e.cancel != nil {
 		e.cancel()
+	}
+	if e.rt != nil {
+		e.rt.Close()
 	}
 	if e.cmd != nil && e.cmd.Process != nil {
 		_ = e.cmd.Process.Signal(syscall.SIGTERM)

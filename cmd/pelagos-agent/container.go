@@ -47,6 +47,7 @@ func (g *globalOptions) containerRuntime() (*linux.Runtime, *image.Store, error)
 	}
 	store, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, Logger: g.log}))
 	if err != nil {
+		rt.Close()
 		return nil, nil, err
 	}
 	rt.SetImageStore(store)
@@ -123,6 +124,7 @@ entrypoint, as a pod's command does.`,
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			sb, err := resolveSandbox(cmd.Context(), rt, sandbox)
 			if err != nil {
 				return err
@@ -226,6 +228,7 @@ unique beginning of an ID names a container.`,
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			filter := runtime.ContainerFilter{}
 			if sandbox != "" {
 				sb, err := resolveSandbox(cmd.Context(), rt, sandbox)
@@ -313,6 +316,7 @@ func newContainerInspectCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			var infos []containerInfo
 			for _, id := range args {
 				c, err := getContainer(cmd.Context(), rt, id)
@@ -357,6 +361,7 @@ func newContainerLogsCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -408,6 +413,7 @@ func newContainerExecCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -445,6 +451,7 @@ func newContainerStopCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -468,6 +475,7 @@ func newContainerRemoveCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			c, err := getContainer(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err

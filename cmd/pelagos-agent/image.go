@@ -30,6 +30,7 @@ func containerImages(ctx context.Context, g *globalOptions) (func(imageID string
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
+	defer rt.Close()
 	cs, err := rt.ListContainers(ctx, runtime.ContainerFilter{})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)

@@ -232,6 +232,9 @@ func (a *agent) close() {
 	if a.bridge != nil {
 		a.bridge.Close()
 	}
+	if a.rt != nil {
+		a.rt.Close() // the host-wide names
+	}
 	if a.lock != nil {
 		a.lock.Close()
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +45,7 @@ func newAgentEnv(t *testing.T, extra ...string) *agentEnv {
 	linuxtest.RequireRoot(t)
 	imagetest.RequireBusybox(t)
 	e := &agentEnv{t: t, bin: buildAgentBinary(t), tag: linuxtest.RandomName("pa", 5),
-		subnet:  fmt.Sprintf("10.203.%d.0/24", 1+rand.IntN(250)),
+		subnet:  linuxtest.FreeSubnet("10.203"),
 		runRoot: t.TempDir(), stateRoot: t.TempDir(), repo: t.TempDir(), extra: extra}
 	e.sock = filepath.Join(e.runRoot, "agent.sock")
 	e.logPath = filepath.Join(t.TempDir(), "agent.log")

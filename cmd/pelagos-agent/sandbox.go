@@ -55,6 +55,7 @@ func newSandboxCreateCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			var b [8]byte
 			rand.Read(b[:])
 			id := hex.EncodeToString(b[:])
@@ -108,6 +109,7 @@ unless --no-trunc, and any unique beginning of an ID names a sandbox.`,
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			list, err := rt.ListSandboxes(cmd.Context())
 			if err != nil {
 				return err
@@ -195,6 +197,7 @@ func newSandboxRemoveCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			sb, err := resolveSandbox(cmd.Context(), rt, args[0])
 			if err != nil {
 				return err
@@ -219,6 +222,7 @@ func newSandboxInspectCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			var sbs []*runtime.Sandbox
 			for _, arg := range args {
 				sb, err := resolveSandbox(cmd.Context(), rt, arg)
@@ -254,6 +258,7 @@ func newSandboxGCCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			rep, err := rt.GC(cmd.Context())
 			if rep != nil {
 				for _, line := range rep.Removed {

@@ -26,7 +26,7 @@ func TestSandboxCLI(t *testing.T) {
 	tag := linuxtest.RandomName("pt", 4)
 	runRoot, stateRoot := t.TempDir(), t.TempDir()
 	subnet := fmt.Sprintf("10.201.%d.0/24", 251+rand.IntN(4))
-	global := []string{"--bridge", tag, "--subnet", subnet, "--netns-prefix", tag + "-",
+	global := []string{"--bridge", tag, "--subnet", subnet, "--netns-prefix", tag + "-", "--cgroup-parent", tag,
 		"--run-root", runRoot, "--root", stateRoot, "--nft-table", tag, "--log-level", "error"}
 	t.Cleanup(func() {
 		if l, err := netlink.LinkByName(tag); err == nil {

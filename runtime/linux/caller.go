@@ -124,7 +124,11 @@ func (r *Runtime) UpdateContainerResources(ctx context.Context, id string, res r
 	if err != nil {
 		return fmt.Errorf("update container: %w", err)
 	}
-	if c := e.observe(); c.State != runtime.ContainerRunning {
+	c, err := e.observe()
+	if err != nil {
+		return fmt.Errorf("update container %s: %w", id, err)
+	}
+	if c.State != runtime.ContainerRunning {
 		return fmt.Errorf("update container %s: it is %s, not running: %w", id, c.State, runtime.ErrConflict)
 	}
 	// The index's record is shared: the update is made on a copy.

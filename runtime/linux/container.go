@@ -21,6 +21,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/caps"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/seccomp"
@@ -175,13 +176,23 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	defer unlockSandbox()
 	unlock := r.lockID("container/" + id)
 	defer unlock()
+	// GC leaves a directory without a record alone while this runs.
+	inflight.Store(r.containerDir(id), true)
+	defer inflight.Delete(r.containerDir(id))
 	if e, err := r.ctr.index.get(id); err == nil {
 		if e.rec.SandboxID != cfg.SandboxID || e.rec.Config.Name != cfg.Name {
 			return nil, fmt.Errorf("start container %s: held by %s/%s: %w", id, e.rec.SandboxID, e.rec.Config.Name, runtime.ErrAlreadyExists)
 		}
-		return e.observe(), nil
+		if c, err := r.ctr.index.observe(e); err == nil {
+			return c, nil
+		}
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
+	}
+	if r.setAsidePending(kindContainer, id) {
+		// Its processes and cgroup are being removed: the ID is not free
+		// until they are.
+		return nil, fmt.Errorf("start container %s: a container of this ID was set aside and is being cleaned up: %w", id, runtime.ErrConflict)
 	}
 	sb, err := r.sandboxRecord(cfg.SandboxID)
 	if err != nil {
@@ -231,9 +242,15 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
 	// The intent is recorded before anything is made, so a crash at any
-	// later point leaves a record that RemoveContainer can finish.
-	if err := record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec); err != nil {
-		os.Remove(rec.Dir)
+	// later point leaves a record that RemoveContainer can finish; the
+	// owner file beside it still names the pod and the sandbox if the
+	// record is ever damaged (quarantine.go).
+	err = r.writeOwner(rec.Dir, r.containerOwner(rec))
+	if err == nil {
+		err = record.WriteJSON(filepath.Join(rec.Dir, record.ContainerFile), rec)
+	}
+	if err != nil {
+		os.RemoveAll(rec.Dir)
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
 	// The compiled filter is large and only the shim and exec read it: it
@@ -332,7 +349,7 @@ func (r *Runtime) buildContainerRecord(cfg *runtime.ContainerConfig, sb *sandbox
 	id := cfg.ID
 	stateDir := r.containerStateDir(id)
 	rec := &record.Container{
-		Version: 1, ID: id, SandboxID: sb.ID, Pod: sb.Pod, Config: *cfg, ImageID: img.ID,
+		Version: record.Version, ID: id, SandboxID: sb.ID, Pod: sb.Pod, Config: *cfg, ImageID: img.ID,
 		CreatedAt: time.Now().UTC(), RunRoot: r.cfg.RunRoot, Dir: r.containerDir(id), StateDir: stateDir,
 		LogPath:      filepath.Join(r.sandboxLogDir(sb.ID), cfg.Name, fmt.Sprintf("%d.log", cfg.Attempt)),
 		LogMaxSize:   r.cfg.LogMaxSize,
@@ -493,6 +510,23 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grac
 			sig = s
 		}
 	}
+	if grace > 0 && st.Stops {
+		// The shim keeps the grace period, whether this process waits
+		// for it or goes away (it is stopping): the next agent finds the
+		// exit recorded.
+		err := r.requestStop(rec, st, sig, grace)
+		if err == nil {
+			if err := st.Shim.WaitGone(ctx, grace+shim.KillTimeout+5*time.Second); err != nil {
+				return fmt.Errorf("stop container %s: the shim keeps the stop: %w", rec.ID, err)
+			}
+			return r.recordLostExit(rec, st)
+		}
+		if !errors.Is(err, procid.ErrGone) {
+			return fmt.Errorf("stop container %s: %w", rec.ID, err)
+		}
+		// The shim is gone (killed from outside): the agent stops the
+		// workload itself.
+	}
 	if grace > 0 {
 		if err := st.Init.SignalAndWait(ctx, sig, grace); err != nil {
 			return fmt.Errorf("stop container %s: %w", rec.ID, err)
@@ -505,16 +539,37 @@ func (r *Runtime) stopContainer(ctx context.Context, rec *record.Container, grac
 	if err := st.Shim.WaitGone(ctx, 10*time.Second); err != nil {
 		return fmt.Errorf("stop container %s: shim: %w", rec.ID, err)
 	}
-	if _, err := rec.Exit(); err != nil {
-		// The shim died before the workload (killed from outside): nobody
-		// knows the status. Record that, so the container reads as exited
-		// rather than unknown forever.
-		ex := &record.Exit{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
-			Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
-			StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
-		if err := record.WriteJSON(record.ExitPath(rec.RunRoot, rec.ID), ex); err != nil {
-			return fmt.Errorf("stop container %s: %w", rec.ID, err)
-		}
+	return r.recordLostExit(rec, st)
+}
+
+// requestStop asks the container's shim to stop it: sig now, every
+// process of its cgroup killed after grace (record.Stop). A stop already
+// asked for with an earlier deadline keeps it: a restarted agent repeating
+// the stop never extends the grace period.
+func (r *Runtime) requestStop(rec *record.Container, st *record.State, sig unix.Signal, grace time.Duration) error {
+	req := &record.Stop{Version: record.Version, Signal: int(sig), Deadline: time.Now().Add(grace).UTC()}
+	if old, err := rec.ReadStop(); err == nil && old != nil && old.Deadline.Before(req.Deadline) {
+		req = old
+	}
+	if err := record.WriteJSON(filepath.Join(rec.Dir, record.StopFile), req); err != nil {
+		return err
+	}
+	return st.Shim.Signal(unix.SIGUSR1)
+}
+
+// recordLostExit records an exit for a container whose shim is gone
+// without one (it was killed from outside, before the workload): nobody
+// knows the status, but the container reads as exited rather than unknown
+// for ever.
+func (r *Runtime) recordLostExit(rec *record.Container, st *record.State) error {
+	if _, err := rec.Exit(); err == nil {
+		return nil
+	}
+	ex := &record.Exit{Version: record.Version, ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, ExitCode: 255,
+		Reason: runtime.ReasonError, Message: "shim lost: exit status unknown",
+		StartedAt: st.StartedAt, FinishedAt: time.Now().UTC()}
+	if err := record.WriteJSON(record.ExitPath(rec.RunRoot, rec.ID), ex); err != nil {
+		return fmt.Errorf("stop container %s: %w", rec.ID, err)
 	}
 	return nil
 }
@@ -599,10 +654,13 @@ func (r *Runtime) removeContainer(ctx context.Context, rec *record.Container) er
 }
 
 // removeAllInSandbox stops and removes every container of the sandbox, its
-// pod cgroup and its logs. The sandbox half calls it during teardown.
-func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) error {
+// pod cgroup and its logs. The sandbox half calls it during teardown. Each
+// step runs whatever became of the others: a container kept for a file
+// of its write layer that cannot be removed has no process or cgroup left,
+// so its pod's cgroup and the rest of the logs still go.
+func (c *containers) removeAllInSandbox(ctx context.Context, sb *sandboxRecord) error {
 	r := c.rt
-	ents, err := c.index.list(sandboxID)
+	ents, err := c.index.list(sb.ID)
 	if err != nil {
 		return err
 	}
@@ -612,24 +670,19 @@ func (c *containers) removeAllInSandbox(ctx context.Context, sandboxID string) e
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
 	parent := r.cfg.CgroupParent
-	if sb, err := r.sandboxRecord(sandboxID); err == nil && sb.CgroupParent != "" {
+	if sb.CgroupParent != "" {
 		parent = sb.CgroupParent
 	}
-	cg, err := r.cgroupManager(parent)
-	if err != nil {
-		return err
+	if cg, err := r.cgroupManager(parent); err != nil {
+		errs = append(errs, err)
+	} else if err := cg.Remove(podCgroup(sb.ID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove pod cgroup of sandbox %s: %w", sb.ID, err))
 	}
-	if err := cg.Remove(podCgroup(sandboxID)); err != nil {
-		return fmt.Errorf("remove pod cgroup of sandbox %s: %w", sandboxID, err)
+	if err := os.RemoveAll(r.sandboxLogDir(sb.ID)); err != nil {
+		errs = append(errs, fmt.Errorf("remove logs of sandbox %s: %w", sb.ID, err))
 	}
-	if err := os.RemoveAll(r.sandboxLogDir(sandboxID)); err != nil {
-		return fmt.Errorf("remove logs of sandbox %s: %w", sandboxID, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // GetContainer implements runtime.Runtime.
@@ -638,7 +691,11 @@ func (r *Runtime) GetContainer(ctx context.Context, id string) (*runtime.Contain
 	if err != nil {
 		return nil, fmt.Errorf("get container: %w", err)
 	}
-	return e.observe(), nil
+	c, err := r.ctr.index.observe(e)
+	if err != nil {
+		return nil, fmt.Errorf("get container: %w", err)
+	}
+	return c, nil
 }
 
 // ListContainers implements runtime.Runtime. With a sandbox filter it
@@ -650,7 +707,9 @@ func (r *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFi
 	}
 	out := make([]*runtime.Container, 0, len(ents))
 	for _, e := range ents {
-		out = append(out, e.observe())
+		if c, err := r.ctr.index.observe(e); err == nil {
+			out = append(out, c)
+		}
 	}
 	slices.SortFunc(out, func(a, b *runtime.Container) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil

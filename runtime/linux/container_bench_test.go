@@ -31,10 +31,7 @@ func BenchmarkContainer(b *testing.B) {
 	if err != nil {
 		b.Fatal("unshare(1) is needed for the baseline")
 	}
-	spareRT, err := New(e.cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	spareRT := openRuntime(b, &e.cfg)
 	spareRT.SetImageStore(e.store)
 	spareRT.EnableSpareShim()
 	defer spareRT.DisableSpareShim()

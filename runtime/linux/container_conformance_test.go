@@ -44,9 +44,5 @@ func TestContainerConformance(t *testing.T) {
 }
 
 func (e *ctrEnv) open(t *testing.T) *Runtime {
-	rt, err := New(e.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
+	return openRuntime(t, &e.cfg)
 }

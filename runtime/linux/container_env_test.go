@@ -104,10 +104,7 @@ func newCtrEnv(t testing.TB, sbCfg *runtime.SandboxConfig) *ctrEnv {
 		LogMaxSize:   1 << 20,
 		LogMaxFiles:  3,
 	}
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := openRuntime(t, &cfg)
 	store, err := image.Open(image.Options{Root: cfg.StateRoot})
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +126,7 @@ func newCtrEnv(t testing.TB, sbCfg *runtime.SandboxConfig) *ctrEnv {
 		ProcessArg:  cfg.RunRoot,
 		MountDirs:   []string{cfg.RunRoot, cfg.StateRoot + "/containers"},
 		EmptyDirs:   []string{cfg.RunRoot, cfg.StateRoot + "/containers"},
+		Owners:      cfg.RunRoot,
 	}}
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -138,6 +136,7 @@ func newCtrEnv(t testing.TB, sbCfg *runtime.SandboxConfig) *ctrEnv {
 			}
 			rt.GC(ctx)
 			rt.net.nft.Teardown()
+			rt.Close()
 		}
 		if l, err := netlink.LinkByName(cfg.Bridge); err == nil {
 			netlink.LinkDel(l)

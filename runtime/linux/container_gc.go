@@ -42,7 +42,16 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 		}
 		dir := filepath.Join(r.containersDir(), id)
 		rec, err := readContainerRecord(dir)
+		if record.IsCorrupt(err) {
+			// Set aside; cleanQuarantine (after this pass) removes what it
+			// named.
+			r.setAside(kindContainer, id, err)
+			continue
+		}
 		if err != nil {
+			if _, ok := inflight.Load(dir); ok {
+				continue // this process is writing its record
+			}
 			// No intent record: nothing was made from it.
 			if os.RemoveAll(dir) == nil {
 				removed = append(removed, "container directory "+id+" (no record)")
@@ -79,9 +88,10 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 	}
 	if cg, err := r.cgroupManager(r.cfg.CgroupParent); err == nil {
 		kids, _ := cg.Children()
+		foreign := r.readOwners()
 		for _, k := range kids {
 			sid, ok := strings.CutPrefix(k, "pod-")
-			if !ok || sandboxExists(sid) || validID(sid) != nil {
+			if !ok || sandboxExists(sid) || validID(sid) != nil || foreign.ids[sid] != "" {
 				continue
 			}
 			if err := cg.Remove(k); err != nil {
@@ -98,8 +108,21 @@ func (r *Runtime) GCContainers(ctx context.Context) ([]string, error) {
 // record, found by their arguments in /proc. Spares waiting for a
 // container are left alone: they end with the agent that started them.
 func (r *Runtime) orphanShims(known map[string]bool) []int {
-	ents, _ := os.ReadDir("/proc")
 	var out []int
+	for id, pids := range shimDaemons(r.cfg.RunRoot) {
+		if !known[id] && !shim.IsSpare(id) {
+			out = append(out, pids...)
+		}
+	}
+	return out
+}
+
+// shimDaemons lists the shim daemons of runRoot in /proc by the container
+// ID in their arguments. A spare handed its container writes the ID over
+// its spare slot, padded with NULs: they are trimmed.
+func shimDaemons(runRoot string) map[string][]int {
+	ents, _ := os.ReadDir("/proc")
+	out := map[string][]int{}
 	for _, e := range ents {
 		var pid int
 		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
@@ -109,11 +132,9 @@ func (r *Runtime) orphanShims(known map[string]bool) []int {
 		if err != nil {
 			continue
 		}
-		// A spare handed its container writes the ID over its spare slot,
-		// padded with NULs: trim them all.
 		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if len(argv) == 3 && argv[0] == ShimDaemonName && argv[1] == r.cfg.RunRoot && !known[argv[2]] && !shim.IsSpare(argv[2]) {
-			out = append(out, pid)
+		if len(argv) == 3 && argv[0] == ShimDaemonName && argv[1] == runRoot {
+			out[argv[2]] = append(out[argv[2]], pid)
 		}
 	}
 	return out

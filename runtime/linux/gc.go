@@ -72,6 +72,9 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 		}
 	}
 
+	// What other run roots' sandboxes own is never this runtime's.
+	foreign := r.readOwners()
+
 	// What is recorded after pass 1 is what the kernel may keep.
 	ids, err = r.recordIDs()
 	if err != nil {
@@ -82,6 +85,9 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	veths := map[string]bool{}
 	for _, id := range ids {
 		rec, err := r.sandboxRecord(id)
+		if errors.Is(err, runtime.ErrNotFound) {
+			continue // removed since, or set aside
+		}
 		if err != nil {
 			// A directory whose record cannot be read: published
 			// directories always hold one, so this is damage for a person
@@ -113,7 +119,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	// The directory is re-checked at deletion time: a creation that starts
 	// after the listing above makes it before publishing any port.
 	nftRemoved, err := r.podNetGC(func(id string) bool {
-		if _, ok := recorded[id]; ok {
+		if _, ok := recorded[id]; ok || foreign.ids[id] != "" {
 			return true
 		}
 		_, err := os.Stat(r.sandboxDir(id))
@@ -146,9 +152,26 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	}
 	rep.Removed = append(rep.Removed, ctrRemoved...)
 
+	// Pass 2e: what records set aside (by the passes above or earlier)
+	// named (quarantine.go).
+	qRemoved, err := r.cleanQuarantine(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gc: %w", err))
+	}
+	rep.Removed = append(rep.Removed, qRemoved...)
+
+	// Pass 2f: what the state root keeps for records that are gone
+	// (stategc.go): write layers, logs, subPath directories, leases of
+	// other subnets.
+	stRemoved, err := r.gcStateRoot()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = append(rep.Removed, stRemoved...)
+
 	// Pass 3: netns pinned with our prefix that no record names.
 	for _, n := range names {
-		if netnsNames[n] {
+		if netnsNames[n] || foreign.netns[n] != "" {
 			continue
 		}
 		if err := netconf.UnpinNetNS(n); err != nil {
@@ -160,7 +183,7 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 
 	// Pass 4: veths on our bridge that no record names.
 	for _, v := range ports {
-		if veths[v] || !strings.HasPrefix(v, "pv") {
+		if veths[v] || foreign.veths[v] != "" || !strings.HasPrefix(v, "pv") {
 			continue
 		}
 		if err := netconf.Teardown(v); err != nil {
@@ -178,6 +201,13 @@ func (r *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 	for _, f := range freed {
 		rep.Removed = append(rep.Removed, "lease "+f)
 	}
+
+	// Pass 6: owner entries of this run root whose sandbox is gone.
+	ownRemoved, err := r.gcOwners(foreign)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.Removed = append(rep.Removed, ownRemoved...)
 	slices.Sort(rep.Removed)
 	if err := errors.Join(errs...); err != nil {
 		return rep, fmt.Errorf("gc: %w", err)

@@ -30,6 +30,9 @@ const racyWindow = 50 * time.Millisecond
 // time moved, and decodes only the records it does not know.
 type ctrIndex struct {
 	dir string
+	// setAside moves a container whose records cannot be used out of the
+	// way (Runtime.setAside); it is called without mu held.
+	setAside func(id string, err error)
 
 	mu        sync.Mutex
 	byID      map[string]*indexed
@@ -108,26 +111,31 @@ func (x *ctrIndex) drop(id string) {
 }
 
 // refresh brings the index up to date with the directory; x.mu is held.
-func (x *ctrIndex) refresh() error {
+// It returns the records that cannot be used, for the caller to set aside
+// once x.mu is released.
+func (x *ctrIndex) refresh() (map[string]error, error) {
 	st, err := os.Stat(x.dir)
 	if errors.Is(err, os.ErrNotExist) {
 		x.byID, x.bySandbox, x.pending = map[string]*indexed{}, map[string]map[string]*indexed{}, map[string]bool{}
 		x.listed = false
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("list containers: %w", err)
+		return nil, fmt.Errorf("list containers: %w", err)
 	}
+	bad := map[string]error{}
 	if x.listed && st.ModTime().Equal(x.mtime) && x.listedAt.Sub(x.mtime) > racyWindow {
 		for id := range x.pending {
-			x.load(id)
+			if err := x.load(id); err != nil {
+				bad[id] = err
+			}
 		}
-		return nil
+		return bad, nil
 	}
 	listedAt := time.Now()
 	ents, err := os.ReadDir(x.dir)
 	if err != nil {
-		return fmt.Errorf("list containers: %w", err)
+		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	seen := make(map[string]bool, len(ents))
 	for _, en := range ents {
@@ -137,7 +145,9 @@ func (x *ctrIndex) refresh() error {
 		}
 		seen[id] = true
 		if x.byID[id] == nil {
-			x.load(id)
+			if err := x.load(id); err != nil {
+				bad[id] = err
+			}
 		}
 	}
 	for id := range x.byID {
@@ -151,28 +161,34 @@ func (x *ctrIndex) refresh() error {
 		}
 	}
 	x.listed, x.mtime, x.listedAt = true, st.ModTime(), listedAt
-	return nil
+	return bad, nil
 }
 
 // load reads the record of id into the index, or marks it pending; x.mu
-// is held.
-func (x *ctrIndex) load(id string) {
+// is held. A record that cannot be used is returned, not indexed.
+func (x *ctrIndex) load(id string) error {
 	recordDecodes.Add(1)
 	rec, err := readContainerRecord(filepath.Join(x.dir, id))
+	if record.IsCorrupt(err) {
+		delete(x.pending, id)
+		return err
+	}
 	if err != nil {
 		// Half-made (no record yet) or half-removed: GC's, unless a
 		// record appears.
 		x.pending[id] = true
-		return
+		return nil
 	}
 	x.add(rec)
+	return nil
 }
 
 // list returns the indexed containers of a sandbox ("": all).
 func (x *ctrIndex) list(sandboxID string) ([]*indexed, error) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if err := x.refresh(); err != nil {
+	bad, err := x.refresh()
+	if err != nil {
+		x.mu.Unlock()
 		return nil, err
 	}
 	src := x.byID
@@ -183,39 +199,56 @@ func (x *ctrIndex) list(sandboxID string) ([]*indexed, error) {
 	for _, e := range src {
 		out = append(out, e)
 	}
+	x.mu.Unlock()
+	for id, err := range bad {
+		x.setAside(id, err)
+	}
 	return out, nil
 }
 
-// get returns container id: ErrNotFound when it has no record.
+// get returns container id: ErrNotFound when it has no record, or one
+// that cannot be used (then it is set aside).
 func (x *ctrIndex) get(id string) (*indexed, error) {
 	if err := validID(id); err != nil {
 		return nil, fmt.Errorf("container %q: %w", id, runtime.ErrNotFound)
 	}
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	if e := x.byID[id]; e != nil {
 		// Another process may have removed it since.
 		if _, err := os.Stat(filepath.Join(e.rec.Dir, record.ContainerFile)); err == nil {
+			x.mu.Unlock()
 			return e, nil
 		}
 		x.remove(id)
 	}
 	recordDecodes.Add(1)
 	rec, err := readContainerRecord(filepath.Join(x.dir, id))
-	if err != nil {
-		return nil, err
+	if err == nil {
+		e := x.add(rec)
+		x.mu.Unlock()
+		return e, nil
 	}
-	return x.add(rec), nil
+	x.mu.Unlock()
+	if record.IsCorrupt(err) {
+		x.setAside(id, err)
+		return nil, fmt.Errorf("container %s: record set aside (%v): %w", id, err, runtime.ErrNotFound)
+	}
+	return nil, err
 }
 
 // observe reports the container as its records and the kernel show it,
 // reading only what may have changed: the exit record until there is one,
-// the start record until there is one, and /proc.
-func (e *indexed) observe() *runtime.Container {
+// the start record until there is one, and /proc. A start or exit record
+// that cannot be used is returned as an error (record.IsCorrupt).
+func (e *indexed) observe() (*runtime.Container, error) {
 	c := observeCreated(e.rec)
 	ex := e.exit.Load()
 	if ex == nil {
-		if got, err := e.rec.Exit(); err == nil {
+		got, err := e.rec.Exit()
+		if record.IsCorrupt(err) {
+			return nil, err
+		}
+		if err == nil {
 			ex = got
 			e.exit.Store(got)
 		}
@@ -223,13 +256,16 @@ func (e *indexed) observe() *runtime.Container {
 	if ex != nil {
 		c.State, c.ExitCode, c.Signal, c.Reason, c.Message = runtime.ContainerExited, ex.ExitCode, ex.Signal, ex.Reason, ex.Message
 		c.StartedAt, c.FinishedAt = ex.StartedAt, ex.FinishedAt
-		return c
+		return c, nil
 	}
 	st := e.state.Load()
 	if st == nil {
 		got, err := e.rec.State()
+		if record.IsCorrupt(err) {
+			return nil, err
+		}
 		if err != nil {
-			return c // not started (yet): created
+			return c, nil // not started (yet): created
 		}
 		st = got
 		e.state.Store(got)
@@ -244,5 +280,16 @@ func (e *indexed) observe() *runtime.Container {
 	default:
 		c.State, c.Reason = runtime.ContainerUnknown, "ShimLost"
 	}
-	return c
+	return c, nil
+}
+
+// observe is the indexed container as observed; one whose start or exit
+// record cannot be used is set aside and reads as not found.
+func (x *ctrIndex) observe(e *indexed) (*runtime.Container, error) {
+	c, err := e.observe()
+	if err != nil {
+		x.setAside(e.rec.ID, err)
+		return nil, fmt.Errorf("container %s: record set aside (%v): %w", e.rec.ID, err, runtime.ErrNotFound)
+	}
+	return c, nil
 }

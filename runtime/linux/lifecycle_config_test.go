@@ -79,10 +79,7 @@ func TestLifecycleConfigMapAndSecretEndToEnd(t *testing.T) {
 	var rtLog, recLog syncBuffer
 	cfg := e.cfg
 	cfg.Logger = zerolog.New(&rtLog).Level(zerolog.DebugLevel)
-	rt, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := openRuntime(t, &cfg)
 	rt.SetImageStore(e.store)
 	events := reconcile.NewEvents(256, zerolog.New(&recLog))
 	r := reconcile.New(reconcile.Config{Runtime: rt, Images: e.store, Events: events, Workers: 2,

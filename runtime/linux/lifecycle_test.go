@@ -58,10 +58,7 @@ func lifecycleRuntime(t *testing.T) *ctrEnv {
 		NFTable:      tag,
 		CgroupParent: "pelagos-test-" + tag,
 	}
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openRuntime(t, &cfg)
 	store, err := image.Open(image.Options{Root: cfg.StateRoot})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +75,7 @@ func lifecycleRuntime(t *testing.T) *ctrEnv {
 		ProcessArg:  cfg.RunRoot,
 		MountDirs:   []string{cfg.RunRoot, cfg.StateRoot + "/containers", cfg.StateRoot + "/volumes"},
 		EmptyDirs:   []string{cfg.RunRoot, cfg.StateRoot + "/containers", cfg.StateRoot + "/volumes"},
+		Owners:      cfg.RunRoot,
 	}}
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -87,6 +85,7 @@ func lifecycleRuntime(t *testing.T) *ctrEnv {
 			}
 			r.GC(ctx)
 			r.net.nft.Teardown()
+			r.Close()
 		}
 		if l, err := netlink.LinkByName(cfg.Bridge); err == nil {
 			netlink.LinkDel(l)

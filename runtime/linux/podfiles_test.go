@@ -187,10 +187,7 @@ func TestPodFilesAdoptedAfterRestart(t *testing.T) {
 		}
 	}
 	restarted := func() *Runtime {
-		r, err := New(e.cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := openRuntime(t, &e.cfg)
 		r.SetImageStore(e.store)
 		return r
 	}

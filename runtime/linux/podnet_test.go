@@ -41,12 +41,13 @@ func newNetEnv(t testing.TB) *netEnv {
 	tag := linuxtest.RandomName("pn", 4)
 	n := 1 + rand.IntN(250)
 	cfg := Config{
-		StateRoot:   t.TempDir(),
-		RunRoot:     t.TempDir(),
-		Bridge:      tag,
-		Subnet:      fmt.Sprintf("10.204.%d.0/24", n),
-		NetNSPrefix: tag + "-",
-		NFTable:     tag,
+		StateRoot:    t.TempDir(),
+		RunRoot:      t.TempDir(),
+		Bridge:       tag,
+		Subnet:       fmt.Sprintf("10.204.%d.0/24", n),
+		NetNSPrefix:  tag + "-",
+		NFTable:      tag,
+		CgroupParent: "pelagos-test-" + tag,
 	}
 	e := &netEnv{
 		testEnv: &testEnv{cfg: cfg, census: linuxtest.Census{
@@ -54,6 +55,7 @@ func newNetEnv(t testing.TB) *netEnv {
 			Bridge:      cfg.Bridge,
 			ProcessArg:  cfg.RunRoot,
 			EmptyDirs:   []string{cfg.RunRoot, fmt.Sprintf("%s/ipam/10.204.%d.0_24/ip", cfg.StateRoot, n)},
+			Owners:      cfg.RunRoot,
 		}},
 		n:        n,
 		nodeAddr: fmt.Sprintf("10.214.%d.1", n),
@@ -62,16 +64,8 @@ func newNetEnv(t testing.TB) *netEnv {
 	}
 	outBridge, outVeth := tag+"o", tag+"v"
 	t.Cleanup(func() {
-		if rt, err := New(cfg); err == nil {
-			for _, sb := range must(rt.ListSandboxes(context.Background())) {
-				rt.RemoveSandbox(context.Background(), sb.ID)
-			}
-			rt.GC(context.Background())
-			if err := rt.net.nft.Teardown(); err != nil {
-				t.Errorf("delete nftables table %s: %v", cfg.NFTable, err)
-			}
-		}
-		for _, name := range []string{cfg.Bridge, outBridge, outVeth} {
+		e.testEnv.cleanup(t)
+		for _, name := range []string{outBridge, outVeth} {
 			if l, err := netlink.LinkByName(name); err == nil {
 				netlink.LinkDel(l)
 			}
@@ -285,10 +279,7 @@ func TestPodNetworking(t *testing.T) {
 			}
 			cfg := e.cfg
 			cfg.AllowUnsafeSysctls = true
-			unsafeRT, err := New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			unsafeRT := openRuntime(t, &cfg)
 			sb, err := unsafeRT.CreateSandbox(ctx, &runtime.SandboxConfig{Pod: runtime.PodKey{Namespace: "shop", Name: "u4"},
 				Sysctls: map[string]string{"net.core.somaxconn": "1234"}})
 			if err != nil {

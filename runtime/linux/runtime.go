@@ -5,6 +5,7 @@ package linux
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/hostlock"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
@@ -43,6 +46,13 @@ type Runtime struct {
 	net *podNet
 
 	ctr containers
+
+	// probs holds what was handed to the reconciler of the records set
+	// aside, and the cleanup of what they named (quarantine.go).
+	probs problems
+
+	// names are the host-wide names this runtime holds (hostlock).
+	names *hostlock.Set
 }
 
 type idLock struct {
@@ -60,16 +70,14 @@ const (
 	DefaultNFTable     = "pelagos"
 )
 
-// New returns a Runtime for cfg, filling empty fields with the defaults and
-// creating the run and state roots.
-func New(cfg Config) (*Runtime, error) {
+// New returns a Runtime for cfg, filling empty fields with the defaults,
+// taking the host-wide names (Close gives them back) and creating the run
+// and state roots.
+func New(cfg Config) (_ *Runtime, err error) {
 	cfg.applyDefaults()
 	for _, dir := range []string{cfg.RunRoot, cfg.StateRoot} {
 		if !filepath.IsAbs(dir) {
 			return nil, fmt.Errorf("linux runtime: root %q must be an absolute path", dir)
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("linux runtime: create root: %w", err)
 		}
 	}
 	r := &Runtime{
@@ -77,18 +85,70 @@ func New(cfg Config) (*Runtime, error) {
 		log:       cfg.Logger,
 		stopGrace: 2 * time.Second,
 	}
+	if r.names, err = r.lockNames(); err != nil {
+		return nil, fmt.Errorf("linux runtime: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	for _, dir := range []string{cfg.RunRoot, cfg.StateRoot} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("linux runtime: create root: %w", err)
+		}
+	}
 	r.ctr.rt = r
 	if err := r.checkPidsLimits(); err != nil {
 		return nil, fmt.Errorf("linux runtime: %w", err)
 	}
 	r.ctr.index = newCtrIndex(r.containersDir())
+	r.ctr.index.setAside = func(id string, err error) { r.setAside(kindContainer, id, err) }
 	if err := r.initSandboxes(); err != nil {
 		return nil, err
 	}
 	if err := r.initPodNet(); err != nil {
 		return nil, err
 	}
+	if err := r.checkForeignPods(); err != nil {
+		return nil, fmt.Errorf("linux runtime: %w", err)
+	}
+	r.startCleanup()
 	return r, nil
+}
+
+// lockNames takes the host-wide names of this runtime (hostlock): its
+// roots, bridge, subnet, netns prefix, nftables table and cgroup parent
+// belong to its state root while it runs; another agent's runtime with a
+// name in common (or overlapping) is refused, naming the holder.
+func (r *Runtime) lockNames() (*hostlock.Set, error) {
+	pfx, err := netip.ParsePrefix(r.cfg.Subnet)
+	if err != nil {
+		return nil, fmt.Errorf("subnet %q: %w: %w", r.cfg.Subnet, err, runtime.ErrInvalidConfig)
+	}
+	cg, err := cgroups.New(r.cfg.CgroupParent)
+	if err != nil {
+		return nil, err
+	}
+	return hostlock.Acquire(hostlock.Owner{StateRoot: r.cfg.StateRoot, RunRoot: r.cfg.RunRoot}, []hostlock.Name{
+		{Kind: hostlock.StateRoot, Value: r.cfg.StateRoot},
+		{Kind: hostlock.RunRoot, Value: r.cfg.RunRoot},
+		{Kind: hostlock.Bridge, Value: r.cfg.Bridge},
+		{Kind: hostlock.Subnet, Value: pfx.Masked().String()},
+		{Kind: hostlock.NetNSPrefix, Value: r.cfg.NetNSPrefix},
+		{Kind: hostlock.NFTable, Value: r.cfg.NFTable},
+		{Kind: hostlock.CgroupParent, Value: cg.Parent()},
+	})
+}
+
+// Close gives back the host-wide names New took; the Runtime must not be
+// used afterwards. Pods keep running: a Runtime holds none of their
+// objects.
+func (r *Runtime) Close() error {
+	if r.names != nil {
+		r.names.Release()
+	}
+	return nil
 }
 
 func (c *Config) applyDefaults() {

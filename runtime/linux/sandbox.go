@@ -21,23 +21,25 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"golang.org/x/sys/unix"
 )
 
-// inflight holds the directories of sandboxes this process is creating,
-// across Runtime objects, so GC can tell a creation in progress from one
-// that crashed even when both were started by this very process.
+// inflight holds the directories of sandboxes and containers this process
+// is creating, across Runtime objects, so GC can tell a creation in
+// progress from one that crashed even when both were started by this very
+// process.
 var inflight sync.Map
 
 // errSimulatedCrash is returned at Runtime.crashAt; tests only.
 var errSimulatedCrash = errors.New("simulated crash")
 
-// Creation steps, named for the crash-injection hook.
+// Creation steps, named for the crash-injection hook, in order.
 const (
+	stepLease    = "lease"    // address leased, intent not yet published
 	stepRecorded = "recorded" // intent record written, nothing made yet
 	stepPause    = "pause"    // pause running in its namespaces
 	stepNetNS    = "netns"    // netns pinned
-	stepLease    = "lease"    // address leased
 	stepVeth     = "veth"     // veth made and addressed
 	stepPorts    = "ports"    // ports published, pod files written (podnet.go)
 )
@@ -84,8 +86,12 @@ func (r *Runtime) reconcileLeases() ([]string, error) {
 		}
 	}
 	freed, err := r.pool.Reconcile(func(owner string) bool {
-		_, err := os.Stat(r.sandboxDir(owner))
-		return err == nil
+		if _, err := os.Stat(r.sandboxDir(owner)); err == nil {
+			return true
+		}
+		// A sandbox being published holds its address already; one set
+		// aside keeps it until the cleanup of its veth releases it.
+		return r.publishing(owner) || r.setAsidePending(kindSandbox, owner)
 	})
 	if err != nil {
 		return freed, fmt.Errorf("reconcile leases: %w", err)
@@ -137,11 +143,15 @@ func podHostname(cfg *runtime.SandboxConfig) (string, error) {
 	return h, nil
 }
 
-// bridge returns the bridge index, creating the bridge on first use.
+// bridge returns the bridge's index, making the bridge (with its address)
+// on first use and again whenever the one found last is gone: deleted
+// under the agent, or down (netconf.BridgeUp, two sysfs reads per sandbox
+// made). The pods that were ports of a deleted bridge are not ready
+// (observe) and are made again on the new one.
 func (r *Runtime) bridge() (int, error) {
 	r.bridgeMu.Lock()
 	defer r.bridgeMu.Unlock()
-	if r.bridgeIdx != 0 {
+	if r.bridgeIdx != 0 && netconf.BridgeUp(r.bridgeIdx, r.cfg.Bridge) {
 		return r.bridgeIdx, nil
 	}
 	gw := netip.PrefixFrom(r.pool.Gateway(), r.pool.Prefix().Bits())
@@ -198,9 +208,14 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		if rec.Pod != cfg.Pod {
 			return nil, fmt.Errorf("create sandbox %s for %s: held by %s: %w", id, cfg.Pod, rec.Pod, runtime.ErrAlreadyExists)
 		}
-		return rec.observe(), nil
+		return r.observe(rec), nil
 	} else if !errors.Is(err, runtime.ErrNotFound) {
 		return nil, err
+	}
+	if cfg.ID != "" && r.setAsidePending(kindSandbox, id) {
+		// Its kernel objects carry names from this ID and are being
+		// removed: the ID is not free until they are.
+		return nil, fmt.Errorf("create sandbox %s for %s: a sandbox of this ID was set aside and is being cleaned up: %w", id, cfg.Pod, runtime.ErrConflict)
 	}
 	// Networking: refuse invalid sysctls/DNS/ports, and a hostPort another
 	// sandbox holds (ErrConflict), before anything is made (podnet.go).
@@ -208,14 +223,15 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 1: record the intent. Every kernel name derives from the ID, so
-	// this record is all a GC pass needs to undo a crash at any later step.
+	// Step 1: record the intent, with the lease. Every kernel name derives
+	// from the ID, so this record is all a GC pass needs to undo a crash at
+	// any later step.
 	cgParent := cfg.CgroupParent
 	if cgParent == "" {
 		cgParent = r.cfg.CgroupParent
 	}
 	rec := &sandboxRecord{
-		Version:      recordVersion,
+		Version:      record.Version,
 		ID:           id,
 		Phase:        phaseCreating,
 		Creator:      r.self,
@@ -241,6 +257,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 			rec.VethHost = netconf.VethName(rec.NetNSName)
 		}
 	}
+	// The lease is taken while the intent is written, so the intent names
+	// it: a pod that cannot get an address fails here, having made no
+	// kernel object at all.
 	if err := r.publishRecord(rec); err != nil {
 		return nil, err
 	}
@@ -256,7 +275,21 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 2: the pause, born in the pod's new namespaces (net, IPC, UTS,
+	// Step 2: what can still fail without a process or a namespace: the
+	// bridge (shared by every pod) and the pod's volumes (hostPath type
+	// checks; emptyDir, ConfigMap and Secret files; volumes.go), before any
+	// container can mount them.
+	var bridge int
+	if rec.VethHost != "" {
+		if bridge, err = r.bridge(); err != nil {
+			return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		}
+	}
+	if err := r.setupVolumes(rec, cfg); err != nil {
+		return nil, err
+	}
+
+	// Step 3: the pause, born in the pod's new namespaces (net, IPC, UTS,
 	// and PID when shared), which it holds open.
 	rec.Pause, err = startPause(pauseSpec{runRoot: r.cfg.RunRoot, id: id, hostname: hostname, ns: ns})
 	if err != nil {
@@ -266,10 +299,10 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 3: pod network: pin the netns by name, lease an address, and
-	// attach a veth whose peer is made inside the netns as eth0.
+	// Step 4: pod network: pin the netns by name and attach a veth whose
+	// peer is made inside the netns as eth0, with the leased address.
 	if ns.Network == runtime.NamespacePod {
-		setup := r.setupNetwork
+		setup := func(rec *sandboxRecord) error { return r.setupNetwork(rec, bridge) }
 		if cfg.ExternalNetwork {
 			setup = r.setupExternalNetwork
 		}
@@ -278,10 +311,10 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		}
 	}
 
-	// Step 3b: published ports, resolv.conf/hosts/hostname on the pod's
+	// Step 4b: published ports, resolv.conf/hosts/hostname on the pod's
 	// size-capped tmpfs, sysctls in the pod's namespaces, peers' hosts
 	// files (podnet.go). A failure here is undone by teardown like any
-	// other step (the tmpfs goes with the volumes, step 3c of teardown).
+	// other step (the tmpfs goes with the volumes).
 	if err := r.podNetAttach(rec); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
@@ -289,27 +322,18 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 
-	// Step 3c: the pod's volumes (emptyDir, hostPath checks, ConfigMap and
-	// Secret files; volumes.go), before any container can mount them.
-	if err := r.setupVolumes(rec, cfg); err != nil {
-		return nil, err
-	}
-
-	// Step 4: ready. From here on the sandbox is complete.
+	// Step 5: ready. From here on the sandbox is complete.
 	rec.Phase = phaseReady
 	if err := r.writeRecord(rec); err != nil {
 		return nil, err
 	}
-	return rec.observe(), nil
+	return r.observe(rec), nil
 }
 
-func (r *Runtime) setupNetwork(rec *sandboxRecord) error {
-	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
-		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
-	}
-	if err := r.crash(stepNetNS); err != nil {
-		return err
-	}
+// lease takes the sandbox's address into the record; it runs while the
+// intent is being published, so a crash leaves a lease whose owner GC can
+// tell from a creation in flight (leaseLive).
+func (r *Runtime) lease(rec *sandboxRecord) error {
 	addr, err := r.pool.Allocate(rec.ID)
 	if err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
@@ -317,22 +341,29 @@ func (r *Runtime) setupNetwork(rec *sandboxRecord) error {
 	rec.IP = addr.String()
 	rec.PrefixLen = r.pool.Prefix().Bits()
 	rec.Gateway = r.pool.Gateway().String()
-	if err := r.crash(stepLease); err != nil {
-		return err
-	}
-	br, err := r.bridge()
-	if err != nil {
+	return r.crash(stepLease)
+}
+
+func (r *Runtime) setupNetwork(rec *sandboxRecord, bridge int) error {
+	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+	}
+	if err := r.crash(stepNetNS); err != nil {
+		return err
 	}
 	nsf, err := os.Open(rec.NetNSPath)
 	if err != nil {
 		return fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
 	}
 	defer nsf.Close()
+	addr, err := netip.ParseAddr(rec.IP)
+	if err != nil {
+		return fmt.Errorf("create sandbox %s: leased address %q: %w", rec.ID, rec.IP, err)
+	}
 	err = netconf.Setup(netconf.Pod{
 		NetNS:       nsf,
 		HostVeth:    rec.VethHost,
-		BridgeIndex: br,
+		BridgeIndex: bridge,
 		Addr:        netip.PrefixFrom(addr, rec.PrefixLen),
 		Gateway:     r.pool.Gateway(),
 	})
@@ -365,7 +396,7 @@ func (r *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 	var errs []error
 	// Step 1: the containers, before the namespaces they live in.
-	if err := r.ctr.removeAllInSandbox(ctx, rec.ID); err != nil {
+	if err := r.ctr.removeAllInSandbox(ctx, rec); err != nil {
 		errs = append(errs, fmt.Errorf("remove containers: %w", err))
 	}
 
@@ -424,6 +455,11 @@ func (r *Runtime) teardown(ctx context.Context, rec *sandboxRecord) error {
 		}
 	}
 	if len(errs) == 0 {
+		if err := r.releaseOwner(rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
 		if err := r.retireDir(rec); err != nil {
 			errs = append(errs, err)
 		}
@@ -443,7 +479,7 @@ func (r *Runtime) GetSandbox(ctx context.Context, id string) (*runtime.Sandbox, 
 	if err != nil {
 		return nil, fmt.Errorf("get sandbox: %w", err)
 	}
-	return rec.observe(), nil
+	return r.observe(rec), nil
 }
 
 // ListSandboxes implements runtime.Runtime: every recorded sandbox, checked
@@ -462,7 +498,7 @@ func (r *Runtime) ListSandboxes(ctx context.Context) ([]*runtime.Sandbox, error)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, rec.observe())
+		out = append(out, r.observe(rec))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {

@@ -2,8 +2,10 @@ package linux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/hostlock"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
@@ -47,12 +51,13 @@ func newTestEnv(t testing.TB) *testEnv {
 	tag := linuxtest.RandomName("pt", 4)
 	n := (subnetBase + int(subnetSeq.Add(1))) % 250
 	cfg := Config{
-		StateRoot:   t.TempDir(),
-		RunRoot:     t.TempDir(),
-		Bridge:      tag,
-		Subnet:      fmt.Sprintf("10.201.%d.0/24", n+1),
-		NetNSPrefix: tag + "-",
-		NFTable:     tag, // per test: rules never land in another agent's table
+		StateRoot:    t.TempDir(),
+		RunRoot:      t.TempDir(),
+		Bridge:       tag,
+		Subnet:       fmt.Sprintf("10.201.%d.0/24", n+1),
+		NetNSPrefix:  tag + "-",
+		NFTable:      tag, // per test: rules never land in another agent's table
+		CgroupParent: "pelagos-test-" + tag,
 	}
 	e := &testEnv{cfg: cfg, census: linuxtest.Census{
 		NetNSPrefix: cfg.NetNSPrefix,
@@ -61,26 +66,38 @@ func newTestEnv(t testing.TB) *testEnv {
 		MountDirs:   []string{cfg.RunRoot}, // the pod-files tmpfs
 		EmptyDirs:   []string{cfg.RunRoot},
 		StateRoot:   cfg.StateRoot,
+		Owners:      cfg.RunRoot,
 	}}
-	t.Cleanup(func() {
-		// Whatever a failed test left is removed, after the census has
-		// had its say in the test body.
-		if rt, err := New(cfg); err == nil {
-			for _, sb := range must(rt.ListSandboxes(context.Background())) {
-				rt.RemoveSandbox(context.Background(), sb.ID)
-			}
-			rt.GC(context.Background())
-			// The table outlives sandboxes by design (an agent keeps it
-			// across restarts); a test's table goes with the test.
-			if err := rt.net.nft.Teardown(); err != nil {
-				t.Errorf("delete nftables table %s: %v", cfg.NFTable, err)
-			}
-		}
-		if l, err := netlink.LinkByName(cfg.Bridge); err == nil {
-			netlink.LinkDel(l)
-		}
-	})
+	t.Cleanup(func() { e.cleanup(t) })
 	return e
+}
+
+// cleanup removes whatever a failed test left, after the census has had
+// its say in the test body.
+func (e *testEnv) cleanup(t testing.TB) {
+	cfg := e.cfg
+	if rt, err := New(cfg); err == nil {
+		for _, sb := range must(rt.ListSandboxes(context.Background())) {
+			rt.RemoveSandbox(context.Background(), sb.ID)
+		}
+		rt.GC(context.Background())
+		// The table outlives sandboxes by design (an agent keeps it
+		// across restarts); a test's table goes with the test.
+		if err := rt.net.nft.Teardown(); err != nil {
+			t.Errorf("delete nftables table %s: %v", cfg.NFTable, err)
+		}
+		rt.Close()
+	} else {
+		t.Errorf("cleanup: %v", err)
+	}
+	if l, err := netlink.LinkByName(cfg.Bridge); err == nil {
+		netlink.LinkDel(l)
+	}
+	if cg, err := cgroups.New(cfg.CgroupParent); err == nil {
+		if err := cg.RemoveParent(); err != nil {
+			t.Errorf("census: cgroup parent %s: %v", cg.Parent(), err)
+		}
+	}
 }
 
 func must[T any](v T, err error) T {
@@ -90,13 +107,42 @@ func must[T any](v T, err error) T {
 	return v
 }
 
+// open returns a Runtime for the environment, closed when the test ends.
 func (e *testEnv) open(t testing.TB) *Runtime {
 	t.Helper()
-	rt, err := New(e.cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
+	return openRuntime(t, &e.cfg)
+}
+
+// openRuntime returns a Runtime for cfg that gives its host-wide names
+// back when the test ends. The subnets of test processes that run at once
+// (tests of several worktrees share the machine) may meet: a /24 another
+// process holds is replaced by the next one of its /16 in cfg.
+func openRuntime(t testing.TB, cfg *Config) *Runtime {
+	t.Helper()
+	for tries := 0; ; tries++ {
+		rt, err := New(*cfg)
+		var ce *hostlock.ConflictError
+		if errors.As(err, &ce) && ce.Want.Kind == hostlock.Subnet && tries < 250 && nextSubnet(cfg) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		t.Cleanup(func() { rt.Close() })
+		return rt
 	}
-	return rt
+}
+
+// nextSubnet moves cfg to the next /24 of its /16 (1 to 250).
+func nextSubnet(cfg *Config) bool {
+	p, err := netip.ParsePrefix(cfg.Subnet)
+	if err != nil || p.Bits() != 24 {
+		return false
+	}
+	a := p.Addr().As4()
+	a[2] = a[2]%250 + 1
+	cfg.Subnet = netip.PrefixFrom(netip.AddrFrom4(a), 24).String()
+	return true
 }
 
 // check runs the census: nothing of this environment may be left but the

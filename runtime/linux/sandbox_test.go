@@ -256,7 +256,7 @@ func TestSandboxPauseKilled(t *testing.T) {
 // would, and proves GC (from a new Runtime, as after a restart) removes
 // what was made.
 func TestSandboxCrashMidCreate(t *testing.T) {
-	for _, step := range []string{stepRecorded, stepPause, stepNetNS, stepLease, stepVeth, stepPorts} {
+	for _, step := range []string{stepLease, stepRecorded, stepPause, stepNetNS, stepVeth, stepPorts} {
 		t.Run(step, func(t *testing.T) {
 			e := newTestEnv(t)
 			r := e.open(t)
@@ -552,14 +552,7 @@ func TestSandboxAddressExhaustion(t *testing.T) {
 	e.cfg.Subnet = "10.201.0.16/29" // .18-.22: five pods; outside the /24s other tests take
 	r := e.open(t)
 	ctx := context.Background()
-	var ids []string
-	for i := range 5 {
-		sb, err := r.CreateSandbox(ctx, podConfig(fmt.Sprintf("fill%d", i)))
-		if err != nil {
-			t.Fatalf("create %d of 5: %v", i, err)
-		}
-		ids = append(ids, sb.ID)
-	}
+	ids := fillPool(t, r, 5)
 	_, err := r.CreateSandbox(ctx, podConfig("one-too-many"))
 	if !errors.Is(err, ipam.ErrExhausted) || !strings.Contains(err.Error(), "10.201.0.16/29") {
 		t.Fatalf("sixth create: err = %v; want ipam.ErrExhausted naming the subnet", err)
@@ -573,6 +566,20 @@ func TestSandboxAddressExhaustion(t *testing.T) {
 		}
 	}
 	e.check(t)
+}
+
+// fillPool creates n sandboxes and returns their IDs.
+func fillPool(t *testing.T, r *Runtime, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		sb, err := r.CreateSandbox(context.Background(), podConfig(fmt.Sprintf("fill%d", i)))
+		if err != nil {
+			t.Fatalf("create %d of %d: %v", i, n, err)
+		}
+		ids = append(ids, sb.ID)
+	}
+	return ids
 }
 
 // TestSandboxGCConcurrentWithCreate runs GC passes while sandboxes are

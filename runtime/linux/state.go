@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 )
 
 // Sandbox record phases. A record is written in phaseCreating before any
@@ -23,9 +24,10 @@ import (
 const (
 	phaseCreating = "creating"
 	phaseReady    = "ready"
+	// phaseSetAside is never written: it marks a record rebuilt in memory
+	// from the names of one that was set aside (quarantine.go).
+	phaseSetAside = "set-aside"
 )
-
-const recordVersion = 1
 
 // sandboxRecord is the on-disk truth about one sandbox, at
 // RunRoot/sandboxes/<id>/sandbox.json. The container half reads it through
@@ -86,25 +88,47 @@ func (r *Runtime) sandboxDir(id string) string { return filepath.Join(r.sandboxe
 func recordPath(dir string) string { return filepath.Join(dir, "sandbox.json") }
 
 // sandboxRecord reads the record of sandbox id: ErrNotFound when there is
-// none.
+// none. A record that cannot be used (empty, torn, not JSON, of another
+// version, naming another sandbox) is set aside (quarantine.go) and reads
+// as not found too, so that one bad file never stops a listing: what it
+// named is cleaned up from the kernel's objects and the reconciler makes
+// the pod again.
 func (r *Runtime) sandboxRecord(id string) (*sandboxRecord, error) {
 	if err := validID(id); err != nil {
 		return nil, err
 	}
-	b, err := os.ReadFile(recordPath(r.sandboxDir(id)))
+	rec, err := readSandboxRecord(r.sandboxDir(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox %s: %w", id, runtime.ErrNotFound)
+	}
+	if record.IsCorrupt(err) {
+		r.setAside(kindSandbox, id, err)
+		return nil, fmt.Errorf("sandbox %s: record set aside (%v): %w", id, err, runtime.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
 	}
+	return rec, nil
+}
+
+// readSandboxRecord reads and checks the record in dir: a missing record
+// matches os.ErrNotExist, an unusable one is a *record.CorruptError.
+func readSandboxRecord(dir string) (*sandboxRecord, error) {
+	path := recordPath(dir)
 	rec := &sandboxRecord{}
-	if err := json.Unmarshal(b, rec); err != nil {
-		return nil, fmt.Errorf("read sandbox %s record: %w", id, err)
+	if err := record.ReadJSON(path, rec); err != nil {
+		return nil, err
+	}
+	if err := record.CheckVersion(path, rec.Version, false); err != nil {
+		return nil, err
+	}
+	id := filepath.Base(dir)
+	if rec.ID != id || rec.Pod.Name == "" {
+		return nil, &record.CorruptError{Path: path, Reason: fmt.Sprintf("names sandbox %q of pod %q", rec.ID, rec.Pod)}
 	}
 	// Where the record was found is where the sandbox lives, whatever the
 	// record says (a run root may be moved or bind-mounted elsewhere).
-	rec.Dir = r.sandboxDir(id)
+	rec.Dir = dir
 	return rec, nil
 }
 
@@ -140,16 +164,32 @@ const (
 )
 
 // publishRecord makes the sandbox directory appear with its intent record
-// already inside: the record is written into a hidden directory that is
-// then renamed into place. A visible sandbox directory therefore always has
-// a record, and the rename fails if the ID is taken, which keeps two
-// processes creating the same ID apart.
+// (and its owner file, quarantine.go) already inside: both are written into
+// a hidden directory that is then renamed into place. A visible sandbox
+// directory therefore always has a record, and the rename fails if the ID
+// is taken, which keeps two processes creating the same ID apart.
 func (r *Runtime) publishRecord(rec *sandboxRecord) error {
 	tmp := filepath.Join(r.sandboxesDir(), fmt.Sprintf("%s%s-%d-%d", newDirPrefix, rec.ID, r.self.PID, r.self.Start))
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
 	}
-	err := writeRecordIn(tmp, rec)
+	var err error
+	if rec.VethHost != "" {
+		// Our bridge's address; a caller-managed network has its own.
+		err = r.lease(rec)
+	}
+	if err == nil {
+		err = writeRecordIn(tmp, rec)
+	}
+	if err == nil {
+		err = r.writeOwner(tmp, r.sandboxOwner(rec))
+	}
+	if errors.Is(err, errSimulatedCrash) {
+		return err
+	}
+	if err == nil {
+		err = r.claimOwner(rec)
+	}
 	if err == nil {
 		if err = os.Rename(tmp, rec.Dir); errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
 			err = fmt.Errorf("create sandbox %s: being created or removed by another process: %w", rec.ID, runtime.ErrAlreadyExists)
@@ -157,9 +197,43 @@ func (r *Runtime) publishRecord(rec *sandboxRecord) error {
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
+		r.releaseOwner(rec)
+		if rec.IP != "" {
+			if rerr := r.pool.Release(rec.ID); rerr != nil {
+				err = fmt.Errorf("%w (release lease: %v)", err, rerr)
+			}
+		}
 		return err
 	}
 	return nil
+}
+
+// publishing reports whether a directory of sandbox id is being published
+// by a live process (this one included): its lease is in use.
+func (r *Runtime) publishing(id string) bool {
+	if _, ok := inflight.Load(r.sandboxDir(id)); ok {
+		return true
+	}
+	ents, _ := filepath.Glob(filepath.Join(r.sandboxesDir(), newDirPrefix+id+"-*"))
+	for _, e := range ents {
+		if c, ok := creatorOf(filepath.Base(e)); ok && c.Alive() {
+			return true
+		}
+	}
+	return false
+}
+
+// creatorOf reads the creator from a .new-<id>-<pid>-<start> name.
+func creatorOf(name string) (procid.ID, bool) {
+	parts := strings.Split(strings.TrimPrefix(name, newDirPrefix), "-")
+	if len(parts) < 3 {
+		return procid.ID{}, false
+	}
+	var c procid.ID
+	var err1, err2 error
+	c.PID, err1 = strconv.Atoi(parts[len(parts)-2])
+	c.Start, err2 = strconv.ParseUint(parts[len(parts)-1], 10, 64)
+	return c, err1 == nil && err2 == nil
 }
 
 // retireDir removes a sandbox directory, record included. It is renamed
@@ -191,14 +265,21 @@ func (r *Runtime) gcHiddenDirs() ([]string, error) {
 		switch {
 		case strings.HasPrefix(name, deadDirPrefix):
 		case strings.HasPrefix(name, newDirPrefix):
-			var creator procid.ID
-			parts := strings.Split(strings.TrimPrefix(name, newDirPrefix), "-")
-			if len(parts) >= 3 {
-				creator.PID, _ = strconv.Atoi(parts[len(parts)-2])
-				creator.Start, _ = strconv.ParseUint(parts[len(parts)-1], 10, 64)
+			// In flight: publishing takes a lease, two writes and a
+			// rename. This process's own are in flight while their
+			// creation runs (a simulated crash ends it).
+			creator, _ := creatorOf(name)
+			id := strings.TrimPrefix(name, newDirPrefix)
+			if i := strings.LastIndexByte(id, '-'); i > 0 {
+				if i = strings.LastIndexByte(id[:i], '-'); i > 0 {
+					id = id[:i]
+				}
 			}
-			if creator == r.self || creator.Alive() {
-				// In flight: publishing takes one write and a rename.
+			if creator == r.self {
+				if _, ok := inflight.Load(r.sandboxDir(id)); ok {
+					continue
+				}
+			} else if creator.Alive() {
 				continue
 			}
 		default:
@@ -232,8 +313,8 @@ func (r *Runtime) recordIDs() ([]string, error) {
 }
 
 // observe turns a record into the observed sandbox, judging the pause by
-// PID and start time.
-func (rec *sandboxRecord) observe() *runtime.Sandbox {
+// PID and start time, and the network by its pin and its veth.
+func (r *Runtime) observe(rec *sandboxRecord) *runtime.Sandbox {
 	sb := &runtime.Sandbox{
 		ID:          rec.ID,
 		Pod:         rec.Pod,
@@ -260,8 +341,38 @@ func (rec *sandboxRecord) observe() *runtime.Sandbox {
 		sb.State, sb.Reason = runtime.SandboxNotReady, "pause process is gone"
 	case rec.NetNSPath != "" && !pinned(rec.NetNSPath):
 		sb.State, sb.Reason = runtime.SandboxNotReady, "network namespace is gone"
+	case rec.VethHost != "":
+		if why := r.vethProblem(rec.VethHost); why != "" {
+			sb.State, sb.Reason = runtime.SandboxNotReady, why
+		}
 	}
 	return sb
+}
+
+// sysClassNet is where sysfs lists the agent's network interfaces.
+const sysClassNet = "/sys/class/net"
+
+// vethProblem says why a sandbox's host veth cannot carry its traffic, ""
+// when it can: the veth was deleted, or it is no longer a port of the
+// bridge (a bridge deleted and made again has none of the old ports). The
+// pod is then not ready and the reconciler makes it again. It costs one
+// readlink in sysfs, no netlink request; an answer sysfs cannot give is no
+// verdict.
+func (r *Runtime) vethProblem(veth string) string {
+	master, err := os.Readlink(filepath.Join(sysClassNet, veth, "master"))
+	switch {
+	case err == nil:
+		if b := filepath.Base(master); b != r.cfg.Bridge {
+			return fmt.Sprintf("veth %s is a port of %s, not of the bridge %s", veth, b, r.cfg.Bridge)
+		}
+		return ""
+	case !errors.Is(err, os.ErrNotExist):
+		return ""
+	}
+	if _, err := os.Lstat(filepath.Join(sysClassNet, veth)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Sprintf("veth %s is gone", veth)
+	}
+	return fmt.Sprintf("veth %s is not attached to the bridge %s", veth, r.cfg.Bridge)
 }
 
 // pinned reports whether a netns path is still a mounted namespace.

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	rt "github.com/pelagos-containers/pelagos-agent/runtime"
@@ -30,12 +29,13 @@ func newVolumeEnv(t *testing.T) *testEnv {
 	tag := linuxtest.RandomName("pv8", 4)
 	n := (volSubnetBase+int(volSubnetSeq.Add(1)))%250 + 1
 	cfg := Config{
-		StateRoot:   t.TempDir(),
-		RunRoot:     t.TempDir(),
-		Bridge:      tag,
-		Subnet:      fmt.Sprintf("10.205.%d.0/24", n),
-		NetNSPrefix: tag + "-",
-		NFTable:     tag,
+		StateRoot:    t.TempDir(),
+		RunRoot:      t.TempDir(),
+		Bridge:       tag,
+		Subnet:       fmt.Sprintf("10.205.%d.0/24", n),
+		NetNSPrefix:  tag + "-",
+		NFTable:      tag,
+		CgroupParent: "pelagos-test-" + tag,
 	}
 	e := &testEnv{cfg: cfg, census: linuxtest.Census{
 		NetNSPrefix: cfg.NetNSPrefix,
@@ -43,20 +43,10 @@ func newVolumeEnv(t *testing.T) *testEnv {
 		ProcessArg:  cfg.RunRoot,
 		MountDirs:   []string{cfg.StateRoot, cfg.RunRoot},
 		EmptyDirs:   []string{cfg.RunRoot, cfg.StateRoot + "/volumes"},
+		Owners:      cfg.RunRoot,
 	}}
 	t.Cleanup(func() {
-		if r, err := New(cfg); err == nil {
-			for _, sb := range must(r.ListSandboxes(context.Background())) {
-				r.RemoveSandbox(context.Background(), sb.ID)
-			}
-			r.GC(context.Background())
-			if err := r.net.nft.Teardown(); err != nil {
-				t.Errorf("delete nftables table %s: %v", cfg.NFTable, err)
-			}
-		}
-		if l, err := netlink.LinkByName(cfg.Bridge); err == nil {
-			netlink.LinkDel(l)
-		}
+		e.cleanup(t)
 		// Never let TempDir's RemoveAll cross a leaked mount.
 		for _, root := range []string{cfg.StateRoot, cfg.RunRoot} {
 			for _, mp := range linuxtest.MountsUnder(root) {

@@ -3,13 +3,17 @@ package linuxtest
 import (
 	"bufio"
 	"crypto/rand"
-
+	"fmt"
+	mrand "math/rand/v2"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/hostlock"
 )
 
 // RandomName returns prefix followed by n random lowercase letters and
@@ -175,6 +179,20 @@ type Census struct {
 	ProcessArg  string   // processes with this argument (a run root)
 	EmptyDirs   []string // directories that must hold no regular file (record dirs)
 	StateRoot   string   // IP leases under this state root
+	Owners      string   // host-wide owner entries pointing into this run root
+}
+
+// Owners lists the host-wide owner entries whose sandbox directory is
+// under runRoot.
+func Owners(runRoot string) []string {
+	ents, _ := os.ReadDir(hostlock.OwnersDir())
+	var out []string
+	for _, e := range ents {
+		if t, err := os.Readlink(filepath.Join(hostlock.OwnersDir(), e.Name())); err == nil && strings.HasPrefix(t, runRoot+"/") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 // Leaks returns one line per leaked object.
@@ -205,6 +223,9 @@ func (c Census) Leaks() []string {
 	if c.StateRoot != "" {
 		add("lease", Leases(c.StateRoot))
 	}
+	if c.Owners != "" {
+		add("owner entry", Owners(c.Owners))
+	}
 	for _, d := range c.EmptyDirs {
 		for _, f := range Files(d) {
 			out = append(out, "file "+filepath.Join(d, f))
@@ -230,4 +251,27 @@ func (c Census) Check(t testing.TB, settle time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// FreeSubnet returns a /24 of the /16 base ("10.203") that no running
+// agent holds (hostlock), from a random start: agents of tests run at once
+// by several processes on one machine must not meet on a subnet, or the
+// second refuses to start.
+func FreeSubnet(base string) string {
+	held, _ := hostlock.Held(hostlock.Subnet)
+	start := mrand.IntN(250)
+	for i := range 250 {
+		cand := fmt.Sprintf("%s.%d.0/24", base, (start+i)%250+1)
+		p := netip.MustParsePrefix(cand)
+		free := true
+		for h := range held {
+			if hp, err := netip.ParsePrefix(h); err == nil && hp.Overlaps(p) {
+				free = false
+			}
+		}
+		if free {
+			return cand
+		}
+	}
+	return fmt.Sprintf("%s.%d.0/24", base, start+1)
 }

@@ -13,6 +13,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -157,6 +160,29 @@ func BridgePorts(bridgeIndex int) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// BridgeUp reports whether the link called name is still the one of index
+// (link indexes are not reused while a namespace lives) and up: a bridge
+// deleted under its user, or made again by someone else, is not. It reads
+// sysfs (two small files) rather than asking netlink, which costs a socket
+// per request.
+func BridgeUp(index int, name string) bool {
+	dir := filepath.Join("/sys/class/net", name)
+	idx, err := readSysInt(filepath.Join(dir, "ifindex"), 10)
+	if err != nil || idx != int64(index) {
+		return false
+	}
+	flags, err := readSysInt(filepath.Join(dir, "flags"), 0)
+	return err == nil && flags&unix.IFF_UP != 0
+}
+
+func readSysInt(path string, base int) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), base, 64)
 }
 
 // BridgeIndex returns the bridge's index, or 0 when it does not exist.

@@ -162,6 +162,22 @@ func (p ID) Terminate(sig unix.Signal) (wait func(grace time.Duration) error) {
 	}
 }
 
+// Signal sends sig to the process, or returns ErrGone.
+func (p ID) Signal(sig unix.Signal) error {
+	fd, err := p.Open()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if exited, err := signal(fd, p, sig); err != nil || exited {
+		if exited {
+			return ErrGone
+		}
+		return err
+	}
+	return nil
+}
+
 // Stop ends the process: sig, up to grace for it to exit, then SIGKILL.
 func (p ID) Stop(sig unix.Signal, grace time.Duration) error {
 	return p.Terminate(sig)(grace)
@@ -200,10 +216,16 @@ func (p ID) wait(ctx context.Context, d time.Duration, first func(fd int) (exite
 			return exited, err
 		}
 	}
+	cut := false
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-		d = time.Until(dl)
+		d, cut = time.Until(dl), true
 	}
-	return WaitFDContext(ctx, fd, d)
+	exited, err := WaitFDContext(ctx, fd, d)
+	if err == nil && !exited && cut {
+		// The wait ended at ctx's deadline, a moment before ctx says so.
+		return false, context.DeadlineExceeded
+	}
+	return exited, err
 }
 
 // WaitFDContext is WaitFD that also gives up, with ctx's error, as soon

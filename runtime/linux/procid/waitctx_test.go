@@ -43,3 +43,25 @@ func TestWaitFDContextHonoursContext(t *testing.T) {
 		t.Errorf("exit not seen: %v %v", exited, err)
 	}
 }
+
+// A wait cut short by its context's deadline says so: it is the caller's
+// deadline that passed, not the process that failed to end in time.
+func TestWaitGoneAtContextDeadline(t *testing.T) {
+	cmd := exec.Command("sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	p, err := Of(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.WaitGone(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitGone at the context's deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if !p.Alive() {
+		t.Error("the process did not survive the wait")
+	}
+}

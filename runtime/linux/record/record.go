@@ -7,6 +7,7 @@ package record
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ const (
 	ContainerFile = "container.json" // the intent, by the agent
 	StateFile     = "state.json"     // the start, by the shim
 	SeccompFile   = "seccomp.json"   // the compiled filter, by the agent
+	StopFile      = "stop.json"      // a stop the shim enforces, by the agent
 )
 
 // ContainersDir is where container run directories live.
@@ -35,6 +37,45 @@ func ExitsDir(runRoot string) string { return filepath.Join(runRoot, "container-
 
 // ExitPath is the exit record of container id.
 func ExitPath(runRoot, id string) string { return filepath.Join(ExitsDir(runRoot), id+".json") }
+
+// Version is the version of every record this code writes. A reader takes
+// only this version: a newer one is not guessed at, and an older one does
+// not exist (records carry version 1 since the first release; start and
+// exit records written by shims of that release carry none, which reads as
+// 1).
+const Version = 1
+
+// CorruptError is a record that exists but cannot be used: empty, torn,
+// not JSON, of another version, or naming another object. Callers set it
+// aside rather than fail every listing over it.
+type CorruptError struct {
+	Path   string
+	Reason string
+}
+
+func (e *CorruptError) Error() string { return e.Path + ": " + e.Reason }
+
+// IsCorrupt reports whether err is (or wraps) a *CorruptError.
+func IsCorrupt(err error) bool {
+	var ce *CorruptError
+	return errors.As(err, &ce)
+}
+
+// CheckVersion returns a *CorruptError for a record at path whose version
+// is not Version; missing says a record without the field is of Version
+// (start and exit records of the first shims).
+func CheckVersion(path string, v int, missingOK bool) error {
+	switch {
+	case v == Version, v == 0 && missingOK:
+		return nil
+	case v == 0:
+		return &CorruptError{Path: path, Reason: "no version"}
+	case v > Version:
+		return &CorruptError{Path: path, Reason: fmt.Sprintf("version %d is newer than this agent's (%d)", v, Version)}
+	default:
+		return &CorruptError{Path: path, Reason: fmt.Sprintf("unknown version %d", v)}
+	}
+}
 
 // User is the identity a container process runs as.
 type User struct {
@@ -103,6 +144,7 @@ type Container struct {
 
 // State is written by the shim once the workload runs.
 type State struct {
+	Version   int       `json:"version,omitempty"`
 	Shim      procid.ID `json:"shim"`
 	Init      procid.ID `json:"init"`
 	StartedAt time.Time `json:"startedAt"`
@@ -110,11 +152,42 @@ type State struct {
 	// OOMScoreNote says why it differs from the one asked for.
 	OOMScoreAdj  int    `json:"oomScoreAdj"`
 	OOMScoreNote string `json:"oomScoreNote,omitempty"`
+	// Stops says the shim enforces stop requests (Stop): it takes one on
+	// SIGUSR1 from the agent, which may then go away.
+	Stops bool `json:"stops,omitempty"`
+}
+
+// Stop is a stop the agent asks the shim to carry out, in the container's
+// StopFile, announced with SIGUSR1: Signal (none when 0) to the workload
+// now, and every process of the container's cgroup killed at Deadline if
+// it has not exited by then. The shim keeps the earliest deadline it was
+// given, so a stop repeated by a restarted agent never extends the grace.
+type Stop struct {
+	Version  int       `json:"version"`
+	Signal   int       `json:"signal,omitempty"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// ReadStop reads the container's stop request, nil when there is none.
+func (c *Container) ReadStop() (*Stop, error) {
+	st := &Stop{}
+	path := filepath.Join(c.Dir, StopFile)
+	if err := ReadJSON(path, st); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if err := CheckVersion(path, st.Version, false); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // Exit is written by the shim when the container exits (or by the agent
 // when the shim was lost).
 type Exit struct {
+	Version     int            `json:"version,omitempty"`
 	ContainerID string         `json:"containerID"`
 	SandboxID   string         `json:"sandboxID"`
 	Pod         runtime.PodKey `json:"pod"`
@@ -127,11 +200,19 @@ type Exit struct {
 }
 
 // ReadContainer reads the record in dir; a missing record is an error
-// matching os.ErrNotExist.
+// matching os.ErrNotExist, an unusable one a *CorruptError (it must be of
+// this version and name the container of its directory).
 func ReadContainer(dir string) (*Container, error) {
 	c := &Container{}
-	if err := ReadJSON(filepath.Join(dir, ContainerFile), c); err != nil {
+	path := filepath.Join(dir, ContainerFile)
+	if err := ReadJSON(path, c); err != nil {
 		return nil, err
+	}
+	if err := CheckVersion(path, c.Version, false); err != nil {
+		return nil, err
+	}
+	if c.ID != filepath.Base(dir) || c.SandboxID == "" {
+		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("names container %q of sandbox %q", c.ID, c.SandboxID)}
 	}
 	return c, nil
 }
@@ -139,7 +220,11 @@ func ReadContainer(dir string) (*Container, error) {
 // State reads the container's start record.
 func (c *Container) State() (*State, error) {
 	st := &State{}
-	if err := ReadJSON(filepath.Join(c.Dir, StateFile), st); err != nil {
+	path := filepath.Join(c.Dir, StateFile)
+	if err := ReadJSON(path, st); err != nil {
+		return nil, err
+	}
+	if err := CheckVersion(path, st.Version, true); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -148,8 +233,15 @@ func (c *Container) State() (*State, error) {
 // Exit reads the container's exit record.
 func (c *Container) Exit() (*Exit, error) {
 	ex := &Exit{}
-	if err := ReadJSON(ExitPath(c.RunRoot, c.ID), ex); err != nil {
+	path := ExitPath(c.RunRoot, c.ID)
+	if err := ReadJSON(path, ex); err != nil {
 		return nil, err
+	}
+	if err := CheckVersion(path, ex.Version, true); err != nil {
+		return nil, err
+	}
+	if ex.ContainerID != c.ID {
+		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("names container %q", ex.ContainerID)}
 	}
 	return ex, nil
 }
@@ -204,14 +296,18 @@ func WriteJSON(path string, v any) error {
 
 // ReadJSON decodes the record at path. A missing file is an
 // os.ErrNotExist error without more context (callers say what was
-// missing); a torn or foreign one says which file.
+// missing); an empty, torn or foreign one is a *CorruptError naming the
+// file.
 func ReadJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
+	if len(b) == 0 {
+		return &CorruptError{Path: path, Reason: "empty file"}
+	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("parse %s: %w", path, err)
+		return &CorruptError{Path: path, Reason: "not a JSON record: " + err.Error()}
 	}
 	return nil
 }

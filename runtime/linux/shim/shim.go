@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -326,7 +327,11 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	} else {
 		att.setInput(ip.Stdin, nil)
 	}
-	st := &record.State{Shim: self, StartedAt: time.Now().UTC()}
+	// The agent may ask for a stop from now on (enforceStops); the
+	// handler is in place before the start record says so.
+	stops := make(chan os.Signal, 1)
+	signal.Notify(stops, unix.SIGUSR1)
+	st := &record.State{Version: record.Version, Shim: self, StartedAt: time.Now().UTC(), Stops: true}
 	st.Init, _ = procid.Of(proc.Pid)
 	st.OOMScoreAdj, _ = oomscore.Get(proc.Pid)
 	if want := rec.Process.OOMScoreAdj; want != nil && *want != st.OOMScoreAdj {
@@ -338,6 +343,7 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	json.NewEncoder(ready).Encode(Ready{State: st})
 	ready.Close()
 	collect()
+	go enforceStops(rec, proc, cg, stops)
 
 	ps, werr := proc.Wait()
 	finishedAt := time.Now().UTC()
@@ -349,7 +355,7 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	// Attach clients are told once the record is written, so that the
 	// container reads as exited when their session ends.
 	defer att.finish()
-	ex := &record.Exit{ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, StartedAt: st.StartedAt, FinishedAt: finishedAt, ExitCode: -1}
+	ex := &record.Exit{Version: record.Version, ContainerID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, StartedAt: st.StartedAt, FinishedAt: finishedAt, ExitCode: -1}
 	if werr == nil {
 		ws := ps.Sys().(syscall.WaitStatus)
 		switch {
@@ -384,6 +390,38 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 	return 0
 }
 
+// enforceStops carries out the stops the agent asks for (record.Stop):
+// each new request's signal to the workload, then at the earliest
+// deadline given SIGKILL to every process of the container's cgroup. The
+// agent may go away meanwhile (it is stopping, or upgraded): the grace
+// period is kept all the same, and the exit is recorded as usual once the
+// workload is gone.
+func enforceStops(rec *record.Container, proc *os.Process, cg *cgroups.Manager, wake <-chan os.Signal) {
+	var last record.Stop
+	var deadline time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-wake:
+			req, err := rec.ReadStop()
+			if err != nil || req == nil || (req.Signal == last.Signal && req.Deadline.Equal(last.Deadline)) {
+				continue
+			}
+			last = *req
+			if req.Signal != 0 {
+				proc.Signal(unix.Signal(req.Signal))
+			}
+			if deadline.IsZero() || req.Deadline.Before(deadline) {
+				deadline = req.Deadline
+				timer.Reset(max(time.Until(deadline), 0))
+			}
+		case <-timer.C:
+			KillCgroup(cg, rec.CgroupRel)
+		}
+	}
+}
+
 // collect turns the collector on once the workload runs: the start left
 // some garbage (decoded records, the spec), which one collection returns to
 // the kernel; from then on a small growth target keeps the shim's heap
@@ -395,18 +433,21 @@ func collect() {
 	debug.FreeOSMemory()
 }
 
+// KillTimeout bounds KillCgroup.
+const KillTimeout = 10 * time.Second
+
 // KillCgroup SIGKILLs every process of the cgroup until none is left (a
 // fork racing with the kill is caught by the next round). A killed process
 // leaves the cgroup only once it has exited, which on a loaded machine can
 // take a while: the rounds are bounded by time, not by count.
 func KillCgroup(cg *cgroups.Manager, rel string) error {
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(KillTimeout); ; {
 		pids, err := cg.Procs(rel)
 		if err != nil || len(pids) == 0 {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("cgroup %s: processes %v left after 10 s of SIGKILL", cg.Path(rel), pids)
+			return fmt.Errorf("cgroup %s: processes %v left after %s of SIGKILL", cg.Path(rel), pids, KillTimeout)
 		}
 		for _, p := range pids {
 			unix.Kill(p, unix.SIGKILL)

@@ -300,7 +300,7 @@ func unmountAndRemove(dir string) error {
 		// millisecond) to learn it: most sandboxes have no volumes.
 		return nil
 	}
-	mps, err := mountsUnder(dir)
+	mps, err := MountsUnder(dir)
 	if err != nil {
 		return err
 	}
@@ -309,7 +309,7 @@ func unmountAndRemove(dir string) error {
 			return &os.PathError{Op: "unmount", Path: mp, Err: err}
 		}
 	}
-	if left, err := mountsUnder(dir); err != nil {
+	if left, err := MountsUnder(dir); err != nil {
 		return err
 	} else if len(left) > 0 {
 		return fmt.Errorf("%s: still mounted after unmount: %v", dir, left)
@@ -317,9 +317,9 @@ func unmountAndRemove(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// mountsUnder lists mount points at or below dir from the agent's
+// MountsUnder lists mount points at or below dir from the agent's
 // mountinfo, deepest first.
-func mountsUnder(dir string) ([]string, error) {
+func MountsUnder(dir string) ([]string, error) {
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err

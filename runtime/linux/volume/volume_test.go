@@ -28,7 +28,7 @@ func newManager(t *testing.T) (*Manager, string) {
 	base := t.TempDir()
 	m := New(filepath.Join(base, "state"), filepath.Join(base, "run"))
 	t.Cleanup(func() {
-		left, err := mountsUnder(base)
+		left, err := MountsUnder(base)
 		if err != nil {
 			t.Error(err)
 		}
@@ -57,7 +57,7 @@ func census(t *testing.T, m *Manager, sandboxes ...string) {
 		}
 	}
 	for _, root := range []string{m.root, m.subRoot, m.filesRoot} {
-		if mps, _ := mountsUnder(root); len(mps) > 0 {
+		if mps, _ := MountsUnder(root); len(mps) > 0 {
 			t.Errorf("census: mounts left under %s: %v", root, mps)
 		}
 	}
@@ -111,7 +111,7 @@ func TestEmptyDirSurvivesSetupAndGoesWithTeardown(t *testing.T) {
 			t.Fatalf("%s lost its data across Setup: %q %v", name, b, err)
 		}
 	}
-	if mps, _ := mountsUnder(m.Dir("sb1", "")); len(mps) != 1 {
+	if mps, _ := MountsUnder(m.Dir("sb1", "")); len(mps) != 1 {
 		t.Fatalf("mounts %v, want exactly the one tmpfs", mps)
 	}
 	if err := m.Teardown("sb1"); err != nil {
@@ -478,7 +478,7 @@ func TestSubPathRefusesEscapes(t *testing.T) {
 	if err := m.CleanupSubPaths("sb6", "c"); err != nil {
 		t.Fatal(err)
 	}
-	if mps, _ := mountsUnder(m.subRoot); len(mps) != 0 {
+	if mps, _ := MountsUnder(m.subRoot); len(mps) != 0 {
 		t.Fatalf("subPath mounts left: %v", mps)
 	}
 	if err := m.Teardown("sb6"); err != nil {
