@@ -84,7 +84,7 @@ bench: helpers ## run every benchmark BENCHTIME times (as root); docs/benchmarks
 # BenchmarkSideBySide (docs/benchmarks.md): the built agent against podman
 # kube play/down and the kernel's floor, interleaved in one run. BEFORE=path
 # adds a second agent binary (older code) to every round.
-BENCH_ROUNDS ?= 20,5,3
+BENCH_ROUNDS ?= 20,5,3,3
 BENCH_IDLE ?= 60s
 BENCH_CHURN ?= 1000
 bench-podman: build ## side by side with podman (as root): 1, 10, 50 and 110 pods, memory, idle RSS and CPU, churn; prints a Markdown report
