@@ -175,17 +175,17 @@ func floor(b *testing.B) time.Duration {
 }
 
 const (
-	rowFloor     = "kernel floor: fork+exec into new net, UTS, IPC, PID, mount namespaces"
-	rowNsenter   = "podman only: the nsenter in front of each podman command (included above)"
-	colOurs      = "ours"
-	colBefore    = "before"
-	colPodman    = "podman"
-	rowIdleRun   = "1 pod after 15 s idle (idleSettle): manifest written → running"
-	memRounds    = 10 // pods at once while memory is sampled
+	rowFloor   = "kernel floor: fork+exec into new net, UTS, IPC, PID, mount namespaces"
+	rowNsenter = "podman only: the nsenter in front of each podman command (included above)"
+	colOurs    = "ours"
+	colBefore  = "before"
+	colPodman  = "podman"
+	rowIdleRun = "1 pod after 15 s idle (idleSettle): manifest written → running"
+	memRounds  = 10 // pods at once while memory is sampled
 	// idleSettle is how long the agents idle before their RSS is read:
 	// longer than the agent's quiet time before it releases memory
 	// (releaseAfter).
-	idleSettle = releaseAfter + 5*time.Second
+	idleSettle   = releaseAfter + 5*time.Second
 	churnLive    = 10
 	removalNote  = "removed → gone"
 	teardownNote = "teardown (first stop → gone)"
