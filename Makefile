@@ -90,6 +90,18 @@ fuzz: ## run each native fuzz target for FUZZEXECS executions
 bench: helpers ## run every benchmark BENCHTIME times (as root); docs/benchmarks.md gives per-benchmark commands
 	go test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
 
+.PHONY: bench-podman
+# BenchmarkSideBySide (docs/benchmarks.md): the built agent against podman
+# kube play/down and the kernel's floor, interleaved in one run. BEFORE=path
+# adds a second agent binary (older code) to every round.
+BENCH_ROUNDS ?= 20,5,3,3
+BENCH_IDLE ?= 60s
+BENCH_CHURN ?= 1000
+bench-podman: build ## side by side with podman (as root): 1, 10, 50 and 110 pods, memory, idle RSS and CPU, churn; prints a Markdown report
+	PELAGOS_BENCH_AGENT=$(CURDIR)/$(BIN) PELAGOS_BENCH_BEFORE=$(BEFORE) PELAGOS_BENCH_ROUNDS=$(BENCH_ROUNDS) \
+		PELAGOS_BENCH_IDLE=$(BENCH_IDLE) PELAGOS_BENCH_CHURN=$(BENCH_CHURN) \
+		go test -run '^$$' -bench '^BenchmarkSideBySide$$' -benchtime 1x -timeout 90m ./cmd/pelagos-agent
+
 .PHONY: demo
 demo: deps build ## run the agent on examples/pods (as root), importing the example image offline
 	@echo "==> building the example image builder bin/mkimage"

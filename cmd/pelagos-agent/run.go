@@ -12,12 +12,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pelagos-containers/pelagos-agent/internal/resident"
 	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
@@ -119,7 +121,28 @@ type agent struct {
 	bridge  *prober.Bridge
 	changes *kubeapi.Changes
 	lock    *os.File
+	// quiet releases memory once the agent has been idle (run only).
+	quiet atomic.Pointer[resident.Quiet]
 }
+
+// activityMetrics tells the agent's quiet timer of every action applied:
+// work done, so memory is released only once the node is idle again.
+type activityMetrics struct {
+	*metrics.Metrics
+	a *agent
+}
+
+func (m activityMetrics) Action(kind reconcile.ActionKind, err error, d time.Duration) {
+	m.Metrics.Action(kind, err, d)
+	if q := m.a.quiet.Load(); q != nil {
+		q.Kick()
+	}
+}
+
+// releaseAfter is how long the agent must have applied nothing before it
+// gives back what it holds without using it (resident.Release): the pages
+// of its executable that start-up or a burst of pod changes touched.
+const releaseAfter = 10 * time.Second
 
 // lockStateRoot takes the single-instance lock: an flock on
 // <root>/agent.lock, which the kernel drops when the process dies, so a
@@ -218,7 +241,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: id.Name,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
 		DryRun:  o.DryRun, DryRunOut: g.stdout,
-		Log: g.log, Events: events, Metrics: a.metrics, Hooks: h,
+		Log: g.log, Events: events, Metrics: activityMetrics{a.metrics, a}, Hooks: h,
 	})
 	a.workloads.Attach(a.rec)
 	if a.bridge != nil {
@@ -432,6 +455,13 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	}
 	notifyReady(log, a.rec, o.Manifests)
 	wg.Go(func() { watchdog(ctx, log, a.rec, recDone) })
+	quiet := resident.NewQuiet(releaseAfter, func() {
+		if err := resident.Release(); err != nil {
+			log.Debug().Err(err).Msg("memory not released")
+		}
+	})
+	a.quiet.Store(quiet)
+	defer quiet.Stop()
 
 	reloading := false
 	for {

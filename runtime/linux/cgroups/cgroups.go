@@ -454,6 +454,29 @@ func (m *Manager) Join(rel string, pid int) error {
 	return nil
 }
 
+// ThreadFiles are the files through which a thread moves itself into rel
+// by writing 0 to each: the tasks file of every v1 hierarchy. Moving a
+// process by PID (Join) takes the kernel's global threadgroup lock, whose
+// writer waits out an RCU grace period (~15 ms on the development machine,
+// the longest step of a container start); the calling thread moving
+// itself does not take it. A process that then execs from that thread is
+// wholly in rel. On v2, where a thread moves alone only within a threaded
+// subtree, there are none: the process is moved by PID.
+func (m *Manager) ThreadFiles(rel string) ([]string, error) {
+	if m.Unified {
+		return nil, nil
+	}
+	var out []string
+	for _, h := range m.hierarchies() {
+		d, err := m.dir(h, rel)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, filepath.Join(d, "tasks"))
+	}
+	return out, nil
+}
+
 // procsDir is the hierarchy that sees every process of a cgroup.
 func (m *Manager) procsDir(rel string) (string, error) {
 	if m.Unified {

@@ -399,3 +399,95 @@ func TestBusyChildrenPidsMax(t *testing.T) {
 		t.Errorf("sum = %d, %v; want it saturated at %d", n, err, MaxPids)
 	}
 }
+
+// TestThreadFiles: on v1, the tasks file of every hierarchy the agent
+// limits; on v2 none (the process is moved by PID).
+func TestThreadFiles(t *testing.T) {
+	mounts, own := map[string]string{}, map[string]string{}
+	for _, c := range v1Controllers {
+		mounts[c] = "/sys/fs/cgroup/" + c
+		own[c] = "/"
+	}
+	own["memory"] = "/process_api/x"
+	m, err := newManager(false, mounts, own, "pelagos-t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := m.ThreadFiles("pod/ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"/sys/fs/cgroup/memory/process_api/x/pelagos-t/pod/ctr/tasks",
+		"/sys/fs/cgroup/cpu/pelagos-t/pod/ctr/tasks",
+		"/sys/fs/cgroup/cpuacct/pelagos-t/pod/ctr/tasks",
+		"/sys/fs/cgroup/pids/pelagos-t/pod/ctr/tasks",
+		"/sys/fs/cgroup/devices/pelagos-t/pod/ctr/tasks",
+	}
+	if strings.Join(files, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ThreadFiles:\n%s\nwant\n%s", strings.Join(files, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := m.ThreadFiles(""); err == nil {
+		t.Error("ThreadFiles of the parent itself was accepted")
+	}
+	v2, err := newManager(true, map[string]string{"": "/sys/fs/cgroup"}, map[string]string{"": "/a"}, "pods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files, err := v2.ThreadFiles("pod/ctr"); err != nil || files != nil {
+		t.Errorf("v2 ThreadFiles = %v, %v; want none", files, err)
+	}
+}
+
+// TestHostThreadJoin checks the kernel behaviour ThreadFiles relies on:
+// a single-threaded process that writes 0 to the tasks files of a v1
+// hierarchy's cgroup is in it, and stays there across execve.
+func TestHostThreadJoin(t *testing.T) {
+	linuxtest.RequireRoot(t)
+	m, err := New(fmt.Sprintf("pelagos-cgthread-%d", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Unified {
+		// No tasks files on v2: the process is moved by PID there.
+		if files, err := m.ThreadFiles("pod/ctr"); err != nil || files != nil {
+			t.Errorf("v2 ThreadFiles = %v, %v; want none", files, err)
+		}
+		return
+	}
+	t.Cleanup(func() {
+		if err := m.RemoveParent(); err != nil {
+			t.Errorf("census: parent cgroup left: %v", err)
+		}
+	})
+	if err := m.Create("pod/ctr", Resources{PidsMax: 16}); err != nil {
+		t.Fatal(err)
+	}
+	files, err := m.ThreadFiles("pod/ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := ""
+	for _, f := range files {
+		script += "echo 0 > " + f + " && "
+	}
+	out, err := exec.Command("/bin/sh", "-c", script+"exec cat /proc/self/cgroup").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, c := range v1Controllers {
+		ok := false
+		for _, line := range strings.Split(string(out), "\n") {
+			parts := strings.SplitN(line, ":", 3)
+			if len(parts) == 3 && strings.Contains(","+parts[1]+",", ","+c+",") {
+				ok = strings.HasSuffix(parts[2], "/pod/ctr")
+			}
+		}
+		if !ok {
+			t.Errorf("%s: the process is not in pod/ctr:\n%s", c, out)
+		}
+	}
+	if err := m.Remove("pod"); err != nil {
+		t.Fatal(err)
+	}
+}

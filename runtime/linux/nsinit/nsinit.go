@@ -67,7 +67,13 @@ type Spec struct {
 	// Join is set for an init started ahead of its container (by a spare
 	// shim): it enters the pod's namespaces itself, on the thread that
 	// will execve, whose namespaces the workload inherits.
-	Join    *Join           `json:"join,omitempty"`
+	Join *Join `json:"join,omitempty"`
+	// Cgroups are files the init writes 0 to, from the thread that
+	// execs, to enter the container's cgroups itself before anything else
+	// (v1 tasks files: cgroups.Manager.ThreadFiles); empty when the
+	// caller placed it. A thread moving itself does not wait for the
+	// kernel's global lock that moving a process by PID takes.
+	Cgroups []string        `json:"cgroups,omitempty"`
 	Process record.Process  `json:"process"`
 	Seccomp *filter.Program `json:"seccomp,omitempty"`
 	// Console gives the process a terminal: a pty of the container's
@@ -181,6 +187,9 @@ func (e *commandError) Unwrap() error { return e.err }
 // run prepares the process and execs; it only returns on failure.
 func run(spec *Spec) error {
 	p := &spec.Process
+	if err := enterCgroups(spec.Cgroups); err != nil {
+		return err
+	}
 	if spec.Join != nil {
 		if err := spec.Join.Enter(); err != nil {
 			return err
@@ -266,6 +275,22 @@ func setupConsole(c *Console, uid int) error {
 	err = console.Send(ConsoleFD, master)
 	unix.Close(ConsoleFD)
 	return err
+}
+
+// enterCgroups moves the calling thread, the one that execs, into the
+// cgroups whose tasks files are given.
+func enterCgroups(files []string) error {
+	for _, f := range files {
+		fd, err := unix.Open(f, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			_, err = unix.Write(fd, []byte("0"))
+			unix.Close(fd)
+		}
+		if err != nil {
+			return fmt.Errorf("join cgroup: %w", &os.PathError{Op: "write", Path: f, Err: err})
+		}
+	}
+	return nil
 }
 
 // CloseLeftovers closes every descriptor above 2 but those in keep and the

@@ -262,6 +262,13 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 		spec.Console = &nsinit.Console{DevConsole: true}
 	}
 	join := &nsinit.Join{Pause: rec.Pause, Types: podNamespaces(rec)}
+	// Where it can (v1), the init enters its cgroups itself, first thing
+	// on its exec thread: no wait for the kernel's global lock.
+	if spec.Cgroups, err = cg.ThreadFiles(rec.CgroupRel); err != nil {
+		pre.Discard()
+		closeLogs(logw)
+		return reportFailure(ready, err)
+	}
 	ip := pre
 	if ip != nil && rec.OwnPIDNamespace() && !tty && !stdin {
 		// The pre-started init has the right PID namespace and stdio; it
@@ -299,6 +306,9 @@ func run(rec *record.Container, ready *os.File, pre *nsinit.Proc) int {
 		return reportFailure(ready, err)
 	}
 	if err := ip.Configure(spec, func(pid int) error {
+		if len(spec.Cgroups) > 0 {
+			return nil // the init joins them itself
+		}
 		if err := cg.Join(rec.CgroupRel, pid); err != nil {
 			return fmt.Errorf("join cgroup: %w", err)
 		}
