@@ -126,8 +126,8 @@ func TestPodPidsLimitHoldsForkBomb(t *testing.T) {
 	// other while processes die in one and are forked in the other, so
 	// their sum may be off by one per container read after the first.
 	for range 20 {
-		if pod, _ := strconv.Atoi(e.cgroupValue(t, "pids", pod, "pids.current")); pod > podLimit {
-			t.Fatalf("the pod holds %d processes, over its limit %d", pod, podLimit)
+		if n, _ := strconv.Atoi(e.cgroupValue(t, "pids", pod, "pids.current")); n > podLimit {
+			t.Fatalf("the pod holds %d processes, over its limit %d", n, podLimit)
 		}
 		total := 0
 		for _, c := range bombs {
