@@ -199,7 +199,13 @@ func runSideBySide(b *testing.B, cfg sideConfig) {
 	}
 	for i, s := range subjects {
 		// Each agent its own /24 (10.203.X.0/24), away from the tests'.
-		s.a = startAgent(b, s.bin, 210+i*10+time.Now().Nanosecond()%10, "--api-listen", "127.0.0.1:0")
+		// The kube API on TCP too, as a user of kubectl would run it;
+		// an agent from before it existed runs without.
+		var extra []string
+		if out, _ := exec.Command(s.bin, "run", "--help").Output(); strings.Contains(string(out), "--api-listen") {
+			extra = []string{"--api-listen", "127.0.0.1:0"}
+		}
+		s.a = startAgent(b, s.bin, 210+i*10+time.Now().Nanosecond()%10, extra...)
 	}
 	var pm *podmanPeer
 	why := "left out (PELAGOS_BENCH_PODMAN=0)"
