@@ -153,8 +153,13 @@ func TestAttach(t *testing.T) {
 	eventually(t, "two clients attached", func() bool { return f2.Attached(tty.ID) == 2 })
 	resize <- runtime.TermSize{Width: 99, Height: 33}
 	io.WriteString(typist, "hi\r")
+	// The echo is the terminal's output: every client sees it. It is
+	// waited for before the container writes, since the input's copy may
+	// run after a write made at once.
+	for _, buf := range []*syncBuffer{&a, &b} {
+		eventually(t, "the echo on every client", func() bool { return buf.String() == "hi\r\n" })
+	}
 	f2.Output(tty.ID, false, []byte("ok\n"))
-	// The echo is the terminal's output: every client sees it.
 	for _, buf := range []*syncBuffer{&a, &b} {
 		eventually(t, "echo and output on every client", func() bool { return buf.String() == "hi\r\nok\r\n" })
 	}
