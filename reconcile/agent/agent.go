@@ -1,9 +1,16 @@
-package main
+// Package agent assembles the node agent — the runtime, the image store,
+// the reconciler, the manifest watchers, the probes, the API, metrics and
+// Kubernetes API servers, and the CRI server when configured — from
+// Options, and runs it until its context ends, with systemd notification
+// and signal-driven reload. It is the one composition root that builds
+// runtime/linux (ADR 0010); nothing else under reconcile imports it.
+package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,12 +23,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
+	"github.com/rs/zerolog"
 
-	"github.com/pelagos-containers/pelagos-agent/internal/resident"
-	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent/internal/resident"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/hooks"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
@@ -36,79 +42,78 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/spec/node"
 )
 
-func init() { registerCommand(newRunCommand) }
+// Options are what the agent is assembled from: the settings of `run`
+// (and, in part, of `apply --once` and `cri`), with the runtime's and the
+// image store's configuration already worked out from the host-wide
+// settings.
+type Options struct {
+	// Runtime configures the real runtime; InsecureRegistries is set
+	// from the field of the same name below.
+	Runtime linux.Config
+	// Images configures the image store (root, size caps, logger); the
+	// insecure registries and the mirrors below are added.
+	Images image.Options
+	// Socket is the API's unix socket.
+	Socket string
+	// SettingsFile is the settings file the options came from ("" none),
+	// for the log.
+	SettingsFile string
+	Log          zerolog.Logger
+	// Out receives the plans of a dry run.
+	Out io.Writer
+	// Version and Commit name the build, for the metrics, the Kubernetes
+	// API and the CRI.
+	Version, Commit string
+	// Reload works the settings out again on SIGHUP: the log level takes
+	// effect at once, the settings it returns at the next start. Nil:
+	// SIGHUP re-reads only the manifests.
+	Reload func() (restart []string, err error)
 
-// agentOptions are the flags of `run` (and, in part, `apply --once`).
-type agentOptions struct {
-	Manifests       string
-	MetricsAddr     string
-	Resync          time.Duration
-	BackoffInitial  time.Duration
-	BackoffMax      time.Duration
-	Workers         int
-	MaxPods         int
-	Debounce        time.Duration
-	RemovalSettle   time.Duration
-	DryRun          bool
-	StopPodsOnExit  bool
-	SkipTrustCheck  bool
-	InsecureRegistr []string
-	Mirrors         map[string]string
-	APIListen       string
-	APIWriteDir     string
-	NodeLabels      map[string]string
-	NodeTaints      []string
-	// CRI, with Listen set, also serves the CRI (run only).
-	CRI criOptions
+	Manifests          string
+	MetricsAddr        string
+	Resync             time.Duration
+	BackoffInitial     time.Duration
+	BackoffMax         time.Duration
+	Workers            int
+	MaxPods            int
+	Debounce           time.Duration
+	RemovalSettle      time.Duration
+	DryRun             bool
+	StopPodsOnExit     bool
+	SkipTrustCheck     bool
+	InsecureRegistries []string
+	Mirrors            map[string]string
+	APIListen          string
+	APIWriteDir        string
+	NodeLabels         map[string]string
+	NodeTaints         []string
+	// CRI, with Listen set, also serves the CRI (Run only).
+	CRI CRIOptions
 }
 
-func addAgentFlags(f *pflag.FlagSet, o *agentOptions) {
-	f.StringVar(&o.Manifests, "manifests", "/etc/pelagos/pods", "directory of Pod manifests the node must match")
-	f.DurationVar(&o.Resync, "resync", 10*time.Second, "period of the full re-list of manifests and runtime (safety net)")
-	f.DurationVar(&o.BackoffInitial, "backoff-initial", reconcile.DefaultBackoff.Initial, "CrashLoopBackOff: first restart delay")
-	f.DurationVar(&o.BackoffMax, "backoff-max", reconcile.DefaultBackoff.Max, "CrashLoopBackOff: longest restart delay")
-	f.IntVar(&o.Workers, "workers", 16, "pods worked on at once")
-	f.IntVar(&o.MaxPods, "max-pods", reconcile.DefaultMaxPods, "pods that may own a sandbox at once; the others wait (OutOfCapacity) in order of manifest creation; 0 or less: no limit")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan for each pod and change nothing")
-	f.BoolVar(&o.SkipTrustCheck, "insecure-skip-trust-check", false, "load manifests even from files and directories others may write (development only)")
-	f.StringSliceVar(&o.InsecureRegistr, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
-	f.StringToStringVar(&o.NodeLabels, "node-labels", nil, "the node's labels (key=value,...), beside kubernetes.io/hostname, /os and /arch: pods whose nodeSelector or node affinity do not match them are not run here")
-	f.StringSliceVar(&o.NodeTaints, "node-taints", nil, "the node's taints (key[=value]:Effect,...): pods that do not tolerate a NoSchedule or NoExecute taint are not run here")
-	addMirrorFlag(f, &o.Mirrors)
+// UsageError is a setting the agent cannot be assembled with: the command
+// line's or the settings file's fault, not the node's.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// runtimeConfig is the runtime's configuration with the registries added.
+func (o *Options) runtimeConfig() linux.Config {
+	cfg := o.Runtime
+	cfg.InsecureRegistries = o.InsecureRegistries
+	return cfg
 }
 
-func newRunCommand(g *globalOptions) *cobra.Command {
-	o := &agentOptions{}
-	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Run the agent: make the node match the manifest directory and keep it so",
-		Long: `Run the agent in the foreground. It watches --manifests, creates, updates and
-removes pods to match it, serves the API on --socket and exits on SIGTERM or
-SIGINT, leaving the pods running for the next start to adopt (unless
---stop-pods-on-exit). SIGHUP re-reads --config and the manifests.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAgent(cmd.Context(), cmd, g, o)
-		},
-	}
-	f := cmd.Flags()
-	addSocketFlag(f, g)
-	addRootFlags(f, g)
-	addNetworkFlags(f, g)
-	addAgentFlags(f, o)
-	f.StringVar(&o.MetricsAddr, "metrics-addr", "", "also serve Prometheus metrics on this TCP address (e.g. 127.0.0.1:9464)")
-	f.DurationVar(&o.Debounce, "debounce", 2*time.Millisecond, "quiet time after a file event before the manifests are reloaded")
-	f.DurationVar(&o.RemovalSettle, "removal-settle", manifest.DefaultSettle,
-		"how long a manifest file must stay missing before its pods are removed (tools that replace a file by unlink and create leave it missing for a moment); 0 removes at once")
-	f.BoolVar(&o.StopPodsOnExit, "stop-pods-on-exit", false, "remove every pod on SIGTERM/SIGINT instead of leaving them running")
-	f.StringVar(&o.APIListen, "api-listen", defaultAPIListen, "also serve the Kubernetes API on this TCP address, with TLS and client certificates (see `kubeconfig`); \"\" serves only the socket")
-	f.StringVar(&o.APIWriteDir, "api-write-dir", "", "accept API writes (kubectl apply/create/replace/delete of Pods, ConfigMaps, Secrets) as manifest files in this directory, which is watched too")
-	addCRIFlags(f, &o.CRI, "cri-", "")
-	return cmd
+// imageOptions are the image store's options with the registries added.
+func (o *Options) imageOptions() image.Options {
+	opts := o.Images
+	opts.InsecureRegistries, opts.Mirrors = o.InsecureRegistries, o.Mirrors
+	return opts
 }
 
-// agent is the assembled daemon: runtime, image store, reconciler.
-type agent struct {
+// Agent is the assembled agent: runtime, image store, reconciler.
+type Agent struct {
 	node      *node.Node
 	workloads *workload.Controller
 	rt        *linux.Runtime
@@ -121,6 +126,8 @@ type agent struct {
 	bridge  *prober.Bridge
 	changes *kubeapi.Changes
 	lock    *os.File
+	// stateRoot is the runtime's state root, where the node's disk is.
+	stateRoot string
 	// quiet releases memory once the agent has been idle (run only).
 	quiet atomic.Pointer[resident.Quiet]
 }
@@ -129,7 +136,7 @@ type agent struct {
 // work done, so memory is released only once the node is idle again.
 type activityMetrics struct {
 	*metrics.Metrics
-	a *agent
+	a *Agent
 }
 
 func (m activityMetrics) Action(kind reconcile.ActionKind, err error, d time.Duration) {
@@ -139,10 +146,10 @@ func (m activityMetrics) Action(kind reconcile.ActionKind, err error, d time.Dur
 	}
 }
 
-// releaseAfter is how long the agent must have applied nothing before it
+// ReleaseAfter is how long the agent must have applied nothing before it
 // gives back what it holds without using it (resident.Release): the pages
 // of its executable that start-up or a burst of pod changes touched.
-const releaseAfter = 10 * time.Second
+const ReleaseAfter = 10 * time.Second
 
 // lockStateRoot takes the single-instance lock: an flock on
 // <root>/agent.lock, which the kernel drops when the process dies, so a
@@ -163,7 +170,10 @@ func lockStateRoot(root string) (*os.File, error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			owner := strings.TrimSpace(string(b[:n]))
-			return nil, fmt.Errorf("another pelagos-agent (pid %s) already uses the state root %s (lock %s); stop it first or give this one its own --root", dash(owner), root, path)
+			if owner == "" {
+				owner = "-"
+			}
+			return nil, fmt.Errorf("another pelagos-agent (pid %s) already uses the state root %s (lock %s); stop it first or give this one its own --root", owner, root, path)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -172,44 +182,50 @@ func lockStateRoot(root string) (*os.File, error) {
 	return f, nil
 }
 
-// buildAgent makes the runtime, the image store and the reconciler. This
-// is the only place the real runtime is built for the agent.
-func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, error) {
+// New assembles the agent without its probes, for one convergence its
+// caller drives (apply --once): the state root's lock, the runtime, the
+// image store, the workload controllers and the reconciler. Close
+// releases them.
+func New(o Options) (*Agent, error) { return build(&o, false) }
+
+// build makes the runtime, the image store and the reconciler. This is
+// the only place the real runtime is built for the agent.
+func build(o *Options, withProbes bool) (*Agent, error) {
 	id, err := nodeIdentity(o)
 	if err != nil {
-		return nil, &exitError{code: exitUsage, err: err}
+		return nil, &UsageError{Err: err}
 	}
-	lock, err := lockStateRoot(g.Root)
+	root := o.Runtime.StateRoot
+	lock, err := lockStateRoot(root)
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{lock: lock, node: id}
-	cfg := g.linuxConfig()
-	cfg.InsecureRegistries = o.InsecureRegistr
-	a.rt, err = linux.New(cfg)
+	a := &Agent{lock: lock, node: id, stateRoot: root}
+	a.rt, err = linux.New(o.runtimeConfig())
 	if err != nil {
-		a.close()
+		a.Close()
 		return nil, err // "linux runtime: ..." already
 	}
-	a.images, err = image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: o.InsecureRegistr, Mirrors: o.Mirrors, Logger: g.log}))
+	a.images, err = image.Open(o.imageOptions())
 	if err != nil {
-		a.close()
+		a.Close()
 		return nil, err // "open image store DIR: ..." already
 	}
 	a.rt.SetImageStore(a.images)
 	a.images.SetInUse(containersUse(a.rt))
 	a.view = cri.WithoutCRI(a.rt)
 	a.metrics = metrics.New()
-	a.metrics.SetAgentInfo(metrics.AgentInfo{Version: version, Root: g.Root, RunRoot: g.RunRoot, Bridge: g.Bridge,
-		Subnet: g.Subnet, NetNSPrefix: g.NetNSPrefix, NFTable: g.NFTable, CgroupParent: g.CgroupParent})
-	events := reconcile.NewEvents(0, g.log.With().Str("component", "events").Logger())
+	rc := o.Runtime
+	a.metrics.SetAgentInfo(metrics.AgentInfo{Version: o.Version, Root: rc.StateRoot, RunRoot: rc.RunRoot, Bridge: rc.Bridge,
+		Subnet: rc.Subnet, NetNSPrefix: rc.NetNSPrefix, NFTable: rc.NFTable, CgroupParent: rc.CgroupParent})
+	events := reconcile.NewEvents(0, o.Log.With().Str("component", "events").Logger())
 	var h reconcile.Hooks
 	runner := hooks.New(a.rt)
 	runner.Install(&h)
 	if withProbes {
 		a.bridge, err = prober.NewBridge(a.rt, prober.Options{Registerer: a.metrics.Registry()})
 		if err != nil {
-			a.close()
+			a.Close()
 			return nil, fmt.Errorf("prober: %w", err)
 		}
 		h.Prober = a.bridge
@@ -217,7 +233,7 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 		runner.BeforeStop = a.bridge.Stopping
 		a.bridge.Events = events
 		a.bridge.OnError = func(key runtime.PodKey, container string, err error) {
-			g.log.Warn().Str("pod", key.String()).Str("container", container).Err(err).Msg("probes not started")
+			o.Log.Warn().Str("pod", key.String()).Str("container", container).Err(err).Msg("probes not started")
 		}
 	}
 	maxPods := o.MaxPods
@@ -226,22 +242,22 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	}
 	// The workload controllers and the API's watches hear of every pass
 	// through the prober seam.
-	var records workload.Store = workload.DirStore{Dir: filepath.Join(g.Root, "workloads")}
+	var records workload.Store = workload.DirStore{Dir: filepath.Join(root, "workloads")}
 	if o.DryRun {
 		records = workload.NewMemStore() // a dry run changes nothing, a Job's record included
 	}
-	a.workloads = workload.New(workload.Config{Translator: a.translator(g.Root),
+	a.workloads = workload.New(workload.Config{Translator: a.Translator(),
 		Store:   records,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
-		Log:     g.log.With().Str("component", "workloads").Logger()})
+		Log:     o.Log.With().Str("component", "workloads").Logger()})
 	h.Prober = a.workloads.Chain(h.Prober)
 	a.changes = kubeapi.NewChanges()
 	h.Prober = a.changes.Chain(h.Prober)
 	a.rec = reconcile.New(reconcile.Config{
 		Runtime: a.view, Images: a.images, Workers: o.Workers, Resync: o.Resync, MaxPods: maxPods, NodeName: id.Name,
 		Backoff: reconcile.BackoffPolicy{Initial: o.BackoffInitial, Max: o.BackoffMax},
-		DryRun:  o.DryRun, DryRunOut: g.stdout,
-		Log: g.log, Events: events, Metrics: activityMetrics{a.metrics, a}, Hooks: h,
+		DryRun:  o.DryRun, DryRunOut: o.Out,
+		Log: o.Log, Events: events, Metrics: activityMetrics{a.metrics, a}, Hooks: h,
 	})
 	a.workloads.Attach(a.rec)
 	if a.bridge != nil {
@@ -251,7 +267,9 @@ func buildAgent(g *globalOptions, o *agentOptions, withProbes bool) (*agent, err
 	return a, nil
 }
 
-func (a *agent) close() {
+// Close stops the probes and releases the host-wide names and the state
+// root's lock.
+func (a *Agent) Close() {
 	if a.bridge != nil {
 		a.bridge.Close()
 	}
@@ -272,24 +290,37 @@ func settleOption(d time.Duration) time.Duration {
 	return d
 }
 
-// translator translates manifests for this node: its name answers
+// Translator translates manifests for this node: its name answers
 // spec.nodeName references, its labels and taints decide which pods are
 // meant for it, and its allocatable CPU and disk (under the state root)
 // are the downward API's defaults for unset limits.
-func (a *agent) translator(stateRoot string) reconcile.Translator {
-	cpu, disk := nodeAllocatable(stateRoot)
+func (a *Agent) Translator() reconcile.Translator {
+	cpu, disk := nodeAllocatable(a.stateRoot)
 	return reconcile.Translator{NodeName: a.node.Name, Node: a.node, NodeMemory: nodeMemory(), NodeCPUMilli: cpu,
 		NodeEphemeralStorage: disk, FileTime: fileCreated}
 }
 
-func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agentOptions) error {
-	log := g.log
+// Reconciler is the agent's reconciler.
+func (a *Agent) Reconciler() *reconcile.Reconciler { return a.rec }
+
+// Workloads is the agent's workload controller.
+func (a *Agent) Workloads() *workload.Controller { return a.workloads }
+
+// View is the runtime as the reconciler sees it: without the CRI's pods.
+func (a *Agent) View() runtime.Runtime { return a.view }
+
+// Run assembles the agent and runs it until ctx ends or a SIGTERM or
+// SIGINT arrives; SIGHUP reloads the settings (Options.Reload) and the
+// manifests. Pods keep running after it returns unless
+// Options.StopPodsOnExit.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
 	setAgentOOMScore(log)
-	a, err := buildAgent(g, o, true)
+	a, err := build(&o, true)
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.Close()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	// A long-running agent keeps one shim (and container init) started
@@ -300,11 +331,11 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		defer a.rt.DisableSpareShim()
 	}
 
-	kube, writes, err := newKubeAPI(g, o, a)
+	kube, writes, err := newKubeAPI(&o, a)
 	if err != nil {
 		return err
 	}
-	l, err := api.Listen(g.Socket)
+	l, err := api.Listen(o.Socket)
 	if err != nil {
 		return err
 	}
@@ -316,9 +347,9 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 			log.Error().Err(err).Msg("API server stopped")
 		}
 	})
-	defer os.Remove(g.Socket)
+	defer os.Remove(o.Socket)
 	if o.APIListen != "" {
-		stopTCP, err := serveTCP(ctx, &wg, g, o, srv)
+		stopTCP, err := serveTCP(ctx, &wg, &o, srv)
 		if err != nil {
 			return err
 		}
@@ -341,7 +372,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	if writes != nil && resolveDir(writes.Dir()) != resolveDir(o.Manifests) {
 		dirs = append(dirs, writes.Dir())
 	}
-	tr := a.translator(g.Root)
+	tr := a.Translator()
 	tr.Cache = reconcile.NewTranslateCache()
 	loaded := make(chan struct{})
 	reloaded := make(chan struct{}, 1) // a full reload (SIGHUP, resync) was handed over
@@ -349,7 +380,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	merged := newLoadMerger(len(dirs))
 	var watchers []*manifest.Watcher
 	for i, dir := range dirs {
-		w, err := manifest.NewWatcher(dir, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls, Cache: manifest.NewCache()},
+		w, err := manifest.NewWatcher(dir, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: o.Runtime.AllowUnsafeSysctls, Cache: manifest.NewCache()},
 			manifest.WatchOptions{Debounce: o.Debounce, Settle: settleOption(o.RemovalSettle)})
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", dir, err)
@@ -394,7 +425,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	}
 	if o.CRI.Listen != "" && !o.DryRun {
 		wg.Go(func() {
-			if err := serveCRI(ctx, g, a.rt, a.images, o.CRI); err != nil {
+			if err := serveCRI(ctx, &o, a.rt, a.images); err != nil {
 				log.Error().Err(err).Msg("CRI server stopped")
 			}
 		})
@@ -451,11 +482,11 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 		// so; readiness (/readyz) waits for the first good load.
 		log.Warn().Err(err).Msg("agent started; waiting for the manifest directory")
 	} else {
-		log.Info().Str("manifests", o.Manifests).Str("socket", g.Socket).Str("root", g.Root).Str("settings", g.Config).Msg("agent ready")
+		log.Info().Str("manifests", o.Manifests).Str("socket", o.Socket).Str("root", o.Runtime.StateRoot).Str("settings", o.SettingsFile).Msg("agent ready")
 	}
 	notifyReady(log, a.rec, o.Manifests)
 	wg.Go(func() { watchdog(ctx, log, a.rec, recDone) })
-	quiet := resident.NewQuiet(releaseAfter, func() {
+	quiet := resident.NewQuiet(ReleaseAfter, func() {
 		if err := resident.Release(); err != nil {
 			log.Debug().Err(err).Msg("memory not released")
 		}
@@ -467,7 +498,7 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	for {
 		select {
 		case <-ctx.Done():
-			return shutdown(a, &wg, recDone, o, g)
+			return shutdown(a, &wg, recDone, &o)
 		case <-reloaded:
 			if reloading {
 				reloading = false
@@ -482,10 +513,12 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 				case <-reloaded: // an earlier reload's, not this one's
 				default:
 				}
-				if restart, err := g.reloadSettings(cmd); err != nil {
-					log.Error().Err(err).Msg("settings not reloaded; keeping the running ones")
-				} else if len(restart) > 0 {
-					log.Warn().Strs("settings", restart).Msg("settings changed that take effect at the next start")
+				if o.Reload != nil {
+					if restart, err := o.Reload(); err != nil {
+						log.Error().Err(err).Msg("settings not reloaded; keeping the running ones")
+					} else if len(restart) > 0 {
+						log.Warn().Strs("settings", restart).Msg("settings changed that take effect at the next start")
+					}
 				}
 				reload()
 				continue
@@ -497,11 +530,11 @@ func runAgent(ctx context.Context, cmd *cobra.Command, g *globalOptions, o *agen
 	}
 }
 
-func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptions, g *globalOptions) error {
+func shutdown(a *Agent, wg *sync.WaitGroup, recDone chan struct{}, o *Options) error {
 	<-recDone
 	wg.Wait()
 	if !o.StopPodsOnExit {
-		g.log.Info().Msg("agent stopped; pods keep running and the next start adopts them")
+		o.Log.Info().Msg("agent stopped; pods keep running and the next start adopts them")
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -510,7 +543,7 @@ func shutdown(a *agent, wg *sync.WaitGroup, recDone chan struct{}, o *agentOptio
 	if err := removeAll(ctx, a.rec, a.view, o.Workers); err != nil {
 		return fmt.Errorf("stop pods on exit: %w", err)
 	}
-	g.log.Info().Msg("agent stopped; every pod removed")
+	o.Log.Info().Msg("agent stopped; every pod removed")
 	return nil
 }
 

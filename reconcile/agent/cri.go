@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -9,10 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
-
-	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/cri"
@@ -20,83 +17,42 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux"
 )
 
-func init() { registerCommand(newCRICommand) }
-
 // DefaultCRISocket is where kubelet's --container-runtime-endpoint points.
 const DefaultCRISocket = "/run/pelagos/cri.sock"
 
-// criOptions are the CRI server's flags: `cri` has them as they are,
-// `run` with a "cri-" prefix.
-type criOptions struct {
+// DefaultStreamingAddr keeps the streaming endpoint on loopback, where
+// kubelet reaches it, as containerd does.
+const DefaultStreamingAddr = "127.0.0.1:0"
+
+// DefaultCNIBinDirs are where CNI plugins are installed: the upstream
+// release's place and Debian's package's.
+var DefaultCNIBinDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
+
+// CRIOptions are the CRI server's settings: `cri` has them as flags as
+// they are, `run` with a "cri-" prefix.
+type CRIOptions struct {
 	Listen        string
 	StreamingAddr string
 	CNIConfDir    string
 	CNIBinDirs    []string
 }
 
-// DefaultCNIBinDirs are where CNI plugins are installed: the upstream
-// release's place and Debian's package's.
-var DefaultCNIBinDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
-
-// addCRIFlags adds the flags of o with the names prefixed; listen is the
-// default socket ("" for run, where the flag switches the CRI on).
-func addCRIFlags(f *pflag.FlagSet, o *criOptions, prefix, listen string) {
-	f.StringVar(&o.Listen, prefix+"listen", listen, "unix socket the CRI is served on (kubelet's --container-runtime-endpoint=unix://<socket>)")
-	f.StringVar(&o.StreamingAddr, prefix+"streaming-addr", DefaultStreamingAddr, "TCP address of the CRI's exec/attach/port-forward endpoint (kubelet proxies to it; port 0 picks one)")
-	f.StringVar(&o.CNIConfDir, prefix+"cni-conf-dir", "", "make pod networks with the first CNI network configuration in this directory (e.g. /etc/cni/net.d) instead of the agent's bridge")
-	f.StringSliceVar(&o.CNIBinDirs, prefix+"cni-bin-dir", DefaultCNIBinDirs, "directories of the CNI plugins")
-}
-
-func newCRICommand(g *globalOptions) *cobra.Command {
-	var o criOptions
-	var insecure []string
-	var mirrors map[string]string
-	cmd := &cobra.Command{
-		Use:   "cri",
-		Short: "Serve the Kubernetes CRI (v1) on a unix socket, for kubelet and crictl",
-		Long: `Serve the Container Runtime Interface on --listen: kubelet
-(--container-runtime-endpoint=unix://<socket>), crictl and critest drive the
-runtime through it. Pods made through the CRI are kubelet's; the manifest
-agent ('run') never touches them, and 'run --cri-listen' serves both from
-one process. On SIGTERM or SIGINT the server stops and every pod keeps
-running; the next start adopts them.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runCRI(cmd.Context(), g, o, insecure, mirrors)
-		},
-	}
-	f := cmd.Flags()
-	addRootFlags(f, g)
-	addNetworkFlags(f, g)
-	addCRIFlags(f, &o, "", DefaultCRISocket)
-	f.StringSliceVar(&insecure, "insecure-registry", nil, "registry host:port reachable over plain HTTP (loopback always is)")
-	addMirrorFlag(f, &mirrors)
-	return cmd
-}
-
-// DefaultStreamingAddr keeps the streaming endpoint on loopback, where
-// kubelet reaches it, as containerd does.
-const DefaultStreamingAddr = "127.0.0.1:0"
-
-// addMirrorFlag adds --registry-mirror, which the image store takes as is.
-func addMirrorFlag(f *pflag.FlagSet, m *map[string]string) {
-	f.StringToStringVar(m, "registry-mirror", nil, "pull a registry's images from a mirror instead: REGISTRY=HOST[:PORT] (e.g. docker.io=127.0.0.1:5000); repeatable")
-}
-
-func runCRI(ctx context.Context, g *globalOptions, o criOptions, insecure []string, mirrors map[string]string) error {
-	setAgentOOMScore(g.log)
-	lock, err := lockStateRoot(g.Root)
+// RunCRI serves the CRI alone (the `cri` command) on o.CRI.Listen until
+// ctx ends or a SIGTERM or SIGINT arrives; every pod keeps running. Of
+// the rest of o it uses the runtime's and the image store's settings, the
+// log and the version.
+func RunCRI(ctx context.Context, o Options) error {
+	setAgentOOMScore(o.Log)
+	lock, err := lockStateRoot(o.Runtime.StateRoot)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	cfg := g.linuxConfig()
-	cfg.InsecureRegistries = insecure
-	rt, err := linux.New(cfg)
+	rt, err := linux.New(o.runtimeConfig())
 	if err != nil {
 		return fmt.Errorf("runtime: %w", err)
 	}
-	images, err := image.Open(g.withImageCaps(image.Options{Root: g.Root, InsecureRegistries: insecure, Mirrors: mirrors, Logger: g.log}))
+	images, err := image.Open(o.imageOptions())
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
@@ -115,12 +71,12 @@ func runCRI(ctx context.Context, g *globalOptions, o criOptions, insecure []stri
 	go func() {
 		select {
 		case s := <-sigs:
-			g.log.Info().Str("signal", s.String()).Msg("stopping the CRI server; pods keep running")
+			o.Log.Info().Str("signal", s.String()).Msg("stopping the CRI server; pods keep running")
 			stop()
 		case <-ctx.Done():
 		}
 	}()
-	return serveCRI(ctx, g, rt, images, o)
+	return serveCRI(ctx, &o, rt, images)
 }
 
 // containersUse tells the image store which images containers use, so that
@@ -140,27 +96,28 @@ func containersUse(rt runtime.Runtime) func(string) bool {
 	}
 }
 
-// serveCRI serves the CRI for rt and images on o.Listen, and its
-// streaming endpoint on o.StreamingAddr, until ctx ends. The server's
+// serveCRI serves the CRI for rt and images on o.CRI.Listen, and its
+// streaming endpoint on o.CRI.StreamingAddr, until ctx ends. The server's
 // records live under the run root, as the runtime's do.
-func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images *image.Store, o criOptions) error {
-	log := g.log.With().Str("component", "cri").Logger()
-	sl, err := net.Listen("tcp", o.StreamingAddr)
+func serveCRI(ctx context.Context, o *Options, rt runtime.Runtime, images *image.Store) error {
+	log := o.Log.With().Str("component", "cri").Logger()
+	c, root := o.CRI, o.Runtime.StateRoot
+	sl, err := net.Listen("tcp", c.StreamingAddr)
 	if err != nil {
 		return fmt.Errorf("streaming address: %w", err)
 	}
 	defer sl.Close()
 	opts := cri.Options{
 		Runtime: rt, Images: images, Streaming: sl,
-		StateDir:   filepath.Join(g.RunRoot, "cri"),
-		SeccompDir: filepath.Join(g.Root, "seccomp"),
-		ImageFSDir: images.Dir(), ContainerFSDir: filepath.Join(g.Root, "containers"),
-		RuntimeVersion: version,
+		StateDir:   filepath.Join(o.Runtime.RunRoot, "cri"),
+		SeccompDir: filepath.Join(root, "seccomp"),
+		ImageFSDir: images.Dir(), ContainerFSDir: filepath.Join(root, "containers"),
+		RuntimeVersion: o.Version,
 		Log:            log,
 	}
-	if o.CNIConfDir != "" {
+	if c.CNIConfDir != "" {
 		// libcni's result cache is ours, not the host's /var/lib/cni.
-		opts.Network = cri.NewCNI(o.CNIConfDir, o.CNIBinDirs, filepath.Join(g.Root, "cni"))
+		opts.Network = cri.NewCNI(c.CNIConfDir, c.CNIBinDirs, filepath.Join(root, "cni"))
 		if err := opts.Network.Ready(); err != nil {
 			log.Warn().Err(err).Msg("no CNI network yet: pods wait (NetworkReady false) until a configuration appears")
 		}
@@ -173,12 +130,12 @@ func serveCRI(ctx context.Context, g *globalOptions, rt runtime.Runtime, images 
 		// What could not be undone is reported; the rest is served.
 		log.Warn().Err(err).Msg("CRI recovery incomplete")
 	}
-	l, err := api.Listen(o.Listen)
+	l, err := api.Listen(c.Listen)
 	if err != nil {
 		return fmt.Errorf("CRI socket: %w", err)
 	}
-	defer os.Remove(o.Listen)
-	log.Info().Str("socket", o.Listen).Str("streaming", sl.Addr().String()).Str("cni", o.CNIConfDir).Str("root", g.Root).Msg("CRI server ready")
-	notify(log, sdnotify.Ready("serving the CRI on "+o.Listen))
+	defer os.Remove(c.Listen)
+	log.Info().Str("socket", c.Listen).Str("streaming", sl.Addr().String()).Str("cni", c.CNIConfDir).Str("root", root).Msg("CRI server ready")
+	notify(log, sdnotify.Ready("serving the CRI on "+c.Listen))
 	return srv.Serve(ctx, l)
 }

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"os"
@@ -6,18 +6,11 @@ import (
 	"testing"
 )
 
-// The node's labels and taints come from the flags or the settings file
-// (a mapping and a list there), and bad ones stop the agent with the flag's
-// name.
-func TestNodeIdentityFromSettings(t *testing.T) {
-	cfg := writeSettings(t, "node-labels:\n  site: lab\n  disktype: ssd\nnode-taints: [dedicated=db:NoSchedule, maintenance:NoExecute]\n")
-	run, _, err := parseFor(t, "run", "--config", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	labels, _ := run.Flags().GetStringToString("node-labels")
-	taints, _ := run.Flags().GetStringSlice("node-taints")
-	n, err := nodeIdentity(&agentOptions{NodeLabels: labels, NodeTaints: taints})
+// The node's labels and taints come from the options, and bad ones stop
+// the agent with the flag's name.
+func TestNodeIdentity(t *testing.T) {
+	n, err := nodeIdentity(&Options{NodeLabels: map[string]string{"site": "lab", "disktype": "ssd"},
+		NodeTaints: []string{"dedicated=db:NoSchedule", "maintenance:NoExecute"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,14 +20,32 @@ func TestNodeIdentityFromSettings(t *testing.T) {
 		t.Errorf("node %+v", n)
 	}
 	for _, tc := range []struct {
-		o    agentOptions
+		o    Options
 		want string
 	}{
-		{agentOptions{NodeLabels: map[string]string{"kubernetes.io/os": "plan9"}}, "--node-labels/--node-taints: node label kubernetes.io/os: set by the agent itself"},
-		{agentOptions{NodeTaints: []string{"dedicated=db"}}, "--node-taints: node taint \"dedicated=db\": must be key[=value]:Effect"},
+		{Options{NodeLabels: map[string]string{"kubernetes.io/os": "plan9"}}, "--node-labels/--node-taints: node label kubernetes.io/os: set by the agent itself"},
+		{Options{NodeTaints: []string{"dedicated=db"}}, "--node-taints: node taint \"dedicated=db\": must be key[=value]:Effect"},
 	} {
 		if _, err := nodeIdentity(&tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.o, err, tc.want)
 		}
 	}
+}
+
+func TestSingleInstanceLock(t *testing.T) {
+	root := t.TempDir()
+	f, err := lockStateRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockStateRoot(root); err == nil || !strings.Contains(err.Error(), "already uses the state root") ||
+		!strings.Contains(err.Error(), "pid ") {
+		t.Errorf("second lock: %v", err)
+	}
+	f.Close()
+	g, err := lockStateRoot(root)
+	if err != nil {
+		t.Errorf("lock after release: %v", err)
+	}
+	g.Close()
 }
