@@ -163,3 +163,22 @@ func TestNodeSettings(t *testing.T) {
 		t.Errorf("labels %v, taints %v", labels, taints)
 	}
 }
+
+// A node taint or label the agent refuses is the command line's fault:
+// exit status 2 with the flag named, before any lock or runtime is taken.
+func TestBadNodeSettingsExitUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--node-taints", "dedicated=db"},
+		{"--node-labels", "kubernetes.io/os=plan9"},
+	} {
+		root := t.TempDir()
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), append([]string{"apply", "--once", t.TempDir(), "--root", root, "--run-root", t.TempDir()}, args...), &stdout, &stderr)
+		if exitCode(err) != exitUsage || !strings.Contains(stderr.String(), "Error: --node-") {
+			t.Errorf("%v: exit %d, stderr %q", args, exitCode(err), stderr.String())
+		}
+		if _, err := os.Stat(filepath.Join(root, "agent.lock")); !os.IsNotExist(err) {
+			t.Errorf("%v: the state root was locked: %v", args, err)
+		}
+	}
+}
