@@ -114,7 +114,7 @@ package: build ## build the .deb into PKG_DIR (dist/): binary, systemd unit, set
 	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BIN) gen-docs $(PKG_DIR)/stage
 	gzip -9n $(PKG_DIR)/stage/man/man1/*.1
 	VERSION='$(DEB_VERSION)' ARCH=$(GOARCH) BIN=$(BIN) STAGE=$(PKG_DIR)/stage SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
-		go run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) package --config packaging/nfpm.yaml --packager deb --target $(PKG_DIR)/
+		go run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) package --config cmd/pelagos-agent/packaging/nfpm.yaml --packager deb --target $(PKG_DIR)/
 	rm -rf $(PKG_DIR)/stage
 
 .PHONY: clean

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/workload"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/spec"
@@ -17,7 +18,7 @@ import (
 func init() { registerCommand(newApplyCommand) }
 
 func newApplyCommand(g *globalOptions) *cobra.Command {
-	o := &agentOptions{}
+	o := &agent.Options{}
 	var once bool
 	var timeout, settle time.Duration
 	cmd := &cobra.Command{
@@ -47,36 +48,37 @@ It takes the same lock as ` + "`run`" + `, so it refuses to run beside an agent.
 	return cmd
 }
 
-func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, settle time.Duration) error {
+func applyOnce(ctx context.Context, g *globalOptions, o *agent.Options, timeout, settle time.Duration) error {
 	snap, err := manifest.LoadDir(o.Manifests, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls})
 	if err != nil {
 		return fmt.Errorf("no truth to apply: %w", err)
 	}
-	a, err := buildAgent(g, o, false)
+	a, err := agent.New(g.agentOptions(o))
 	if err != nil {
-		return err
+		return usageExit(err)
 	}
-	defer a.close()
-	set := a.translator(g.Root).FromSnapshot(snap, nil)
+	defer a.Close()
+	rec, workloads, view := a.Reconciler(), a.Workloads(), a.View()
+	set := a.Translator().FromSnapshot(snap, nil)
 	for _, fe := range set.Errors {
 		fmt.Fprintf(g.stderr, "manifest error: %s\n", fe.Message)
 	}
-	a.workloads.SetManifests(set, snap)
+	workloads.SetManifests(set, snap)
 
 	if o.DryRun {
-		boxes, err := a.view.ListSandboxes(ctx)
+		boxes, err := view.ListSandboxes(ctx)
 		if err != nil {
 			return err
 		}
 		keys := map[runtime.PodKey]bool{}
-		for _, k := range a.workloads.PodKeys() {
+		for _, k := range workloads.PodKeys() {
 			keys[k] = true
 		}
 		for _, b := range boxes {
 			keys[b.Pod] = true
 		}
 		for k := range keys {
-			p, err := a.rec.Plan(ctx, k)
+			p, err := rec.Plan(ctx, k)
 			if err != nil {
 				return err
 			}
@@ -88,9 +90,9 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 	defer cancel()
 	runCtx, stopRun := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { defer close(done); _ = a.rec.Run(runCtx) }()
+	go func() { defer close(done); _ = rec.Run(runCtx) }()
 	wlDone := make(chan struct{})
-	go func() { defer close(wlDone); a.workloads.Run(runCtx) }()
+	go func() { defer close(wlDone); workloads.Run(runCtx) }()
 	defer func() { stopRun(); <-done; <-wlDone }()
 
 	var want map[runtime.PodKey]bool
@@ -101,12 +103,12 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 	for {
 		// The workloads' pods change as they scale and their Jobs run.
 		want = map[runtime.PodKey]bool{}
-		for _, k := range a.workloads.PodKeys() {
+		for _, k := range workloads.PodKeys() {
 			want[k] = true
 		}
-		pods := a.rec.Pods()
+		pods := rec.Pods()
 		settled, bad := summarize(pods, want)
-		jobsDone, jobsBad := summarizeJobs(a.workloads.Workloads())
+		jobsDone, jobsBad := summarizeJobs(workloads.Workloads())
 		settled = settled && jobsDone
 		bad = append(bad, jobsBad...)
 		if settled {
@@ -121,7 +123,7 @@ func applyOnce(ctx context.Context, g *globalOptions, o *agentOptions, timeout, 
 			stableSince = time.Time{}
 		}
 		if settled {
-			boxes, _ := a.view.ListSandboxes(ctx)
+			boxes, _ := view.ListSandboxes(ctx)
 			extra := 0
 			for _, b := range boxes {
 				if !want[b.Pod] {

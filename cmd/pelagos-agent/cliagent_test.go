@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/api"
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
@@ -160,7 +161,7 @@ func (a *cliAgent) serveTLS() string {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	cfg, err := tlsMaterial(root, serverHosts(l.Addr()))
+	cfg, err := agent.ServerTLS(root, l.Addr())
 	if err != nil {
 		a.t.Fatal(err)
 	}

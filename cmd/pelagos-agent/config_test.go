@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -144,5 +145,40 @@ func TestReloadSettings(t *testing.T) {
 	}
 	if _, err := g.reloadSettings(c); err == nil || zerolog.GlobalLevel() != zerolog.DebugLevel {
 		t.Errorf("broken reload: %v, level %v", err, zerolog.GlobalLevel())
+	}
+}
+
+// The node's labels and taints may be written in the settings file as a
+// mapping and a list (reconcile/agent checks their values).
+func TestNodeSettings(t *testing.T) {
+	cfg := writeSettings(t, "node-labels:\n  site: lab\n  disktype: ssd\nnode-taints: [dedicated=db:NoSchedule, maintenance:NoExecute]\n")
+	run, _, err := parseFor(t, "run", "--config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, _ := run.Flags().GetStringToString("node-labels")
+	taints, _ := run.Flags().GetStringSlice("node-taints")
+	if len(labels) != 2 || labels["site"] != "lab" || labels["disktype"] != "ssd" ||
+		!slices.Equal(taints, []string{"dedicated=db:NoSchedule", "maintenance:NoExecute"}) {
+		t.Errorf("labels %v, taints %v", labels, taints)
+	}
+}
+
+// A node taint or label the agent refuses is the command line's fault:
+// exit status 2 with the flag named, before any lock or runtime is taken.
+func TestBadNodeSettingsExitUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--node-taints", "dedicated=db"},
+		{"--node-labels", "kubernetes.io/os=plan9"},
+	} {
+		root := t.TempDir()
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), append([]string{"apply", "--once", t.TempDir(), "--root", root, "--run-root", t.TempDir()}, args...), &stdout, &stderr)
+		if exitCode(err) != exitUsage || !strings.Contains(stderr.String(), "Error: --node-") {
+			t.Errorf("%v: exit %d, stderr %q", args, exitCode(err), stderr.String())
+		}
+		if _, err := os.Stat(filepath.Join(root, "agent.lock")); !os.IsNotExist(err) {
+			t.Errorf("%v: the state root was locked: %v", args, err)
+		}
 	}
 }

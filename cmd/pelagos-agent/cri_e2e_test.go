@@ -22,6 +22,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
@@ -476,13 +477,13 @@ func TestCRICrictl(t *testing.T) {
 // the pod hands the address back and leaves no link.
 func TestCRICNI(t *testing.T) {
 	binDir := ""
-	for _, d := range DefaultCNIBinDirs {
+	for _, d := range agent.DefaultCNIBinDirs {
 		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
 			binDir = d
 			break
 		}
 	}
-	linuxtest.Require(t, binDir != "", "CNI plugins in "+strings.Join(DefaultCNIBinDirs, " or ")+" (apt-get install containernetworking-plugins)")
+	linuxtest.Require(t, binDir != "", "CNI plugins in "+strings.Join(agent.DefaultCNIBinDirs, " or ")+" (apt-get install containernetworking-plugins)")
 	confDir, ipamDir := t.TempDir(), t.TempDir()
 	e := newCRIEnv(t)
 	cniBridge := e.tag + "c"

@@ -77,24 +77,6 @@ func TestPrintPodsTable(t *testing.T) {
 	}
 }
 
-func TestSingleInstanceLock(t *testing.T) {
-	root := t.TempDir()
-	f, err := lockStateRoot(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lockStateRoot(root); err == nil || !strings.Contains(err.Error(), "already uses the state root") ||
-		!strings.Contains(err.Error(), "pid ") {
-		t.Errorf("second lock: %v", err)
-	}
-	f.Close()
-	g, err := lockStateRoot(root)
-	if err != nil {
-		t.Errorf("lock after release: %v", err)
-	}
-	g.Close()
-}
-
 func TestClientCommandsWithoutAgent(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	for _, args := range [][]string{{"get", "pods"}, {"describe", "pod", "web"}, {"logs", "web"}, {"events"}, {"exec", "web", "--", "true"}} {

@@ -2,14 +2,11 @@ package main
 
 import (
 	"encoding/base64"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
+
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent"
 )
 
 func init() { registerCommand(newKubeconfigCommand) }
@@ -31,30 +28,14 @@ The certificates live under <root>/kubeapi, which only root can read:
   KUBECONFIG=~/.kube/pelagos.yaml kubectl get pods -A`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir := tlsDir(g.Root)
 			if server == "" {
-				b, err := os.ReadFile(filepath.Join(dir, endpointFile))
-				switch {
-				case errors.Is(err, os.ErrNotExist):
-					return fmt.Errorf("no TCP endpoint recorded in %s: the agent serves the Kubernetes API over TCP only with `run --api-listen ADDRESS` (on by default); start it, or pass --server", dir)
-				case err != nil:
-					return fmt.Errorf("read the agent's endpoint: %w", err)
+				addr, err := agent.Endpoint(g.Root)
+				if err != nil {
+					return err
 				}
-				server = "https://" + strings.TrimSpace(string(b))
+				server = "https://" + addr
 			}
-			cc := adminClient
-			if readOnly {
-				cc = viewerClient
-			}
-			ca, err := loadPair(dir, "ca")
-			if err != nil {
-				return fmt.Errorf("the agent's CA (made at the first start with --api-listen): %w", err)
-			}
-			client, err := loadPair(dir, cc.file)
-			if err != nil {
-				return fmt.Errorf("client certificate: %w", err)
-			}
-			key, err := client.keyPEM()
+			cred, err := agent.ClientCredentials(g.Root, readOnly)
 			if err != nil {
 				return err
 			}
@@ -62,11 +43,11 @@ The certificates live under <root>/kubeapi, which only root can read:
 			cfg := map[string]any{
 				"apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": map[string]any{},
 				"clusters": []any{map[string]any{"name": name, "cluster": map[string]any{
-					"server": server, "certificate-authority-data": b64(ca.certPEM())}}},
-				"users": []any{map[string]any{"name": cc.user + "@" + name, "user": map[string]any{
-					"client-certificate-data": b64(client.certPEM()), "client-key-data": b64(key)}}},
+					"server": server, "certificate-authority-data": b64(cred.CA)}}},
+				"users": []any{map[string]any{"name": cred.User + "@" + name, "user": map[string]any{
+					"client-certificate-data": b64(cred.ClientCert), "client-key-data": b64(cred.Key)}}},
 				"contexts": []any{map[string]any{"name": name, "context": map[string]any{
-					"cluster": name, "user": cc.user + "@" + name, "namespace": "default"}}},
+					"cluster": name, "user": cred.User + "@" + name, "namespace": "default"}}},
 			}
 			out, err := yaml.Marshal(cfg)
 			if err != nil {

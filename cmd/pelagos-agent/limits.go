@@ -3,15 +3,11 @@ package main
 import (
 	"fmt"
 	"math"
-	"strconv"
-	"syscall"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/oomscore"
 )
 
 // limitOptions are the limits that keep the node whole whatever pods and
@@ -69,24 +65,4 @@ func (b *byteSize) Type() string { return "size" }
 func (g *globalOptions) withImageCaps(o image.Options) image.Options {
 	o.MaxLayerSize, o.MaxImageSize = int64(g.Limits.MaxLayerSize), int64(g.Limits.MaxImageSize)
 	return o
-}
-
-// setAgentOOMScore lowers the agent's own OOM score as kubelet does its
-// own. Where the kernel refuses (no CAP_SYS_RESOURCE), the agent runs on
-// with the value it has and says so once.
-func setAgentOOMScore(log zerolog.Logger) {
-	if got, err := oomscore.SetSelf(oomscore.Agent); err != nil {
-		log.Warn().Err(err).Msg("the agent's OOM score is not lowered: under memory pressure the kernel may kill the agent before pods")
-	} else {
-		log.Debug().Str("oomScoreAdj", strconv.Itoa(got)).Msg("OOM score set")
-	}
-}
-
-// nodeMemory is the node's memory in bytes (MemTotal), 0 when unknown.
-func nodeMemory() int64 {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil {
-		return 0
-	}
-	return int64(si.Totalram) * int64(si.Unit)
 }

@@ -9,12 +9,12 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// TestShippedSettingsFile: packaging/config.yaml, installed as
+// TestShippedSettingsFile: cmd/pelagos-agent/packaging/config.yaml, installed as
 // /etc/pelagos/config.yaml, documents every setting with its true default.
 // As shipped (all commented out) it changes nothing; with every setting
 // uncommented it is a valid file that sets every flag to its default.
 func TestShippedSettingsFile(t *testing.T) {
-	const path = "../../packaging/config.yaml"
+	const path = "packaging/config.yaml"
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

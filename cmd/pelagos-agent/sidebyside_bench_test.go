@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
@@ -184,8 +185,8 @@ const (
 	memRounds  = 10 // pods at once while memory is sampled
 	// idleSettle is how long the agents idle before their RSS is read:
 	// longer than the agent's quiet time before it releases memory
-	// (releaseAfter).
-	idleSettle   = releaseAfter + 5*time.Second
+	// (agent.ReleaseAfter).
+	idleSettle   = agent.ReleaseAfter + 5*time.Second
 	churnLive    = 10
 	removalNote  = "removed → gone"
 	teardownNote = "teardown (first stop → gone)"

@@ -28,18 +28,25 @@ func newVersionCommand(g *globalOptions) *cobra.Command {
 	}
 }
 
-// versionText is what `version` and `--version` print.
-func versionText() string {
-	c := commit
-	if c == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" {
-					c = s.Value
-				}
+// buildCommit is the commit the binary was built from: -X main.commit,
+// else the build's VCS information, else "".
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
 			}
 		}
 	}
+	return ""
+}
+
+// versionText is what `version` and `--version` print.
+func versionText() string {
+	c := buildCommit()
 	if c == "" {
 		c = "unknown"
 	}

@@ -3,9 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-	goruntime "runtime"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -201,17 +199,4 @@ func volumeFields(v *volume.PersistentVolume) []field {
 		{"Name", v.Name}, {"Namespace", v.Namespace}, {"Path", v.Path}, {"Created", v.Created.UTC().Format(time.RFC3339)},
 		{"Size", sizeText(v.Quota.Size)}, {"Quota", quotaText(v.Quota)}, {"Used", sizeText(v.Used)}, {"Used By", usedBy},
 	}
-}
-
-// nodeAllocatable is what the downward API reports as the limits of a
-// container without its own: the node's CPUs (millicores) and the size of
-// the state root's filesystem (bytes), as Kubernetes reports the node's
-// allocatable amounts.
-func nodeAllocatable(stateRoot string) (cpuMilli, ephemeral int64) {
-	cpuMilli = int64(goruntime.NumCPU()) * 1000
-	var st syscall.Statfs_t
-	if syscall.Statfs(stateRoot, &st) == nil {
-		ephemeral = int64(st.Blocks) * st.Bsize
-	}
-	return cpuMilli, ephemeral
 }

@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"crypto/ecdsa"
@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile/kubeapi"
@@ -255,6 +256,56 @@ func tlsMaterial(root string, hosts []string) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
 	}, nil
+}
+
+// ServerTLS makes or loads the TLS material under the state root and
+// returns the configuration of a server listening on addr, as `run
+// --api-listen` serves the Kubernetes API.
+func ServerTLS(root string, addr net.Addr) (*tls.Config, error) {
+	return tlsMaterial(root, serverHosts(addr))
+}
+
+// Credentials are what a kubeconfig embeds: the agent's CA and one client
+// certificate with its key, all PEM.
+type Credentials struct {
+	User                string
+	CA, ClientCert, Key []byte
+}
+
+// Endpoint is the address the running agent recorded for its TCP API.
+func Endpoint(root string) (string, error) {
+	dir := tlsDir(root)
+	b, err := os.ReadFile(filepath.Join(dir, endpointFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("no TCP endpoint recorded in %s: the agent serves the Kubernetes API over TCP only with `run --api-listen ADDRESS` (on by default); start it, or pass --server", dir)
+	case err != nil:
+		return "", fmt.Errorf("read the agent's endpoint: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// ClientCredentials reads the CA and the admin client certificate (the
+// viewer's when readOnly) that the agent made under the state root.
+func ClientCredentials(root string, readOnly bool) (*Credentials, error) {
+	dir := tlsDir(root)
+	cc := adminClient
+	if readOnly {
+		cc = viewerClient
+	}
+	ca, err := loadPair(dir, "ca")
+	if err != nil {
+		return nil, fmt.Errorf("the agent's CA (made at the first start with --api-listen): %w", err)
+	}
+	client, err := loadPair(dir, cc.file)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	key, err := client.keyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return &Credentials{User: cc.user, CA: ca.certPEM(), ClientCert: client.certPEM(), Key: key}, nil
 }
 
 // serverHosts are the names the server certificate must carry.

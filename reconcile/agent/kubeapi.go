@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"sync"
 
@@ -15,74 +14,59 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/spec/manifest"
 )
 
-// defaultAPIListen is where the Kubernetes API is served over TCP unless
+// DefaultAPIListen is where the Kubernetes API is served over TCP unless
 // --api-listen says otherwise: kubectl cannot open a unix socket, so a
 // loopback endpoint (TLS, client certificates only) is how it reaches the
 // node. 6448 is next to, not on, the ports of kube-apiserver (6443) and
 // k3s (6444).
-const defaultAPIListen = "127.0.0.1:6448"
+const DefaultAPIListen = "127.0.0.1:6448"
 
 // newKubeAPI builds the Kubernetes API facade over the agent.
-func newKubeAPI(g *globalOptions, o *agentOptions, a *agent) (*kubeapi.Server, *kubeapi.Writer, error) {
+func newKubeAPI(o *Options, a *Agent) (*kubeapi.Server, *kubeapi.Writer, error) {
 	var writes *kubeapi.Writer
 	if o.APIWriteDir != "" {
 		if err := os.MkdirAll(o.APIWriteDir, 0o755); err != nil {
 			return nil, nil, fmt.Errorf("--api-write-dir: %w", err)
 		}
 		var err error
-		writes, err = kubeapi.NewWriter(o.APIWriteDir, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: g.AllowUnsafeSysctls})
+		writes, err = kubeapi.NewWriter(o.APIWriteDir, manifest.Options{SkipTrustCheck: o.SkipTrustCheck, AllowUnsafeSysctls: o.Runtime.AllowUnsafeSysctls})
 		if err != nil {
 			return nil, nil, fmt.Errorf("--api-write-dir: %w", err)
 		}
 	}
 	kube := kubeapi.New(kubeapi.Config{
-		Backend: a.rec, Runtime: a.rt, Node: a.node, Host: newHostReader(g.Root),
-		Version: version, Commit: vcsCommit(), MaxPods: o.MaxPods, Writes: writes,
-		Changes: a.changes, Workloads: a.workloads.Workloads, Log: g.log.With().Str("component", "kubeapi").Logger(),
+		Backend: a.rec, Runtime: a.rt, Node: a.node, Host: newHostReader(a.stateRoot),
+		Version: o.Version, Commit: o.Commit, MaxPods: o.MaxPods, Writes: writes,
+		Changes: a.changes, Workloads: a.workloads.Workloads, Log: o.Log.With().Str("component", "kubeapi").Logger(),
 	})
 	kube.SetStreams(kube.RuntimeStreams())
 	return kube, writes, nil
 }
 
-// vcsCommit is the commit the binary was built from: -X main.commit, else
-// the build's VCS information.
-func vcsCommit() string {
-	if commit != "" {
-		return commit
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				return s.Value
-			}
-		}
-	}
-	return ""
-}
-
 // serveTCP serves the API on --api-listen with TLS; the address actually
 // bound is recorded for the kubeconfig command.
-func serveTCP(ctx context.Context, wg *sync.WaitGroup, g *globalOptions, o *agentOptions, srv *api.Server) (func(), error) {
+func serveTCP(ctx context.Context, wg *sync.WaitGroup, o *Options, srv *api.Server) (func(), error) {
+	root := o.Runtime.StateRoot
 	l, err := net.Listen("tcp", o.APIListen)
 	if err != nil {
 		return nil, fmt.Errorf("--api-listen %s: %w (give each agent its own address, or \"\" to serve only the socket)", o.APIListen, err)
 	}
-	cfg, err := tlsMaterial(g.Root, serverHosts(l.Addr()))
+	cfg, err := ServerTLS(root, l.Addr())
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("--api-listen: %w", err)
 	}
-	endpoint := filepath.Join(tlsDir(g.Root), endpointFile)
+	endpoint := filepath.Join(tlsDir(root), endpointFile)
 	if err := writeFile(endpoint, []byte(l.Addr().String()+"\n")); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("--api-listen: record the endpoint: %w", err)
 	}
 	wg.Go(func() {
 		if err := srv.ServeTLS(ctx, l, cfg); err != nil {
-			g.log.Error().Err(err).Msg("TCP API server stopped")
+			o.Log.Error().Err(err).Msg("TCP API server stopped")
 		}
 	})
-	g.log.Info().Str("address", l.Addr().String()).Msg("Kubernetes API served over TLS; `pelagos-agent kubeconfig` prints a kubeconfig for it")
+	o.Log.Info().Str("address", l.Addr().String()).Msg("Kubernetes API served over TLS; `pelagos-agent kubeconfig` prints a kubeconfig for it")
 	return func() { os.Remove(endpoint) }, nil
 }
 

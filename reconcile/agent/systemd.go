@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/pelagos-containers/pelagos-agent/internal/sdnotify"
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
+	"github.com/pelagos-containers/pelagos-agent/reconcile/agent/internal/sdnotify"
 )
 
 // notifyReady tells systemd that the agent is up (after start-up recovery

@@ -47,7 +47,7 @@ func TestDebInstallsAndPurges(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	run(t, "make", "-C", "..", "package", "PKG_DIR="+dir, "BIN="+filepath.Join(dir, pkg))
+	run(t, "make", "-C", "../../..", "package", "PKG_DIR="+dir, "BIN="+filepath.Join(dir, pkg))
 	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
 	if len(debs) != 1 {
 		t.Fatalf("make package wrote %v, want one .deb", debs)
