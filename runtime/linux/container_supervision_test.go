@@ -16,6 +16,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
 )
 
 // starterEnv makes the test binary a stand-in agent (see TestMain): it
@@ -165,6 +166,53 @@ func TestContainerShimLost(t *testing.T) {
 	}
 	if err := e.rt.RemoveContainer(ctx, c.ID); err != nil {
 		t.Fatal(err)
+	}
+	e.check(t)
+}
+
+// TestExitedShimsAreReaped: a shim whose container has ended must not stay
+// a zombie. Under `go test` the runtime's parent is the go command, which,
+// like many supervisors and test harnesses, waits only for the child it
+// started: a shim cloned with CLONE_PARENT became its child and, once
+// ended, stayed a zombie holding a PID (one per container ever run) until
+// the go command exited. Handed to init instead, it is reaped.
+func TestExitedShimsAreReaped(t *testing.T) {
+	e := newCtrEnv(t, nil)
+	var shims []int
+	for i := range 3 {
+		c, _ := e.run(t, e.config(fmt.Sprintf("brief-%d", i), "/bin/true"))
+		rec, err := e.rt.containerRecord(c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := rec.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		shims = append(shims, st.Shim.PID)
+		if err := e.rt.RemoveContainer(context.Background(), c.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Init reaps what it is given on its own schedule (every ~2 s on
+	// these VMs); a zombie nobody reaps stays for good.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, pid := range shims {
+		for {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				break // reaped
+			}
+			if !strings.Contains(string(b), "(pelagos-shimd)") {
+				break // reaped, and the PID already reused
+			}
+			if time.Now().After(deadline) {
+				state, _, _ := procid.Stat(pid)
+				t.Fatalf("shim %d is still there (state %c), a child of %d; the runtime's parent is %d and does not reap it",
+					pid, state, parentPID(t, pid), os.Getppid())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	e.check(t)
 }

@@ -217,11 +217,17 @@ func startSpare(runRoot string) (*spareShim, error) {
 }
 
 // spawnShim starts the shim daemon (the sealed helper) with args. The
-// daemon must not be the agent's child. It is cloned with CLONE_PARENT,
-// which makes it a child of the agent's parent (systemd, a shell) at the
-// cost of one process start; where the kernel refuses that (the agent is
-// PID 1 of its namespace), the launcher starts it and exits, and the
-// daemon is reparented.
+// daemon must not be the agent's child, and whoever becomes its parent
+// must reap it when it exits. When the agent's parent is init (systemd
+// runs it, or a container's init), the daemon is cloned with CLONE_PARENT:
+// a child of init, at the cost of one process start. Otherwise the agent's
+// parent may never reap a child it did not start (a test harness, a
+// supervisor that waits only for its own child): each exited shim would
+// stay a zombie holding a PID. So the launcher starts the daemon and
+// exits, and the daemon is reparented to init (or the nearest subreaper),
+// which reaps it, as containerd's and conmon's double fork do. The
+// launcher is also the way where the kernel refuses CLONE_PARENT (the
+// agent is PID 1 of its namespace).
 func spawnShim(args []string, ready, ctl *os.File) (int, error) {
 	exe, err := helperbin.Path(helperbin.Helper)
 	if err != nil {
@@ -242,14 +248,16 @@ func spawnShim(args []string, ready, ctl *os.File) (int, error) {
 		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_PARENT},
 	}
-	proc, err := os.StartProcess(exe, append([]string{shim.DaemonName}, args...), attr)
-	if err == nil {
-		// Not our child: never waited for here.
-		pid := proc.Pid
-		return pid, proc.Release()
+	if parentReaps() {
+		proc, err := os.StartProcess(exe, append([]string{shim.DaemonName}, args...), attr)
+		if err == nil {
+			// Not our child: never waited for here.
+			pid := proc.Pid
+			return pid, proc.Release()
+		}
 	}
 	attr.Sys = &syscall.SysProcAttr{Setsid: true}
-	proc, err = os.StartProcess(exe, append([]string{shim.LauncherName}, args...), attr)
+	proc, err := os.StartProcess(exe, append([]string{shim.LauncherName}, args...), attr)
 	if err != nil {
 		return 0, err
 	}
@@ -258,6 +266,11 @@ func spawnShim(args []string, ready, ctl *os.File) (int, error) {
 	_, err = proc.Wait()
 	return 0, err
 }
+
+// parentReaps reports whether the agent's parent is init of its PID
+// namespace, which reaps every child it is given. Read at each spawn: an
+// agent whose parent died has been reparented since.
+func parentReaps() bool { return os.Getppid() == 1 }
 
 // startShim has a shim daemon start the container and waits for its
 // report: the workload's start record, or the step that failed.
