@@ -207,3 +207,40 @@ func TestLateEventCopyIsIgnored(t *testing.T) {
 		t.Errorf("after late copies: %+v", l)
 	}
 }
+
+// TestEventWatchOutlastsTheRing: a watch of events stays open, missing
+// nothing, while the reconciler's ring turns over many times. Every
+// relistEvery events the ones that fell out of the ring are deleted in one
+// burst; a watcher whose buffer was smaller than such a burst was closed,
+// and `kubectl get events -w`, `pelagos-agent events --watch` and the
+// side-by-side benchmark stopped seeing events.
+func TestEventWatchOutlastsTheRing(t *testing.T) {
+	e := newTestEnv(t)
+	ws := e.watch("/api/v1/events?watch=true")
+	obj := reconcile.ObjectRef{Kind: "Pod", Namespace: "default", Name: "churn"}
+	const n = 3000
+	go func() {
+		for i := range n {
+			e.rec.Events().Record(reconcile.EventNormal, "Tick", obj, fmt.Sprint("tick ", i))
+			if i%10 == 9 {
+				// Pods come and go at a pace a reading client keeps up
+				// with; the relists' deletions still come in bursts.
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	seen := map[string]bool{}
+	for len(seen) < n {
+		ev, ok := ws.next(t)
+		if !ok {
+			t.Fatalf("the watch ended after %d of %d events", len(seen), n)
+		}
+		var o corev1.Event
+		if err := json.Unmarshal(ev.Object, &o); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type == "ADDED" && o.Reason == "Tick" {
+			seen[o.Message] = true
+		}
+	}
+}

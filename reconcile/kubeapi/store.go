@@ -20,8 +20,12 @@ import (
 const historySize = 1024
 
 // watcherBuffer is how many changes a watch may fall behind before it is
-// closed (the client then resumes from its last version).
-const watcherBuffer = 256
+// closed (the client then resumes from its last version). It is the
+// history's size: a watch further behind could not resume anyway, and a
+// burst no larger than the history (the events that fell out of the ring,
+// deleted together at a relist; every pod changed by a full resync) never
+// ends a watch that keeps reading.
+const watcherBuffer = historySize
 
 // versions hands out resource versions: one counter for every collection,
 // as etcd's revision. It starts at the agent's start time in microseconds,
