@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -267,32 +268,94 @@ func (c *Client) WatchEvents(ctx context.Context, fn func(reconcile.Event) error
 }
 
 // WatchNamespaceEvents is WatchEvents for the events of one namespace
-// ("" for all).
+// ("" for all). When the agent ends the watch (its timeout, or the watch
+// fell behind), it is resumed from the last resource version seen, as
+// client-go's RetryWatcher does; when that version is too old (410 Gone),
+// from now, after a list, so events in between may be missed but none is
+// delivered twice.
 func (c *Client) WatchNamespaceEvents(ctx context.Context, namespace string, fn func(reconcile.Event) error) error {
 	path, q := eventsQuery(namespace, "")
 	q.Set("watch", "true")
+	for {
+		began := time.Now()
+		rv, err := c.watchEventsOnce(ctx, path, q, fn)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if time.Since(began) < time.Second {
+			// Ended at once: do not spin against the agent.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+		if rv == "" {
+			// Gone: resume from the current version.
+			var l struct {
+				Metadata struct {
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+			}
+			if err := c.getJSON(ctx, path, nil, &l); err != nil {
+				return err
+			}
+			rv = l.Metadata.ResourceVersion
+		}
+		q.Set("resourceVersion", rv)
+	}
+}
+
+// watchEventsOnce follows one watch until the agent ends it, and returns
+// the last resource version seen ("" after a 410 Gone).
+func (c *Client) watchEventsOnce(ctx context.Context, path string, q url.Values, fn func(reconcile.Event) error) (string, error) {
+	last := q.Get("resourceVersion")
 	resp, err := c.get(ctx, path, q)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var ev struct {
 			Type   string          `json:"type"`
-			Object reconcile.Event `json:"object"`
+			Object json.RawMessage `json:"object"`
 		}
 		if err := dec.Decode(&ev); err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
-				return nil
+				return last, nil
 			}
-			return fmt.Errorf("event stream: %w", err)
+			return "", fmt.Errorf("event stream: %w", err)
 		}
-		if ev.Type != "ADDED" && ev.Type != "MODIFIED" {
+		var meta struct {
+			Code     int `json:"code"`
+			Metadata struct {
+				ResourceVersion string `json:"resourceVersion"`
+			} `json:"metadata"`
+		}
+		_ = json.Unmarshal(ev.Object, &meta)
+		switch ev.Type {
+		case "ERROR":
+			if meta.Code == http.StatusGone {
+				return "", nil
+			}
+			return "", fmt.Errorf("event stream: %s", ev.Object)
+		case "ADDED", "MODIFIED":
+		default:
+			if meta.Metadata.ResourceVersion != "" {
+				last = meta.Metadata.ResourceVersion
+			}
 			continue
 		}
-		if err := fn(ev.Object); err != nil {
-			return err
+		if meta.Metadata.ResourceVersion != "" {
+			last = meta.Metadata.ResourceVersion
+		}
+		var obj reconcile.Event
+		if err := json.Unmarshal(ev.Object, &obj); err != nil {
+			return "", fmt.Errorf("event stream: %w", err)
+		}
+		if err := fn(obj); err != nil {
+			return "", err
 		}
 	}
 }
