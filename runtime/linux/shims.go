@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -256,15 +258,27 @@ func spawnShim(args []string, ready, ctl *os.File) (int, error) {
 			return pid, proc.Release()
 		}
 	}
+	// The launcher prints the daemon's PID on its stdout.
+	pidR, pidW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer pidR.Close()
+	attr.Files = append([]*os.File{devnull, pidW}, files[2:]...)
 	attr.Sys = &syscall.SysProcAttr{Setsid: true}
 	proc, err := os.StartProcess(exe, append([]string{shim.LauncherName}, args...), attr)
+	pidW.Close()
 	if err != nil {
 		return 0, err
 	}
 	// The launcher exits as soon as the daemon runs; reaping it here keeps
 	// the daemon out of our process tree.
-	_, err = proc.Wait()
-	return 0, err
+	if _, err := proc.Wait(); err != nil {
+		return 0, err
+	}
+	out, _ := io.ReadAll(io.LimitReader(pidR, 32))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return pid, nil // 0: it failed, and says so on the ready pipe
 }
 
 // parentReaps reports whether the agent's parent is init of its PID

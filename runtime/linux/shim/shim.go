@@ -91,7 +91,7 @@ func LauncherMain(args []string) int {
 	if IsSpare(args[2]) {
 		files = append(files, os.NewFile(ControlFD, "control"))
 	}
-	_, err = os.StartProcess("/proc/self/exe", append([]string{DaemonName}, args[1:]...), &os.ProcAttr{
+	proc, err := os.StartProcess("/proc/self/exe", append([]string{DaemonName}, args[1:]...), &os.ProcAttr{
 		Dir:   "/",
 		Env:   Env,
 		Files: files,
@@ -101,6 +101,8 @@ func LauncherMain(args []string) int {
 		json.NewEncoder(ready).Encode(Ready{Error: "start shim daemon: " + err.Error()})
 		return 1
 	}
+	// The agent learns the daemon's PID from the launcher's stdout.
+	fmt.Fprintln(os.Stdout, proc.Pid)
 	return 0
 }
 
