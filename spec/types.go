@@ -105,6 +105,11 @@ type PodSpec struct {
 	PriorityClassName         string                     `json:"priorityClassName,omitempty" validate:"omitempty,dns1123subdomain"`
 	PreemptionPolicy          *string                    `json:"preemptionPolicy,omitempty" validate:"omitempty,oneof=PreemptLowerPriority Never"`
 	TopologySpreadConstraints []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// Resources are pod-level requests and limits (KEP-2837), cpu and
+	// memory only: the pod cgroup gets the limits, so the containers
+	// share them (podresources.go).
+	Resources *ResourceRequirements `json:"resources,omitempty"`
 }
 
 // PullPolicy says when an image is pulled.

@@ -341,6 +341,7 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 		validateLabel(l, sp.Field("nodeSelector"), k, v)
 	}
 	validateScheduling(l, sp, s)
+	validatePodResources(l, sp, s)
 	if s.DNSConfig != nil {
 		for i, o := range s.DNSConfig.Options {
 			if strings.ContainsAny(o.Name, " \t\n:") || (o.Value != nil && strings.ContainsAny(*o.Value, " \t\n")) {
@@ -653,34 +654,15 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 			portNames[pt.Name] = true
 		}
 	}
-	rp := cp.Field("resources")
-	for _, rl := range []struct {
-		field string
-		list  ResourceList
-	}{{"limits", c.Resources.Limits}, {"requests", c.Resources.Requests}} {
-		for name, q := range rl.list {
-			qp := rp.Field(rl.field).Key(string(name))
-			switch name {
-			case ResourceCPU, ResourceMemory, ResourceEphemeralStorage:
-			default:
-				l.unsupported(qp, "resource %q is not supported: use cpu, memory, ephemeral-storage", name)
-				continue
-			}
-			if lim, ok := c.Resources.Limits[name]; rl.field == "requests" && ok && lim.Cmp(q) == 0 {
-				continue // the limit's problems (the request defaults to it) are reported once, there
-			}
-			if q.Sign() < 0 || (rl.field == "limits" && q.Sign() == 0) {
-				l.add(qp, "%s must be positive", q.String())
-			} else if msg := quantityRange(name, q); msg != "" {
-				l.add(qp, "%s", msg)
-			}
+	validateRequirements(l, cp.Field("resources"), &c.Resources, func(qp fieldPath, name ResourceName) bool {
+		switch name {
+		case ResourceCPU, ResourceMemory, ResourceEphemeralStorage:
+			return true
 		}
-	}
-	for name, req := range c.Resources.Requests {
-		if lim, ok := c.Resources.Limits[name]; ok && lim.Cmp(req) < 0 {
-			l.add(rp.Field("requests").Key(string(name)), "request %s is greater than the limit %s", req.String(), lim.String())
-		}
-	}
+		l.unsupported(qp, "resource %q is not supported: use cpu, memory, ephemeral-storage", name)
+		return false
+	})
+	requestsWithinLimits(l, cp.Field("resources"), &c.Resources)
 	mounts := map[string]bool{}
 	for i, m := range c.VolumeMounts {
 		mp := cp.Field("volumeMounts").Index(i)
@@ -939,4 +921,37 @@ func ValidatePersistentVolumeClaim(c *PersistentVolumeClaim) FieldErrors {
 	errs = append(errs, l.errs...)
 	sortErrors(errs)
 	return errs
+}
+
+// validateRequirements checks the quantities of requests and limits. known reports (and refuses) a
+// resource name the caller does not take.
+func validateRequirements(l *errList, rp fieldPath, r *ResourceRequirements, known func(qp fieldPath, name ResourceName) bool) {
+	for _, rl := range []struct {
+		field string
+		list  ResourceList
+	}{{"limits", r.Limits}, {"requests", r.Requests}} {
+		for name, q := range rl.list {
+			qp := rp.Field(rl.field).Key(string(name))
+			if !known(qp, name) {
+				continue
+			}
+			if lim, ok := r.Limits[name]; rl.field == "requests" && ok && lim.Cmp(q) == 0 {
+				continue // the limit's problems (the request defaults to it) are reported once, there
+			}
+			if q.Sign() < 0 || (rl.field == "limits" && q.Sign() == 0) {
+				l.add(qp, "%s must be positive", q.String())
+			} else if msg := quantityRange(name, q); msg != "" {
+				l.add(qp, "%s", msg)
+			}
+		}
+	}
+}
+
+// requestsWithinLimits refuses a request above its limit.
+func requestsWithinLimits(l *errList, rp fieldPath, r *ResourceRequirements) {
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && lim.Cmp(req) < 0 {
+			l.add(rp.Field("requests").Key(string(name)), "request %s is greater than the limit %s", req.String(), lim.String())
+		}
+	}
 }
