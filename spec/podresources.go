@@ -145,23 +145,17 @@ func validatePodResources(l *errList, sp fieldPath, s *PodSpec) {
 	// A container limited above the pod is the cause to name first: its
 	// limit is also its request, which the defaulted pod request adds up.
 	over := map[ResourceName]bool{}
-	for _, group := range []struct {
-		field string
-		list  []Container
-	}{{"initContainers", s.InitContainers}, {"containers", s.Containers}} {
-		for i := range group.list {
-			c := &group.list[i]
-			for _, name := range podLevelResources {
-				pod, ok := r.Limits[name]
-				ctr, set := c.Resources.Limits[name]
-				if ok && set && ctr.Cmp(pod) > 0 {
-					over[name] = true
-					at := sp.Field(group.field).Index(i).Field("resources").Field("limits").Key(string(name))
-					l.add(rp.Field("limits").Key(string(name)), "%s is less than the limit %s of container %q (%s): a container cannot use more than its pod", pod.String(), ctr.String(), c.Name, at)
-				}
+	s.eachContainer(func(field string, i int, c *Container) {
+		for _, name := range podLevelResources {
+			pod, ok := r.Limits[name]
+			ctr, set := c.Resources.Limits[name]
+			if ok && set && ctr.Cmp(pod) > 0 {
+				over[name] = true
+				at := sp.Field(field).Index(i).Field("resources").Field("limits").Key(string(name))
+				l.add(rp.Field("limits").Key(string(name)), "%s is less than the limit %s of container %q (%s): a container cannot use more than its pod", pod.String(), ctr.String(), c.Name, at)
 			}
 		}
-	}
+	})
 	ctrs := aggregateRequests(s)
 	for _, name := range podLevelResources {
 		req, hasReq := r.Requests[name]

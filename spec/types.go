@@ -168,6 +168,17 @@ func (c *Container) IsSidecar() bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == ContainerRestartPolicyAlways
 }
 
+// eachContainer calls fn for every init container, then every app
+// container, with its list's field name and index.
+func (s *PodSpec) eachContainer(fn func(field string, i int, c *Container)) {
+	for i := range s.InitContainers {
+		fn("initContainers", i, &s.InitContainers[i])
+	}
+	for i := range s.Containers {
+		fn("containers", i, &s.Containers[i])
+	}
+}
+
 // Serving returns the containers that run for the pod's life, in the
 // order they start: native sidecars, then the app containers. Their ports
 // are the pod's; plain init containers end before the app starts.

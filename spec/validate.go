@@ -280,37 +280,31 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 	// binds every address, so it clashes with any hostIP on that port.
 	type published struct{ ip, path string }
 	hostPorts := map[string][]published{}
-	for _, group := range []struct {
-		field string
-		list  []Container
-	}{{"initContainers", s.InitContainers}, {"containers", s.Containers}} {
-		for i := range group.list {
-			c := &group.list[i]
-			cp := sp.Field(group.field).Index(i)
-			if prev, dup := names[c.Name]; dup && c.Name != "" {
-				l.add(cp.Field("name"), "duplicate container name %q (also %s)", c.Name, prev)
+	s.eachContainer(func(field string, i int, c *Container) {
+		cp := sp.Field(field).Index(i)
+		if prev, dup := names[c.Name]; dup && c.Name != "" {
+			l.add(cp.Field("name"), "duplicate container name %q (also %s)", c.Name, prev)
+		}
+		names[c.Name] = cp.String()
+		validateContainer(l, cp, c, s, volumes, containers, field == "initContainers")
+		for j, pt := range c.Ports {
+			if pt.HostPort == 0 {
+				continue
 			}
-			names[c.Name] = cp.String()
-			validateContainer(l, cp, c, s, volumes, containers, group.field == "initContainers")
-			for j, pt := range c.Ports {
-				if pt.HostPort == 0 {
-					continue
+			key := fmt.Sprintf("%d/%s", pt.HostPort, pt.Protocol)
+			pp := cp.Field("ports").Index(j)
+			for _, prev := range hostPorts[key] {
+				if prev.ip == pt.HostIP || wildcardIP(prev.ip) || wildcardIP(pt.HostIP) {
+					l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev.path)
+					break
 				}
-				key := fmt.Sprintf("%d/%s", pt.HostPort, pt.Protocol)
-				pp := cp.Field("ports").Index(j)
-				for _, prev := range hostPorts[key] {
-					if prev.ip == pt.HostIP || wildcardIP(prev.ip) || wildcardIP(pt.HostIP) {
-						l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev.path)
-						break
-					}
-				}
-				hostPorts[key] = append(hostPorts[key], published{pt.HostIP, pp.String()})
-				if s.HostNetwork && pt.HostPort != pt.ContainerPort {
-					l.add(pp.Field("hostPort"), "must equal containerPort (%d) when hostNetwork is true", pt.ContainerPort)
-				}
+			}
+			hostPorts[key] = append(hostPorts[key], published{pt.HostIP, pp.String()})
+			if s.HostNetwork && pt.HostPort != pt.ContainerPort {
+				l.add(pp.Field("hostPort"), "must equal containerPort (%d) when hostNetwork is true", pt.ContainerPort)
 			}
 		}
-	}
+	})
 
 	if s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken {
 		l.unsupported(sp.Field("automountServiceAccountToken"), "true is not supported by pelagos-agent: no API server issues service-account tokens here; set false or delete this line")
