@@ -59,7 +59,8 @@ func formatMap(m map[string]string) string {
 // resourceValue answers a resourceFieldRef: the named container's request
 // or limit (self when containerName is empty, in env), in units of the
 // divisor, rounded up as the kubelet rounds. A limit the container does
-// not set is the node's allocatable amount, as in Kubernetes.
+// not set is the pod-level limit (spec.resources), else the node's
+// allocatable amount, as in Kubernetes.
 func (t Translator) resourceValue(p *spec.Pod, self *spec.Container, rf *spec.ResourceFieldSelector) (string, error) {
 	c := self
 	if rf.ContainerName != "" {
@@ -82,7 +83,10 @@ func (t Translator) resourceValue(p *spec.Pod, self *spec.Container, rf *spec.Re
 	}
 	q, set := list[spec.ResourceName(name)]
 	if !set && kind == "limits" {
-		q = t.allocatable(spec.ResourceName(name))
+		// As the kubelet: the pod-level limit, then the node's amount.
+		if q, set = p.Spec.PodLimit(spec.ResourceName(name)); !set {
+			q = t.allocatable(spec.ResourceName(name))
+		}
 	}
 	divisor := resource.MustParse("1")
 	if rf.Divisor != nil && !rf.Divisor.IsZero() {

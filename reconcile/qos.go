@@ -30,9 +30,13 @@ const (
 // container, init containers included, is BestEffort (no CPU or memory
 // request or limit), Guaranteed (CPU and memory requests equal to their
 // non-zero limits) or Burstable; the pod has the class all its containers
-// share, else Burstable. The pod must be defaulted (a limit without a
-// request is also the request).
+// share, else Burstable. When the pod sets pod-level cpu or memory
+// (spec.resources), those alone decide, as in Kubernetes. The pod must be
+// defaulted (a limit without a request is also the request).
 func PodQOSClass(p *spec.Pod) string {
+	if p.Spec.PodLevelResourcesSet() {
+		return containerQOS(p.Spec.Resources)
+	}
 	class := ""
 	for _, cs := range [][]spec.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for i := range cs {
@@ -103,13 +107,19 @@ func OOMScoreAdj(class string, memoryRequest resource.Quantity, nodeMemory int64
 
 // setQoS records the pod's QoS class and gives every container its OOM
 // score adjustment (the init applies it), so no workload inherits the
-// agent's own low score.
+// agent's own low score. With pod-level resources, a Burstable
+// container's score follows the pod's memory request.
 func setQoS(p *spec.Pod, d *DesiredPod, nodeMemory int64) {
 	d.QOSClass = PodQOSClass(p)
 	requests := map[string]resource.Quantity{}
 	for _, cs := range [][]spec.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {
 			requests[c.Name] = c.Resources.Requests[spec.ResourceMemory]
+			if p.Spec.PodLevelResourcesSet() {
+				// The pod's memory request is what the node reserved for
+				// all of it; a container's own request is part of it.
+				requests[c.Name] = p.Spec.Resources.Requests[spec.ResourceMemory]
+			}
 		}
 	}
 	for _, dcs := range [][]DesiredContainer{d.Init, d.Containers} {

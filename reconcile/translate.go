@@ -328,6 +328,9 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 		}
 		sb.Volumes = append(sb.Volumes, vc)
 	}
+	if s.Resources != nil {
+		sb.Resources = runtimeResources(s.Resources)
+	}
 	d.Sandbox = sb
 	for _, ref := range s.ImagePullSecrets {
 		// As the kubelet does, a missing pull secret is not an error: the
@@ -582,19 +585,7 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		}
 	}
 	cfg.Security = sec
-	r := c.Resources
-	if q, ok := r.Requests[spec.ResourceCPU]; ok {
-		cfg.Resources.CPURequestMilli = milliValue(q)
-	}
-	if q, ok := r.Limits[spec.ResourceCPU]; ok {
-		cfg.Resources.CPULimitMilli = milliValue(q)
-	}
-	if q, ok := r.Requests[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryRequest = wholeValue(q)
-	}
-	if q, ok := r.Limits[spec.ResourceMemory]; ok {
-		cfg.Resources.MemoryLimit = wholeValue(q)
-	}
+	cfg.Resources = runtimeResources(&c.Resources)
 	dc.Config = cfg
 	dc.Hash = spec.ContainerHash(p, c)
 	if refDigest != "" {
@@ -828,6 +819,25 @@ func pullAuth(sec *spec.Secret) []runtime.RegistryAuth {
 		e := auths[reg]
 		out = append(out, runtime.RegistryAuth{Registry: reg, Username: e.Username, Password: e.Password,
 			Auth: e.Auth, IdentityToken: e.IdentityToken, RegistryToken: e.RegistryToken})
+	}
+	return out
+}
+
+// runtimeResources converts cpu and memory requests and limits, of a
+// container or of the pod, with saturation.
+func runtimeResources(r *spec.ResourceRequirements) runtime.Resources {
+	var out runtime.Resources
+	if q, ok := r.Requests[spec.ResourceCPU]; ok {
+		out.CPURequestMilli = milliValue(q)
+	}
+	if q, ok := r.Limits[spec.ResourceCPU]; ok {
+		out.CPULimitMilli = milliValue(q)
+	}
+	if q, ok := r.Requests[spec.ResourceMemory]; ok {
+		out.MemoryRequest = wholeValue(q)
+	}
+	if q, ok := r.Limits[spec.ResourceMemory]; ok {
+		out.MemoryLimit = wholeValue(q)
 	}
 	return out
 }

@@ -15,6 +15,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -190,6 +191,12 @@ type SandboxConfig struct {
 	// namespace with its loopback up, and adds no interface, address or
 	// published port (Ports must be empty). Network mode Pod only.
 	ExternalNetwork bool `json:"externalNetwork,omitempty"`
+	// Resources are the pod's own limits (Kubernetes' pod-level
+	// spec.resources, or the CRI's pod resources): written to the pod
+	// cgroup before any container starts, so the containers share them.
+	// PidsLimit is not taken here (the runtime's per-pod pids limit
+	// applies). A limit that cannot be written fails the creation.
+	Resources Resources `json:"resources,omitzero"`
 }
 
 // SandboxState is the observed state of a sandbox.
@@ -283,6 +290,21 @@ type Resources struct {
 	MemoryRequest   int64 `json:"memoryRequest,omitempty"`
 	MemoryLimit     int64 `json:"memoryLimit,omitempty"`
 	PidsLimit       int64 `json:"pidsLimit,omitempty"` // 0: the runtime's default
+}
+
+// Validate refuses negative values: a limit that wrapped on its way here
+// must fail the sandbox or container, never run it without a limit.
+func (r Resources) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"CPU request", r.CPURequestMilli}, {"CPU limit", r.CPULimitMilli}, {"memory request", r.MemoryRequest},
+		{"memory limit", r.MemoryLimit}, {"pids limit", r.PidsLimit}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s %d is negative: %w", f.name, f.v, ErrInvalidConfig)
+		}
+	}
+	return nil
 }
 
 // ContainerConfig describes a container to run in a sandbox.

@@ -50,6 +50,7 @@ func SetDefaults(p *Pod) {
 	for i := range s.Containers {
 		setContainerDefaults(&s.Containers[i], s.HostNetwork)
 	}
+	setPodResourceDefaults(s)
 	if sc := s.SecurityContext; sc != nil {
 		for i := range sc.Sysctls {
 			sc.Sysctls[i].Name = normalizeSysctlName(sc.Sysctls[i].Name)

@@ -56,6 +56,9 @@ type sandboxFields struct {
 	// every earlier hash.
 	Sidecars                 []string `json:"sidecars,omitempty"`
 	SupplementalGroupsPolicy string   `json:"supplementalGroupsPolicy,omitempty"` // Strict only
+	// The pod cgroup's limits are written when the sandbox is made, and
+	// Kubernetes restarts the pod to change them (no in-place resize).
+	Resources *ResourceRequirements `json:"resources,omitempty"`
 }
 
 type hostPortHash struct {
@@ -105,7 +108,8 @@ func SandboxHash(p *Pod) string {
 		HostNetwork: s.HostNetwork, HostPID: s.HostPID, HostIPC: s.HostIPC,
 		ShareProcessNamespace: s.ShareProcessNamespace != nil && *s.ShareProcessNamespace,
 		DNSPolicy:             s.DNSPolicy, DNSConfig: s.DNSConfig, HostAliases: s.HostAliases,
-		Volumes: append([]Volume(nil), s.Volumes...),
+		Volumes:   append([]Volume(nil), s.Volumes...),
+		Resources: s.Resources,
 	}
 	sort.Slice(f.Volumes, func(i, j int) bool { return f.Volumes[i].Name < f.Volumes[j].Name })
 	if sc := s.SecurityContext; sc != nil {

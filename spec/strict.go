@@ -37,7 +37,7 @@ var unsupportedFields = map[reflect.Type][]string{
 	reflect.TypeFor[PodSpec](): {"activeDeadlineSeconds",
 		"ephemeralContainers", "evictionResponders", "hostUsers", "hostnameOverride",
 		"os", "overhead", "readinessGates", "resourceClaims",
-		"resources", "runtimeClassName", "schedulingGates", "schedulingGroup", "serviceAccount",
+		"runtimeClassName", "schedulingGates", "schedulingGroup", "serviceAccount",
 		"serviceAccountName", "setHostnameAsFQDN"},
 	reflect.TypeFor[Container]():            {"restartPolicyRules", "volumeDevices"},
 	reflect.TypeFor[EnvVarSource]():         {"fileKeyRef"},

@@ -105,6 +105,11 @@ type PodSpec struct {
 	PriorityClassName         string                     `json:"priorityClassName,omitempty" validate:"omitempty,dns1123subdomain"`
 	PreemptionPolicy          *string                    `json:"preemptionPolicy,omitempty" validate:"omitempty,oneof=PreemptLowerPriority Never"`
 	TopologySpreadConstraints []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// Resources are pod-level requests and limits (KEP-2837), cpu and
+	// memory only: the pod cgroup gets the limits, so the containers
+	// share them (podresources.go).
+	Resources *ResourceRequirements `json:"resources,omitempty"`
 }
 
 // PullPolicy says when an image is pulled.
@@ -161,6 +166,17 @@ type Container struct {
 // IsSidecar reports whether c, an init container, is a native sidecar.
 func (c *Container) IsSidecar() bool {
 	return c.RestartPolicy != nil && *c.RestartPolicy == ContainerRestartPolicyAlways
+}
+
+// eachContainer calls fn for every init container, then every app
+// container, with its list's field name and index.
+func (s *PodSpec) eachContainer(fn func(field string, i int, c *Container)) {
+	for i := range s.InitContainers {
+		fn("initContainers", i, &s.InitContainers[i])
+	}
+	for i := range s.Containers {
+		fn("containers", i, &s.Containers[i])
+	}
 }
 
 // Serving returns the containers that run for the pod's life, in the

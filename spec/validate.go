@@ -280,37 +280,31 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 	// binds every address, so it clashes with any hostIP on that port.
 	type published struct{ ip, path string }
 	hostPorts := map[string][]published{}
-	for _, group := range []struct {
-		field string
-		list  []Container
-	}{{"initContainers", s.InitContainers}, {"containers", s.Containers}} {
-		for i := range group.list {
-			c := &group.list[i]
-			cp := sp.Field(group.field).Index(i)
-			if prev, dup := names[c.Name]; dup && c.Name != "" {
-				l.add(cp.Field("name"), "duplicate container name %q (also %s)", c.Name, prev)
+	s.eachContainer(func(field string, i int, c *Container) {
+		cp := sp.Field(field).Index(i)
+		if prev, dup := names[c.Name]; dup && c.Name != "" {
+			l.add(cp.Field("name"), "duplicate container name %q (also %s)", c.Name, prev)
+		}
+		names[c.Name] = cp.String()
+		validateContainer(l, cp, c, s, volumes, containers, field == "initContainers")
+		for j, pt := range c.Ports {
+			if pt.HostPort == 0 {
+				continue
 			}
-			names[c.Name] = cp.String()
-			validateContainer(l, cp, c, s, volumes, containers, group.field == "initContainers")
-			for j, pt := range c.Ports {
-				if pt.HostPort == 0 {
-					continue
+			key := fmt.Sprintf("%d/%s", pt.HostPort, pt.Protocol)
+			pp := cp.Field("ports").Index(j)
+			for _, prev := range hostPorts[key] {
+				if prev.ip == pt.HostIP || wildcardIP(prev.ip) || wildcardIP(pt.HostIP) {
+					l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev.path)
+					break
 				}
-				key := fmt.Sprintf("%d/%s", pt.HostPort, pt.Protocol)
-				pp := cp.Field("ports").Index(j)
-				for _, prev := range hostPorts[key] {
-					if prev.ip == pt.HostIP || wildcardIP(prev.ip) || wildcardIP(pt.HostIP) {
-						l.add(pp.Field("hostPort"), "hostPort %d/%s is already used by %s", pt.HostPort, pt.Protocol, prev.path)
-						break
-					}
-				}
-				hostPorts[key] = append(hostPorts[key], published{pt.HostIP, pp.String()})
-				if s.HostNetwork && pt.HostPort != pt.ContainerPort {
-					l.add(pp.Field("hostPort"), "must equal containerPort (%d) when hostNetwork is true", pt.ContainerPort)
-				}
+			}
+			hostPorts[key] = append(hostPorts[key], published{pt.HostIP, pp.String()})
+			if s.HostNetwork && pt.HostPort != pt.ContainerPort {
+				l.add(pp.Field("hostPort"), "must equal containerPort (%d) when hostNetwork is true", pt.ContainerPort)
 			}
 		}
-	}
+	})
 
 	if s.AutomountServiceAccountToken != nil && *s.AutomountServiceAccountToken {
 		l.unsupported(sp.Field("automountServiceAccountToken"), "true is not supported by pelagos-agent: no API server issues service-account tokens here; set false or delete this line")
@@ -341,6 +335,7 @@ func ValidatePodWithOptions(p *Pod, o ValidationOptions) FieldErrors {
 		validateLabel(l, sp.Field("nodeSelector"), k, v)
 	}
 	validateScheduling(l, sp, s)
+	validatePodResources(l, sp, s)
 	if s.DNSConfig != nil {
 		for i, o := range s.DNSConfig.Options {
 			if strings.ContainsAny(o.Name, " \t\n:") || (o.Value != nil && strings.ContainsAny(*o.Value, " \t\n")) {
@@ -653,34 +648,15 @@ func validateContainer(l *errList, cp fieldPath, c *Container, s *PodSpec, volum
 			portNames[pt.Name] = true
 		}
 	}
-	rp := cp.Field("resources")
-	for _, rl := range []struct {
-		field string
-		list  ResourceList
-	}{{"limits", c.Resources.Limits}, {"requests", c.Resources.Requests}} {
-		for name, q := range rl.list {
-			qp := rp.Field(rl.field).Key(string(name))
-			switch name {
-			case ResourceCPU, ResourceMemory, ResourceEphemeralStorage:
-			default:
-				l.unsupported(qp, "resource %q is not supported: use cpu, memory, ephemeral-storage", name)
-				continue
-			}
-			if lim, ok := c.Resources.Limits[name]; rl.field == "requests" && ok && lim.Cmp(q) == 0 {
-				continue // the limit's problems (the request defaults to it) are reported once, there
-			}
-			if q.Sign() < 0 || (rl.field == "limits" && q.Sign() == 0) {
-				l.add(qp, "%s must be positive", q.String())
-			} else if msg := quantityRange(name, q); msg != "" {
-				l.add(qp, "%s", msg)
-			}
+	validateRequirements(l, cp.Field("resources"), &c.Resources, func(qp fieldPath, name ResourceName) bool {
+		switch name {
+		case ResourceCPU, ResourceMemory, ResourceEphemeralStorage:
+			return true
 		}
-	}
-	for name, req := range c.Resources.Requests {
-		if lim, ok := c.Resources.Limits[name]; ok && lim.Cmp(req) < 0 {
-			l.add(rp.Field("requests").Key(string(name)), "request %s is greater than the limit %s", req.String(), lim.String())
-		}
-	}
+		l.unsupported(qp, "resource %q is not supported: use cpu, memory, ephemeral-storage", name)
+		return false
+	})
+	requestsWithinLimits(l, cp.Field("resources"), &c.Resources)
 	mounts := map[string]bool{}
 	for i, m := range c.VolumeMounts {
 		mp := cp.Field("volumeMounts").Index(i)
@@ -939,4 +915,37 @@ func ValidatePersistentVolumeClaim(c *PersistentVolumeClaim) FieldErrors {
 	errs = append(errs, l.errs...)
 	sortErrors(errs)
 	return errs
+}
+
+// validateRequirements checks the quantities of requests and limits. known reports (and refuses) a
+// resource name the caller does not take.
+func validateRequirements(l *errList, rp fieldPath, r *ResourceRequirements, known func(qp fieldPath, name ResourceName) bool) {
+	for _, rl := range []struct {
+		field string
+		list  ResourceList
+	}{{"limits", r.Limits}, {"requests", r.Requests}} {
+		for name, q := range rl.list {
+			qp := rp.Field(rl.field).Key(string(name))
+			if !known(qp, name) {
+				continue
+			}
+			if lim, ok := r.Limits[name]; rl.field == "requests" && ok && lim.Cmp(q) == 0 {
+				continue // the limit's problems (the request defaults to it) are reported once, there
+			}
+			if q.Sign() < 0 || (rl.field == "limits" && q.Sign() == 0) {
+				l.add(qp, "%s must be positive", q.String())
+			} else if msg := quantityRange(name, q); msg != "" {
+				l.add(qp, "%s", msg)
+			}
+		}
+	}
+}
+
+// requestsWithinLimits refuses a request above its limit.
+func requestsWithinLimits(l *errList, rp fieldPath, r *ResourceRequirements) {
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && lim.Cmp(req) < 0 {
+			l.add(rp.Field("requests").Key(string(name)), "request %s is greater than the limit %s", req.String(), lim.String())
+		}
+	}
 }

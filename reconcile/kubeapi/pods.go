@@ -277,7 +277,8 @@ func (s *Server) completePod(pod *corev1.Pod, rp reconcile.Pod) {
 
 // qosClass is Kubernetes' rule: Guaranteed when every container limits cpu
 // and memory and requests what it limits, BestEffort when no container
-// asks for anything, Burstable otherwise.
+// asks for anything, Burstable otherwise; with pod-level resources, the
+// pod's requests and limits alone.
 func qosClass(spec *corev1.PodSpec) corev1.PodQOSClass {
 	any, guaranteed := false, true
 	check := func(cs []corev1.Container) {
@@ -297,8 +298,13 @@ func qosClass(spec *corev1.PodSpec) corev1.PodQOSClass {
 			}
 		}
 	}
-	check(spec.InitContainers)
-	check(spec.Containers)
+	if r := spec.Resources; r != nil && podLevelSet(r) {
+		// Pod-level cpu or memory decide alone, as in Kubernetes.
+		check([]corev1.Container{{Resources: *r}})
+	} else {
+		check(spec.InitContainers)
+		check(spec.Containers)
+	}
 	switch {
 	case !any:
 		return corev1.PodQOSBestEffort
@@ -306,6 +312,19 @@ func qosClass(spec *corev1.PodSpec) corev1.PodQOSClass {
 		return corev1.PodQOSGuaranteed
 	}
 	return corev1.PodQOSBurstable
+}
+
+// podLevelSet reports whether pod-level resources name cpu or memory.
+func podLevelSet(r *corev1.ResourceRequirements) bool {
+	for _, l := range []corev1.ResourceList{r.Requests, r.Limits} {
+		if _, ok := l[corev1.ResourceCPU]; ok {
+			return true
+		}
+		if _, ok := l[corev1.ResourceMemory]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // uidFor is the UID the pod has (or would have), for events about it.

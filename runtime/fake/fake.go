@@ -69,6 +69,7 @@ type Runtime struct {
 	sandboxes  map[string]*runtime.Sandbox
 	containers map[string]*runtime.Container
 	resources  map[string]runtime.Resources // by container ID
+	podRes     map[string]runtime.Resources // by sandbox ID
 	images     map[string]*runtime.Image    // by reference
 	failures   []*Failure
 	calls      map[Op]int
@@ -105,6 +106,7 @@ func New() *Runtime {
 		sandboxes:  map[string]*runtime.Sandbox{},
 		containers: map[string]*runtime.Container{},
 		resources:  map[string]runtime.Resources{},
+		podRes:     map[string]runtime.Resources{},
 		images:     map[string]*runtime.Image{},
 		calls:      map[Op]int{},
 		pulls:      map[string]int{},
@@ -265,6 +267,7 @@ func (f *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		}
 	}
 	f.sandboxes[id] = sb
+	f.podRes[id] = cfg.Resources
 	if fl != nil {
 		sb.State = runtime.SandboxNotReady
 		sb.Reason = "creation interrupted"
@@ -288,6 +291,9 @@ func validSandboxConfig(cfg *runtime.SandboxConfig) error {
 	}
 	if cfg.ExternalNetwork && (cfg.Namespaces.Network == runtime.NamespaceNode || len(cfg.Ports) > 0) {
 		return fmt.Errorf("create sandbox for %s: externalNetwork needs the pod's own network namespace and no ports: %w", cfg.Pod, runtime.ErrInvalidConfig)
+	}
+	if err := cfg.Resources.Validate(); err != nil {
+		return fmt.Errorf("create sandbox for %s: pod resources: %w", cfg.Pod, err)
 	}
 	return nil
 }
@@ -325,7 +331,17 @@ func (f *Runtime) RemoveSandbox(ctx context.Context, id string) error {
 	}
 	delete(f.sandboxes, id)
 	delete(f.ports, id)
+	delete(f.podRes, id)
 	return nil
+}
+
+// PodResources returns the pod-level limits a sandbox was made with, as
+// runtime/linux writes them to the pod cgroup.
+func (f *Runtime) PodResources(sandboxID string) (runtime.Resources, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.podRes[sandboxID]
+	return r, ok
 }
 
 // GetSandbox implements runtime.Runtime.
@@ -383,6 +399,7 @@ func (f *Runtime) GC(ctx context.Context) (*runtime.GCReport, error) {
 			}
 		}
 		delete(f.sandboxes, id)
+		delete(f.podRes, id)
 		delete(f.ports, id)
 		rep.Removed = append(rep.Removed, "sandbox "+id+" ("+sb.Reason+")")
 	}

@@ -76,6 +76,7 @@ func (f *Runtime) findCorruption(kind, id string) {
 				}
 			}
 			delete(f.sandboxes, oid)
+			delete(f.podRes, oid)
 		case "container":
 			c := f.containers[oid]
 			if c == nil {

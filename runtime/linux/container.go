@@ -431,7 +431,7 @@ func (r *Runtime) prepareContainer(rec *record.Container, res cgroups.Resources,
 	if err != nil {
 		return err
 	}
-	if err := r.createPodCgroup(cg, rec.SandboxID, res.PidsMax); err != nil {
+	if err := r.createPodCgroup(cg, sb, res.PidsMax); err != nil {
 		return err
 	}
 	if err := cg.Create(rec.CgroupRel, res); err != nil {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
 )
 
@@ -92,11 +93,11 @@ func (r *Runtime) podPidsMax(cg *cgroups.Manager, sandboxID string, ctrPids int6
 	return min(running+ctrPids, cgroups.MaxPids), nil
 }
 
-// createPodCgroup makes (or updates) the pod cgroup of sandboxID before a
-// container allowed ctrPids processes joins it, with the pod's pids limit
-// and the parent's limit for all pods. A limit that cannot be written
-// fails the start.
-func (r *Runtime) createPodCgroup(cg *cgroups.Manager, sandboxID string, ctrPids int64) error {
+// createPodCgroup makes (or updates) the pod cgroup of sandbox sb before a
+// container allowed ctrPids processes joins it, with the pod's pids limit,
+// the pod-level limits the sandbox was made with, and the parent's limit
+// for all pods. A limit that cannot be written fails the start.
+func (r *Runtime) createPodCgroup(cg *cgroups.Manager, sb *sandboxRecord, ctrPids int64) error {
 	all, err := r.allPodsPidsMax()
 	if err != nil {
 		return err
@@ -104,9 +105,17 @@ func (r *Runtime) createPodCgroup(cg *cgroups.Manager, sandboxID string, ctrPids
 	if err := cg.LimitParent(cgroups.Resources{PidsMax: all}); err != nil {
 		return fmt.Errorf("limit all pods: %w", err)
 	}
-	pod, err := r.podPidsMax(cg, sandboxID, ctrPids)
+	pod, err := r.podPidsMax(cg, sb.ID, ctrPids)
 	if err != nil {
 		return err
 	}
-	return cg.Create(podCgroup(sandboxID), cgroups.Resources{PidsMax: pod})
+	res := podCgroupResources(sb.Config.Resources)
+	res.PidsMax = pod
+	return cg.Create(podCgroup(sb.ID), res)
+}
+
+// podCgroupResources are the pod cgroup's limits from a sandbox's
+// pod-level resources (the pids limit is the runtime's, not the caller's).
+func podCgroupResources(r runtime.Resources) cgroups.Resources {
+	return cgroups.Resources{MemoryMax: r.MemoryLimit, CPULimitMilli: r.CPULimitMilli, CPURequestMilli: r.CPURequestMilli}
 }

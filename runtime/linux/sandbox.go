@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/ipam"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procid"
@@ -196,6 +197,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if err := checkExternalNetwork(cfg, ns); err != nil {
 		return nil, fmt.Errorf("create sandbox for %s: %w", cfg.Pod, err)
 	}
+	if err := cfg.Resources.Validate(); err != nil {
+		return nil, fmt.Errorf("create sandbox for %s: pod resources: %w", cfg.Pod, err)
+	}
 	unlock := r.lockID(id)
 	defer unlock()
 	// A container start follows: the spare shim pool grows for it now,
@@ -288,6 +292,9 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 	if err := r.setupVolumes(rec, cfg); err != nil {
 		return nil, err
 	}
+	if err := r.limitPod(rec); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
 
 	// Step 3: the pause, born in the pod's new namespaces (net, IPC, UTS,
 	// and PID when shared), which it holds open.
@@ -328,6 +335,25 @@ func (r *Runtime) CreateSandbox(ctx context.Context, cfg *runtime.SandboxConfig)
 		return nil, err
 	}
 	return r.observe(rec), nil
+}
+
+// limitPod makes the pod cgroup with the pod-level limits, when the pod
+// has any, before a container can start in it: the containers then share
+// them from their first moment. The cgroup goes with the containers'
+// (removeAllInSandbox), so a failed creation removes it too.
+func (r *Runtime) limitPod(rec *sandboxRecord) error {
+	res := podCgroupResources(rec.Config.Resources)
+	if res == (cgroups.Resources{}) {
+		return nil
+	}
+	cg, err := r.cgroupManager(rec.CgroupParent)
+	if err != nil {
+		return err
+	}
+	if err := cg.Create(podCgroup(rec.ID), res); err != nil {
+		return fmt.Errorf("pod-level resources: %w", err)
+	}
+	return nil
 }
 
 // lease takes the sandbox's address into the record; it runs while the

@@ -175,6 +175,10 @@ func testSandboxInvalidConfig(t *testing.T, h Harness, env *Env) {
 		"path-like ID": {ID: "../x", Pod: runtime.PodKey{Namespace: "default", Name: "p"}},
 		"per-container network": {Pod: runtime.PodKey{Namespace: "default", Name: "p"},
 			Namespaces: runtime.NamespaceOptions{Network: runtime.NamespaceContainer}},
+		"negative pod memory limit": {Pod: runtime.PodKey{Namespace: "default", Name: "p"},
+			Resources: runtime.Resources{MemoryLimit: -1}},
+		"negative pod CPU limit": {Pod: runtime.PodKey{Namespace: "default", Name: "p"},
+			Resources: runtime.Resources{CPULimitMilli: -100}},
 	}
 	for what, cfg := range bad {
 		if _, err := rt.CreateSandbox(context.Background(), cfg); !errors.Is(err, runtime.ErrInvalidConfig) {

@@ -50,6 +50,24 @@ func attack(mode string, args []string) int {
 		return pauseReach(args)
 	case "exe-watch":
 		return exeWatch(args)
+	case "hold-memory":
+		// Touch N MiB and keep them: a steady memory user for cgroup
+		// limit tests (a shell's buffers grow in unknown steps).
+		var mib int
+		if len(args) != 1 {
+			fmt.Println("want: <MiB>")
+			return 2
+		}
+		fmt.Sscan(args[0], &mib)
+		buf := make([]byte, mib<<20)
+		for i := 0; i < len(buf); i += 4096 {
+			buf[i] = 1
+		}
+		fmt.Printf("held=%d\n", mib)
+		for {
+			time.Sleep(time.Hour)
+			runtime.KeepAlive(buf)
+		}
 	case "cwd":
 		// Where the working directory the runtime gave us is.
 		wd, err := os.Getwd()
