@@ -22,12 +22,17 @@ with a client certificate embedded (the admin one, or with --read-only one
 that may read everything but Secrets and may not write, exec, attach or
 port-forward). kubectl cannot open a unix socket, so the TCP endpoint
 (run --api-listen, 127.0.0.1:6448 by default) is how it reaches the node.
-The certificates live under <root>/kubeapi, which only root can read:
+The certificates live under <root>/kubeapi, which only root can read; the
+state root is the one the agent on --socket (or $PELAGOS_SOCKET) reports,
+unless --root is given:
 
   sudo pelagos-agent kubeconfig > ~/.kube/pelagos.yaml
   KUBECONFIG=~/.kube/pelagos.yaml kubectl get pods -A`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.locateState(cmd); err != nil {
+				return err
+			}
 			if server == "" {
 				addr, err := agent.Endpoint(g.Root)
 				if err != nil {
@@ -58,6 +63,7 @@ The certificates live under <root>/kubeapi, which only root can read:
 		},
 	}
 	f := cmd.Flags()
+	addSocketFlag(f, g)
 	addRootFlags(f, g)
 	f.StringVar(&server, "server", "", "the API's URL (default: the address the running agent recorded)")
 	f.StringVar(&name, "name", "pelagos", "name of the cluster, user and context in the kubeconfig")

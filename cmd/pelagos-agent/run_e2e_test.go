@@ -105,6 +105,8 @@ func (e *agentEnv) stop(sig syscall.Signal) {
 
 // cli runs the binary as a user would: client commands get the socket,
 // commands that work on the node's state get its roots and names too.
+// kubeconfig gets the socket only: the agent says where its state root
+// (and so its certificates) is.
 func (e *agentEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
 	var flags []string
@@ -113,8 +115,6 @@ func (e *agentEnv) cli(args ...string) (string, string, int) {
 		flags = e.global()
 	case "apply": // converges without a socket
 		flags = slices.DeleteFunc(e.global(), func(s string) bool { return s == "--socket" || s == e.sock })
-	case "kubeconfig": // reads the agent's certificates under its state root
-		flags = []string{"--root", e.stateRoot, "--run-root", e.runRoot}
 	default:
 		flags = []string{"--socket", e.sock}
 	}
