@@ -7,10 +7,10 @@
 # pods have converged it prints `get pods -A -o wide`. Ctrl-C stops the agent and,
 # because the demo passes --stop-pods-on-exit, removes the demo's pods.
 #
-# The demo has its own roots, bridge, subnet, netns prefix and nftables table,
-# so that it neither disturbs nor is disturbed by a real agent (or podman,
-# Docker, k3s, libvirt, LXD) on the same machine; it ignores
-# /etc/pelagos/config.yaml.
+# The demo has its own roots, bridge, subnet, netns prefix, nftables table,
+# cgroup parent and Kubernetes API port (127.0.0.1:16448), so that it
+# neither disturbs nor is disturbed by a real agent (or podman, Docker, k3s,
+# libvirt, LXD) on the same machine; it ignores /etc/pelagos/config.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,11 +57,12 @@ install -m 0644 examples/pods/*.yaml "$demo/pods/"
 	echo "  $bin describe pod web"
 	echo "  $bin logs web"
 	echo "  curl http://127.0.0.1:8080/"
+	echo "  $bin kubeconfig > $demo/kubeconfig; KUBECONFIG=$demo/kubeconfig kubectl get pods -A"
 	echo "Ctrl-C stops the agent and removes the demo pods."
 ) &
 waiter=$!
 trap 'kill "$waiter" 2>/dev/null || true' EXIT
 
 echo "==> starting the agent (Ctrl-C to stop)"
-"$bin" run "${roots[@]}" "${names[@]}" --socket "$sock" --log-format console \
+"$bin" run "${roots[@]}" "${names[@]}" --socket "$sock" --api-listen 127.0.0.1:16448 --log-format console \
 	--manifests "$demo/pods" --stop-pods-on-exit
