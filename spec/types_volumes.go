@@ -129,8 +129,8 @@ func (c *PersistentVolumeClaim) StorageRequest() int64 {
 }
 
 // ImageVolumeSource mounts the content of an OCI image (KEP-4639): its
-// unpacked layers, always read-only and noexec, whatever the volumeMount's
-// readOnly says.
+// unpacked layers, always read-only, whatever the volumeMount's readOnly
+// says.
 type ImageVolumeSource struct {
 	// Reference is required in a pod (the API server's rule).
 	Reference string `json:"reference,omitempty" validate:"required,imageref"`
