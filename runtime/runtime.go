@@ -564,6 +564,15 @@ type ExitWatcher interface {
 	WatchExits(ctx context.Context) (<-chan ExitEvent, error)
 }
 
+// MountChecker is an optional Runtime ability: check a mount before any
+// container is made with it, so that a front end that creates before it
+// starts (the CRI) refuses at creation what the start would refuse: an
+// image mount's SubPath the image lacks (ErrInvalidConfig) or one leading
+// out of its tree.
+type MountChecker interface {
+	CheckMount(ctx context.Context, m Mount) error
+}
+
 // VolumeUpdater is an optional Runtime ability: rewrite a projected volume of
 // a running sandbox atomically (ConfigMap, Secret and downward-API updates),
 // or apply a persistent volume's new size.

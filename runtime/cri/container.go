@@ -81,6 +81,11 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 				return nil, grpcError(fmt.Errorf("create container %q: mounts[%d]: image %s (pull it first): %w", c.GetMetadata().GetName(), i, m.Image, err))
 			}
 			m.Image = mi.ID
+			if mc, ok := s.rt.(runtime.MountChecker); ok {
+				if err := mc.CheckMount(ctx, *m); err != nil {
+					return nil, grpcError(fmt.Errorf("create container %q: mounts[%d]: %w", c.GetMetadata().GetName(), i, err))
+				}
+			}
 		}
 	}
 	rec := &containerRecord{ID: id, SandboxID: sid, CreatedAt: time.Now().UTC(), Image: ref, ImageID: img.ID,

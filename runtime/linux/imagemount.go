@@ -17,6 +17,31 @@ import (
 // itself is made inside the container's mount namespace (rootfs.Setup), so
 // there is nothing on the host to unmount or leak.
 
+var _ runtime.MountChecker = (*Runtime)(nil)
+
+// CheckMount implements runtime.MountChecker: an image mount's image must
+// be in the store and its subPath in the image's tree.
+func (r *Runtime) CheckMount(ctx context.Context, m runtime.Mount) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if m.Image == "" || m.SubPath == "" {
+		return nil
+	}
+	imgs, err := r.imageStore()
+	if err != nil {
+		return err
+	}
+	layers, _, err := imgs.LayerDirs(ctx, m.Image)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", m.Image, err)
+	}
+	if err := rootfs.CheckImagePath(layers, m.SubPath); err != nil {
+		return fmt.Errorf("image %s: %w", m.Image, err)
+	}
+	return nil
+}
+
 // resolveMountImages finds the image of every image mount; an image not
 // in the store fails with ErrNotFound, a malformed mount with
 // ErrInvalidConfig.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/image/imagetest"
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/volume"
 )
 
 // artifactImage has two layers (the second adds a file and hides one of
@@ -143,6 +144,23 @@ func TestImageMount(t *testing.T) {
 			e.stopRemove(t, bc.ID)
 		} else {
 			t.Logf("%s: %v", name, err)
+		}
+	}
+	// The check a front end makes before it creates (the CRI): the same
+	// verdicts, on a detached tree that is never attached (census below).
+	for _, tc := range []struct {
+		sub  string
+		want error
+	}{
+		{"inside/hello.txt", nil},
+		{"data/missing", runtime.ErrInvalidConfig},
+		{"abs/etc", volume.ErrEscape},
+		{"up/etc", volume.ErrEscape},
+		{"../etc", runtime.ErrInvalidConfig},
+	} {
+		err := e.rt.CheckMount(ctx, runtime.Mount{Image: art, ContainerPath: "/x", SubPath: tc.sub})
+		if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("CheckMount(subPath %q) = %v; want %v", tc.sub, err, tc.want)
 		}
 	}
 	missing := e.config("missing", "sleep", "1000")

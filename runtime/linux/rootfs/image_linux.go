@@ -51,6 +51,22 @@ func mountImage(root *os.File, b *Bind) error {
 	return attach(int(src.Fd()), tgt)
 }
 
+// CheckImagePath resolves sub in the merged tree of layers as mountImage
+// does, on a detached mount that is never attached anywhere and goes when
+// it is closed: the agent can refuse a subPath before a container is made.
+func CheckImagePath(layers []string, sub string) error {
+	tree, err := imageTree(layers)
+	if err != nil {
+		return err
+	}
+	defer tree.Close()
+	h, err := volume.OpenInTree(tree, sub)
+	if err != nil {
+		return err
+	}
+	return h.Close()
+}
+
 // imageTree returns a detached, read-only mount of the layers merged. A
 // read-only overlay needs two lower layers at least; a one-layer image is
 // that layer's directory, cloned.
