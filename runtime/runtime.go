@@ -250,18 +250,18 @@ type EnvVar struct {
 // (an image volume, KEP-4639). Exactly one of Volume, HostPath and Image
 // is set; SubPath goes with Volume and Image.
 type Mount struct {
-	Volume   string `json:"volume"`
-	HostPath string `json:"hostPath,omitempty"`
-	// Image is an image of the store (a reference or an ID) the caller
-	// made sure of first, as for ContainerConfig.Image (ErrNotFound when
-	// it is absent). Its unpacked layers are mounted read-only, nosuid
-	// and nodev whatever ReadOnly says, and SubPath is resolved
-	// inside its tree, never out of it. The image is in use (not
-	// removable) while the container exists: Container.MountImageIDs.
-	Image         string `json:"image,omitempty"`
+	Volume        string `json:"volume"`
+	HostPath      string `json:"hostPath,omitempty"`
 	ContainerPath string `json:"containerPath"`
 	SubPath       string `json:"subPath,omitempty"`
 	ReadOnly      bool   `json:"readOnly,omitempty"`
+	// Image is an image of the store (a reference or an ID) the caller
+	// made sure of first, as for ContainerConfig.Image (ErrNotFound when
+	// it is absent). Its unpacked layers are mounted read-only, nosuid
+	// and nodev whatever ReadOnly says, and SubPath is resolved inside
+	// its tree, never out of it. The image is in use (not removable)
+	// while the container exists: Container.MountImageIDs.
+	Image string `json:"image,omitempty"`
 }
 
 // Validate refuses a mount with no source or several, a container path
@@ -408,29 +408,29 @@ const (
 
 // Container is an observed container.
 type Container struct {
-	ID        string `json:"id"`
-	SandboxID string `json:"sandboxID"`
-	Pod       PodKey `json:"pod"`
-	Name      string `json:"name"`
-	Attempt   int    `json:"attempt"`
-	Image     string `json:"image"`
-	ImageID   string `json:"imageID,omitempty"`
+	ID          string            `json:"id"`
+	SandboxID   string            `json:"sandboxID"`
+	Pod         PodKey            `json:"pod"`
+	Name        string            `json:"name"`
+	Attempt     int               `json:"attempt"`
+	Image       string            `json:"image"`
+	ImageID     string            `json:"imageID,omitempty"`
+	State       ContainerState    `json:"state"`
+	PID         int               `json:"pid,omitempty"`
+	ExitCode    int               `json:"exitCode"`
+	Signal      string            `json:"signal,omitempty"` // set when killed by a signal
+	Reason      string            `json:"reason,omitempty"`
+	Message     string            `json:"message,omitempty"` // termination message
+	CreatedAt   time.Time         `json:"createdAt"`
+	StartedAt   time.Time         `json:"startedAt,omitzero"`
+	FinishedAt  time.Time         `json:"finishedAt,omitzero"`
+	LogPath     string            `json:"logPath,omitempty"`
+	CgroupPath  string            `json:"cgroupPath,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 	// MountImageIDs are the IDs of the images mounted by Mount.Image, in
 	// mount order: they are in use as ImageID is.
-	MountImageIDs []string          `json:"mountImageIDs,omitempty"`
-	State         ContainerState    `json:"state"`
-	PID           int               `json:"pid,omitempty"`
-	ExitCode      int               `json:"exitCode"`
-	Signal        string            `json:"signal,omitempty"` // set when killed by a signal
-	Reason        string            `json:"reason,omitempty"`
-	Message       string            `json:"message,omitempty"` // termination message
-	CreatedAt     time.Time         `json:"createdAt"`
-	StartedAt     time.Time         `json:"startedAt,omitzero"`
-	FinishedAt    time.Time         `json:"finishedAt,omitzero"`
-	LogPath       string            `json:"logPath,omitempty"`
-	CgroupPath    string            `json:"cgroupPath,omitempty"`
-	Labels        map[string]string `json:"labels,omitempty"`
-	Annotations   map[string]string `json:"annotations,omitempty"`
+	MountImageIDs []string `json:"mountImageIDs,omitempty"`
 }
 
 // Hash returns the container config hash the reconciler stored, or "".

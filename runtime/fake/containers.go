@@ -72,22 +72,22 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	}
 	now := f.now()
 	c := &runtime.Container{
-		ID:            id,
-		SandboxID:     cfg.SandboxID,
-		Pod:           sb.Pod,
-		Name:          cfg.Name,
-		Attempt:       cfg.Attempt,
-		Image:         cfg.Image,
-		ImageID:       img.ID,
-		MountImageIDs: mountIDs,
-		State:         runtime.ContainerRunning,
-		PID:           20000 + f.seq,
-		CreatedAt:     now,
-		StartedAt:     now,
-		LogPath:       "/fake/logs/" + cfg.SandboxID + "/" + cfg.Name + "/" + fmt.Sprint(cfg.Attempt) + ".log",
-		Labels:        maps.Clone(cfg.Labels),
-		Annotations:   maps.Clone(cfg.Annotations),
+		ID:          id,
+		SandboxID:   cfg.SandboxID,
+		Pod:         sb.Pod,
+		Name:        cfg.Name,
+		Attempt:     cfg.Attempt,
+		Image:       cfg.Image,
+		ImageID:     img.ID,
+		State:       runtime.ContainerRunning,
+		PID:         20000 + f.seq,
+		CreatedAt:   now,
+		StartedAt:   now,
+		LogPath:     "/fake/logs/" + cfg.SandboxID + "/" + cfg.Name + "/" + fmt.Sprint(cfg.Attempt) + ".log",
+		Labels:      maps.Clone(cfg.Labels),
+		Annotations: maps.Clone(cfg.Annotations),
 	}
+	c.MountImageIDs = mountIDs
 	if cfg.LogPath != "" {
 		c.LogPath = cfg.LogPath
 	}

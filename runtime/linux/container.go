@@ -445,16 +445,13 @@ func (r *Runtime) prepareContainer(rec *record.Container, res cgroups.Resources,
 	if len(rec.Config.Mounts) > 0 {
 		vols := volume.New(r.cfg.StateRoot, r.cfg.RunRoot)
 		for i, m := range rec.Config.Mounts {
-			if m.Image != "" {
-				b, err := imageMountBind(rec, i)
-				if err != nil {
-					return err
+			if m.Image != "" || m.HostPath != "" {
+				var b rootfs.Bind
+				if m.Image != "" {
+					b, err = imageMountBind(rec, i)
+				} else {
+					b, err = hostMountBind(i, m)
 				}
-				rec.Rootfs.Binds = append(rec.Rootfs.Binds, b)
-				continue
-			}
-			if m.HostPath != "" {
-				b, err := hostMountBind(i, m)
 				if err != nil {
 					return err
 				}

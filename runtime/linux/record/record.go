@@ -110,21 +110,19 @@ type Process struct {
 // written before anything is made and, once the shim has read it, never
 // changes.
 type Container struct {
-	Version   int                     `json:"version"`
-	ID        string                  `json:"id"`
-	SandboxID string                  `json:"sandboxID"`
-	Pod       runtime.PodKey          `json:"pod"`
-	Config    runtime.ContainerConfig `json:"config"`
-	ImageID   string                  `json:"imageID,omitempty"`
-	// MountImages are the images of the image mounts (Mount.Image).
-	MountImages []MountImage `json:"mountImages,omitempty"`
-	CreatedAt   time.Time    `json:"createdAt"`
-	RunRoot     string       `json:"runRoot"`
-	Dir         string       `json:"dir"`
-	StateDir    string       `json:"stateDir"`
-	LogPath     string       `json:"logPath"`
-	LogMaxSize  int64        `json:"logMaxSize,omitempty"`
-	LogMaxFiles int          `json:"logMaxFiles,omitempty"`
+	Version     int                     `json:"version"`
+	ID          string                  `json:"id"`
+	SandboxID   string                  `json:"sandboxID"`
+	Pod         runtime.PodKey          `json:"pod"`
+	Config      runtime.ContainerConfig `json:"config"`
+	ImageID     string                  `json:"imageID,omitempty"`
+	CreatedAt   time.Time               `json:"createdAt"`
+	RunRoot     string                  `json:"runRoot"`
+	Dir         string                  `json:"dir"`
+	StateDir    string                  `json:"stateDir"`
+	LogPath     string                  `json:"logPath"`
+	LogMaxSize  int64                   `json:"logMaxSize,omitempty"`
+	LogMaxFiles int                     `json:"logMaxFiles,omitempty"`
 	// LogFollow: the log is the caller's (ContainerConfig.LogPath), who
 	// rotates it; the shim follows the path and never rotates.
 	LogFollow bool `json:"logFollow,omitempty"`
@@ -142,6 +140,8 @@ type Container struct {
 	TerminationLog string `json:"terminationLog,omitempty"`
 	// MessageFromLogs: FallbackToLogsOnError (see runtime.ContainerConfig).
 	MessageFromLogs bool `json:"messageFromLogs,omitempty"`
+	// MountImages are the images of the image mounts (Mount.Image).
+	MountImages []MountImage `json:"mountImages,omitempty"`
 }
 
 // MountImage is the image of Config.Mounts[Mount], resolved when the
