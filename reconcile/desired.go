@@ -44,6 +44,16 @@ type DesiredContainer struct {
 	// Config is complete except SandboxID, Attempt and the reconciler's
 	// annotations, which the apply step fills in.
 	Config runtime.ContainerConfig
+	// VolumeImages are the images of the image volumes the container
+	// mounts, pulled with its own image before it starts.
+	VolumeImages []VolumeImage
+}
+
+// VolumeImage is the image of an image volume (volumes[].image).
+type VolumeImage struct {
+	Volume     string
+	Ref        string
+	PullPolicy runtime.PullPolicy
 }
 
 // DesiredPod is a pod as the manifests want it, translated to the runtime's

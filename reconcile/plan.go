@@ -617,16 +617,26 @@ func retryWait(p *Plan, dc DesiredContainer, opt DiffOptions) bool {
 			return true
 		}
 	}
-	if f, ok := opt.Pulls[dc.Config.Image]; ok {
-		if until := f.Until(opt.PullBackoff); opt.Now.Before(until) {
-			p.Waits = append(p.Waits, Wait{Container: dc.Name, Reason: "ImagePullBackOff", Until: until,
-				Message: fmt.Sprintf("Back-off pulling image %q: next attempt at %s (back-off %s): %s",
-					dc.Config.Image, until.UTC().Format(time.RFC3339), opt.PullBackoff.Delay(f.Failures), f.Message)})
-			p.requeue(until.Sub(opt.Now))
-			return true
+	for _, ref := range append([]string{dc.Config.Image}, volumeImageRefs(dc)...) {
+		if f, ok := opt.Pulls[ref]; ok {
+			if until := f.Until(opt.PullBackoff); opt.Now.Before(until) {
+				p.Waits = append(p.Waits, Wait{Container: dc.Name, Reason: "ImagePullBackOff", Until: until,
+					Message: fmt.Sprintf("Back-off pulling image %q: next attempt at %s (back-off %s): %s",
+						ref, until.UTC().Format(time.RFC3339), opt.PullBackoff.Delay(f.Failures), f.Message)})
+				p.requeue(until.Sub(opt.Now))
+				return true
+			}
 		}
 	}
 	return false
+}
+
+func volumeImageRefs(dc DesiredContainer) []string {
+	refs := make([]string, len(dc.VolumeImages))
+	for i, im := range dc.VolumeImages {
+		refs[i] = im.Ref
+	}
+	return refs
 }
 
 func waitRest(p *Plan, d *DesiredPod, from int) {

@@ -1093,42 +1093,27 @@ func (r *Reconciler) findContainer(d *DesiredPod, name string) *DesiredContainer
 	return nil
 }
 
-// pull ensures a container's image, once per reference and pass. A
-// failure starts (or extends) the image's pull back-off for this pod; a
-// success ends it.
+// pull ensures a container's image and the images of the image volumes
+// it mounts, each once per reference and pass. A failure starts (or
+// extends) that image's pull back-off for this pod; a success ends it.
 func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled map[string]error) error {
 	dc := r.findContainer(d, a.Container)
 	if dc == nil {
 		return fmt.Errorf("pod %s: pull for unknown container %s", d.Key, a.Container)
 	}
-	ref := dc.Config.Image
-	err, done := pulled[ref]
-	if !done {
-		obj := containerObj(d.Key, dc.Name, dc.Init)
-		_, err = r.images.EnsureImage(ctx, ref, runtime.PullOptions{Policy: dc.PullPolicy, Auth: d.PullAuth})
-		r.metrics.ImagePull(err)
-		if err != nil {
-			r.events.Record(EventWarning, "Failed", obj, pullFailed(ref, err))
+	var err error
+	var msg string
+	for _, im := range append([]VolumeImage{{Ref: dc.Config.Image, PullPolicy: dc.PullPolicy}}, dc.VolumeImages...) {
+		if err = r.ensureImage(ctx, d, dc, im, pulled); err != nil {
+			msg = pullFailed(im, err)
+			break
 		}
-		pulled[ref] = err
-		r.mu.Lock()
-		m := r.memLocked(d.Key)
-		if err != nil && ctx.Err() == nil {
-			f := m.pulls[ref]
-			f.Failures++
-			f.Last = r.cfg.Now()
-			f.Reason, f.Message = "ErrImagePull", err.Error()
-			m.pulls[ref] = f
-		} else if err == nil {
-			delete(m.pulls, ref)
-		}
-		r.mu.Unlock()
 	}
 	r.mu.Lock()
 	m := r.memLocked(d.Key)
 	if err != nil {
 		m.waiting[dc.Name] = "ErrImagePull"
-		m.waitingMsg[dc.Name] = pullFailed(ref, err)
+		m.waitingMsg[dc.Name] = msg
 	} else {
 		delete(m.waiting, dc.Name)
 		delete(m.waitingMsg, dc.Name)
@@ -1140,11 +1125,42 @@ func (r *Reconciler) pull(ctx context.Context, d *DesiredPod, a Action, pulled m
 	return nil
 }
 
+// ensureImage pulls one image of dc (as its policy says) unless this pass
+// did already, and keeps the pod's pull back-off of the reference.
+func (r *Reconciler) ensureImage(ctx context.Context, d *DesiredPod, dc *DesiredContainer, im VolumeImage, pulled map[string]error) error {
+	if err, done := pulled[im.Ref]; done {
+		return err
+	}
+	_, err := r.images.EnsureImage(ctx, im.Ref, runtime.PullOptions{Policy: im.PullPolicy, Auth: d.PullAuth})
+	r.metrics.ImagePull(err)
+	if err != nil {
+		r.events.Record(EventWarning, "Failed", containerObj(d.Key, dc.Name, dc.Init), pullFailed(im, err))
+	}
+	pulled[im.Ref] = err
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.memLocked(d.Key)
+	if err != nil && ctx.Err() == nil {
+		f := m.pulls[im.Ref]
+		f.Failures++
+		f.Last = r.cfg.Now()
+		f.Reason, f.Message = "ErrImagePull", err.Error()
+		m.pulls[im.Ref] = f
+	} else if err == nil {
+		delete(m.pulls, im.Ref)
+	}
+	return err
+}
+
 // pullFailed is kubelet's message for a failed pull, in the event and the
-// container's waiting state. The image store's error names what it pulled
-// (its canonical name), so the reference is not repeated around it.
-func pullFailed(ref string, err error) string {
-	return fmt.Sprintf("Failed to pull image %q: %v", ref, err)
+// container's waiting state, naming the image volume when the image is
+// one's. The image store's error names what it pulled (its canonical
+// name), so the reference is not repeated around it.
+func pullFailed(im VolumeImage, err error) string {
+	if im.Volume != "" {
+		return fmt.Sprintf("Failed to pull image %q for image volume %q: %v", im.Ref, im.Volume, err)
+	}
+	return fmt.Sprintf("Failed to pull image %q: %v", im.Ref, err)
 }
 
 // start creates and starts one container. A failed creation is retried on

@@ -322,6 +322,11 @@ func (t Translator) Pod(p *spec.Pod, source string, docs *Documents) (*DesiredPo
 		}
 	}
 	for _, v := range s.Volumes {
+		if v.Image != nil {
+			// Mounted by each container that names it (Mount.Image): the
+			// sandbox has nothing to make for it.
+			continue
+		}
 		vc, err := t.volumeConfig(p, v, docs)
 		if err != nil {
 			return nil, err
@@ -476,6 +481,17 @@ func readOnlyClaim(p *spec.Pod, name string) bool {
 	return false
 }
 
+// imageVolume is the pod's image volume name, or nil when name is another
+// kind of volume.
+func imageVolume(p *spec.Pod, name string) *spec.ImageVolumeSource {
+	for _, v := range p.Spec.Volumes {
+		if v.Name == name {
+			return v.Image
+		}
+	}
+	return nil
+}
+
 // modeOr is a volume's defaultMode, or def when it has none.
 func modeOr(m *int32, def int32) uint32 {
 	if m != nil {
@@ -549,6 +565,12 @@ func (t Translator) container(p *spec.Pod, c *spec.Container, docs *Documents) (
 		cfg.Annotations = map[string]string{AnnotationPreStop: string(b)}
 	}
 	for _, m := range c.VolumeMounts {
+		if iv := imageVolume(p, m.Name); iv != nil {
+			// Always read-only, as in Kubernetes, whatever readOnly says.
+			cfg.Mounts = append(cfg.Mounts, runtime.Mount{Image: iv.Reference, ContainerPath: path.Clean(m.MountPath), SubPath: m.SubPath, ReadOnly: true})
+			dc.VolumeImages = append(dc.VolumeImages, VolumeImage{Volume: m.Name, Ref: iv.Reference, PullPolicy: runtime.PullPolicy(iv.PullPolicy)})
+			continue
+		}
 		cfg.Mounts = append(cfg.Mounts, runtime.Mount{Volume: m.Name, ContainerPath: path.Clean(m.MountPath), SubPath: m.SubPath,
 			ReadOnly: m.ReadOnly || readOnlyClaim(p, m.Name)})
 	}

@@ -17,6 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -243,14 +246,47 @@ type EnvVar struct {
 
 // Mount mounts a pod volume (by name) into a container, or, with
 // HostPath, a host path the caller prepared (the CRI: kubelet hands every
-// volume over as a host path). Exactly one of Volume and HostPath is set;
-// SubPath goes with Volume only.
+// volume over as a host path), or, with Image, the content of an image
+// (an image volume, KEP-4639). Exactly one of Volume, HostPath and Image
+// is set; SubPath goes with Volume and Image.
 type Mount struct {
 	Volume        string `json:"volume"`
 	HostPath      string `json:"hostPath,omitempty"`
 	ContainerPath string `json:"containerPath"`
 	SubPath       string `json:"subPath,omitempty"`
 	ReadOnly      bool   `json:"readOnly,omitempty"`
+	// Image is an image of the store (a reference or an ID) the caller
+	// made sure of first, as for ContainerConfig.Image (ErrNotFound when
+	// it is absent). Its unpacked layers are mounted read-only, nosuid
+	// and nodev whatever ReadOnly says, and SubPath is resolved inside
+	// its tree, never out of it. The image is in use (not removable)
+	// while the container exists: Container.MountImageIDs.
+	Image string `json:"image,omitempty"`
+}
+
+// Validate refuses a mount with no source or several, a container path
+// that is not absolute, and a SubPath on a host path or that is absolute
+// or climbs with "..".
+func (m Mount) Validate() error {
+	n := 0
+	for _, s := range []string{m.Volume, m.HostPath, m.Image} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n != 1:
+		return fmt.Errorf("mount at %q: exactly one of volume, hostPath and image must be set, found %d: %w", m.ContainerPath, n, ErrInvalidConfig)
+	case !path.IsAbs(m.ContainerPath):
+		return fmt.Errorf("mount at %q: containerPath not absolute: %w", m.ContainerPath, ErrInvalidConfig)
+	case m.SubPath == "":
+		return nil
+	case m.HostPath != "":
+		return fmt.Errorf("mount at %q: subPath %q on a host path: %w", m.ContainerPath, m.SubPath, ErrInvalidConfig)
+	case path.IsAbs(m.SubPath) || slices.Contains(strings.Split(m.SubPath, "/"), ".."):
+		return fmt.Errorf("mount at %q: subPath %q must be relative, without \"..\": %w", m.ContainerPath, m.SubPath, ErrInvalidConfig)
+	}
+	return nil
 }
 
 // SeccompProfile selects the seccomp filter. The zero value is RuntimeDefault.
@@ -392,10 +428,19 @@ type Container struct {
 	CgroupPath  string            `json:"cgroupPath,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// MountImageIDs are the IDs of the images mounted by Mount.Image, in
+	// mount order: they are in use as ImageID is.
+	MountImageIDs []string `json:"mountImageIDs,omitempty"`
 }
 
 // Hash returns the container config hash the reconciler stored, or "".
 func (c *Container) Hash() string { return c.Annotations[AnnotationContainerHash] }
+
+// UsesImage reports whether the container holds the image id: its own
+// image or one it mounts.
+func (c *Container) UsesImage(id string) bool {
+	return c.ImageID == id || slices.Contains(c.MountImageIDs, id)
+}
 
 // ContainerFilter narrows ListContainers; zero fields match everything.
 type ContainerFilter struct {
@@ -517,6 +562,15 @@ type ExitEvent struct {
 // the reconciler need not poll. The channel closes when ctx ends.
 type ExitWatcher interface {
 	WatchExits(ctx context.Context) (<-chan ExitEvent, error)
+}
+
+// MountChecker is an optional Runtime ability: check a mount before any
+// container is made with it, so that a front end that creates before it
+// starts (the CRI) refuses at creation what the start would refuse: an
+// image mount's SubPath the image lacks (ErrInvalidConfig) or one leading
+// out of its tree.
+type MountChecker interface {
+	CheckMount(ctx context.Context, m Mount) error
 }
 
 // VolumeUpdater is an optional Runtime ability: rewrite a projected volume of

@@ -58,6 +58,9 @@ func SetDefaults(p *Pod) {
 	}
 	for i := range s.Volumes {
 		v := &s.Volumes[i]
+		if v.Image != nil && v.Image.PullPolicy == "" {
+			v.Image.PullPolicy = DefaultPullPolicy(v.Image.Reference)
+		}
 		if v.HostPath != nil && v.HostPath.Type == nil {
 			t := HostPathUnset
 			v.HostPath.Type = &t

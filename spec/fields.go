@@ -71,6 +71,7 @@ var fieldStatus = map[string]fieldException{
 	"spec.containers[].securityContext.appArmorProfile": {FieldSupported, "RuntimeDefault and Unconfined (no profile is loaded); Localhost refused"},
 	"spec.volumes[].emptyDir.sizeLimit":                 {FieldSupported, "Memory: the tmpfs size; on disk: a quota where the filesystem enforces one, else advisory"},
 	"spec.volumes[].persistentVolumeClaim.claimName":    {FieldSupported, "a node-local named volume, kept when the pod goes"},
+	"spec.volumes[].image":                              {FieldSupported, "the image's content, read-only, nosuid, nodev; see Image volumes"},
 }
 
 // FieldTable lists every field of a Pod with its status, in a stable

@@ -60,7 +60,7 @@ var unsupportedFields = map[reflect.Type][]string{
 	reflect.TypeFor[VolumeProjection]():        {"serviceAccountToken", "clusterTrustBundle", "podCertificate"},
 	reflect.TypeFor[Volume](): {"awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi",
 		"ephemeral", "fc", "flexVolume", "flocker", "gcePersistentDisk", "gitRepo", "glusterfs",
-		"image", "iscsi", "nfs", "photonPersistentDisk", "portworxVolume",
+		"iscsi", "nfs", "photonPersistentDisk", "portworxVolume",
 		"quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume"},
 	reflect.TypeFor[PersistentVolumeClaimSpec](): {"selector", "volumeName", "dataSource", "dataSourceRef",
 		"volumeAttributesClassName"},

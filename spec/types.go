@@ -522,6 +522,7 @@ type VolumeSource struct {
 	DownwardAPI           *DownwardAPIVolumeSource           `json:"downwardAPI,omitempty"`
 	ConfigMap             *ConfigMapVolumeSource             `json:"configMap,omitempty"`
 	Projected             *ProjectedVolumeSource             `json:"projected,omitempty"`
+	Image                 *ImageVolumeSource                 `json:"image,omitempty"`
 }
 
 // HostPathType checks what a hostPath must be before it is mounted.

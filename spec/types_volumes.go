@@ -6,8 +6,8 @@ import (
 
 // Volume sources that project pod information (downwardAPI, projected)
 // and node-local named volumes (persistentVolumeClaim, with the
-// PersistentVolumeClaim document that sizes them). Same JSON names as
-// core/v1.
+// PersistentVolumeClaim document that sizes them), and image volumes.
+// Same JSON names as core/v1.
 
 // SupplementalGroupsPolicy says which groups a container's process gets
 // beside its primary group.
@@ -126,4 +126,15 @@ func (c *PersistentVolumeClaim) StorageRequest() int64 {
 		return 0
 	}
 	return q.Value()
+}
+
+// ImageVolumeSource mounts the content of an OCI image (KEP-4639): its
+// unpacked layers, always read-only, whatever the volumeMount's readOnly
+// says.
+type ImageVolumeSource struct {
+	// Reference is required in a pod (the API server's rule).
+	Reference string `json:"reference,omitempty" validate:"required,imageref"`
+	// PullPolicy defaults as a container's imagePullPolicy does: Always
+	// for :latest or no tag, IfNotPresent otherwise.
+	PullPolicy PullPolicy `json:"pullPolicy,omitempty" validate:"omitempty,oneof=Always IfNotPresent Never"`
 }

@@ -388,12 +388,12 @@ func validateLabel(l *errList, p fieldPath, k, v string) {
 }
 
 // volumeTypes names the supported volume sources, for messages.
-const volumeTypes = "hostPath, emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim"
+const volumeTypes = "hostPath, emptyDir, configMap, secret, downwardAPI, projected, persistentVolumeClaim, image"
 
 func validateVolume(l *errList, vp fieldPath, v *Volume) {
 	n := 0
 	for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.Secret != nil, v.ConfigMap != nil,
-		v.DownwardAPI != nil, v.Projected != nil, v.PersistentVolumeClaim != nil} {
+		v.DownwardAPI != nil, v.Projected != nil, v.PersistentVolumeClaim != nil, v.Image != nil} {
 		if set {
 			n++
 		}

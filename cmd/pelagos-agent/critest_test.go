@@ -29,9 +29,6 @@ var knownFailures = map[string]string{
 	"[k8s.io] Container Mount Readonly runtime should support readonly mounts should support non-recursive readonly mounts":                                               "every read-only bind is read-only recursively (stricter than asked)",
 	"[k8s.io] Container Mount Propagation runtime should support mount propagation mount with 'rshared' should support propagation from host to container and vice versa": "mount propagation other than private is refused",
 	"[k8s.io] Container Mount Propagation runtime should support mount propagation mount with 'rslave' should support propagation from host to container":                 "mount propagation other than private is refused",
-	"[k8s.io] Image Volume [Feature:ImageVolume] should correctly mount image and enforce read-only":                                                                      "image volumes are not supported",
-	"[k8s.io] Image Volume [Feature:ImageVolume] should return image digest in ContainerStatus mounts":                                                                    "image volumes are not supported",
-	"[k8s.io] Image Volume [Feature:ImageVolume] subPath should succeed when using a valid subPath":                                                                       "image volumes are not supported",
 }
 
 // ginkgoReport is the part of Ginkgo's JSON report the test reads.

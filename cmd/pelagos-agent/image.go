@@ -24,7 +24,8 @@ func init() { registerCommand(newImageCommand) }
 var imageInUse = containerImages
 
 // containerImages reads the runtime's container records under the run
-// root: every container there, running or exited, holds its image.
+// root: every container there, running or exited, holds its image and
+// the images it mounts.
 func containerImages(ctx context.Context, g *globalOptions) (func(imageID string) bool, error) {
 	rt, err := linux.New(g.linuxConfig())
 	if err != nil {
@@ -38,6 +39,9 @@ func containerImages(ctx context.Context, g *globalOptions) (func(imageID string
 	used := map[string]bool{}
 	for _, c := range cs {
 		used[c.ImageID] = true
+		for _, id := range c.MountImageIDs {
+			used[id] = true
+		}
 	}
 	return func(id string) bool { return used[id] }, nil
 }

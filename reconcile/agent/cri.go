@@ -88,7 +88,7 @@ func containersUse(rt runtime.Runtime) func(string) bool {
 			return true
 		}
 		for _, c := range cs {
-			if c.ImageID == id {
+			if c.UsesImage(id) {
 				return true
 			}
 		}

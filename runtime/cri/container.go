@@ -72,6 +72,22 @@ func (s *Server) CreateContainer(ctx context.Context, req *runtimeapi.CreateCont
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("create container %q: %w", c.GetMetadata().GetName(), err))
 	}
+	// Image volumes name images of the store, as the container's image
+	// does; they mount the image they resolve to now.
+	for i := range spec.Mounts {
+		if m := &spec.Mounts[i]; m.Image != "" {
+			mi, err := s.images.GetImage(ctx, m.Image)
+			if err != nil {
+				return nil, grpcError(fmt.Errorf("create container %q: mounts[%d]: image %s (pull it first): %w", c.GetMetadata().GetName(), i, m.Image, err))
+			}
+			m.Image = mi.ID
+			if mc, ok := s.rt.(runtime.MountChecker); ok {
+				if err := mc.CheckMount(ctx, *m); err != nil {
+					return nil, grpcError(fmt.Errorf("create container %q: mounts[%d]: %w", c.GetMetadata().GetName(), i, err))
+				}
+			}
+		}
+	}
 	rec := &containerRecord{ID: id, SandboxID: sid, CreatedAt: time.Now().UTC(), Image: ref, ImageID: img.ID,
 		LogPath: logPath, Spec: spec, Resources: spec.Resources, config: cloneProto(c)}
 	if err := s.store.putContainer(rec); err != nil {
@@ -227,6 +243,29 @@ func (rec *containerRecord) imageSpec() *runtimeapi.ImageSpec {
 	return spec
 }
 
+// statusMounts are the mounts as asked, an image volume's with the ID of
+// the image it mounts as image_ref (KEP-5365), as ContainerStatus.image_ref
+// is the container's.
+func (rec *containerRecord) statusMounts() []*runtimeapi.Mount {
+	ms := rec.config.GetMounts()
+	var out []*runtimeapi.Mount
+	for i, m := range ms {
+		if m.GetImage() != nil && rec.Spec != nil && i < len(rec.Spec.Mounts) {
+			if out == nil {
+				out = make([]*runtimeapi.Mount, len(ms))
+				copy(out, ms)
+			}
+			m = cloneProto(m)
+			m.Image.ImageRef = rec.Spec.Mounts[i].Image
+			out[i] = m
+		}
+	}
+	if out == nil {
+		return ms
+	}
+	return out
+}
+
 func (s *Server) containerStatus(ctx context.Context, rec *containerRecord) (*runtimeapi.ContainerStatus, error) {
 	c, err := s.observe(ctx, rec)
 	if err != nil {
@@ -238,7 +277,7 @@ func (s *Server) containerStatus(ctx context.Context, rec *containerRecord) (*ru
 		CreatedAt: rec.CreatedAt.UnixNano(), StartedAt: unixNano(c.StartedAt), FinishedAt: unixNano(c.FinishedAt),
 		ExitCode: int32(c.ExitCode), Image: rec.imageSpec(), ImageRef: rec.ImageID, ImageId: rec.ImageID,
 		Reason: c.Reason, Message: c.Message, Labels: cfg.GetLabels(), Annotations: cfg.GetAnnotations(),
-		Mounts: cfg.GetMounts(), LogPath: rec.LogPath, Resources: statusResources(rec),
+		Mounts: rec.statusMounts(), LogPath: rec.LogPath, Resources: statusResources(rec),
 	}
 	if c.State == runtime.ContainerExited && st.Reason == "" {
 		st.Reason = runtime.ReasonError

@@ -186,9 +186,6 @@ func containerConfig(in containerInput, c *runtimeapi.ContainerConfig) (*runtime
 }
 
 func mount(field string, m *runtimeapi.Mount) (runtime.Mount, error) {
-	if m.GetImage() != nil {
-		return runtime.Mount{}, invalid(field+".image", "image volumes are not supported")
-	}
 	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 		return runtime.Mount{}, invalid(field+".uidMappings", "ID-mapped mounts are not supported")
 	}
@@ -197,6 +194,12 @@ func mount(field string, m *runtimeapi.Mount) (runtime.Mount, error) {
 	}
 	if m.GetRecursiveReadOnly() && !m.GetReadonly() {
 		return runtime.Mount{}, invalid(field+".recursive_read_only", "needs readonly")
+	}
+	if m.GetImage() != nil {
+		return imageMount(field, m)
+	}
+	if m.GetImageSubPath() != "" {
+		return runtime.Mount{}, invalid(field+".image_sub_path", "goes with image only")
 	}
 	if m.GetContainerPath() == "" || m.GetHostPath() == "" {
 		return runtime.Mount{}, invalid(field, "container_path and host_path are required")
@@ -207,6 +210,29 @@ func mount(field string, m *runtimeapi.Mount) (runtime.Mount, error) {
 	// A read-only bind is read-only recursively in this runtime, which is
 	// what recursive_read_only asks and stricter than a plain readonly.
 	return runtime.Mount{HostPath: m.GetHostPath(), ContainerPath: m.GetContainerPath(), ReadOnly: m.GetReadonly()}, nil
+}
+
+// imageMount is an image volume (KEP-4639): the image's content,
+// read-only. The reference is resolved to an image of the store by the
+// caller (CreateContainer), as the container's own image is.
+func imageMount(field string, m *runtimeapi.Mount) (runtime.Mount, error) {
+	switch {
+	case m.GetImage().GetImage() == "":
+		return runtime.Mount{}, invalid(field+".image.image", "required")
+	case m.GetHostPath() != "":
+		return runtime.Mount{}, invalid(field+".host_path", "must be empty with image")
+	case !m.GetReadonly():
+		// The mount is read-only whatever is asked; saying otherwise is
+		// refused rather than silently not honoured (as critest expects).
+		return runtime.Mount{}, invalid(field+".readonly", "an image volume is read-only: readonly must be true")
+	case !filepath.IsAbs(m.GetContainerPath()):
+		return runtime.Mount{}, invalid(field+".container_path", "%q must be absolute", m.GetContainerPath())
+	}
+	mt := runtime.Mount{Image: m.GetImage().GetImage(), ContainerPath: m.GetContainerPath(), SubPath: m.GetImageSubPath(), ReadOnly: true}
+	if err := mt.Validate(); err != nil {
+		return runtime.Mount{}, invalid(field+".image_sub_path", "%v", err)
+	}
+	return mt, nil
 }
 
 // resources translates the CFS and memory settings kubelet derives from a

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -49,6 +50,17 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if !ok {
 		return nil, fmt.Errorf("start container %s: image %s: %w", cfg.Name, cfg.Image, runtime.ErrNotFound)
 	}
+	var mountIDs []string
+	for i, m := range cfg.Mounts {
+		if m.Image == "" {
+			continue
+		}
+		mi, ok := f.lookupImage(m.Image)
+		if !ok {
+			return nil, fmt.Errorf("start container %s: mounts[%d]: image %s: %w", cfg.Name, i, m.Image, runtime.ErrNotFound)
+		}
+		mountIDs = append(mountIDs, mi.ID)
+	}
 	for _, c := range f.containers {
 		if c.SandboxID == cfg.SandboxID && c.Name == cfg.Name && c.Attempt == cfg.Attempt {
 			return nil, fmt.Errorf("start container %s attempt %d in sandbox %s: %w", cfg.Name, cfg.Attempt, cfg.SandboxID, runtime.ErrAlreadyExists)
@@ -75,6 +87,7 @@ func (f *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 		Labels:      maps.Clone(cfg.Labels),
 		Annotations: maps.Clone(cfg.Annotations),
 	}
+	c.MountImageIDs = mountIDs
 	if cfg.LogPath != "" {
 		c.LogPath = cfg.LogPath
 	}
@@ -96,11 +109,11 @@ func validCallerPaths(cfg *runtime.ContainerConfig) error {
 		return fmt.Errorf("logPath %q: not an absolute, clean path: %w", cfg.LogPath, runtime.ErrInvalidConfig)
 	}
 	for i, m := range cfg.Mounts {
-		if m.HostPath == "" {
-			continue
+		if err := m.Validate(); err != nil {
+			return fmt.Errorf("mounts[%d]: %w", i, err)
 		}
-		if m.Volume != "" || m.SubPath != "" || !filepath.IsAbs(m.HostPath) || !filepath.IsAbs(m.ContainerPath) {
-			return fmt.Errorf("mounts[%d]: hostPath %q must be absolute and alone: %w", i, m.HostPath, runtime.ErrInvalidConfig)
+		if m.HostPath != "" && !filepath.IsAbs(m.HostPath) {
+			return fmt.Errorf("mounts[%d]: hostPath %q must be absolute: %w", i, m.HostPath, runtime.ErrInvalidConfig)
 		}
 	}
 	return nil
@@ -377,5 +390,6 @@ func cloneContainer(c *runtime.Container) *runtime.Container {
 	d := *c
 	d.Labels = maps.Clone(c.Labels)
 	d.Annotations = maps.Clone(c.Annotations)
+	d.MountImageIDs = slices.Clone(c.MountImageIDs)
 	return &d
 }

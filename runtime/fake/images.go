@@ -104,12 +104,13 @@ func (f *Runtime) RemoveImage(ctx context.Context, ref string, force bool) error
 	if fl := f.call(OpRemoveImage, ref); fl != nil {
 		return fl.Err
 	}
-	if _, ok := f.images[ref]; !ok {
+	img, ok := f.images[ref]
+	if !ok {
 		return nil
 	}
 	if !force {
 		for _, c := range f.containers {
-			if c.Image == ref {
+			if c.Image == ref || c.UsesImage(img.ID) {
 				return fmt.Errorf("remove image %s: used by container %s: %w", ref, c.ID, runtime.ErrConflict)
 			}
 		}

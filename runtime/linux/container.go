@@ -138,7 +138,7 @@ func (r *Runtime) containerRecord(id string) (*record.Container, error) {
 func observeCreated(rec *record.Container) *runtime.Container {
 	return &runtime.Container{
 		ID: rec.ID, SandboxID: rec.SandboxID, Pod: rec.Pod, Name: rec.Config.Name,
-		Attempt: rec.Config.Attempt, Image: rec.Config.Image, ImageID: rec.ImageID,
+		Attempt: rec.Config.Attempt, Image: rec.Config.Image, ImageID: rec.ImageID, MountImageIDs: rec.MountImageIDs(),
 		State: runtime.ContainerCreated, CreatedAt: rec.CreatedAt, LogPath: rec.LogPath,
 		CgroupPath: rec.CgroupPath, Labels: maps.Clone(rec.Config.Labels),
 		Annotations: maps.Clone(rec.Config.Annotations),
@@ -223,12 +223,17 @@ func (r *Runtime) StartContainer(ctx context.Context, cfg *runtime.ContainerConf
 	if err != nil {
 		return nil, fmt.Errorf("start container %q: image %s: %w", cfg.Name, cfg.Image, err)
 	}
+	mountImages, err := resolveMountImages(ctx, imgs, cfg.Mounts)
+	if err != nil {
+		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
+	}
 	c := *cfg
 	c.ID = id
 	rec, res, prog, err := r.buildContainerRecord(&c, sb, layers, img)
 	if err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
+	rec.MountImages = mountImages
 	if err := os.MkdirAll(r.containersDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("start container %q: %w", cfg.Name, err)
 	}
@@ -440,8 +445,13 @@ func (r *Runtime) prepareContainer(rec *record.Container, res cgroups.Resources,
 	if len(rec.Config.Mounts) > 0 {
 		vols := volume.New(r.cfg.StateRoot, r.cfg.RunRoot)
 		for i, m := range rec.Config.Mounts {
-			if m.HostPath != "" {
-				b, err := hostMountBind(i, m)
+			if m.Image != "" || m.HostPath != "" {
+				var b rootfs.Bind
+				if m.Image != "" {
+					b, err = imageMountBind(rec, i)
+				} else {
+					b, err = hostMountBind(i, m)
+				}
 				if err != nil {
 					return err
 				}

@@ -31,6 +31,7 @@ func containerCases(t *testing.T, h Harness) {
 		{"ContainerExitWatch", testContainerExitWatch},
 		{"PortForward", testPortForward},
 		{"ContainerCallerPaths", testContainerCallerPaths},
+		{"ContainerImageMount", testContainerImageMount},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -278,4 +279,44 @@ func testContainerExitWatch(t *testing.T, h Harness, env *Env) {
 	// The channel closes once ctx ends.
 	for range exits {
 	}
+}
+
+// testContainerImageMount: an image mount names an image of the store
+// (ErrNotFound otherwise), and the container reports the images it mounts,
+// after a restart too, so that they stay in use.
+func testContainerImageMount(t *testing.T, h Harness, env *Env) {
+	ctx := context.Background()
+	rt := env.Open()
+	sb := containerSandbox(t, env, rt, "ctr-imgmount")
+	img, err := env.Images.GetImage(ctx, env.TestImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig(env, sb, "absent")
+	cfg.Mounts = []runtime.Mount{{Image: "example.test/never-pulled:0", ContainerPath: "/art"}}
+	if _, err := rt.StartContainer(ctx, cfg); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("mount of a missing image: %v; want ErrNotFound", err)
+	}
+	for name, m := range map[string]runtime.Mount{
+		"image and hostPath":   {Image: env.TestImage, HostPath: "/tmp", ContainerPath: "/art"},
+		"image and volume":     {Image: env.TestImage, Volume: "v", ContainerPath: "/art"},
+		"subPath climbing out": {Image: env.TestImage, ContainerPath: "/art", SubPath: "../etc"},
+	} {
+		cfg := containerConfig(env, sb, "invalid")
+		cfg.Mounts = []runtime.Mount{m}
+		if _, err := rt.StartContainer(ctx, cfg); !errors.Is(err, runtime.ErrInvalidConfig) {
+			t.Errorf("%s: %v; want ErrInvalidConfig", name, err)
+		}
+	}
+	cfg = containerConfig(env, sb, "mounter")
+	cfg.Mounts = []runtime.Mount{{Image: env.TestImage, ContainerPath: "/art"}}
+	c := mustStart(t, rt, cfg)
+	if len(c.MountImageIDs) != 1 || c.MountImageIDs[0] != img.ID || !c.UsesImage(img.ID) {
+		t.Errorf("MountImageIDs = %v, want [%s]", c.MountImageIDs, img.ID)
+	}
+	got, err := env.Open().GetContainer(ctx, c.ID)
+	if err != nil || len(got.MountImageIDs) != 1 || got.MountImageIDs[0] != img.ID {
+		t.Errorf("after restart: MountImageIDs = %v, %v; want [%s]", got.MountImageIDs, err, img.ID)
+	}
+	mustRemove(t, rt, sb.ID)
 }

@@ -140,6 +140,25 @@ type Container struct {
 	TerminationLog string `json:"terminationLog,omitempty"`
 	// MessageFromLogs: FallbackToLogsOnError (see runtime.ContainerConfig).
 	MessageFromLogs bool `json:"messageFromLogs,omitempty"`
+	// MountImages are the images of the image mounts (Mount.Image).
+	MountImages []MountImage `json:"mountImages,omitempty"`
+}
+
+// MountImage is the image of Config.Mounts[Mount], resolved when the
+// container was made: its ID holds it in use, its layers are mounted.
+type MountImage struct {
+	Mount  int      `json:"mount"`
+	ID     string   `json:"id"`
+	Layers []string `json:"layers"`
+}
+
+// MountImageIDs are the IDs of the images the container mounts.
+func (c *Container) MountImageIDs() []string {
+	var ids []string
+	for _, m := range c.MountImages {
+		ids = append(ids, m.ID)
+	}
+	return ids
 }
 
 // State is written by the shim once the workload runs.

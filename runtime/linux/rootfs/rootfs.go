@@ -43,11 +43,18 @@ func overlayOptions(s *Spec) (string, error) {
 	return data, nil
 }
 
-// Bind is one bind mount into the container.
+// Bind is one bind mount into the container, or, with Layers, an image
+// volume.
 type Bind struct {
 	Source      string `json:"source"`      // host path
 	Destination string `json:"destination"` // absolute path inside the container
 	ReadOnly    bool   `json:"readOnly,omitempty"`
+	// Layers, in place of Source, are an image's unpacked layers, lowest
+	// first: their merged tree is mounted read-only, nosuid and nodev
+	// (ReadOnly does not matter), and SubPath, when set, picks one
+	// file or directory of it, resolved beneath the tree.
+	Layers  []string `json:"layers,omitempty"`
+	SubPath string   `json:"subPath,omitempty"`
 }
 
 // Spec describes a container's root filesystem.

@@ -65,6 +65,12 @@ func Setup(s *Spec) error {
 		return err
 	}
 	for _, b := range s.Binds {
+		if len(b.Layers) > 0 {
+			if err := step("image volume at "+b.Destination, mountImage(root, &b)); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := step("bind "+b.Destination, volume.BindInto(root, b.Source, b.Destination, b.ReadOnly)); err != nil {
 			return err
 		}

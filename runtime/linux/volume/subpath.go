@@ -165,3 +165,25 @@ func (m *Manager) CleanupSubPaths(sandboxID, container string) error {
 	}
 	return nil
 }
+
+// OpenInTree opens the existing sub inside the tree at root (an image
+// volume's mount) as an O_PATH descriptor, resolved beneath root as
+// openSubPath resolves a volume's subPath: a symlink or ".." that would
+// leave the tree fails with ErrEscape. Nothing is created: the tree is
+// read-only, and a subPath it lacks is the caller's error.
+func OpenInTree(root *os.File, sub string) (*os.File, error) {
+	if err := checkSubPath(sub); err != nil {
+		return nil, err
+	}
+	fd, err := openBeneath(int(root.Fd()), sub, unix.O_PATH)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("subPath %q: not in the image: %w", sub, runtime.ErrInvalidConfig)
+	}
+	if errors.Is(err, ErrEscape) {
+		return nil, fmt.Errorf("subPath %w", err) // openBeneath named it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subPath %q: %w", sub, err)
+	}
+	return os.NewFile(uintptr(fd), path.Join(root.Name(), sub)), nil
+}
