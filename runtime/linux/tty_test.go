@@ -3,6 +3,7 @@ package linux
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"fmt"
 	"io"
 	"os"
@@ -217,6 +218,9 @@ func noMaster(t *testing.T, pid int) {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return // exited since it was listed (a command the shell ran)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
