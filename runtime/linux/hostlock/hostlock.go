@@ -309,8 +309,9 @@ func acquire(owner Owner, n Name) error {
 }
 
 // checkOverlaps refuses n when another owner holds a name of its kind
-// that overlaps it; lock files nobody holds any more are removed on the
-// way.
+// that overlaps it. Lock files of the kind that nobody holds any more (an
+// agent killed before it released its names) are removed on the way,
+// whether or not they overlap n, so that they do not pile up.
 func checkOverlaps(owner Owner, n Name) error {
 	ents, err := os.ReadDir(LocksDir())
 	if err != nil {
@@ -325,17 +326,18 @@ func checkOverlaps(owner Owner, n Name) error {
 		if err != nil {
 			continue
 		}
-		c, err := readContent(f)
-		if err != nil || c.Kind != n.Kind || !n.Kind.overlap(c.Name, n.Value) {
-			f.Close()
-			continue
-		}
 		if flock(f, unix.LOCK_EX|unix.LOCK_NB) == nil {
-			os.Remove(path) // stale: nobody holds it
+			// Stale: nobody holds it. The guard keeps anyone from taking
+			// it between the test and the removal.
+			os.Remove(path)
 			f.Close()
 			continue
 		}
+		c, err := readContent(f)
 		f.Close()
+		if err != nil || c.Kind != n.Kind || !n.Kind.overlap(c.Name, n.Value) {
+			continue
+		}
 		if c.Owner != owner {
 			return &ConflictError{Want: n, Held: Name{Kind: c.Kind, Value: c.Name}, Holder: c.Owner, PIDs: holders(path), Path: path}
 		}

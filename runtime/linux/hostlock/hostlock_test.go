@@ -229,3 +229,33 @@ func TestNamesAcrossProcesses(t *testing.T) {
 	}
 	got.Release()
 }
+
+// TestStaleLockFilesDoNotPileUp: an agent killed while it holds names
+// leaves their lock files; the next acquisition of a name of the same kind
+// removes every one nobody holds, overlapping or not. Before, only the
+// overlapping ones went, and the lock directory grew with every agent
+// killed under names no one used again (167 files after a day of tests).
+func TestStaleLockFilesDoNotPileUp(t *testing.T) {
+	linuxtest.RequireRoot(t)
+	a, b := owners(t)
+	dead := Name{Bridge, linuxtest.RandomName("hl", 6)}
+	live := Name{Bridge, linuxtest.RandomName("hl", 6)}
+	pid, stop := holder(t, b, live)
+	defer stop()
+	// What a killed agent leaves: a lock file with its content, unheld.
+	if err := os.WriteFile(dead.File(), []byte(`{"kind":"bridge","name":"`+dead.Value+`","owner":{"stateRoot":"/gone"},"pid":1}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mine := Name{Bridge, linuxtest.RandomName("hl", 6)}
+	s, err := Acquire(a, []Name{mine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	if _, err := os.Stat(dead.File()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the stale lock file of %s is still there: %v", dead, err)
+	}
+	if _, err := os.Stat(live.File()); err != nil {
+		t.Errorf("the lock file of %s, held by process %d, was removed: %v", live, pid, err)
+	}
+}
