@@ -83,7 +83,7 @@ func TestCorpus(t *testing.T) {
 		for _, d := range parsed {
 			if d.Valid() {
 				valid++
-			} else if len(d.Errs) == 0 && isSkipped(d) {
+			} else if len(d.Errs) == 0 && errors.Is(d.Warnings, ErrSkipped) {
 				skipped++ // a cluster object beside the pod (a Service)
 			}
 			for _, e := range d.Errs {
@@ -122,15 +122,4 @@ func TestCorpus(t *testing.T) {
 	if diff := cmp.Diff(string(want), b.String()); diff != "" {
 		t.Errorf("validate's verdicts differ from %s (-want +got):\n%s", golden, diff)
 	}
-}
-
-// isSkipped reports whether a document is a cluster object skipped with a
-// notice.
-func isSkipped(d *Document) bool {
-	for _, w := range d.Warnings {
-		if errors.Is(w.Err, ErrSkipped) {
-			return true
-		}
-	}
-	return false
 }
