@@ -79,24 +79,26 @@ func sandboxConfig(id string, c *runtimeapi.PodSandboxConfig) (*runtime.SandboxC
 	return cfg, nil
 }
 
+// podOrNode maps a namespace a pod may only own or share with the node.
+func podOrNode(m runtimeapi.NamespaceMode, field, what string) (runtime.NamespaceMode, error) {
+	switch m {
+	case runtimeapi.NamespaceMode_POD:
+		return runtime.NamespacePod, nil
+	case runtimeapi.NamespaceMode_NODE:
+		return runtime.NamespaceNode, nil
+	}
+	return "", invalid(field, "%v: a pod's %s is POD or NODE", m, what)
+}
+
 func sandboxNamespaces(o *runtimeapi.NamespaceOption) (runtime.NamespaceOptions, error) {
 	const field = "linux.security_context.namespace_options"
 	var ns runtime.NamespaceOptions
-	switch o.GetNetwork() {
-	case runtimeapi.NamespaceMode_POD:
-		ns.Network = runtime.NamespacePod
-	case runtimeapi.NamespaceMode_NODE:
-		ns.Network = runtime.NamespaceNode
-	default:
-		return ns, invalid(field+".network", "%v: a pod's network is POD or NODE", o.GetNetwork())
+	var err error
+	if ns.Network, err = podOrNode(o.GetNetwork(), field+".network", "network"); err != nil {
+		return ns, err
 	}
-	switch o.GetIpc() {
-	case runtimeapi.NamespaceMode_POD:
-		ns.IPC = runtime.NamespacePod
-	case runtimeapi.NamespaceMode_NODE:
-		ns.IPC = runtime.NamespaceNode
-	default:
-		return ns, invalid(field+".ipc", "%v: a pod's IPC is POD or NODE", o.GetIpc())
+	if ns.IPC, err = podOrNode(o.GetIpc(), field+".ipc", "IPC"); err != nil {
+		return ns, err
 	}
 	switch o.GetPid() {
 	case runtimeapi.NamespaceMode_CONTAINER:
