@@ -1,36 +1,17 @@
 package fake_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
+	"github.com/pelagos-containers/pelagos-agent/runtime/runtimetest"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // eventually polls cond; the deadline only bounds a broken test.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -72,7 +53,7 @@ func TestExecTerminal(t *testing.T) {
 	})
 	inR, inW := io.Pipe()
 	resize := make(chan runtime.TermSize)
-	var out syncBuffer
+	var out runtimetest.Buffer
 	done := make(chan int)
 	go func() {
 		code, err := f.Exec(context.Background(), c.ID, runtime.ExecOptions{Cmd: []string{"sh"}, TTY: true, Stdin: inR, Stdout: &out, Resize: resize})
@@ -104,7 +85,7 @@ func TestAttach(t *testing.T) {
 	ctx := context.Background()
 	f := fake.New()
 	_, plain := startOne(t, f, runtime.ContainerConfig{Stdin: true, StdinOnce: true})
-	var out, errb syncBuffer
+	var out, errb runtimetest.Buffer
 	inR, inW := io.Pipe()
 	ended := make(chan error, 1)
 	go func() {
@@ -144,7 +125,7 @@ func TestAttach(t *testing.T) {
 	if err := f2.Attach(ctx, tty.ID, runtime.AttachOptions{Stdout: io.Discard}); !errors.Is(err, runtime.ErrInvalidConfig) {
 		t.Errorf("attach without the container's tty: %v, want ErrInvalidConfig", err)
 	}
-	var a, b syncBuffer
+	var a, b runtimetest.Buffer
 	in, typist := io.Pipe()
 	resize := make(chan runtime.TermSize, 1)
 	actx, cancel := context.WithCancel(ctx)
@@ -156,11 +137,11 @@ func TestAttach(t *testing.T) {
 	// The echo is the terminal's output: every client sees it. It is
 	// waited for before the container writes, since the input's copy may
 	// run after a write made at once.
-	for _, buf := range []*syncBuffer{&a, &b} {
+	for _, buf := range []*runtimetest.Buffer{&a, &b} {
 		eventually(t, "the echo on every client", func() bool { return buf.String() == "hi\r\n" })
 	}
 	f2.Output(tty.ID, false, []byte("ok\n"))
-	for _, buf := range []*syncBuffer{&a, &b} {
+	for _, buf := range []*runtimetest.Buffer{&a, &b} {
 		eventually(t, "echo and output on every client", func() bool { return buf.String() == "hi\r\nok\r\n" })
 	}
 	eventually(t, "size recorded", func() bool { s, _ := f2.TermSize(tty.ID); return s.Width == 99 })

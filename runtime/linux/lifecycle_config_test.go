@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,26 +13,9 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/reconcile"
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/runtimetest"
 	"github.com/pelagos-containers/pelagos-agent/spec"
 )
-
-// syncBuffer is a bytes.Buffer safe for the loggers' concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const configPod = `apiVersion: v1
 kind: ConfigMap
@@ -76,7 +58,7 @@ stringData:
 // event or status.
 func TestLifecycleConfigMapAndSecretEndToEnd(t *testing.T) {
 	e := lifecycleRuntime(t)
-	var rtLog, recLog syncBuffer
+	var rtLog, recLog runtimetest.Buffer
 	cfg := e.cfg
 	cfg.Logger = zerolog.New(&rtLog).Level(zerolog.DebugLevel)
 	rt := openRuntime(t, &cfg)

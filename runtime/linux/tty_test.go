@@ -16,10 +16,11 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/crilog"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/attach"
+	"github.com/pelagos-containers/pelagos-agent/runtime/runtimetest"
 )
 
 // waitOutput waits until what was written to b matches re.
-func waitOutput(t *testing.T, what string, b *syncBuffer, re string) {
+func waitOutput(t *testing.T, what string, b *runtimetest.Buffer, re string) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(30 * time.Second)
@@ -34,8 +35,8 @@ func waitOutput(t *testing.T, what string, b *syncBuffer, re string) {
 // attachment is an Attach running in the background.
 type attachment struct {
 	in     *io.PipeWriter
-	out    syncBuffer
-	errOut syncBuffer
+	out    runtimetest.Buffer
+	errOut runtimetest.Buffer
 	resize chan runtime.TermSize
 	cancel context.CancelFunc
 	done   chan error
@@ -364,7 +365,7 @@ func waitAttached(t *testing.T, e *ctrEnv, id string, n int) {
 // execTTY is an Exec with a terminal running in the background.
 type execTTY struct {
 	in     *io.PipeWriter
-	out    syncBuffer
+	out    runtimetest.Buffer
 	resize chan runtime.TermSize
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -22,6 +22,7 @@ import (
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/fake"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
+	"github.com/pelagos-containers/pelagos-agent/runtime/runtimetest"
 	"github.com/pelagos-containers/pelagos-agent/runtime/streaming"
 )
 
@@ -338,7 +339,7 @@ func (k kubectl) run(t *testing.T, stdin io.Reader, args ...string) (string, str
 
 // start starts kubectl with its output on a pipe and its errors
 // collected; the deadline only bounds a hang.
-func (k kubectl) start(t *testing.T, args ...string) (*exec.Cmd, io.Reader, *syncBuffer) {
+func (k kubectl) start(t *testing.T, args ...string) (*exec.Cmd, io.Reader, *runtimetest.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -347,30 +348,12 @@ func (k kubectl) start(t *testing.T, args ...string) (*exec.Cmd, io.Reader, *syn
 	if err != nil {
 		t.Fatal(err)
 	}
-	errb := &syncBuffer{}
+	errb := &runtimetest.Buffer{}
 	cmd.Stderr = errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	return cmd, stdout, errb
-}
-
-// syncBuffer collects output written by one goroutine and read by another.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // eventually polls cond; the deadline only bounds a broken test.

@@ -18,6 +18,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
+	"github.com/pelagos-containers/pelagos-agent/runtime/runtimetest"
 )
 
 // TestKubectl drives the real kubectl against the handlers, once with its
@@ -130,7 +131,7 @@ func TestKubectl(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 				defer cancel()
 				cmd := k.command(ctx, "attach", p.sandbox.Pod.Name)
-				var out, errb syncBuffer
+				var out, errb runtimetest.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &errb
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
@@ -217,7 +218,7 @@ type ptyRun struct {
 	t    *testing.T
 	ptmx *os.File
 	cmd  interface{ Wait() error }
-	out  syncBuffer
+	out  runtimetest.Buffer
 	done chan struct{}
 	code int
 }
