@@ -1,13 +1,12 @@
 package helperbin
 
 import (
-	"bufio"
 	"os"
-	"strconv"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procmaps"
 )
 
 // dropResident takes the embedded bytes of helper n out of the agent's
@@ -69,28 +68,12 @@ func inPlace(name string) string {
 // inExecutable reports whether [first, last) lies in one read-only private
 // mapping of this process's executable (/proc/self/maps).
 func inExecutable(first, last uintptr) bool {
-	exe, err := os.Readlink("/proc/self/exe")
+	ranges, err := procmaps.Executable("r--p")
 	if err != nil {
 		return false
 	}
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[5] != exe || fields[1] != "r--p" {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		a, err1 := strconv.ParseUint(lo, 16, 64)
-		b, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 == nil && err2 == nil && uintptr(a) <= first && last <= uintptr(b) {
+	for _, r := range ranges {
+		if r.Start <= first && last <= r.End {
 			return true
 		}
 	}

@@ -4,14 +4,13 @@
 package resident
 
 import (
-	"bufio"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pelagos-containers/pelagos-agent/runtime/linux/procmaps"
 )
 
 // Release drops the executable's resident pages (DropExecutable). It
@@ -35,45 +34,18 @@ func Release() error {
 // are never touched: there MADV_DONTNEED would discard what was written.
 // It returns the bytes of the mappings it covered.
 func DropExecutable() (int, error) {
-	exe, err := os.Readlink("/proc/self/exe")
+	ranges, err := procmaps.Executable("r-xp", "r--p")
 	if err != nil {
-		return 0, err
-	}
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var ranges [][2]uintptr
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// address perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || fields[5] != exe || (fields[1] != "r-xp" && fields[1] != "r--p") {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fields[0], "-")
-		if !ok {
-			continue
-		}
-		a, err1 := strconv.ParseUint(lo, 16, 64)
-		b, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || b <= a {
-			continue
-		}
-		ranges = append(ranges, [2]uintptr{uintptr(a), uintptr(b)})
-	}
-	if err := sc.Err(); err != nil {
 		return 0, err
 	}
 	total := 0
 	for _, r := range ranges {
 		// By address: the ranges are not Go memory, and a slice over
 		// them is not needed to advise the kernel.
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED); errno != 0 {
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.Start, r.End-r.Start, unix.MADV_DONTNEED); errno != 0 {
 			return total, os.NewSyscallError("madvise", errno)
 		}
-		total += int(r[1] - r[0])
+		total += int(r.End - r.Start)
 	}
 	return total, nil
 }
