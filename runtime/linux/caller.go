@@ -13,7 +13,6 @@ import (
 
 	"github.com/pelagos-containers/pelagos-agent/runtime"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/cgroups"
-	"github.com/pelagos-containers/pelagos-agent/runtime/linux/netconf"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/record"
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/rootfs"
 )
@@ -41,15 +40,9 @@ func checkExternalNetwork(cfg *runtime.SandboxConfig, ns runtime.NamespaceOption
 // setupExternalNetwork is step 3 of a sandbox whose network the caller
 // makes: the namespace pinned by name, its loopback up, nothing else.
 func (r *Runtime) setupExternalNetwork(rec *sandboxRecord) error {
-	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
-		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
-	}
-	if err := r.crash(stepNetNS); err != nil {
-		return err
-	}
-	nsf, err := os.Open(rec.NetNSPath)
+	nsf, err := r.pinNetNS(rec)
 	if err != nil {
-		return fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
+		return err
 	}
 	defer nsf.Close()
 	h, err := netlink.NewHandleAt(netns.NsHandle(int(nsf.Fd())), unix.NETLINK_ROUTE)

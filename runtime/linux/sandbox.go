@@ -370,16 +370,26 @@ func (r *Runtime) lease(rec *sandboxRecord) error {
 	return r.crash(stepLease)
 }
 
-func (r *Runtime) setupNetwork(rec *sandboxRecord, bridge int) error {
+// pinNetNS pins the pause's network namespace by the sandbox's name and
+// opens it, for the network set-up that follows (ours or the caller's).
+func (r *Runtime) pinNetNS(rec *sandboxRecord) (*os.File, error) {
 	if _, err := netconf.PinNetNS(rec.Pause.PID, rec.NetNSName); err != nil {
-		return fmt.Errorf("create sandbox %s: %w", rec.ID, err)
+		return nil, fmt.Errorf("create sandbox %s: %w", rec.ID, err)
 	}
 	if err := r.crash(stepNetNS); err != nil {
-		return err
+		return nil, err
 	}
 	nsf, err := os.Open(rec.NetNSPath)
 	if err != nil {
-		return fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
+		return nil, fmt.Errorf("create sandbox %s: open netns: %w", rec.ID, err)
+	}
+	return nsf, nil
+}
+
+func (r *Runtime) setupNetwork(rec *sandboxRecord, bridge int) error {
+	nsf, err := r.pinNetNS(rec)
+	if err != nil {
+		return err
 	}
 	defer nsf.Close()
 	addr, err := netip.ParseAddr(rec.IP)
