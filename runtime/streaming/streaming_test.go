@@ -310,12 +310,15 @@ func TestWebSocketStreamsWaitForTheClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Protocol = []string{"v5.channel.k8s.io"}
+	// Taken before the dial, so that the time measured can only be longer
+	// than the server's since its handshake: a slow machine cannot make
+	// the check below fail, only a server that sends early.
+	opened := time.Now()
 	ws, err := websocket.DialConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	opened := time.Now()
 	var status []byte
 	for status == nil {
 		var msg []byte
