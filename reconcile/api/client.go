@@ -317,9 +317,16 @@ func (c *Client) watchEventsOnce(ctx context.Context, path string, q url.Values,
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
+		// One decoding serves the event, its version, and a Status's code.
 		var ev struct {
-			Type   string          `json:"type"`
-			Object json.RawMessage `json:"object"`
+			Type   string `json:"type"`
+			Object struct {
+				reconcile.Event
+				Code     int `json:"code"`
+				Metadata struct {
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+			} `json:"object"`
 		}
 		if err := dec.Decode(&ev); err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
@@ -327,35 +334,19 @@ func (c *Client) watchEventsOnce(ctx context.Context, path string, q url.Values,
 			}
 			return "", fmt.Errorf("event stream: %w", err)
 		}
-		var meta struct {
-			Code     int `json:"code"`
-			Metadata struct {
-				ResourceVersion string `json:"resourceVersion"`
-			} `json:"metadata"`
+		if rv := ev.Object.Metadata.ResourceVersion; rv != "" {
+			last = rv
 		}
-		_ = json.Unmarshal(ev.Object, &meta)
 		switch ev.Type {
 		case "ERROR":
-			if meta.Code == http.StatusGone {
+			if ev.Object.Code == http.StatusGone {
 				return "", nil
 			}
-			return "", fmt.Errorf("event stream: %s", ev.Object)
+			return "", fmt.Errorf("event stream: status %d: %s", ev.Object.Code, ev.Object.Message)
 		case "ADDED", "MODIFIED":
-		default:
-			if meta.Metadata.ResourceVersion != "" {
-				last = meta.Metadata.ResourceVersion
+			if err := fn(ev.Object.Event); err != nil {
+				return "", err
 			}
-			continue
-		}
-		if meta.Metadata.ResourceVersion != "" {
-			last = meta.Metadata.ResourceVersion
-		}
-		var obj reconcile.Event
-		if err := json.Unmarshal(ev.Object, &obj); err != nil {
-			return "", fmt.Errorf("event stream: %w", err)
-		}
-		if err := fn(obj); err != nil {
-			return "", err
 		}
 	}
 }
