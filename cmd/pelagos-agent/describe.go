@@ -582,7 +582,7 @@ func (w describer) env(pod *corev1.Pod, c *corev1.Container) {
 		case vf.FieldRef != nil:
 			w.line(3, "%s:\t%s (%s:%s)\n", e.Name, fieldValue(pod, vf.FieldRef.FieldPath), vf.FieldRef.APIVersion, vf.FieldRef.FieldPath)
 		case vf.ResourceFieldRef != nil:
-			w.line(3, "%s:\t%s (%s)\n", e.Name, resourceValue(c, vf.ResourceFieldRef), vf.ResourceFieldRef.Resource)
+			w.line(3, "%s:\t%s (%s)\n", e.Name, resourceValue(pod, c, vf.ResourceFieldRef), vf.ResourceFieldRef.Resource)
 		case vf.SecretKeyRef != nil:
 			r := vf.SecretKeyRef
 			w.line(3, "%s:\t<set to the key '%s' in secret '%s'>\tOptional: %t\n", e.Name, r.Key, r.Name, isTrue(r.Optional))
@@ -640,14 +640,18 @@ func fieldValue(pod *corev1.Pod, path string) string {
 }
 
 // resourceValue is a container's limit or request in the divisor's units,
-// rounded up, as the kubelet hands it to the container.
-func resourceValue(c *corev1.Container, r *corev1.ResourceFieldSelector) string {
+// rounded up, as the kubelet hands it to the container: an unset limit is
+// the pod-level limit, else the node's allocatable amount.
+func resourceValue(pod *corev1.Pod, c *corev1.Container, r *corev1.ResourceFieldSelector) string {
 	kind, name, _ := strings.Cut(r.Resource, ".")
 	list := c.Resources.Limits
 	if kind == "requests" {
 		list = c.Resources.Requests
 	}
 	q, ok := list[corev1.ResourceName(name)]
+	if !ok && kind == "limits" && pod.Spec.Resources != nil {
+		q, ok = pod.Spec.Resources.Limits[corev1.ResourceName(name)]
+	}
 	divisor := r.Divisor
 	if divisor.IsZero() {
 		divisor = resource.MustParse("1")
@@ -658,10 +662,18 @@ func resourceValue(c *corev1.Container, r *corev1.ResourceFieldSelector) string 
 		}
 		return "0"
 	}
-	if name == "cpu" {
-		return strconv.FormatInt((q.MilliValue()+divisor.MilliValue()-1)/divisor.MilliValue(), 10)
+	// a/b rounded up, never wrapping: quantities reach 8Ei.
+	ceil := func(a, b int64) string {
+		n := a / b
+		if a%b != 0 {
+			n++
+		}
+		return strconv.FormatInt(n, 10)
 	}
-	return strconv.FormatInt((q.Value()+divisor.Value()-1)/divisor.Value(), 10)
+	if name == "cpu" {
+		return ceil(q.MilliValue(), divisor.MilliValue())
+	}
+	return ceil(q.Value(), divisor.Value())
 }
 
 func (w describer) volumes(vs []corev1.Volume) {

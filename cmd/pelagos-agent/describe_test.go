@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/pelagos-containers/pelagos-agent/runtime/linux/linuxtest"
 )
 
@@ -280,4 +283,37 @@ func withoutAgentAnnotations(lines []string) []string {
 		out = append(out, kept...)
 	}
 	return out
+}
+
+// TestDescribeResourceValue: a resourceFieldRef shows what the container
+// gets — an unset limit is the pod-level one — and the largest quantities
+// divide without wrapping (8Ei−1 bytes in Mi used to print a negative
+// number).
+func TestDescribeResourceValue(t *testing.T) {
+	huge := resource.MustParse("9223372036854775807")
+	c := &corev1.Container{Resources: corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: huge},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}}}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Resources: &corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m")}}}}
+	for _, tc := range []struct{ ref, divisor, want string }{
+		{"limits.memory", "1Mi", "8796093022208"},
+		{"limits.memory", "", "9223372036854775807"},
+		{"requests.cpu", "1m", "250"},
+		{"requests.cpu", "", "1"},
+		{"limits.cpu", "", "2"},      // the pod's 1500m, rounded up
+		{"limits.cpu", "1m", "1500"}, // the pod's
+		{"requests.memory", "", "0"},
+	} {
+		r := &corev1.ResourceFieldSelector{Resource: tc.ref}
+		if tc.divisor != "" {
+			r.Divisor = resource.MustParse(tc.divisor)
+		}
+		if got := resourceValue(pod, c, r); got != tc.want {
+			t.Errorf("%s / %q = %s, want %s", tc.ref, tc.divisor, got, tc.want)
+		}
+	}
+	if got := resourceValue(&corev1.Pod{}, &corev1.Container{}, &corev1.ResourceFieldSelector{Resource: "limits.cpu"}); got != "node allocatable" {
+		t.Errorf("no limit anywhere: %s", got)
+	}
 }
